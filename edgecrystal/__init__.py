@@ -1,0 +1,11 @@
+"""edgecrystal: score protein crystallization images where they are taken."""
+
+__version__ = "0.1.0"
+
+# Bumped whenever decoding, resizing or the crop step changes what a model sees; a bundle
+# trained under another version is refused rather than silently fed different pixels.
+PREPROCESS_VERSION = "1"
+
+# MARCO's four classes, the default class list. The class list of a bundle is data
+# (bundle.json), never this constant.
+DEFAULT_CLASSES: tuple[str, ...] = ("clear", "crystals", "precipitate", "other")

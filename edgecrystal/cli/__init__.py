@@ -1,0 +1,65 @@
+"""The `edgecrystal` command. Each area registers its commands from its own module; those
+modules import only typer and the standard library at import time, so `--help` is instant and
+heavy libraries (TensorFlow, ONNX Runtime, TensorRT) load inside the command that needs them."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import EdgeCrystalError
+from . import bench, convert, data, runtime, train
+
+app = typer.Typer(
+    name="edgecrystal",
+    help="Score protein crystallization images where they are taken.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Score protein crystallization images where they are taken."""
+
+
+for area in (data, train, convert, runtime, bench):
+    area.register(app)
+
+
+@app.command("version")
+def version() -> None:
+    """Print edgecrystal's version."""
+    from .. import PREPROCESS_VERSION, __version__
+
+    typer.echo(f"edgecrystal {__version__} (preprocessing {PREPROCESS_VERSION})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: expected failures become one line on stderr and a non-zero exit."""
+    try:
+        app(args=argv, prog_name="edgecrystal", standalone_mode=False)
+    except EdgeCrystalError as exc:
+        _fail(str(exc), exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    except Exception as exc:
+        # Click's (or Typer's vendored Click's) usage errors: duck-typed so that both the
+        # Typer that bundles its own Click and older ones on JetPack images work.
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help(), file=sys.stderr)
+            sys.exit(2)
+        _fail(" ".join(exc.format_message().split()), exc.exit_code or 2)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"edgecrystal: error: {message}", file=sys.stderr)
+    sys.exit(code)

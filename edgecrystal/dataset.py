@@ -1,0 +1,125 @@
+"""Data set layouts: the project's own (labels.csv) and the common class-per-folder one.
+
+The project's layout (what `edgecrystal synth` writes, and what users can write for their data):
+
+    DATA/
+      labels.csv      image,mask,label[,style,plate,well,...]  paths relative to DATA
+      images/...      the well images (any format the decoder reads)
+      masks/...       one binary drop mask per image (PNG, 0 = background, >0 = drop)
+
+`mask` may be empty for images without one (the classifier can still train on them with
+--crop finder or none). The class-per-folder layout, as MARCO users have it, is accepted too:
+`DATA/<class>/*.jpg` or `DATA/train/<class>/*.jpg` (labels from folder names, no masks).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError, UsageError
+from .imageio import is_image_name
+
+LABELS_FILE = "labels.csv"
+REQUIRED_COLUMNS = ("image", "label")
+
+
+@dataclass(frozen=True)
+class Record:
+    image: Path
+    mask: Path | None
+    label: str | None
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Dataset:
+    root: Path
+    records: list[Record]
+    layout: str  # "labels.csv" or "class-folders"
+
+    @property
+    def classes_seen(self) -> list[str]:
+        return sorted({r.label for r in self.records if r.label})
+
+    def class_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(r.label or "" for r in self.records).items()))
+
+    def with_masks(self) -> list[Record]:
+        return [r for r in self.records if r.mask is not None]
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "root": str(self.root),
+            "layout": self.layout,
+            "images": len(self.records),
+            "with_masks": len(self.with_masks()),
+            "classes": self.class_counts(),
+        }
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    root = Path(path)
+    if not root.exists():
+        raise UsageError(f"data set {root} does not exist")
+    if not root.is_dir():
+        raise UsageError(f"data set {root} is a file, not a folder")
+    if (root / LABELS_FILE).is_file():
+        return _load_labels_csv(root)
+    for base in (root / "train", root):
+        if base.is_dir():
+            records = _load_class_folders(base)
+            if records:
+                return Dataset(root, records, "class-folders")
+    raise DataError(
+        f"{root} holds no {LABELS_FILE} and no class folders with images "
+        "(see docs/data.md for the layouts edgecrystal reads)"
+    )
+
+
+def _load_labels_csv(root: Path) -> Dataset:
+    path = root / LABELS_FILE
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            raise DataError(f"{path} lacks column(s) {', '.join(missing)} (has {columns})")
+        records = []
+        for row in reader:
+            image = (row.get("image") or "").strip()
+            if not image:
+                continue
+            mask = (row.get("mask") or "").strip()
+            label = (row.get("label") or "").strip() or None
+            meta = {k: (v or "") for k, v in row.items()
+                    if k not in ("image", "mask", "label") and k is not None}
+            records.append(Record(root / image, root / mask if mask else None, label, meta))
+    if not records:
+        raise DataError(f"{path} lists no images")
+    return Dataset(root, records, "labels.csv")
+
+
+def _load_class_folders(base: Path) -> list[Record]:
+    records = []
+    for cls_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        for img in sorted(cls_dir.rglob("*")):
+            if img.is_file() and is_image_name(img.name):
+                records.append(Record(img, None, cls_dir.name, {}))
+    return records
+
+
+def write_labels_csv(root: Path, rows: list[dict[str, str]], extra: list[str]) -> None:
+    """Write labels.csv with the required columns first, then `extra` metadata columns."""
+    from .atomic import write_text
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["image", "mask", "label", *extra],
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    write_text(root / LABELS_FILE, buf.getvalue())

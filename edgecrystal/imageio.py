@@ -1,0 +1,269 @@
+"""edgecrystal's one image decoder: a file in, RGB uint8 pixels out, or a typed error that says why.
+
+Imagers write JPEG, PNG, BMP and TIFF, 8- or 16-bit, greyscale, RGB or RGBA. Everything in the
+project (training, calibration, scoring, the daemon) reads images through `read_image` /
+`load_image`, so a quirk is handled once. The image's size is read from its header before any
+pixel is decoded: a 30000x30000 file is refused without allocating gigabytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import (
+    ImageEmpty,
+    ImageMissing,
+    ImageTooLarge,
+    ImageTruncated,
+    ImageUnreadable,
+    ImageUnsupported,
+    NotAnImage,
+)
+
+# 64 megapixels: four times the largest imager frame we know of (a 2532x2028 close-up is 5 MP).
+DEFAULT_MAX_PIXELS = 64_000_000
+# A compressed file larger than this is not a drop photo.
+MAX_FILE_BYTES = 1 << 30
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+@dataclass(frozen=True)
+class Header:
+    format: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """Decoded pixels plus what a result file records about the source file."""
+
+    pixels: np.ndarray  # HxWx3 uint8 RGB
+    sha256: str
+    size_bytes: int
+    format: str
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+def is_image_name(path: str | os.PathLike[str]) -> bool:
+    return str(path).lower().endswith(IMAGE_SUFFIXES)
+
+
+def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode `path` to HxWx3 uint8 RGB, or raise an `ImageError` subclass naming the reason."""
+    return load_image(path, max_pixels).pixels
+
+
+def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    data = _read_bytes(Path(path))
+    pixels, fmt = decode_image(data, path, max_pixels)
+    return LoadedImage(pixels, hashlib.sha256(data).hexdigest(), len(data), fmt)
+
+
+def decode_image(
+    data: bytes, name: object = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, str]:
+    """Decode encoded bytes; returns (RGB uint8 pixels, format name)."""
+    if not data:
+        raise ImageEmpty(name, "file is empty (0 bytes)")
+    header = read_header(data, name)
+    if header.width <= 0 or header.height <= 0:
+        raise NotAnImage(name, f"{header.format} header gives an impossible size "
+                               f"{header.width}x{header.height}")
+    if header.width * header.height > max_pixels:
+        raise ImageTooLarge(
+            name,
+            f"{header.width}x{header.height} pixels is over the limit of {max_pixels:,} "
+            "(refused before decoding)",
+        )
+    _check_complete(data, header, name)
+
+    import cv2  # deferred: keeps `edgecrystal --help` instant
+
+    buf = np.frombuffer(data, dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    if img is None:
+        raise ImageTruncated(name, f"{header.format} data is corrupt or cut short (decoder failed)")
+    return _to_rgb8(img, name), header.format
+
+
+def read_header(data: bytes, name: object = "<bytes>") -> Header:
+    """The format and pixel size from the first bytes of a file, without decoding pixels."""
+    if data[:3] == b"\xff\xd8\xff":
+        return _jpeg_header(data, name)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return _png_header(data, name)
+    if data[:2] == b"BM":
+        return _bmp_header(data, name)
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return _tiff_header(data, name)
+    raise NotAnImage(name, "not a JPEG, PNG, BMP or TIFF file (unknown signature)")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ImageMissing(path, "file does not exist") from None
+    except PermissionError:
+        raise ImageUnreadable(path, "permission denied") from None
+    if path.is_dir():
+        raise NotAnImage(path, "is a directory, not an image file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageTooLarge(path, f"file is {st.st_size:,} bytes, over {MAX_FILE_BYTES:,}")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageMissing(path, "file vanished while being read") from None
+    except PermissionError:
+        raise ImageUnreadable(path, "permission denied") from None
+    except OSError as exc:
+        raise ImageUnreadable(path, f"cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise ImageEmpty(path, "file is empty (0 bytes)")
+    return data
+
+
+def _jpeg_header(data: bytes, name: object) -> Header:
+    pos = 2
+    n = len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            raise NotAnImage(name, "JPEG marker structure is broken")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in _JPEG_SOF:
+            if pos + 9 > n:
+                break
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return Header("JPEG", width, height)
+        if marker == 0xDA:  # start of scan before any frame header
+            break
+        pos += 2 + length
+    raise ImageTruncated(name, "JPEG ends before its frame header (no image size found)")
+
+
+def _png_header(data: bytes, name: object) -> Header:
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise ImageTruncated(name, "PNG ends before its IHDR header")
+    width, height = struct.unpack(">II", data[16:24])
+    return Header("PNG", width, height)
+
+
+def _bmp_header(data: bytes, name: object) -> Header:
+    if len(data) < 26:
+        raise ImageTruncated(name, "BMP ends before its header")
+    (dib_size,) = struct.unpack("<I", data[14:18])
+    if dib_size == 12:
+        width, height = struct.unpack("<HH", data[18:22])
+    else:
+        width, height = struct.unpack("<ii", data[18:26])
+    return Header("BMP", abs(width), abs(height))
+
+
+def _tiff_header(data: bytes, name: object) -> Header:
+    endian = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")
+    try:
+        if big:
+            (ifd,) = struct.unpack(endian + "Q", data[8:16])
+            (count,) = struct.unpack(endian + "Q", data[ifd : ifd + 8])
+            entry_size, first, value_fmt = 20, ifd + 8, "Q"
+        else:
+            (ifd,) = struct.unpack(endian + "I", data[4:8])
+            (count,) = struct.unpack(endian + "H", data[ifd : ifd + 2])
+            entry_size, first, value_fmt = 12, ifd + 2, "I"
+        size: dict[int, int] = {}
+        for i in range(min(count, 4096)):
+            off = first + i * entry_size
+            tag, typ = struct.unpack(endian + "HH", data[off : off + 4])
+            if tag in (256, 257):
+                value_off = off + (12 if big else 8)
+                if typ == 3:  # SHORT: left-justified in the value field
+                    (value,) = struct.unpack(endian + "H", data[value_off : value_off + 2])
+                else:
+                    (value,) = struct.unpack(endian + value_fmt,
+                                             data[value_off : value_off + (8 if big else 4)])
+                size[tag] = value
+            if len(size) == 2:
+                return Header("TIFF", size[256], size[257])
+    except struct.error:
+        raise ImageTruncated(name, "TIFF ends inside its first directory") from None
+    raise NotAnImage(name, "TIFF directory has no image width/length")
+
+
+def _check_complete(data: bytes, header: Header, name: object) -> None:
+    """Refuse files cut short: OpenCV would otherwise fill the missing part with grey."""
+    if header.format == "JPEG":
+        sos = data.find(b"\xff\xda")
+        # Entropy-coded data never holds FF D9 (FF is stuffed), so an end-of-image marker after
+        # the first scan means the file was written to the end.
+        if sos < 0 or data.find(b"\xff\xd9", sos) < 0:
+            raise ImageTruncated(name, "JPEG is cut short (no end-of-image marker)")
+    elif header.format == "PNG":
+        if data.rfind(b"IEND", max(0, len(data) - 64)) < 0:
+            raise ImageTruncated(name, "PNG is cut short (no IEND chunk)")
+    elif header.format == "BMP":
+        offset, = struct.unpack("<I", data[10:14])
+        bpp, = struct.unpack("<H", data[28:30]) if len(data) >= 30 else (0,)
+        compression = struct.unpack("<I", data[30:34])[0] if len(data) >= 34 else 0
+        if bpp and compression in (0, 3):
+            stride = ((header.width * bpp + 31) // 32) * 4
+            if len(data) < offset + stride * header.height:
+                raise ImageTruncated(name, "BMP is cut short (fewer pixel rows than its header says)")
+
+
+def _to_rgb8(img: np.ndarray, name: object) -> np.ndarray:
+    import cv2
+
+    if img.dtype == np.uint16:
+        # Full-range scaling (65535 -> 255) with rounding; a plain cast would wrap.
+        img = ((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ImageUnsupported(name, f"pixel type {img.dtype} is not 8- or 16-bit integer")
+    if img.ndim == 2:
+        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
+    channels = img.shape[2]
+    if channels == 1:
+        return np.ascontiguousarray(np.repeat(img, 3, axis=2))
+    if channels == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if channels == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    raise ImageUnsupported(name, f"{channels} colour channels")
+
+
+def write_image(path: str | os.PathLike[str], rgb: np.ndarray, quality: int = 92) -> None:
+    """Encode RGB (or single-channel) uint8 pixels to `path`; the format follows the suffix."""
+    import cv2
+
+    arr = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    params: list[int] = []
+    if str(path).lower().endswith((".jpg", ".jpeg")):
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    ok, enc = cv2.imencode(Path(path).suffix or ".png", arr, params)
+    if not ok:
+        raise ImageUnsupported(path, "OpenCV could not encode this image")
+    Path(path).write_bytes(enc.tobytes())

@@ -1,0 +1,136 @@
+"""Keras model builders: the paper's U-Net finder and the Inception-V3 classifier.
+
+Both take uint8 NHWC pixels; scaling to the network's range is the first layer, so it is exported
+with the model into ONNX and TensorRT and no runtime can forget it. Imports Keras: training and
+conversion only, never the runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+INPUT_NAME = "pixels"
+FINDER_OUTPUT = "mask"
+CLASSIFIER_OUTPUT = "scores"
+# keras.applications.InceptionV3 refuses smaller inputs.
+MIN_INCEPTION_SIZE = 75
+
+
+def _keras() -> Any:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    return keras
+
+
+def build_finder(input_size: int = 512, base_filters: int = 64, depth: int = 4) -> Any:
+    """U-Net: `depth` down units (two 3x3 conv+BN+ReLU, 2x2 max pool, channels doubling), a
+    bottleneck, `depth` up units (2x2 up-convolution halving channels, skip concatenation, two
+    3x3 conv+BN+ReLU) and a 1x1 sigmoid conv giving the drop probability per pixel."""
+    keras = _keras()
+    layers = keras.layers
+    if input_size % (2**depth):
+        raise UsageError(f"finder input size {input_size} must be divisible by {2**depth}")
+
+    def conv_block(x: Any, filters: int, name: str) -> Any:
+        for i in (1, 2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = layers.ReLU(name=f"{name}_relu{i}")(x)
+        return x
+
+    inputs = keras.Input((input_size, input_size, 3), dtype="uint8", name=INPUT_NAME)
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    skips = []
+    for level in range(depth):
+        x = conv_block(x, base_filters * 2**level, f"down{level}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
+    x = conv_block(x, base_filters * 2**depth, "bottom")
+    for level in reversed(range(depth)):
+        filters = base_filters * 2**level
+        x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"up{level}")(x)
+        x = layers.Concatenate(name=f"skip{level}")([x, skips[level]])
+        x = conv_block(x, filters, f"upconv{level}")
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name=FINDER_OUTPUT, dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="finder_unet")
+
+
+def build_classifier(
+    num_classes: int,
+    input_size: int = 299,
+    imagenet_weights: str | Path | None = None,
+    dropout: float = 0.2,
+) -> Any:
+    """Inception-V3 (weights=None) with a new head for `num_classes`. With `imagenet_weights`
+    (the standard Keras no-top weights file, local), the backbone starts from ImageNet."""
+    keras = _keras()
+    layers = keras.layers
+    if input_size < MIN_INCEPTION_SIZE:
+        raise UsageError(f"classifier input size {input_size} is below Inception-V3's minimum "
+                         f"of {MIN_INCEPTION_SIZE}")
+    inputs = keras.Input((input_size, input_size, 3), dtype="uint8", name=INPUT_NAME)
+    # Inception-V3's own range: [-1, 1].
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
+    backbone = keras.applications.InceptionV3(
+        include_top=False, weights=None, input_shape=(input_size, input_size, 3), pooling="avg"
+    )
+    if imagenet_weights is not None:
+        load_backbone_weights(backbone, imagenet_weights)
+    x = backbone(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name=CLASSIFIER_OUTPUT,
+                           dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="classifier_inception_v3")
+
+
+def load_backbone_weights(backbone: Any, path: str | Path) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"ImageNet weights file {path} does not exist")
+    try:
+        backbone.load_weights(str(path))
+    except (ValueError, OSError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            f"{path} does not fit Inception-V3 without top "
+            f"(expected inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5): {first}"
+        ) from None
+
+
+def count_flops(model: Any) -> int:
+    """Multiply-adds x 2 of the conv and dense layers for one image (what the profiles compare)."""
+    total = 0
+    for layer in _walk(model):
+        cls = type(layer).__name__
+        if cls in ("Conv2D", "Conv2DTranspose"):
+            out = layer.output.shape
+            k = layer.kernel.shape  # kh, kw, in, out (Conv2DTranspose: kh, kw, out, in)
+            kh, kw = k[0], k[1]
+            cin = k[2] if cls == "Conv2D" else k[3]
+            cout = out[-1]
+            positions = out[1] * out[2] if cls == "Conv2D" else layer.input.shape[1] * layer.input.shape[2]
+            total += 2 * kh * kw * cin * cout * positions
+        elif cls == "Dense":
+            total += 2 * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
+    return int(total)
+
+
+def _walk(model: Any) -> Any:
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _walk(layer)
+        else:
+            yield layer
+
+
+def load_model(path: str | Path) -> Any:
+    keras = _keras()
+    return keras.models.load_model(str(path), compile=False)
