@@ -16,3 +16,36 @@ def real_samples() -> Path:
     if not (REAL_SAMPLES / "labels.csv").is_file():
         pytest.skip("../shared/real-samples is not beside this checkout")
     return REAL_SAMPLES
+
+
+def build_untrained_bundle(root: Path, finder_size: int = 64, classifier_size: int = 75) -> Path:
+    """A bundle with tiny, untrained (seeded) Keras models: enough for export, conversion and
+    runtime plumbing tests that need real models but no accuracy."""
+    from edgecrystal import DEFAULT_CLASSES
+    from edgecrystal.bundle import Bundle
+    from edgecrystal.models import _keras, build_classifier, build_finder
+
+    _keras().utils.set_random_seed(0)
+    bundle = Bundle.open(root, create=True, classes=DEFAULT_CLASSES)
+    finder = build_finder(finder_size, base_filters=4, depth=4)
+    classifier = build_classifier(len(DEFAULT_CLASSES), classifier_size)
+    finder.save(root / "finder.keras")
+    classifier.save(root / "classifier.keras")
+    bundle.section("finder").update(
+        {"model": "finder.keras", "input_size": finder_size, "base_filters": 4, "depth": 4,
+         "profile": "untrained", "threshold": 0.5}
+    )
+    bundle.section("classifier").update(
+        {"model": "classifier.keras", "input_size": classifier_size, "crop": "finder",
+         "margin": 0.05, "profile": "untrained"}
+    )
+    bundle.register_file("finder.keras")
+    bundle.register_file("classifier.keras")
+    bundle.save()
+    return root
+
+
+@pytest.fixture(scope="session")
+def untrained_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Session-wide untrained tiny bundle (Keras files only). Copy it before changing it."""
+    return build_untrained_bundle(tmp_path_factory.mktemp("untrained") / "bundle")
