@@ -113,8 +113,9 @@ def _load_class_folders(base: Path) -> list[Record]:
 
 def write_labels_csv(root: Path, rows: list[dict[str, str]], extra: list[str]) -> None:
     """Write labels.csv with the required columns first, then `extra` metadata columns."""
-    from .atomic import write_text
     import io
+
+    from .atomic import write_text
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["image", "mask", "label", *extra],

@@ -232,7 +232,7 @@ def _check_complete(data: bytes, header: Header, name: object) -> None:
         if bpp and compression in (0, 3):
             stride = ((header.width * bpp + 31) // 32) * 4
             if len(data) < offset + stride * header.height:
-                raise ImageTruncated(name, "BMP is cut short (fewer pixel rows than its header says)")
+                raise ImageTruncated(name, "BMP is cut short (fewer rows than its header says)")
 
 
 def _to_rgb8(img: np.ndarray, name: object) -> np.ndarray:

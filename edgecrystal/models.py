@@ -116,7 +116,9 @@ def count_flops(model: Any) -> int:
             kh, kw = k[0], k[1]
             cin = k[2] if cls == "Conv2D" else k[3]
             cout = out[-1]
-            positions = out[1] * out[2] if cls == "Conv2D" else layer.input.shape[1] * layer.input.shape[2]
+            # A transposed conv does its multiply-adds once per input position.
+            grid = out if cls == "Conv2D" else layer.input.shape
+            positions = grid[1] * grid[2]
             total += 2 * kh * kw * cin * cout * positions
         elif cls == "Dense":
             total += 2 * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])

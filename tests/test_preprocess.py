@@ -1,0 +1,110 @@
+"""The crop step (shared by training and runtime): masks with known boxes, empty masks, blobs."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecrystal import preprocess
+from edgecrystal.preprocess import crop_drop, drop_region, finder_input, full_image, mask_to_image
+
+
+def _image(h: int = 200, w: int = 300) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(30, 250, (h, w, 3), dtype=np.uint8)
+
+
+def test_known_box_without_margin() -> None:
+    img = _image()
+    mask = np.zeros(img.shape[:2], np.float32)
+    mask[50:110, 100:220] = 1.0
+    crop = crop_drop(img, mask, 96, margin=0.0)
+    assert crop.found
+    assert crop.box == (100, 50, 220, 110)
+    assert crop.area == 60 * 120
+    assert crop.pixels.shape == (96, 96, 3) and crop.pixels.dtype == np.uint8
+
+
+def test_margin_grows_box_and_clips_at_borders() -> None:
+    img = _image()
+    mask = np.zeros(img.shape[:2], np.uint8)
+    mask[0:100, 250:300] = 1  # touches the top and right edges
+    crop = crop_drop(img, mask, 64, margin=0.1)
+    x0, y0, x1, y1 = crop.box
+    assert (x0, y0, x1, y1) == (245, 0, 300, 110)
+
+
+def test_background_is_masked_inside_the_box() -> None:
+    img = np.full((100, 100, 3), 200, np.uint8)
+    mask = np.zeros((100, 100), np.uint8)
+    cv2.circle(mask, (50, 50), 30, 1, thickness=-1)
+    crop = crop_drop(img, mask, 61, margin=0.0)
+    # Corners of the circle's box are outside the drop: masked to the background value.
+    assert crop.pixels[0, 0].tolist() == [preprocess.BACKGROUND] * 3
+    assert crop.pixels[30, 30].tolist() == [200, 200, 200]
+
+
+def test_largest_component_wins_among_several_blobs() -> None:
+    img = _image()
+    mask = np.zeros(img.shape[:2], np.uint8)
+    mask[10:30, 10:30] = 1  # small blob
+    mask[80:180, 150:290] = 1  # the drop
+    mask[150:170, 20:40] = 1  # another small blob
+    crop = crop_drop(img, mask, 64, margin=0.0)
+    assert crop.box == (150, 80, 290, 180)
+    assert crop.area == 100 * 140
+
+
+def test_holes_are_filled() -> None:
+    mask = np.zeros((100, 100), np.uint8)
+    cv2.circle(mask, (50, 50), 40, 1, thickness=-1)
+    cv2.circle(mask, (50, 50), 10, 0, thickness=-1)  # a bubble inside the drop
+    region = drop_region(mask)
+    assert region is not None and region[50, 50]
+
+
+def test_empty_mask_falls_back_to_whole_image() -> None:
+    img = _image()
+    crop = crop_drop(img, np.zeros(img.shape[:2], np.float32), 80)
+    assert not crop.found and crop.area == 0
+    assert crop.box == (0, 0, 300, 200)
+    assert crop.pixels.shape == (80, 80, 3)
+
+
+def test_no_mask_and_speck_fall_back() -> None:
+    img = _image()
+    assert not crop_drop(img, None, 80).found
+    speck = np.zeros(img.shape[:2], np.uint8)
+    speck[5:7, 5:7] = 1  # dust-sized: not a drop
+    assert not crop_drop(img, speck, 80).found
+
+
+def test_threshold_applies_to_probabilities() -> None:
+    img = _image()
+    prob = np.zeros(img.shape[:2], np.float32)
+    prob[40:160, 40:160] = 0.4
+    prob[60:140, 60:140] = 0.9
+    assert crop_drop(img, prob, 64, threshold=0.5, margin=0.0).box == (60, 60, 140, 140)
+    assert crop_drop(img, prob, 64, threshold=0.3, margin=0.0).box == (40, 40, 160, 160)
+
+
+def test_square_padding_keeps_aspect() -> None:
+    img = np.full((100, 200, 3), 255, np.uint8)
+    crop = full_image(img, 100)
+    # 200x100 padded to 200x200: top and bottom quarters are background.
+    assert crop.pixels[5, 50].tolist() == [0, 0, 0]
+    assert crop.pixels[50, 50].tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_finder_input_and_mask_back(size: int) -> None:
+    img = _image(240, 320)
+    x = finder_input(img, size)
+    assert x.shape == (size, size, 3) and x.dtype == np.uint8
+    prob = np.zeros((size, size, 1), np.float32)
+    prob[size // 4 : size // 2, size // 4 : size // 2] = 1
+    back = mask_to_image(prob, 240, 320)
+    assert back.shape == (240, 320)
+    ys, xs = np.nonzero(back >= 0.5)
+    assert abs(ys.min() - 60) <= 3 and abs(xs.min() - 80) <= 3
