@@ -1,0 +1,1 @@
+"""`edgecrystal bench`: latency reports shaped like trtexec's performance summary."""

@@ -1,0 +1,103 @@
+"""What machine a benchmark ran on, and how fast it can multiply: the floor of every figure."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+LIBRARIES = ("edgecrystal", "numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu",
+             "tensorflow-cpu", "tensorflow", "keras", "tensorrt", "cuda-python", "pycuda")
+
+
+def describe() -> dict[str, Any]:
+    """CPU, memory, OS, GPU (where one is visible) and library versions, for the report's JSON."""
+    return {
+        "hostname": platform.node(),
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gib": _memory_gib(),
+        "gpu": _gpu(),
+        "jetson": _jetson_model(),
+        "libraries": _versions(),
+    }
+
+
+def measure_cpu_peak_gflops(size: int = 1024, repeats: int = 5) -> float:
+    """Best float32 matrix-multiply rate numpy's BLAS reaches here, in GFLOP/s (all threads).
+
+    This is the practical ceiling a convolution network can approach on this CPU in FP32; the
+    report divides a model's FLOPs by it to give each backend's floor latency.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    a @ b  # warm the BLAS threads
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size**3 / best / 1e9
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _gpu() -> str | None:
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total",
+                              "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+
+
+def _jetson_model() -> str | None:
+    path = Path("/proc/device-tree/model")
+    try:
+        return path.read_text().strip("\x00\n ") if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found

@@ -1,0 +1,184 @@
+"""A benchmark report: JSON for machines, a trtexec-like table for people, a PNG for slides.
+
+The report is built from raw timings (milliseconds per image per stage, plus wall time), so the
+arithmetic can be checked on known numbers without running any model.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .stats import UNSTABLE_CV, ratio, summarize, throughput
+
+SCHEMA = "edgecrystal-bench/1"
+STAGES = ("read", "finder", "crop", "classifier", "write")
+GPU_STAGES = ("h2d", "compute", "d2h")
+MODEL_STAGES = ("finder", "classifier")
+# When the stages around the models take more than this share of the time, the pipeline is
+# bound by decoding/cropping/writing rather than by inference.
+NON_MODEL_BOUND = 0.5
+MIN_SAMPLES = 20
+
+
+@dataclass
+class RunTimings:
+    """What one backend/precision measured: per-image milliseconds for each stage."""
+
+    backend: str
+    precision: str
+    batch: int
+    wall_s: float
+    stages_ms: dict[str, list[float]]  # stage -> one value per image
+    end_to_end_ms: list[float]  # per image (batch latency / batch size where batched)
+    gpu_ms: dict[str, list[float]] = field(default_factory=dict)  # h2d/compute/d2h per batch
+    flops: dict[str, int] = field(default_factory=dict)  # per image, per model
+    note: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}/{self.precision}"
+
+
+def build_report(
+    runs: list[RunTimings],
+    *,
+    machine: dict[str, Any],
+    peak_gflops: float | None,
+    config: dict[str, Any],
+    baseline: str = "keras",
+) -> dict[str, Any]:
+    """Assemble the JSON report: summaries, ratios to the baseline, floors, warnings."""
+    base = next((r for r in runs if r.backend == baseline), None)
+    base_median = summarize(base.end_to_end_ms)["median"] if base else None
+    out_runs = []
+    for run in runs:
+        e2e = summarize(run.end_to_end_ms)
+        latency = {"end_to_end": e2e}
+        for stage in STAGES:
+            if run.stages_ms.get(stage):
+                latency[stage] = summarize(run.stages_ms[stage])
+        for stage in GPU_STAGES:
+            if run.gpu_ms.get(stage):
+                latency[stage] = summarize(run.gpu_ms[stage])
+        model_ms = sum(latency[s]["median"] for s in MODEL_STAGES if s in latency)
+        total_flops = sum(run.flops.values())
+        floor_ms = None
+        if peak_gflops and total_flops:
+            floor_ms = total_flops / (peak_gflops * 1e9) * 1e3
+        entry: dict[str, Any] = {
+            "backend": run.backend,
+            "precision": run.precision,
+            "batch": run.batch,
+            "images": len(run.end_to_end_ms),
+            "wall_s": run.wall_s,
+            "throughput_ips": throughput(len(run.end_to_end_ms), run.wall_s),
+            "latency_ms": latency,
+            "flops_per_image": dict(run.flops, total=total_flops),
+            "floor_ms": floor_ms,
+            "model_ms": model_ms,
+            # Share of the machine's measured FP32 peak the models reach (INT8 can exceed 1).
+            "peak_fraction": (floor_ms / model_ms) if (floor_ms and model_ms) else None,
+            "ratio_vs_baseline": (ratio(base_median, e2e["median"]) if base_median else None),
+            "note": run.note,
+        }
+        entry["warnings"] = _warnings(entry)
+        out_runs.append(entry)
+    return {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "peak_gflops_fp32": peak_gflops,
+        "baseline": baseline if base else None,
+        "config": config,
+        "runs": out_runs,
+    }
+
+
+def _warnings(entry: dict[str, Any]) -> list[str]:
+    notes = []
+    lat = entry["latency_ms"]
+    if entry["images"] < MIN_SAMPLES:
+        notes.append(f"only {entry['images']} samples: percentiles above p90 are rough "
+                     "(raise --iterations)")
+    for stage, summary in lat.items():
+        if summary["cv"] > UNSTABLE_CV and summary["count"] >= 3:
+            notes.append(f"unstable {stage} latency: coefficient of variation "
+                         f"{summary['cv']:.0%} > {UNSTABLE_CV:.0%} (other load on the machine?)")
+    e2e = lat["end_to_end"]["median"]
+    other = sum(lat[s]["median"] for s in ("read", "crop", "write") if s in lat)
+    if e2e > 0 and other / e2e > NON_MODEL_BOUND:
+        notes.append(f"bound by reading/cropping/writing ({other / e2e:.0%} of end-to-end), "
+                     "not by the models")
+    if "compute" in lat and "h2d" in lat:
+        transfer = lat["h2d"]["median"] + lat.get("d2h", {"median": 0.0})["median"]
+        if transfer > lat["compute"]["median"]:
+            notes.append("bound by host<->device copies, not by GPU compute")
+    return notes
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The human-readable report: one trtexec-like block per run, then a comparison."""
+    lines = []
+    cols = ("min", "mean", "median", "p90", "p95", "p99", "max")
+    for run in report["runs"]:
+        lines.append(f"=== Performance summary: {run['backend']} {run['precision']} "
+                     f"(batch {run['batch']}, {run['images']} images) ===")
+        lines.append(f"Throughput: {run['throughput_ips']:.2f} images/s")
+        lines.append(f"{'Latency (ms)':<14}" + "".join(f"{c:>9}" for c in cols))
+        for stage, s in run["latency_ms"].items():
+            lines.append(f"  {stage:<12}" + "".join(f"{s[c]:9.2f}" for c in cols))
+        if run["ratio_vs_baseline"] is not None:
+            lines.append(f"vs {report['baseline']}: {run['ratio_vs_baseline']:.2f}x "
+                         "(median end-to-end)")
+        if run["floor_ms"]:
+            lines.append(
+                f"Floor: {run['floor_ms']:.2f} ms of model compute at the measured FP32 peak "
+                f"({report['peak_gflops_fp32']:.0f} GFLOP/s); models take "
+                f"{run['model_ms']:.2f} ms ({run['peak_fraction']:.0%} of peak)"
+            )
+        for warning in run["warnings"]:
+            lines.append(f"[W] {warning}")
+        lines.append("")
+    lines.append(f"{'run':<24}{'img/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'ratio':>8}")
+    for run in report["runs"]:
+        e2e = run["latency_ms"]["end_to_end"]
+        r = run["ratio_vs_baseline"]
+        lines.append(f"{run['backend'] + '/' + run['precision']:<24}"
+                     f"{run['throughput_ips']:9.2f}{e2e['median']:9.2f}{e2e['p95']:9.2f}"
+                     f"{(f'{r:.2f}x' if r is not None else '-'):>8}")
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], runs: list[RunTimings], path: Path) -> bool:
+    """Latency distributions per backend (box plots) and stage medians (stacked bars).
+
+    Returns False when matplotlib is not installed (the runtime-only install on a Jetson)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = [r.name for r in runs]
+    ax1.boxplot([r.end_to_end_ms for r in runs], orientation="horizontal", showfliers=True)
+    ax1.set_yticks(range(1, len(names) + 1), names)
+    ax1.set_xlabel("end-to-end latency per image (ms)")
+    ax1.set_title("Latency distribution")
+    left = [0.0] * len(runs)
+    for stage in STAGES:
+        medians = [rep["latency_ms"].get(stage, {"median": 0.0})["median"]
+                   for rep in report["runs"]]
+        ax2.barh(names, medians, left=left, label=stage)
+        left = [a + b for a, b in zip(left, medians, strict=True)]
+    ax2.set_xlabel("median ms per image")
+    ax2.set_title("Where the time goes")
+    ax2.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

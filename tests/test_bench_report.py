@@ -1,0 +1,73 @@
+"""The bench report's arithmetic on known timings: percentiles, throughput, ratios, warnings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecrystal.bench.report import RunTimings, build_report, format_table, plot
+from edgecrystal.bench.stats import percentile, ratio, summarize, throughput
+
+
+def test_percentiles_match_numpy_linear_method() -> None:
+    rng = np.random.default_rng(3)
+    xs = rng.gamma(2.0, 10.0, 101).tolist()
+    for q in (0, 50, 90, 95, 99, 100):
+        assert percentile(xs, q) == pytest.approx(float(np.percentile(xs, q)))
+
+
+def test_summary_on_known_values() -> None:
+    s = summarize([1.0, 2.0, 3.0, 4.0, 10.0])
+    assert (s["min"], s["max"], s["mean"], s["median"]) == (1.0, 10.0, 4.0, 3.0)
+    assert s["p90"] == pytest.approx(7.6)  # 4 + 0.6 * (10 - 4)
+    assert s["std"] == pytest.approx(np.std([1, 2, 3, 4, 10]))
+    assert s["cv"] == pytest.approx(s["std"] / 4.0)
+
+
+def test_throughput_and_ratio() -> None:
+    assert throughput(96, 8.0) == 12.0
+    assert ratio(100.0, 20.0) == 5.0
+    with pytest.raises(ValueError):
+        throughput(1, 0)
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def _run(backend: str, e2e: list[float], **stages: list[float]) -> RunTimings:
+    return RunTimings(backend, "fp32", 1, wall_s=sum(e2e) / 1000, stages_ms=stages,
+                      end_to_end_ms=e2e, flops={"finder": 2_000_000_000, "classifier": 0})
+
+
+def test_report_ratios_floor_and_warnings(tmp_path: Path) -> None:
+    keras = _run("keras", [100.0] * 30, read=[5.0] * 30, finder=[60.0] * 30,
+                 classifier=[30.0] * 30, crop=[5.0] * 30)
+    ort = _run("onnxruntime", [20.0] * 30, read=[12.0] * 30, finder=[4.0] * 30,
+               classifier=[2.0] * 30, crop=[2.0] * 30)
+    report = build_report([keras, ort], machine={"cpu": "test"}, peak_gflops=100.0,
+                          config={"batch": 1})
+    k, o = report["runs"]
+    assert k["ratio_vs_baseline"] == 1.0 and o["ratio_vs_baseline"] == 5.0
+    assert o["throughput_ips"] == pytest.approx(50.0)
+    # 2 GFLOP at 100 GFLOP/s = 20 ms floor; ORT's models take 6 ms -> above the FP32 peak.
+    assert o["floor_ms"] == pytest.approx(20.0)
+    assert o["model_ms"] == pytest.approx(6.0)
+    assert o["peak_fraction"] == pytest.approx(20.0 / 6.0)
+    assert any("bound by reading" in w for w in o["warnings"])
+    assert not any("bound by reading" in w for w in k["warnings"])
+    json.dumps(report)  # serialisable
+    table = format_table(report)
+    assert "Performance summary: onnxruntime fp32" in table and "5.00x" in table
+    assert plot(report, [keras, ort], tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_unstable_and_few_samples_warned() -> None:
+    noisy = _run("onnxruntime", [10.0, 30.0, 10.0, 50.0, 12.0])
+    report = build_report([noisy], machine={}, peak_gflops=None, config={})
+    warnings = report["runs"][0]["warnings"]
+    assert any("unstable end_to_end" in w for w in warnings)
+    assert any("only 5 samples" in w for w in warnings)
+    assert report["baseline"] is None and report["runs"][0]["ratio_vs_baseline"] is None
