@@ -1,0 +1,155 @@
+"""Write a synthetic data set in the project's layout (labels.csv, images/, masks/).
+
+Every image has its own random generator seeded from (seed, index), so the files do not
+depend on how the work is split between processes: same seed and arguments, same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .. import DEFAULT_CLASSES
+from ..dataset import Dataset, load_dataset, write_labels_csv
+from ..errors import UsageError
+from .contents import check_classes
+from .styles import STYLES
+
+IMAGE_DIR = "images"
+MASK_DIR = "masks"
+JPEG_QUALITY = 92
+ROWS = "ABCDEFGH"
+COLUMNS = ("style", "plate", "well", "habit", "size", "drop_shape", "drop_fraction", "bubbles")
+
+
+def check_styles(styles: Sequence[str] | None) -> tuple[str, ...]:
+    if not styles:
+        return STYLES
+    names = tuple(s.strip() for s in styles if s.strip())
+    unknown = [s for s in names if s not in STYLES]
+    if unknown or not names:
+        raise UsageError(f"unknown style {', '.join(unknown) or '(empty)'} "
+                         f"(choose from {', '.join(STYLES)})")
+    return tuple(dict.fromkeys(names))
+
+
+def image_rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
+
+
+def assignments(n: int, seed: int, classes: Sequence[str],
+                styles: Sequence[str]) -> list[tuple[str, str]]:
+    """Balanced labels and styles, shuffled by the seed: (label, style) per index."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
+    labels = [classes[i % len(classes)] for i in range(n)]
+    rng.shuffle(labels)
+    # Styles are balanced within every class, so no style predicts a label.
+    out: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    offset = {c: int(rng.integers(0, len(styles))) for c in classes}
+    for label in labels:
+        k = seen.get(label, 0)
+        seen[label] = k + 1
+        out.append((label, styles[(k + offset[label]) % len(styles)]))
+    return out
+
+
+def _render_one(job: tuple[Path, int, int, int, str, str]) -> dict[str, str]:
+    import cv2
+
+    from ..imageio import write_image
+    from .well import render_well
+
+    out, seed, index, size, label, style = job
+    cv2.setNumThreads(1)  # the pool already uses every core; nested threads only contend
+    rgb, mask, meta = render_well(image_rng(seed, index), size, label, style)
+    name = f"synth_{index:06d}"
+    image = f"{IMAGE_DIR}/{name}.jpg"
+    mask_path = f"{MASK_DIR}/{name}.png"
+    write_image(out / image, rgb, quality=JPEG_QUALITY)
+    write_image(out / mask_path, mask.astype(np.uint8) * 255)
+    plate = f"synth-{seed}-{index // 96:04d}"
+    well = f"{ROWS[(index % 96) // 12]}{index % 12 + 1:02d}"
+    return {"image": image, "mask": mask_path, "label": label, "plate": plate, "well": well,
+            **meta}
+
+
+def default_workers(n: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 1 if n < 32 else max(1, min(4, cores or 1))
+
+
+def generate_dataset(out: Path, n: int, seed: int = 0, size: int = 512,
+                     classes: Sequence[str] = DEFAULT_CLASSES,
+                     styles: Sequence[str] | None = None, progress: bool = False,
+                     workers: int | None = None) -> Dataset:
+    """Write n synthetic well images with drop masks and labels to `out`; return the data set."""
+    out = Path(out)
+    if n <= 0:
+        raise UsageError(f"--n must be at least 1 (got {n})")
+    if size < 64 or size > 4096:
+        raise UsageError(f"--size must be between 64 and 4096 pixels (got {size})")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file, not a folder")
+    names = check_classes(classes)
+    style_names = check_styles(styles)
+    (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    (out / MASK_DIR).mkdir(parents=True, exist_ok=True)
+    jobs = [(out, seed, i, size, label, style)
+            for i, (label, style) in enumerate(assignments(n, seed, names, style_names))]
+    workers = default_workers(n) if workers is None else max(1, workers)
+    rows = _run(jobs, workers, progress)
+    write_labels_csv(out, rows, list(COLUMNS))
+    return load_dataset(out)
+
+
+def _run(jobs: list, workers: int, progress: bool) -> list[dict[str, str]]:
+    bar = _progress_bar(len(jobs)) if progress else None
+    rows: list[dict[str, str]] = []
+    try:
+        if workers == 1:
+            for job in jobs:
+                rows.append(_render_one(job))
+                if bar:
+                    bar.advance()
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for row in pool.map(_render_one, jobs, chunksize=8):
+                    rows.append(row)
+                    if bar:
+                        bar.advance()
+    finally:
+        if bar:
+            bar.close()
+    return rows
+
+
+class _Bar:
+    def __init__(self, total: int, what: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress("[progress.description]{task.description}", BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task(what, total=total)
+
+    def advance(self) -> None:
+        self.progress.advance(self.task)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def _progress_bar(total: int, what: str = "synth") -> _Bar:
+    return _Bar(total, what)

@@ -1,0 +1,89 @@
+"""MARCO's "other": phase separation (oily droplets), skin (wrinkled film), spherulites (radial
+urchins) and junk (fibres, debris). Some of them, small spherulites and dense oil droplets,
+look a little like precipitate on purpose: the real class boundary is fuzzy too."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .fields import smooth_noise
+from .layers import BROWN, GREY, Layers, circle, fill, line, points_in, polyline
+
+KINDS = ("phase", "skin", "spherulites", "junk")
+
+
+def draw(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: float,
+         kind: str | None = None) -> dict[str, str]:
+    kind = kind or str(rng.choice(KINDS))
+    {"phase": _phase, "skin": _skin, "spherulites": _spherulites, "junk": _junk}[kind](
+        rng, layers, mask, radius)
+    return {"habit": kind, "size": ""}
+
+
+def _phase(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: float) -> None:
+    """Oil droplets: dark-ringed discs with bright centres, sizes spread over a decade."""
+    ring, core, hi = layers.scratch(), layers.scratch(), layers.scratch()
+    n = int(rng.integers(8, 120))
+    rmax = radius * rng.uniform(0.04, 0.16)
+    weight = smooth_noise(rng, layers.h, layers.w, 4) ** 2
+    for c in points_in(rng, mask, n, weight):
+        r = max(rmax * rng.uniform(0.08, 1.0) ** 2, 1.2 * layers.scale)
+        circle(core, c, r, 255)
+        circle(ring, c, r, 255, max(1, int(r * 0.25)))
+        circle(hi, c + r * 0.15, r * 0.4, 255)
+    blur = 0.6 * layers.scale
+    layers.add(core, GREY, rng.uniform(0.02, 0.1), blur)
+    layers.add(ring, BROWN if rng.random() < 0.5 else GREY, rng.uniform(0.4, 0.75), blur)
+    layers.add_glow(hi, rng.uniform(0.03, 0.1), blur * 2)
+
+
+def _skin(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: float) -> None:
+    """A protein skin: a faint film with wrinkle lines (contours of a smooth field)."""
+    import cv2
+
+    field = smooth_noise(rng, layers.h, layers.w, int(rng.integers(4, 10)))
+    folds = np.cos(2 * np.pi * field * rng.uniform(3, 8)) ** 2
+    lines = folds ** rng.uniform(30, 90)
+    cover = smooth_noise(rng, layers.h, layers.w, 3)
+    region = np.clip((cover - rng.uniform(0.1, 0.5)) * 4, 0, 1)
+    shade = cv2.GaussianBlur(np.cos(2 * np.pi * field * 3) * 0.5 + 0.5, (0, 0), 3 * layers.scale)
+    layers.add(region * lines, BROWN, rng.uniform(0.35, 0.7), 0.8 * layers.scale)
+    layers.add(region * shade, BROWN, rng.uniform(0.05, 0.15))
+
+
+def _spherulites(rng: np.random.Generator, layers: Layers, mask: np.ndarray,
+                 radius: float) -> None:
+    """Radial urchins: many spokes from a dense core."""
+    img = layers.scratch()
+    few = rng.random() < 0.5
+    n = int(rng.integers(1, 6) if few else rng.integers(8, 40))
+    rmax = radius * (rng.uniform(0.08, 0.2) if few else rng.uniform(0.02, 0.06))
+    for c in points_in(rng, mask, n):
+        r = max(rmax * rng.uniform(0.5, 1.0), 3 * layers.scale)
+        spokes = int(np.clip(r * 1.5, 12, 90))
+        a = rng.uniform(0, 2 * np.pi, spokes)
+        length = r * rng.uniform(0.5, 1.0, spokes)
+        for ai, li in zip(a, length, strict=False):
+            line(img, c, c + li * np.array([np.cos(ai), np.sin(ai)]), int(rng.integers(90, 220)))
+        circle(img, c, r * 0.25, 230)
+    layers.add(img, BROWN if rng.random() < 0.5 else GREY, rng.uniform(0.45, 0.8),
+               0.6 * layers.scale)
+
+
+def _junk(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: float) -> None:
+    """Fibres (long wandering threads) and debris (dark irregular flakes)."""
+    img = layers.scratch()
+    for start in points_in(rng, mask, int(rng.integers(1, 4))):
+        steps = int(rng.integers(8, 30))
+        heading = rng.uniform(0, 2 * np.pi)
+        turns = np.cumsum(rng.normal(0, 0.25, steps)) + heading
+        step = radius * rng.uniform(0.03, 0.07)
+        path = start + np.cumsum(step * np.stack([np.cos(turns), np.sin(turns)], 1), axis=0)
+        polyline(img, path, int(rng.integers(150, 256)), int(rng.integers(1, 3)), closed=False)
+    for c in points_in(rng, mask, int(rng.integers(2, 15))):
+        k = int(rng.integers(4, 9))
+        a = np.sort(rng.uniform(0, 2 * np.pi, k))
+        r = radius * rng.uniform(0.01, 0.05) * rng.uniform(0.4, 1.0, k)
+        fill(img, c + np.stack([r * np.cos(a), r * np.sin(a)], 1), int(rng.integers(120, 256)))
+    layers.add(img, GREY if rng.random() < 0.6 else BROWN, rng.uniform(0.5, 0.85),
+               0.6 * layers.scale)
