@@ -49,3 +49,18 @@ def build_untrained_bundle(root: Path, finder_size: int = 64, classifier_size: i
 def untrained_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Session-wide untrained tiny bundle (Keras files only). Copy it before changing it."""
     return build_untrained_bundle(tmp_path_factory.mktemp("untrained") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def onnx_bundle(untrained_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the untrained tiny bundle with fp32 ONNX for both models (exported once per
+    session; copy it before changing it)."""
+    import shutil
+
+    from converters.keras_to_onnx import export_bundle
+    from edgecrystal.bundle import Bundle
+
+    root = tmp_path_factory.mktemp("onnx") / "bundle"
+    shutil.copytree(untrained_bundle, root)
+    export_bundle(Bundle.open(root))
+    return root

@@ -1,0 +1,223 @@
+"""Keras -> ONNX (FP32), the source every precision variant and TensorRT engine is made from.
+
+Keras 3's `Model.export(format="onnx")` refuses a model loaded from disk that was never called,
+so the export traces a tf.function with an explicit input signature (uint8 NHWC, batch None)
+that calls the model with training=False (inference-mode BatchNorm, no dropout) and hands it to
+tf2onnx. The graph keeps the uint8 input "pixels" (TensorRT's ONNX parser imports UINT8 I/O
+since 8.5, the oldest target) and the scaling layer inside the model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecrystal import PREPROCESS_VERSION
+from edgecrystal.bundle import MODELS, Bundle
+from edgecrystal.errors import BundleError, UsageError
+from edgecrystal.models import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
+
+OUTPUTS = {"finder": FINDER_OUTPUT, "classifier": CLASSIFIER_OUTPUT}
+OPSETS = range(13, 18)
+DEFAULT_OPSET = 17
+BATCH_DIM = "batch"
+# Sigmoid/softmax outputs in [0, 1]: FP32 export should match Keras to float rounding.
+PARITY_TOLERANCE = 1e-3
+# Bumped when the export recipe changes, so bundles re-export (part of the skip key).
+EXPORTER_VERSION = "1"
+META_PREFIX = "edgecrystal."
+
+
+def onnx_rel(model: str, variant: str) -> str:
+    return f"onnx/{model}.{variant}.onnx"
+
+
+def export_bundle(
+    bundle: Bundle,
+    opset: int = DEFAULT_OPSET,
+    models: tuple[str, ...] | list[str] = MODELS,
+    *,
+    images: list[np.ndarray] | None = None,
+    force: bool = False,
+    tolerance: float = PARITY_TOLERANCE,
+) -> dict[str, dict[str, Any]]:
+    """Export each Keras model of the bundle to onnx/<model>.fp32.onnx, check it against Keras
+    on preprocessed pictures (`images`: RGB uint8 well images; synthetic drops when None),
+    register it in bundle["onnx"][model]["fp32"] and save the bundle.
+
+    Skips a model whose Keras file hash, opset and exporter version match the registered export
+    (unless `force`). Returns {model: {"action": "exported"|"kept", "file", "max_abs_diff"...}}.
+    """
+    if opset not in OPSETS:
+        raise UsageError(f"opset {opset} is not supported (use {OPSETS.start}..{OPSETS.stop - 1})")
+    results: dict[str, dict[str, Any]] = {}
+    present = [m for m in models if bundle.has(m)]
+    if not present:
+        raise BundleError(f"bundle {bundle.root} has no models to export (train one first)")
+    for model in present:
+        keras_path = bundle.model_file(model)
+        source_sha = bundle.register_file(str(keras_path.relative_to(bundle.root)))
+        rel = onnx_rel(model, "fp32")
+        entry = bundle.meta.get("onnx", {}).get(model, {}).get("fp32", {})
+        key = {"sha256_source": source_sha, "opset": opset, "exporter": EXPORTER_VERSION}
+        if (not force and (bundle.root / rel).is_file()
+                and all(entry.get(k) == v for k, v in key.items())
+                and bundle.meta.get("files", {}).get(rel)):
+            results[model] = {"action": "kept", "file": rel,
+                              "max_abs_diff": entry.get("parity", {}).get("max_abs_diff")}
+            continue
+        keras_model = _load_keras(keras_path)
+        out = bundle.root / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        export_model(keras_model, out, model, bundle.classes, opset)
+        batch = parity_batch(bundle, model, images)
+        diff = parity(keras_model, out, batch)
+        if diff["max_abs_diff"] > tolerance:
+            raise BundleError(
+                f"exported {rel} differs from {keras_path.name} by {diff['max_abs_diff']:.3g} "
+                f"(tolerance {tolerance:g}): the export is wrong, not kept")
+        sha = bundle.register_file(rel)
+        bundle.section("onnx").setdefault(model, {})["fp32"] = {
+            "file": rel, "precision": "fp32", "backends": ["onnxruntime", "tensorrt"],
+            **key, "sha256": sha, "input": INPUT_NAME, "input_dtype": "uint8",
+            "output": OUTPUTS[model], "parity": {"reference": "keras", **diff},
+        }
+        results[model] = {"action": "exported", "file": rel, **diff}
+        bundle.save()
+    return results
+
+
+def _load_keras(path: Path) -> Any:
+    from edgecrystal.models import load_model
+
+    try:
+        return load_model(path)
+    except (ValueError, OSError, TypeError) as exc:
+        raise BundleError(f"{path} is not a loadable Keras model: {first_line(exc)}") from None
+
+
+def export_model(keras_model: Any, out: Path, role: str, classes: list[str], opset: int) -> None:
+    """Trace `keras_model` (inference mode) and write an ONNX file with input "pixels" (uint8,
+    dynamic batch), the role's named output, and edgecrystal metadata."""
+    import tensorflow as tf
+    import tf2onnx
+
+    _patch_tf2onnx_numpy2()
+    shape = tuple(keras_model.inputs[0].shape[1:])
+    spec = (tf.TensorSpec((None, *shape), tf.uint8, name=INPUT_NAME),)
+    output = OUTPUTS[role]
+
+    @tf.function(input_signature=spec)
+    def forward(pixels: Any) -> dict[str, Any]:
+        # A dict output names the ONNX output after its key.
+        return {output: keras_model(pixels, training=False)}
+
+    proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
+    _name_batch_dim(proto)
+    set_metadata(proto, {
+        "role": role, "classes": json.dumps(classes), "preprocess_version": PREPROCESS_VERSION,
+        "input_size": str(shape[0]), "input_dtype": "uint8", "input_layout": "NHWC",
+        "precision": "fp32", "exporter": f"tf2onnx {tf2onnx.__version__}",
+    })
+    import onnx
+
+    onnx.checker.check_model(proto)
+    save_model(proto, out)
+
+
+def set_metadata(proto: Any, values: dict[str, str]) -> None:
+    """Set edgecrystal.* metadata_props (replacing earlier values of the same keys)."""
+    keep = [p for p in proto.metadata_props
+            if not p.key.startswith(META_PREFIX) or p.key[len(META_PREFIX):] not in values]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for key, value in values.items():
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = META_PREFIX + key, str(value)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """edgecrystal.* metadata of an ONNX file, via onnxruntime (no onnx needed)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    props = sess.get_modelmeta().custom_metadata_map
+    return {k[len(META_PREFIX):]: v for k, v in props.items() if k.startswith(META_PREFIX)}
+
+
+def save_model(proto: Any, out: Path) -> None:
+    from edgecrystal.atomic import write_bytes
+
+    write_bytes(out, proto.SerializeToString())
+
+
+def _name_batch_dim(proto: Any) -> None:
+    """tf2onnx names the dynamic batch "unk__N"; give inputs and outputs one readable name."""
+    for value in [*proto.graph.input, *proto.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = BATCH_DIM
+
+
+def _patch_tf2onnx_numpy2() -> None:
+    # tf2onnx 1.17 still uses aliases numpy 2 removed; Keras ships the patch it uses itself.
+    try:
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+    except ImportError:
+        return
+    patch_tf2onnx()
+
+
+# ----------------------------------------------------------------- parity against Keras
+def parity_batch(bundle: Bundle, model: str, images: list[np.ndarray] | None) -> np.ndarray:
+    """Model inputs made with the runtime's preprocessing from `images` (or synthetic drops)."""
+    from edgecrystal import preprocess
+
+    size = int(bundle.require(model).get("input_size"))
+    pictures = images if images else synthetic_wells(4)
+    if model == "finder":
+        return np.stack([preprocess.finder_input(p, size) for p in pictures])
+    return np.stack([preprocess.full_image(p, size).pixels for p in pictures])
+
+
+def synthetic_wells(n: int, seed: int = 0, size: int = 160) -> list[np.ndarray]:
+    """Small well-like pictures (grey well, a lighter drop, a few dark specks), for checks."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        img = np.full((size, size, 3), int(rng.integers(60, 110)), np.uint8)
+        centre = (int(rng.integers(size // 3, 2 * size // 3)),) * 2
+        cv2.circle(img, centre, int(rng.integers(size // 5, size // 3)),
+                   tuple(int(v) for v in rng.integers(140, 230, 3)), -1)
+        for _ in range(int(rng.integers(0, 8))):
+            p = tuple(int(v) for v in rng.integers(0, size, 2))
+            cv2.line(img, p, (p[0] + 6, p[1] + 3), (20, 20, 20), 1)
+        img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+        out.append(img)
+    return out
+
+
+def parity(keras_model: Any, onnx_path: Path, batch: np.ndarray) -> dict[str, float]:
+    """Max/mean abs difference between Keras and ONNX Runtime on `batch`."""
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types
+        raise BundleError(f"{onnx_path} does not load in ONNX Runtime: {first_line(exc)}") from None
+    got = sess.run(None, {INPUT_NAME: batch})[0]
+    want = np.asarray(keras_model(batch, training=False))
+    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    return {"max_abs_diff": float(err.max()), "mean_abs_diff": float(err.mean()),
+            "images": len(batch)}
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
