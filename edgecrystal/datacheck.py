@@ -1,0 +1,188 @@
+"""`edgecrystal data check`: what is wrong with a data set, found before hours of training.
+
+Every image and mask is decoded through the project's one decoder (edgecrystal.imageio), so
+what passes here is what training will read. Errors make a data set unusable as it is
+(unreadable images, missing or empty masks, masks of the wrong size, unknown or missing
+labels); warnings are worth a look but do not stop training (non-binary masks, images without
+masks, classes with few images, duplicate files).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import DEFAULT_CLASSES
+from .dataset import Dataset, Record, load_dataset
+from .errors import DataError, ImageError
+
+# Fewer images than this in a class and a classifier will barely learn it.
+MIN_PER_CLASS = 10
+
+
+@dataclass(frozen=True)
+class Issue:
+    kind: str  # short machine-readable name, e.g. "unreadable_image", "empty_mask"
+    path: str  # the file concerned, relative to the data set where possible ("" for the set)
+    message: str
+
+
+@dataclass
+class DataCheckReport:
+    root: str
+    layout: str
+    classes: list[str]
+    images: int = 0
+    masks: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return not self.errors
+
+    def error(self, kind: str, path: str, message: str) -> None:
+        self.errors.append(Issue(kind, path, message))
+
+    def warn(self, kind: str, path: str, message: str) -> None:
+        self.warnings.append(Issue(kind, path, message))
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["usable"] = self.usable
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def render(self, limit: int = 10) -> str:
+        """A readable report: summary, class counts, then issues grouped by kind."""
+        lines = [f"data set {self.root} ({self.layout} layout): {self.images} images, "
+                 f"{self.masks} with masks"]
+        width = max((len(c) for c in self.counts), default=5)
+        for cls, n in self.counts.items():
+            note = "" if cls in self.classes else "  (not in the class list)"
+            lines.append(f"  {cls:<{width}}  {n:>6}{note}")
+        for title, issues in (("error", self.errors), ("warning", self.warnings)):
+            by_kind: dict[str, list[Issue]] = defaultdict(list)
+            for issue in issues:
+                by_kind[issue.kind].append(issue)
+            for kind, group in by_kind.items():
+                lines.append(f"{title}: {kind.replace('_', ' ')} ({len(group)})")
+                for issue in group[:limit]:
+                    where = f"{issue.path}: " if issue.path else ""
+                    lines.append(f"  {where}{issue.message}")
+                if len(group) > limit:
+                    lines.append(f"  ... and {len(group) - limit} more (see --json)")
+        verdict = ("usable" if self.usable else "NOT usable") + (
+            f": {len(self.errors)} error(s), {len(self.warnings)} warning(s)")
+        lines.append(verdict)
+        return "\n".join(lines)
+
+
+def check_dataset(path: str | Path, classes: Sequence[str] | None = None,
+                  progress: Callable[[], None] | None = None) -> DataCheckReport:
+    """Check every record of the data set at `path`; `progress` is called once per image."""
+    class_list = list(classes) if classes else list(DEFAULT_CLASSES)
+    try:
+        ds = load_dataset(path)
+    except DataError as exc:
+        report = DataCheckReport(str(path), "unknown", class_list)
+        report.error("unloadable", "", str(exc))
+        return report
+    report = DataCheckReport(str(ds.root), ds.layout, class_list, images=len(ds.records))
+    hashes: dict[str, list[Record]] = defaultdict(list)
+    listed = Counter(r.image for r in ds.records)
+    for rec in ds.records:
+        _check_record(report, ds, rec, hashes)
+        if progress:
+            progress()
+    _check_counts(report, ds)
+    for image, n in listed.items():
+        if n > 1:
+            report.warn("listed_twice", _rel(ds, image), f"listed {n} times")
+    for recs in hashes.values():
+        if len(recs) > 1:
+            labels = sorted({r.label or "" for r in recs})
+            names = ", ".join(_rel(ds, r.image) for r in recs[:4])
+            more = f" (+{len(recs) - 4} more)" if len(recs) > 4 else ""
+            conflict = f"; labels differ: {', '.join(labels)}" if len(labels) > 1 else ""
+            report.warn("duplicate_images", _rel(ds, recs[0].image),
+                        f"{len(recs)} identical files: {names}{more}{conflict}")
+    return report
+
+
+def _rel(ds: Dataset, p: Path) -> str:
+    try:
+        return str(p.relative_to(ds.root))
+    except ValueError:
+        return str(p)
+
+
+def _check_record(report: DataCheckReport, ds: Dataset, rec: Record,
+                  hashes: dict[str, list[Record]]) -> None:
+    from .imageio import load_image
+
+    name = _rel(ds, rec.image)
+    if not rec.label:
+        report.error("missing_label", name, "no label")
+    elif rec.label not in report.classes:
+        report.error("unknown_label", name,
+                     f"label {rec.label!r} is not one of {', '.join(report.classes)}")
+    try:
+        img = load_image(rec.image)
+    except ImageError as exc:
+        report.error(f"{exc.kind}_image", name, exc.reason)
+        img = None
+    if img is not None and all(r.image != rec.image for r in hashes[img.sha256]):
+        hashes[img.sha256].append(rec)
+    if ds.layout != "labels.csv":
+        return  # class folders carry no masks
+    if rec.mask is None:
+        report.warn("no_mask", name, "no mask listed (the finder cannot train on this image)")
+        return
+    _check_mask(report, ds, rec, img)
+
+
+def _check_mask(report: DataCheckReport, ds: Dataset, rec: Record, img: object) -> None:
+    from .imageio import LoadedImage, read_image
+
+    assert rec.mask is not None
+    name = _rel(ds, rec.mask)
+    try:
+        mask = read_image(rec.mask)
+    except ImageError as exc:
+        report.error("missing_mask" if exc.kind == "missing" else f"{exc.kind}_mask", name,
+                     exc.reason)
+        return
+    report.masks += 1
+    if isinstance(img, LoadedImage) and mask.shape[:2] != img.pixels.shape[:2]:
+        report.error("mask_size", name,
+                     f"mask is {mask.shape[1]}x{mask.shape[0]}, image is "
+                     f"{img.width}x{img.height}")
+    plane = mask.max(axis=2)
+    values = np.flatnonzero(np.bincount(plane.ravel(), minlength=256))
+    if values.max() == 0:
+        report.error("empty_mask", name, "mask is all background (no drop marked)")
+    elif len(values) > 2:
+        report.warn("non_binary_mask", name,
+                    f"mask has {len(values)} grey levels; any value > 0 is read as drop")
+
+
+def _check_counts(report: DataCheckReport, ds: Dataset) -> None:
+    counts = Counter(r.label for r in ds.records if r.label)
+    report.counts = {c: counts.get(c, 0) for c in report.classes}
+    report.counts.update({c: n for c, n in sorted(counts.items()) if c not in report.classes})
+    for cls in report.classes:
+        n = counts.get(cls, 0)
+        if n == 0:
+            report.warn("empty_class", "", f"class {cls!r} has no images")
+        elif n < MIN_PER_CLASS:
+            report.warn("few_images", "", f"class {cls!r} has only {n} image(s) "
+                                          f"(fewer than {MIN_PER_CLASS})")
