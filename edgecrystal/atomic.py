@@ -10,11 +10,17 @@ from pathlib import Path
 from typing import Any
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, rename over `path`, fsync the folder."""
+def write_bytes(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
+    """Write to a temporary file in the same folder, fsync, rename over `path`, fsync the folder.
+
+    `mode`: permissions for the new file (less the umask); by default mkstemp's 0600 stays."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if mode is not None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, mode & ~umask)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -1,0 +1,99 @@
+"""ONNX Runtime runner: the embedded default that runs everywhere (CPU), and CUDA or the
+TensorRT execution provider where onnxruntime-gpu is installed and they are asked for."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendError
+from .base import Runner, TensorInfo
+
+# Short names accepted on the command line and in the daemon config.
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+_ORT_TYPES = {
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+}
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def resolve_providers(names: list[str] | tuple[str, ...] | None) -> list[str]:
+    """Short or full provider names -> full names, checked against what this onnxruntime has.
+    The CPU provider is always appended last, as the fallback for unsupported nodes."""
+    have = available_providers()
+    wanted = [PROVIDERS.get(n.lower(), n) for n in (names or ["cpu"])]
+    missing = [w for w in wanted if w not in have]
+    if missing:
+        raise BackendError(
+            f"onnxruntime here has no {', '.join(missing)} (it has {', '.join(have)}); "
+            "install onnxruntime-gpu for CUDA/TensorRT providers or use --providers cpu"
+        )
+    if "CPUExecutionProvider" not in wanted:
+        wanted.append("CPUExecutionProvider")
+    return wanted
+
+
+class OnnxRuntimeRunner(Runner):
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int = 0,
+                 providers: list[str] | tuple[str, ...] | None = None) -> None:
+        super().__init__(str(path))
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # 0 lets onnxruntime pick (one per physical core); on a shared imager PC fewer is kinder.
+        opts.intra_op_num_threads = max(0, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3  # warnings about unused initializers are not the user's
+        self.providers = resolve_providers(providers)
+        try:
+            self.session = ort.InferenceSession(self.path, sess_options=opts,
+                                                providers=self.providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BackendError(f"onnxruntime cannot load {self.path}: "
+                               f"{' '.join(str(exc).split())[:300]}") from None
+        self.threads = threads
+        self.inputs = [_info(i) for i in self.session.get_inputs()]
+        self.outputs = [_info(o) for o in self.session.get_outputs()]
+        self._output_names = [o.name for o in self.outputs]
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(self._output_names, feed)
+        return dict(zip(self._output_names, values, strict=True))
+
+    def describe(self) -> str:
+        used = ",".join(p.replace("ExecutionProvider", "") for p in
+                        self.session.get_providers())
+        return f"onnxruntime[{used}] threads={self.threads or 'auto'}"
+
+    def _close(self) -> None:
+        del self.session
+
+
+def _info(arg: Any) -> TensorInfo:
+    dtype = _ORT_TYPES.get(arg.type)
+    if dtype is None:
+        raise BackendError(f"unsupported ONNX tensor type {arg.type} for {arg.name}")
+    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
+    return TensorInfo(arg.name, shape, np.dtype(dtype))

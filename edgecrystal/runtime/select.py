@@ -1,0 +1,136 @@
+"""Choosing and opening the backend for a bundle: `--backend auto|onnxruntime|tensorrt`.
+
+auto: TensorRT where an engine for this GPU and TensorRT version exists (or can be built from
+the bundle's ONNX), else ONNX Runtime on the CPU, and always one line saying which and why.
+An engine whose manifest does not match this machine is never loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..bundle import Bundle
+from ..errors import BackendError, BundleError, EdgeCrystalError
+from .base import Runner
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class Selection:
+    """The opened runners and how they were chosen."""
+
+    backend: str
+    precision: str
+    classifier: Runner
+    finder: Runner | None
+    reason: str
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return f"{self.backend} {self.precision}: {self.reason}"
+
+    def close(self) -> None:
+        for r in (self.finder, self.classifier):
+            if r is not None:
+                r.close()
+
+
+def needs_finder(bundle: Bundle) -> bool:
+    return str(bundle.require("classifier").get("crop", "finder")) != "none"
+
+
+def open_runners(bundle: Bundle, *, backend: str = "auto", precision: str = "fp32",
+                 threads: int = 0, providers: list[str] | None = None,
+                 allow_build: bool = True) -> Selection:
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r}: choose one of "
+                           f"{', '.join(PRECISIONS)}")
+    models = ["finder", "classifier"] if needs_finder(bundle) else ["classifier"]
+    if backend == "onnxruntime":
+        return _open_ort(bundle, models, precision, threads, providers, "asked for")
+    try:
+        engines, why = _tensorrt_engines(bundle, models, precision, allow_build)
+    except EdgeCrystalError as exc:
+        if backend == "tensorrt":
+            raise
+        return _open_ort(bundle, models, precision, threads, providers,
+                         f"TensorRT not used: {exc}")
+    try:
+        return _open_trt(engines, precision, why)
+    except EdgeCrystalError as exc:
+        if backend == "tensorrt":
+            raise
+        return _open_ort(bundle, models, precision, threads, providers,
+                         f"TensorRT engine did not load: {exc}")
+
+
+def _open_ort(bundle: Bundle, models: list[str], precision: str, threads: int,
+              providers: list[str] | None, reason: str) -> Selection:
+    from .onnxruntime_runner import OnnxRuntimeRunner
+
+    runners: dict[str, Runner] = {}
+    try:
+        for model in models:
+            path = bundle.onnx_variant(model, precision, "onnxruntime")
+            runners[model] = OnnxRuntimeRunner(path, threads=threads, providers=providers)
+    except BaseException:
+        for r in runners.values():
+            r.close()
+        raise
+    described = runners["classifier"].describe()
+    return Selection("onnxruntime", precision, runners["classifier"], runners.get("finder"),
+                     f"{reason} ({described})")
+
+
+def _open_trt(engines: dict[str, Path], precision: str, why: str) -> Selection:
+    from .tensorrt_runner import TensorRTRunner
+
+    runners: dict[str, Runner] = {}
+    try:
+        for model, path in engines.items():
+            runners[model] = TensorRTRunner(path)
+    except BaseException:
+        for r in runners.values():
+            r.close()
+        raise
+    return Selection("tensorrt", precision, runners["classifier"], runners.get("finder"), why)
+
+
+def _tensorrt_engines(bundle: Bundle, models: list[str], precision: str,
+                      allow_build: bool) -> tuple[dict[str, Path], str]:
+    """Engine files for this machine, or a BackendError saying in one line why there are none.
+
+    Manifest matching and building belong to the converters package (converters.manifest,
+    converters.trt_build); this only asks them."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise BackendError("tensorrt is not installed") from None
+    try:
+        from converters import manifest, trt_build
+    except ImportError as exc:
+        raise BackendError(f"engine tools unavailable ({exc})") from None
+    engines: dict[str, Path] = {}
+    built = []
+    for model in models:
+        found = manifest.find_engine(bundle, model, precision)
+        if isinstance(found, Path):
+            engines[model] = found
+            continue
+        # `found` is the reason no engine matches (none built, other GPU, other TensorRT).
+        if not allow_build:
+            raise BackendError(f"{model}: {found}; engine building is off")
+        try:
+            onnx = bundle.onnx_variant(model, precision, "tensorrt")
+        except BundleError as exc:
+            raise BackendError(f"{model}: {found}, and no ONNX to build from ({exc})") from None
+        engines[model] = trt_build.build_engine(bundle, model, precision, onnx)
+        built.append(model)
+    why = (f"built engines for {', '.join(built)} on this GPU" if built
+           else "engines match this GPU and TensorRT version")
+    return engines, why

@@ -1,0 +1,124 @@
+"""TensorRT runner: one deserialized engine, one execution context, one stream.
+
+Tensor-name API (TensorRT 8.5+: set_input_shape / set_tensor_address / execute_async_v3).
+Buffers are allocated once for the profile's largest batch: page-locked host buffers, device
+buffers through cuda-python (or pycuda), one stream, and CUDA events around the three steps so
+each call records H2D / compute / D2H milliseconds (`last_timings`) for the bench. Batches over
+the profile maximum are split by the Runner base class. The CUDA context and everything here
+belong to the thread that creates the runner: create it on the thread that runs inference.
+
+Whether an engine may be loaded at all (GPU and TensorRT version match its manifest) is decided
+before this class is reached, in runtime.select.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import BackendError
+from .base import Runner, TensorInfo
+from .cuda_memory import open_cuda
+
+
+class TensorRTRunner(Runner):
+    backend = "tensorrt"
+
+    def __init__(self, engine_path: str | os.PathLike[str]) -> None:
+        super().__init__(str(engine_path))
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise BackendError("tensorrt is not installed (JetPack: python3-libnvinfer; "
+                               "workstation: pip install tensorrt)") from None
+        self.trt = trt
+        self.cuda = open_cuda()
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(self._logger)
+        with open(self.path, "rb") as fh:
+            self.engine = runtime.deserialize_cuda_engine(fh.read())
+        if self.engine is None:
+            raise BackendError(f"TensorRT could not deserialize {self.path} (built by another "
+                               "TensorRT version or for another GPU?); rebuild the engine")
+        self.context = self.engine.create_execution_context()
+        self.last_timings: dict[str, float] = {}
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self.inputs = [self._info(n) for n in names if is_input[n]]
+        self.outputs = [self._info(n) for n in names if not is_input[n]]
+        # The largest batch the first optimisation profile accepts.
+        _, _, max_shape = self.engine.get_tensor_profile_shape(self.inputs[0].name, 0)
+        self.max_batch = int(max_shape[0]) if self.inputs[0].shape[0] is None else \
+            int(self.inputs[0].shape[0])
+        self._alloc()
+        self._events = [self.cuda.event() for _ in range(4)]
+
+    def _info(self, name: str) -> TensorInfo:
+        shape = tuple(int(d) if d >= 0 else None for d in self.engine.get_tensor_shape(name))
+        dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
+        return TensorInfo(name, shape, dtype)
+
+    def _alloc(self) -> None:
+        self._buffers: dict[str, tuple[int, np.ndarray, int]] = {}
+        for info in (*self.inputs, *self.outputs):
+            per_item = int(np.prod([d for d in info.shape[1:] if d is not None])) \
+                * info.dtype.itemsize
+            if any(d is None for d in info.shape[1:]):
+                raise BackendError(f"{self.path}: tensor {info.name} has dynamic non-batch "
+                                   "dimensions; edgecrystal engines have fixed image sizes")
+            nbytes = per_item * int(self.max_batch or 1)
+            device = self.cuda.malloc(nbytes)
+            _, host = self.cuda.host_empty(nbytes)
+            self._buffers[info.name] = (device, host, per_item)
+            self.context.set_tensor_address(info.name, device)
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = next(iter(feed.values())).shape[0]
+        ev = self._events
+        self.cuda.record(ev[0])
+        for info in self.inputs:
+            arr = feed[info.name]
+            device, host, per_item = self._buffers[info.name]
+            nbytes = per_item * n
+            host[:nbytes] = arr.reshape(-1).view(np.uint8)
+            self.context.set_input_shape(info.name, arr.shape)
+            self.cuda.h2d(device, host, nbytes)
+        self.cuda.record(ev[1])
+        if not self.context.execute_async_v3(self.cuda.stream_handle):
+            raise BackendError(f"TensorRT execution failed for {self.path}")
+        self.cuda.record(ev[2])
+        shapes: dict[str, tuple[int, ...]] = {}
+        for info in self.outputs:
+            device, host, per_item = self._buffers[info.name]
+            shapes[info.name] = tuple(self.context.get_tensor_shape(info.name))
+            self.cuda.d2h(host, device, per_item * n)
+        self.cuda.record(ev[3])
+        self.cuda.synchronize()
+        self.last_timings = {"h2d_ms": self.cuda.elapsed_ms(ev[0], ev[1]),
+                             "compute_ms": self.cuda.elapsed_ms(ev[1], ev[2]),
+                             "d2h_ms": self.cuda.elapsed_ms(ev[2], ev[3])}
+        result: dict[str, np.ndarray] = {}
+        for info in self.outputs:
+            _, host, per_item = self._buffers[info.name]
+            # Copy out of the page-locked buffer: the next call overwrites it.
+            view = host[: per_item * n].view(info.dtype).reshape(shapes[info.name])
+            result[info.name] = view.copy()
+        return result
+
+    def describe(self) -> str:
+        return f"tensorrt {self.trt.__version__} max_batch={self.max_batch}"
+
+    def _close(self) -> None:
+        del self.context
+        del self.engine
+        self.cuda.free()
+
+
+def tensorrt_version() -> str | None:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return None
+    return str(trt.__version__)
+
