@@ -1,0 +1,195 @@
+"""INT8 as explicit Q/DQ ONNX through onnxruntime.quantization.quantize_static.
+
+Two variants from one calibration:
+- "int8" for TensorRT: signed int8 activations and weights, symmetric, zero point 0 everywhere
+  (TensorRT's explicit quantization accepts nothing else), per-channel weights, Q/DQ only on the
+  inputs of the ops TensorRT runs in INT8 (conv, deconv, matmul, pooling, concat): TensorRT
+  propagates and fuses from there.
+- "int8-u8" for ONNX Runtime on x86: uint8 (asymmetric) activations, int8 symmetric
+  per-channel weights, all quantizable ops: the layout ORT's x86 kernels are fastest with.
+Which one ONNX Runtime uses is decided by measuring both on this machine (see choose_for_ort).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecrystal.errors import UsageError
+
+METHODS = ("entropy", "minmax", "percentile")
+TRT_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm", "MaxPool", "AveragePool",
+           "GlobalAveragePool", "Concat"]
+TARGETS = ("tensorrt", "onnxruntime")
+CALIB_BATCH = 8
+
+
+def method_enum(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    table = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
+             "percentile": CalibrationMethod.Percentile}
+    if name not in table:
+        raise UsageError(f"--calib-method must be one of {', '.join(METHODS)} (got {name})")
+    return table[name]
+
+
+class _Batches:
+    """CalibrationDataReader over a uint8 N x H x W x 3 array, CALIB_BATCH images at a time."""
+
+    def __init__(self, inputs: np.ndarray, name: str = "pixels") -> None:
+        self.inputs, self.name, self.pos = inputs, name, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.pos >= len(self.inputs):
+            return None
+        batch = self.inputs[self.pos : self.pos + CALIB_BATCH]
+        self.pos += CALIB_BATCH
+        return {self.name: batch}
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+
+def prepare(fp32: Path, out: Path) -> Path:
+    """onnxruntime's quant_pre_process (shape inference + graph optimisation) into `out`;
+    falls back to the FP32 file itself when pre-processing fails on this graph."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(fp32), str(out), skip_symbolic_shape=True)
+    except Exception:  # the pre-pass is an optimisation, never a reason to fail
+        return fp32
+    return out
+
+
+def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str = "entropy",
+             ranges_cache: Path | None = None) -> dict[str, Any]:
+    """Write the INT8 Q/DQ model of `fp32` for `target` to `out`. `ranges_cache` (JSON): tensor
+    ranges reused when present (no calibration run), written when absent."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    if target not in TARGETS:
+        raise UsageError(f"quantization target must be one of {', '.join(TARGETS)}")
+    trt = target == "tensorrt"
+    extra: dict[str, Any] = {
+        "WeightSymmetric": True,
+        "ActivationSymmetric": trt,
+        # Keras graphs add no bias scale problems; keep Q/DQ pairs per consumer for TensorRT's
+        # fusions (its documented placement).
+        "DedicatedQDQPair": trt,
+    }
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.99
+    kwargs: dict[str, Any] = {}
+    if ranges_cache is not None and "calibration_cache_path" in inspect.signature(
+            quantize_static).parameters:
+        kwargs["calibration_cache_path"] = str(ranges_cache)
+    prepared = prepare(fp32, out.with_suffix(".prep.onnx"))
+    try:
+        quantize_static(
+            str(prepared), str(out), _Batches(inputs),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=TRT_OPS if trt else None,
+            per_channel=True,
+            activation_type=QuantType.QInt8 if trt else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=method_enum(method),
+            extra_options=extra,
+            **kwargs,
+        )
+    finally:
+        if prepared != fp32:
+            prepared.unlink(missing_ok=True)
+    _drop_augmented(out)
+    return {"target": target, "method": method, "images": len(inputs),
+            "activations": "int8 symmetric" if trt else "uint8 asymmetric",
+            "weights": "int8 symmetric per-channel",
+            "ops": TRT_OPS if trt else "all"}
+
+
+def _drop_augmented(out: Path) -> None:
+    # quantize_static leaves its calibration graph beside the output in some versions.
+    for stray in ("augmented_model.onnx",):
+        (out.parent / stray).unlink(missing_ok=True)
+
+
+def qdq_scales(path: Path) -> dict[str, dict[str, Any]]:
+    """Per-tensor activation scale and zero point of every QuantizeLinear in a Q/DQ model."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    out: dict[str, dict[str, Any]] = {}
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[1] not in init:
+            continue
+        scale = init[node.input[1]]
+        zp = init.get(node.input[2]) if len(node.input) > 2 else None
+        out[node.input[0]] = {
+            "scale": scale.tolist(),
+            "zero_point": None if zp is None else zp.tolist(),
+            "dtype": "uint8" if zp is not None and zp.dtype == np.uint8 else "int8",
+        }
+    return out
+
+
+def zero_points(path: Path) -> list[tuple[str, int]]:
+    """(node name, largest |zero point|) of every QuantizeLinear/DequantizeLinear node."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    consts = {n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+              for n in model.graph.node if n.op_type == "Constant" and n.attribute}
+    found = []
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            name = node.input[2] if len(node.input) > 2 else ""
+            zp = init.get(name, consts.get(name, np.zeros(1, np.int8)))
+            found.append((node.name, int(np.abs(zp.astype(np.int64)).max())))
+    return found
+
+
+def trt_cache_text(scales: dict[str, dict[str, Any]], version: str = "8500") -> str:
+    """TensorRT calibration-cache text (tensor: big-endian float32 scale in hex) from symmetric
+    per-tensor scales, for the legacy implicit calibrator on TensorRT < 10."""
+    lines = [f"TRT-{version}-EntropyCalibration2"]
+    for name, info in scales.items():
+        scale = info["scale"]
+        if isinstance(scale, list):
+            continue  # per-channel (weights): not part of an activation cache
+        lines.append(f"{name}: {np.array(scale, '>f4').tobytes().hex()}")
+    return "\n".join(lines) + "\n"
+
+
+def latency_ms(path: Path, batch: np.ndarray, repeats: int = 7, threads: int = 0) -> float:
+    """Median wall time of one run over `batch` in ONNX Runtime (CPU), after a warm-up run."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: batch}
+    sess.run(None, feed)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
+
+
+def choose_for_ort(s8: Path, u8: Path, batch: np.ndarray) -> dict[str, Any]:
+    """Measure both INT8 variants here; the faster one serves ONNX Runtime."""
+    t_s8, t_u8 = latency_ms(s8, batch), latency_ms(u8, batch)
+    return {"int8_ms": round(t_s8, 3), "int8-u8_ms": round(t_u8, 3),
+            "onnxruntime_uses": "int8-u8" if t_u8 <= t_s8 else "int8",
+            "batch": len(batch)}

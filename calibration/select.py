@@ -1,0 +1,153 @@
+"""Choosing calibration images and turning them into model inputs with the runtime's own
+preprocessing (the INT8 ranges are only right if calibration sees what serving will feed).
+
+Default count: 256 images per model. Calibration estimates activation ranges (per-tensor
+histograms); NVIDIA and ONNX Runtime both find a few hundred representative images enough and
+the ranges stop moving well before 500, while time and (for entropy calibration) histogram
+memory grow with every image. Capped at 1024. The selection is stratified: round-robin over
+(label, style/imager) groups, shuffled by the seed inside each group, so rare classes (crystals)
+and every imager style set the ranges rather than only the common clear drops.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecrystal.dataset import Record, load_dataset
+from edgecrystal.errors import DataError, ImageError, UsageError
+
+DEFAULT_COUNT = 256
+MAX_COUNT = 1024
+MIN_COUNT = 8
+STRATA_COLUMNS = ("style", "imager")
+
+
+@dataclass
+class CalibrationSet:
+    """Model inputs for one model plus where they came from."""
+
+    model: str
+    inputs: np.ndarray  # N x size x size x 3 uint8
+    images: list[dict[str, str]] = field(default_factory=list)  # path (relative), sha256, label
+    crop: str = ""  # classifier: "mask" (ground truth), "finder", or "none"
+    skipped: list[str] = field(default_factory=list)  # one line per unreadable image
+
+
+def check_count(count: int) -> int:
+    if count < MIN_COUNT or count > MAX_COUNT:
+        raise UsageError(f"--calib-count must be between {MIN_COUNT} and {MAX_COUNT} "
+                         f"(got {count})")
+    return count
+
+
+def stratum(record: Record) -> tuple[str, str]:
+    extra = next((record.meta[c] for c in STRATA_COLUMNS if record.meta.get(c)), "")
+    return (record.label or "", extra)
+
+
+def choose(records: list[Record], count: int, seed: int = 0) -> list[Record]:
+    """Up to `count` records, round-robin over strata, each stratum shuffled by `seed`."""
+    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        groups[stratum(r)].append(r)
+    rng = np.random.default_rng(seed)
+    queues = []
+    for key in sorted(groups):
+        members = groups[key]
+        queues.append([members[i] for i in rng.permutation(len(members))])
+    chosen: list[Record] = []
+    depth = 0
+    while len(chosen) < count and any(depth < len(q) for q in queues):
+        chosen.extend(q[depth] for q in queues if depth < len(q))
+        depth += 1
+    return chosen[:count]
+
+
+def load_pictures(records: list[Record], need: int) -> tuple[list, list[str]]:
+    """(record, rgb, sha256, mask-or-None) for readable images; one line per unreadable one."""
+    from edgecrystal.imageio import load_image, read_image
+
+    good, skipped = [], []
+    for r in records:
+        try:
+            loaded = load_image(r.image)
+            mask = None
+            if r.mask is not None and r.mask.is_file():
+                mask = read_image(r.mask)[..., 0] > 0
+        except ImageError as exc:
+            skipped.append(str(exc))
+            continue
+        good.append((r, loaded.pixels, loaded.sha256, mask))
+    if len(good) < min(need, MIN_COUNT):
+        cause = f"; {len(skipped)} unreadable, first: {skipped[0]}" if skipped else ""
+        raise DataError(f"calibration needs at least {min(need, MIN_COUNT)} readable images, "
+                        f"found {len(good)}{cause}")
+    return good, skipped
+
+
+def calibration_sets(data: str | Path, sizes: dict[str, int], count: int = DEFAULT_COUNT,
+                     seed: int = 0, finder_onnx: Path | None = None, threshold: float = 0.5,
+                     margin: float = 0.05) -> dict[str, CalibrationSet]:
+    """Calibration inputs for each model in `sizes` ({"finder": 512, "classifier": 299}).
+
+    Classifier inputs are drop crops: from the ground-truth mask when the record has one, else
+    from the finder's prediction (ONNX Runtime on `finder_onnx`), else the whole image.
+    """
+    from edgecrystal import preprocess
+
+    dataset = load_dataset(data)
+    records = choose(dataset.records, check_count(count), seed)
+    pictures, skipped = load_pictures(records, count)
+    images = [{"path": _rel(r.image, dataset.root), "sha256": sha, "label": r.label or ""}
+              for r, _, sha, _ in pictures]
+    out: dict[str, CalibrationSet] = {}
+    if "finder" in sizes:
+        size = sizes["finder"]
+        batch = np.stack([preprocess.finder_input(rgb, size) for _, rgb, _, _ in pictures])
+        out["finder"] = CalibrationSet("finder", batch, images, "", skipped)
+    if "classifier" in sizes:
+        size = sizes["classifier"]
+        finder = _FinderOnnx(finder_onnx) if finder_onnx else None
+        crops, how = [], set()
+        for _, rgb, _, mask in pictures:
+            if mask is not None:
+                how.add("mask")
+            elif finder is not None:
+                mask = finder.mask(rgb)
+                how.add("finder")
+            else:
+                how.add("none")
+            crop = (preprocess.crop_drop(rgb, mask, size, threshold=threshold, margin=margin)
+                    if mask is not None else preprocess.full_image(rgb, size))
+            crops.append(crop.pixels)
+        out["classifier"] = CalibrationSet("classifier", np.stack(crops), images,
+                                           "+".join(sorted(how)), skipped)
+    return out
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+class _FinderOnnx:
+    """The finder through ONNX Runtime, for crops of images without a ground-truth mask."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        self.sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.size = int(self.sess.get_inputs()[0].shape[1])
+
+    def mask(self, rgb: np.ndarray) -> np.ndarray:
+        from edgecrystal import preprocess
+
+        x = preprocess.finder_input(rgb, self.size)[None]
+        prob = self.sess.run(None, {"pixels": x})[0][0]
+        return preprocess.mask_to_image(prob, rgb.shape[0], rgb.shape[1])
