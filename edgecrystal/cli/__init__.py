@@ -41,7 +41,10 @@ def version() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: expected failures become one line on stderr and a non-zero exit."""
     try:
-        app(args=argv, prog_name="edgecrystal", standalone_mode=False)
+        # Outside standalone mode Click returns a command's typer.Exit code instead of exiting.
+        code = app(args=argv, prog_name="edgecrystal", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except EdgeCrystalError as exc:
         _fail(str(exc), exc.exit_code)
     except typer.Exit as exc:
