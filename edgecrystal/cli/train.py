@@ -1,9 +1,149 @@
-"""CLI commands of this area (placeholder until the area lands)."""
+"""`edgecrystal train finder|classifier`, `edgecrystal evaluate`, `edgecrystal experiment`.
+
+Only typer and the standard library at import time; TensorFlow loads inside the commands."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+PROFILE_HELP = "Recipe: paper (as published), lite (edge devices, CPU minutes), tiny (seconds)."
+
+ProfileOpt = Annotated[str, typer.Option("--profile", help=PROFILE_HELP)]
+BundleOpt = Annotated[Path, typer.Option("--bundle", "-b", help="Bundle folder to write into "
+                                         "(created if new).")]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Epochs (overrides the profile).")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Batch size.")]
+LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate.")]
+SizeOpt = Annotated[int | None, typer.Option("--input-size", help="Network input size (px).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for splits, augmentation and "
+                                             "initialisation.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Any other hyperparameter, key=value (repeatable), e.g. --set shift=0.05.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last per-epoch "
+                                         "checkpoint in BUNDLE/checkpoints/<model>/.")]
+VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="Progress: -v one line per epoch, -vv progress bar.")]
+ClassesOpt = Annotated[str | None, typer.Option(
+    "--classes", help="Comma-separated class list (default: the bundle's, else the data's).")]
+DataArg = Annotated[Path, typer.Argument(help="Data set folder (labels.csv or class folders).")]
+
+
+def _overrides(epochs: int | None, batch_size: int | None, lr: float | None,
+               input_size: int | None, seed: int | None, sets: list[str] | None,
+               **extra: Any) -> dict[str, Any]:
+    from ..train.profiles import parse_sets
+
+    out: dict[str, Any] = parse_sets(sets)
+    for key, value in {"epochs": epochs, "batch_size": batch_size, "lr": lr,
+                       "input_size": input_size, "seed": seed, **extra}.items():
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _keras_verbosity(v: int) -> int:
+    # Keras: 0 silent, 1 progress bar, 2 one line per epoch.
+    return {0: 0, 1: 2}.get(v, 1)
+
+
+def _classes(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
+def _show(result: dict[str, Any]) -> None:
+    typer.echo(json.dumps({k: v for k, v in result.items() if k != "hyperparameters"},
+                          indent=2, allow_nan=True))
+
+
+def train_finder_cmd(
+    data: DataArg, bundle: BundleOpt, profile: ProfileOpt = "lite", epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None, lr: LrOpt = None, input_size: SizeOpt = None,
+    base_filters: Annotated[int | None, typer.Option(
+        "--base-filters", help="U-Net filters at the top level.")] = None,
+    seed: SeedOpt = None, sets: SetOpt = None, resume: ResumeOpt = False,
+    classes: ClassesOpt = None, verbose: VerboseOpt = 0,
+) -> None:
+    """Train the U-Net drop finder on DATA's masked images (7:3 split) into BUNDLE/finder.keras."""
+    from ..train import train_finder
+
+    ov = _overrides(epochs, batch_size, lr, input_size, seed, sets, base_filters=base_filters)
+    _show(train_finder(data, bundle, profile=profile, overrides=ov, resume=resume,
+                       verbose=_keras_verbosity(verbose), classes=_classes(classes)))
+
+
+def train_classifier_cmd(
+    data: DataArg, bundle: BundleOpt,
+    crop: Annotated[str, typer.Option("--crop", help="Classifier input: finder (the bundle's "
+                                      "finder masks the drop), manual (ground-truth masks), none "
+                                      "(whole image).")] = "finder",
+    imagenet_weights: Annotated[Path | None, typer.Option(
+        "--imagenet-weights", help="Local Keras inception_v3 no-top .h5 to start the backbone "
+        "from (never downloaded).")] = None,
+    profile: ProfileOpt = "lite", epochs: EpochsOpt = None, batch_size: BatchOpt = None,
+    lr: LrOpt = None, input_size: SizeOpt = None, seed: SeedOpt = None, sets: SetOpt = None,
+    resume: ResumeOpt = False, classes: ClassesOpt = None, verbose: VerboseOpt = 0,
+) -> None:
+    """Train the Inception-V3 classifier on DATA's labelled images (3:2 split, stratified)."""
+    from ..train import train_classifier
+
+    ov = _overrides(epochs, batch_size, lr, input_size, seed, sets)
+    _show(train_classifier(data, bundle, crop=crop, profile=profile, overrides=ov,
+                           imagenet_weights=imagenet_weights, resume=resume,
+                           verbose=_keras_verbosity(verbose), classes=_classes(classes)))
+
+
+def evaluate_cmd(
+    data: DataArg, bundle: BundleOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, "
+                                      "report.json, roc.png, confusion.png).")],
+    verbose: VerboseOpt = 0,
+) -> None:
+    """The paper's Table 1 for BUNDLE on all of DATA (pass a held-out set): finder Dice/IoU,
+    classifier ROC AUC per class and macro, accuracy, confusion matrix."""
+    from ..evaluate import evaluate
+
+    report = evaluate(data, bundle, out, verbose=verbose)
+    typer.echo((Path(out) / "report.md").read_text(encoding="utf-8").split("![ROC]")[0].rstrip())
+    del report
+
+
+def finder_vs_full_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
+    train_size: Annotated[int | None, typer.Option(
+        "--train-size", help="Training images per repeat (stratified subsample of the 3/5 "
+        "training split; default all).")] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Repeats (new split each).")] = 5,
+    profile: ProfileOpt = "lite", epochs: EpochsOpt = None, batch_size: BatchOpt = None,
+    lr: LrOpt = None, input_size: SizeOpt = None, seed: SeedOpt = None, sets: SetOpt = None,
+    finder_sets: Annotated[list[str] | None, typer.Option(
+        "--finder-set", help="Finder hyperparameter key=value (repeatable).")] = None,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """The paper's comparison: full-image CNN vs manual-mask CNN vs U-Net-finder CNN, same
+    classifier recipe and splits per repeat; mean ROC AUC +- std per arm, ROC figure, report."""
+    from ..experiment import finder_vs_full
+    from ..train.profiles import parse_sets
+
+    ov = _overrides(epochs, batch_size, lr, input_size, seed, sets)
+    result = finder_vs_full(data, out, train_size=train_size, repeats=repeats, profile=profile,
+                            classifier_overrides=ov, finder_overrides=parse_sets(finder_sets),
+                            verbose=_keras_verbosity(verbose))
+    typer.echo(json.dumps(result["summary"], indent=2, allow_nan=True))
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
+    train_app = typer.Typer(help="Train the finder or the classifier into a bundle.",
+                            no_args_is_help=True)
+    train_app.command("finder")(train_finder_cmd)
+    train_app.command("classifier")(train_classifier_cmd)
+    app.add_typer(train_app, name="train")
+    app.command("evaluate")(evaluate_cmd)
+    exp_app = typer.Typer(help="The paper's experiments.", no_args_is_help=True)
+    exp_app.command("finder-vs-full")(finder_vs_full_cmd)
+    app.add_typer(exp_app, name="experiment")

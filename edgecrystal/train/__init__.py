@@ -1,0 +1,22 @@
+"""Training the finder and the classifier (Keras on TensorFlow). Imported only by the commands
+that train, evaluate or run experiments; the runtime never loads it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .profiles import PROFILES
+
+__all__ = ["PROFILES", "train_classifier", "train_finder"]
+
+
+def train_finder(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from .finder import train_finder as run
+
+    return run(*args, **kwargs)
+
+
+def train_classifier(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from .classifier import train_classifier as run
+
+    return run(*args, **kwargs)

@@ -1,0 +1,143 @@
+"""Training the Inception-V3 classifier on drop crops (finder, manual masks, or the whole image)
+and writing it into a bundle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import metrics, models, preprocess
+from ..bundle import BUNDLE_FILE, Bundle
+from ..dataset import load_dataset
+from ..errors import UsageError
+from . import augment, data, loop, profiles
+from .profiles import ClassifierHP
+
+ARCH_KEYS = ("input_size", "seed", "val_fraction")
+
+
+def build(hp: ClassifierHP, num_classes: int, imagenet_weights: str | Path | None = None) -> Any:
+    return models.build_classifier(num_classes, hp.input_size, imagenet_weights, hp.dropout)
+
+
+def compile_classifier(model: Any, hp: ClassifierHP) -> None:
+    keras = models._keras()
+    model.compile(optimizer=loop.optimizer(hp.optimizer, hp.lr), loss=hp.loss,
+                  metrics=["accuracy", keras.metrics.AUC(name="auc")])
+
+
+def fit_classifier(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray,
+                   num_classes: int, hp: ClassifierHP, workdir: Path, *,
+                   imagenet_weights: str | Path | None = None, resume: bool = False,
+                   verbose: int = 0, log_dir: Path | None = None,
+                   restore_best: bool = True) -> loop.FitResult:
+    """Train on in-memory crops (uint8) and integer labels; checkpoints go to `workdir`."""
+    models._keras().utils.set_random_seed(hp.seed)
+    batches = data.make_batches(x, data.onehot(y, num_classes), hp.batch_size, hp.seed,
+                                lambda img, rng: augment.augment_classifier(img, rng, hp),
+                                "classifier")
+    return loop.fit(
+        build=lambda: build(hp, num_classes, imagenet_weights),
+        compile_model=lambda m: compile_classifier(m, hp), train_data=batches,
+        val_data=(xv, data.onehot(yv, num_classes)), hp=hp, hp_dict=profiles.as_dict(hp),
+        arch_keys=ARCH_KEYS, ckpt_dir=workdir, log_dir=log_dir, monitor="val_auc", mode="max",
+        resume=resume, verbose=verbose, restore_best=restore_best)
+
+
+def score(model: Any, x: np.ndarray, y: np.ndarray, classes: Sequence[str],
+          batch_size: int = 16) -> dict[str, Any]:
+    """The paper's classifier figures: ROC AUC per class and macro, accuracy, confusion."""
+    probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    pred = probs.argmax(axis=1)
+    return {"roc_auc": metrics.roc_auc_ovr(y, probs, classes),
+            "accuracy": metrics.accuracy(y, pred),
+            "confusion_matrix": metrics.confusion_matrix(y, pred, len(classes)).tolist(),
+            "images": len(y), "probs": probs}
+
+
+def load_finder(b: Bundle) -> tuple[Any, int, float]:
+    """The bundle's trained finder, its input size and threshold (BundleError when absent)."""
+    section = b.require("finder")
+    return (models.load_model(b.model_file("finder")), int(section["input_size"]),
+            float(section.get("threshold", preprocess.DEFAULT_THRESHOLD)))
+
+
+def crops_for(b: Bundle | None, samples: Sequence[data.Sample], crop: str, size: int,
+              finder: tuple[Any, int, float] | None = None) -> np.ndarray:
+    """Classifier inputs for `samples` in crop mode `crop` (finder from the bundle if needed)."""
+    if crop == "finder":
+        if finder is None:
+            assert b is not None
+            finder = load_finder(b)
+        model, fsize, threshold = finder
+        masks = data.predict_masks(model, samples, fsize)
+        return data.classifier_arrays(samples, crop, size, masks, threshold)
+    return data.classifier_arrays(samples, crop, size)
+
+
+def train_classifier(
+    data_dir: str | Path,
+    bundle: str | Path,
+    crop: str = "manual",
+    profile: str = "tiny",
+    overrides: dict[str, Any] | None = None,
+    imagenet_weights: str | Path | None = None,
+    resume: bool = False,
+    verbose: int = 0,
+    classes: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Train the classifier on DATA's labelled images (3:2 split, stratified) into
+    `bundle`/classifier.keras, feeding it crops made the way the runtime will make them."""
+    if crop not in preprocess.CROP_MODES:
+        raise UsageError(f"unknown crop mode {crop!r} (choose {', '.join(preprocess.CROP_MODES)})")
+    hp = profiles.resolve("classifier", profile, overrides)
+    if imagenet_weights is not None and not Path(imagenet_weights).is_file():
+        raise UsageError(f"ImageNet weights file {imagenet_weights} does not exist")
+    existed = (Path(bundle) / BUNDLE_FILE).is_file()
+    b = Bundle.open(bundle, create=True)
+    finder = load_finder(b) if crop == "finder" else None
+    ds = load_dataset(data_dir)
+    records = data.labelled_records(ds)
+    class_list = data.resolve_classes(ds, classes, b.classes if existed else None)
+    started = time.time()
+    samples = data.load_samples(records, masks=crop == "manual")
+    labels = np.array([class_list.index(s.label) for s in samples])
+    tr, va = data.split_stratified(labels, hp.val_fraction, hp.seed)
+    x_all = crops_for(b, samples, crop, hp.input_size, finder)
+    result = fit_classifier(x_all[tr], labels[tr], x_all[va], labels[va], len(class_list), hp,
+                            b.path("checkpoints/classifier"), imagenet_weights=imagenet_weights,
+                            resume=resume, verbose=verbose, log_dir=b.path("logs/classifier"))
+    scores = score(result.model, x_all[va], labels[va], class_list, hp.batch_size)
+    loop.save_clean(result.model, lambda: build(hp, len(class_list)), b.path("classifier.keras"))
+    b.meta["classes"] = class_list
+    b.register_file("classifier.keras")
+    last = result.history[-1] if result.history else {}
+    b.meta["classifier"] = metrics.json_safe({
+        "model": "classifier.keras",
+        "input_size": hp.input_size,
+        "crop": crop,
+        "margin": preprocess.DEFAULT_MARGIN,
+        "profile": profile,
+        "backbone": "inception_v3",
+        "imagenet_init": bool(imagenet_weights),
+        "flops": models.count_flops(result.model),
+        "hyperparameters": profiles.as_dict(hp),
+        "data": {"root": str(ds.root), "layout": ds.layout, "images": len(samples),
+                 "classes": {c: int((labels == k).sum()) for k, c in enumerate(class_list)},
+                 "split": {"train": len(tr), "val": len(va)}},
+        "training": {"epochs_completed": result.epochs, "initial_epoch": result.initial_epoch,
+                     "best_epoch": result.best_epoch, "monitor": result.monitor,
+                     "best_value": result.best_value, "last_epoch": last,
+                     "seconds_this_run": round(time.time() - started, 1)},
+        "metrics": {"split": "validation",
+                    **{k: v for k, v in scores.items() if k != "probs"}},
+    })
+    b.save()
+    return {"bundle": str(b.root), "model": str(b.path("classifier.keras")), "classes": class_list,
+            "hyperparameters": profiles.as_dict(hp), "metrics": b.meta["classifier"]["metrics"],
+            "training": b.meta["classifier"]["training"],
+            "split": {"train": len(tr), "val": len(va)}}

@@ -1,0 +1,210 @@
+"""Training data: images decoded once through imageio, turned into model inputs by the one
+preprocessing (finder_input, crop_drop, full_image), held in memory as uint8 arrays, split the
+paper's way (finder 7:3, classifier 3:2 stratified by class), and served in augmented batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import preprocess
+from ..dataset import Dataset, Record
+from ..errors import DataError, UsageError
+from ..imageio import read_image
+
+
+@dataclass
+class Sample:
+    """One decoded image with its ground truth (mask at the image's size; None when absent)."""
+
+    path: Path
+    rgb: np.ndarray
+    mask: np.ndarray | None
+    label: str | None
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A drop mask file as a bool array (anything non-zero is drop), checked against the image."""
+    pixels = read_image(path)
+    mask = pixels.max(axis=2) > 0
+    if mask.shape != shape:
+        raise DataError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]}, its image is "
+                        f"{shape[1]}x{shape[0]}")
+    return mask
+
+
+def load_samples(records: Sequence[Record], masks: bool = True) -> list[Sample]:
+    out = []
+    for rec in records:
+        rgb = read_image(rec.image)
+        mask = read_mask(rec.mask, rgb.shape[:2]) if (masks and rec.mask is not None) else None
+        out.append(Sample(rec.image, rgb, mask, rec.label))
+    return out
+
+
+def mask_records(ds: Dataset) -> list[Record]:
+    recs = ds.with_masks()
+    if len(recs) < 2:
+        raise DataError(f"data set {ds.root} has {len(recs)} image(s) with a drop mask; the finder "
+                        "needs masks (labels.csv column `mask`) for at least 2 images")
+    return recs
+
+
+def resolve_classes(ds: Dataset, requested: Sequence[str] | None,
+                    existing: Sequence[str] | None) -> list[str]:
+    """The class list a classifier trains on: --classes, else the bundle's (when the data fits
+    it), else the data set's labels. A label outside the list is an error, not a silent drop."""
+    seen = ds.classes_seen
+    if not seen:
+        raise DataError(f"data set {ds.root} has no class labels (labels.csv column `label`)")
+    if requested:
+        classes = list(dict.fromkeys(requested))
+    elif existing and set(seen) <= set(existing):
+        classes = list(existing)
+    else:
+        from .. import DEFAULT_CLASSES
+
+        classes = [c for c in DEFAULT_CLASSES if c in seen] + [c for c in seen
+                                                              if c not in DEFAULT_CLASSES]
+    unknown = sorted(set(seen) - set(classes))
+    if unknown:
+        raise DataError(f"unknown class label(s) {', '.join(unknown)} in {ds.root} "
+                        f"(classes: {', '.join(classes)}; pass --classes to change the list)")
+    return classes
+
+
+def labelled_records(ds: Dataset) -> list[Record]:
+    recs = [r for r in ds.records if r.label]
+    if len(recs) < 2:
+        raise DataError(f"data set {ds.root} has {len(recs)} labelled image(s); need at least 2")
+    return recs
+
+
+# ----------------------------------------------------------------------------------- splits
+def split_random(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The finder's split: a seeded shuffle, `val_fraction` held out (at least one each side)."""
+    if n < 2:
+        raise DataError(f"{n} image(s) cannot be split into training and validation")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(n - 1, max(1, round(n * val_fraction)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def split_stratified(labels: Sequence[int], val_fraction: float,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier's split: per class a seeded shuffle with `val_fraction` held out, so both
+    sides keep the class mix (a class with one image goes to training)."""
+    y = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for k in np.unique(y):
+        idx = rng.permutation(np.nonzero(y == k)[0])
+        n_val = round(idx.size * val_fraction) if idx.size > 1 else 0
+        n_val = min(idx.size - 1, max(1 if idx.size > 1 else 0, n_val))
+        val.extend(idx[:n_val])
+        train.extend(idx[n_val:])
+    if not val:
+        raise DataError("too few labelled images to hold any out for validation")
+    return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
+
+
+def subsample_stratified(idx: np.ndarray, labels: Sequence[int], n: int, seed: int) -> np.ndarray:
+    """`n` of `idx`, keeping the class mix (largest-remainder allocation per class)."""
+    if n >= idx.size:
+        return idx
+    y = np.asarray(labels)[idx]
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts * n / idx.size
+    take = np.floor(quota).astype(int)
+    for j in np.argsort(-(quota - take))[: n - take.sum()]:
+        take[j] += 1
+    chosen = [rng.permutation(idx[y == k])[:t] for k, t in zip(classes, take, strict=True)]
+    return np.sort(np.concatenate(chosen))
+
+
+# ----------------------------------------------------------------------------------- arrays
+def finder_arrays(samples: Sequence[Sample], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Finder inputs (N x size x size x 3 uint8) and 0/1 targets (N x size x size x 1 float32)."""
+    x = np.stack([preprocess.finder_input(s.rgb, size) for s in samples])
+    y = []
+    for s in samples:
+        if s.mask is None:
+            raise DataError(f"{s.path} has no drop mask")
+        m = preprocess.resize(s.mask.astype(np.uint8)[..., None].repeat(3, axis=2) * 255, size)
+        y.append((m[..., 0] >= 128).astype(np.float32)[..., None])
+    return x, np.stack(y)
+
+
+def predict_masks(finder: Any, samples: Sequence[Sample], size: int,
+                  batch_size: int = 8) -> list[np.ndarray]:
+    """Finder probabilities mapped back to each image's size (what the crop step takes)."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        x = np.stack([preprocess.finder_input(s.rgb, size) for s in chunk])
+        probs = np.asarray(finder.predict_on_batch(x))
+        for s, p in zip(chunk, probs, strict=True):
+            out.append(preprocess.mask_to_image(p, *s.rgb.shape[:2]))
+    return out
+
+
+def classifier_arrays(samples: Sequence[Sample], crop: str, size: int,
+                      finder_masks: Sequence[np.ndarray] | None = None,
+                      threshold: float = preprocess.DEFAULT_THRESHOLD) -> np.ndarray:
+    """Classifier inputs (N x size x size x 3 uint8) for a crop mode:
+    finder = the finder's masks, manual = the ground-truth masks, none = the whole image."""
+    if crop not in preprocess.CROP_MODES:
+        raise UsageError(f"unknown crop mode {crop!r} (choose {', '.join(preprocess.CROP_MODES)})")
+    out = []
+    for i, s in enumerate(samples):
+        if crop == "none":
+            c = preprocess.full_image(s.rgb, size)
+        elif crop == "manual":
+            if s.mask is None:
+                raise DataError(f"{s.path} has no drop mask (--crop manual needs one per image)")
+            c = preprocess.crop_drop(s.rgb, s.mask.astype(np.float32), size, threshold=0.5)
+        else:
+            assert finder_masks is not None
+            c = preprocess.crop_drop(s.rgb, finder_masks[i], size, threshold=threshold)
+        out.append(c.pixels)
+    return np.stack(out)
+
+
+def onehot(labels: Sequence[int], num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels, dtype=int)]
+
+
+# ----------------------------------------------------------------------------------- batches
+def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
+                 augment: Callable[..., Any] | None, kind: str) -> Any:
+    """An augmented, shuffled keras.utils.PyDataset over in-memory arrays. Batch b of epoch e
+    is drawn from a generator seeded by (seed, e, b): a resumed run sees the same stream."""
+    from ..models import _keras
+
+    keras = _keras()
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.epoch = 0
+
+        def __len__(self) -> int:
+            return int(np.ceil(len(x) / batch_size))
+
+        def __getitem__(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+            order = np.random.default_rng([seed, self.epoch]).permutation(len(x))
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            rng = np.random.default_rng([seed, self.epoch, b])
+            if augment is None:
+                return x[idx], y[idx]
+            if kind == "finder":
+                pairs = [augment(x[i], y[i], rng) for i in idx]
+                return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+            return np.stack([augment(x[i], rng) for i in idx]), y[idx]
+
+    return Batches()

@@ -1,0 +1,122 @@
+"""Training the U-Net drop finder (the paper's finder module) and writing it into a bundle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import metrics, models
+from ..bundle import Bundle
+from ..dataset import load_dataset
+from . import augment, data, loop, profiles
+from .profiles import FinderHP
+
+ARCH_KEYS = ("input_size", "base_filters", "depth", "seed", "val_fraction")
+
+
+def build(hp: FinderHP) -> Any:
+    return models.build_finder(hp.input_size, hp.base_filters, hp.depth)
+
+
+def compile_finder(model: Any, hp: FinderHP) -> None:
+    keras = models._keras()
+    model.compile(
+        optimizer=loop.optimizer(hp.optimizer, hp.lr),
+        loss=hp.loss,
+        # The paper's metric: IoU of drop and of background, averaged.
+        metrics=[keras.metrics.BinaryIoU(target_class_ids=(0, 1), threshold=hp.threshold,
+                                         name="mean_iou")],
+    )
+
+
+def fit_finder(train: Sequence[data.Sample], val: Sequence[data.Sample], hp: FinderHP,
+               workdir: Path, *, resume: bool = False, verbose: int = 0,
+               log_dir: Path | None = None,
+                   restore_best: bool = True) -> loop.FitResult:
+    """Train on in-memory samples; checkpoints go to `workdir`."""
+    models._keras().utils.set_random_seed(hp.seed)
+    x, y = data.finder_arrays(train, hp.input_size)
+    xv, yv = data.finder_arrays(val, hp.input_size)
+    batches = data.make_batches(
+        x, y, hp.batch_size, hp.seed,
+        lambda img, msk, rng: augment.augment_finder(img, msk, rng, hp), "finder")
+    return loop.fit(
+        build=lambda: build(hp), compile_model=lambda m: compile_finder(m, hp),
+        train_data=batches, val_data=(xv, yv), hp=hp, hp_dict=profiles.as_dict(hp),
+        arch_keys=ARCH_KEYS, ckpt_dir=workdir, log_dir=log_dir,
+        monitor="val_mean_iou", mode="max", resume=resume, verbose=verbose,
+        restore_best=restore_best)
+
+
+def mask_scores(finder: Any, samples: Sequence[data.Sample], hp_size: int,
+                threshold: float) -> dict[str, Any]:
+    """The paper's Table 1 for the finder: Dice and IoU per image (finder output mapped back
+    to the image's size, thresholded), their mean and standard deviation."""
+    probs = data.predict_masks(finder, samples, hp_size)
+    d = [metrics.dice(p >= threshold, s.mask) for p, s in zip(probs, samples, strict=True)]
+    i = [metrics.iou(p >= threshold, s.mask) for p, s in zip(probs, samples, strict=True)]
+    ds, is_ = metrics.mean_std(d), metrics.mean_std(i)
+    return {"dice_mean": ds["mean"], "dice_std": ds["std"], "iou_mean": is_["mean"],
+            "iou_std": is_["std"], "images": len(samples), "dice": d, "iou": i}
+
+
+def train_finder(
+    data_dir: str | Path,
+    bundle: str | Path,
+    profile: str = "tiny",
+    overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+    verbose: int = 0,
+    classes: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Train the finder on DATA's masked images (7:3 split) into `bundle`/finder.keras."""
+    hp = profiles.resolve("finder", profile, overrides)
+    b = Bundle.open(bundle, create=True, classes=classes)
+    ds = load_dataset(data_dir)
+    records = data.mask_records(ds)
+    if classes:
+        b.meta["classes"] = list(dict.fromkeys(classes))
+    elif not b.has("classifier") and ds.classes_seen:
+        b.meta["classes"] = data.resolve_classes(ds, None, None)
+    started = time.time()
+    samples = data.load_samples(records, masks=True)
+    tr, va = data.split_random(len(samples), hp.val_fraction, hp.seed)
+    train, val = [samples[i] for i in tr], [samples[i] for i in va]
+    result = fit_finder(train, val, hp, b.path("checkpoints/finder"), resume=resume,
+                        verbose=verbose, log_dir=b.path("logs/finder"))
+    scores = mask_scores(result.model, val, hp.input_size, hp.threshold)
+    loop.save_clean(result.model, lambda: build(hp), b.path("finder.keras"))
+    b.register_file("finder.keras")
+    last = result.history[-1] if result.history else {}
+    b.meta["finder"] = metrics.json_safe({
+        "model": "finder.keras",
+        "input_size": hp.input_size,
+        "base_filters": hp.base_filters,
+        "depth": hp.depth,
+        "profile": profile,
+        "threshold": hp.threshold,
+        "flops": models.count_flops(result.model),
+        "hyperparameters": profiles.as_dict(hp),
+        "data": {**_data_summary(ds, len(train), len(val))},
+        "training": {"epochs_completed": result.epochs, "initial_epoch": result.initial_epoch,
+                     "best_epoch": result.best_epoch, "monitor": result.monitor,
+                     "best_value": result.best_value, "last_epoch": last,
+                     "seconds_this_run": round(time.time() - started, 1)},
+        "metrics": {"split": "validation", **{k: v for k, v in scores.items()
+                                             if k not in ("dice", "iou")}},
+    })
+    b.save()
+    return {"bundle": str(b.root), "model": str(b.path("finder.keras")),
+            "hyperparameters": profiles.as_dict(hp), "metrics": b.meta["finder"]["metrics"],
+            "training": b.meta["finder"]["training"], "split": {"train": len(train),
+                                                               "val": len(val)}}
+
+
+def _data_summary(ds: Any, n_train: int, n_val: int) -> dict[str, Any]:
+    s = ds.summary()
+    return {"root": s["root"], "layout": s["layout"], "images": s["images"],
+            "with_masks": s["with_masks"], "classes": s["classes"],
+            "split": {"train": n_train, "val": n_val}}
+

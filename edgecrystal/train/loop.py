@@ -1,0 +1,170 @@
+"""The training loop both models share: device strategy, per-epoch checkpoints that a resumed
+run continues from, the best-so-far weights by a validation metric, TensorBoard logs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_json
+from ..errors import UsageError
+from ..models import _keras
+
+STATE = "state.json"
+LAST = "last.keras"
+BEST = "best.weights.h5"
+
+
+def strategy() -> Any:
+    """MirroredStrategy over every GPU when more than one is visible, else the default one."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def optimizer(name: str, lr: float) -> Any:
+    keras = _keras()
+    table = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+             "sgd": keras.optimizers.SGD}
+    if name.lower() not in table:
+        raise UsageError(f"unknown optimizer {name!r} (choose {', '.join(table)})")
+    return table[name.lower()](learning_rate=lr)
+
+
+@dataclass
+class FitResult:
+    model: Any  # the model with the best weights loaded
+    history: list[dict[str, float]]  # one entry per epoch, resumed epochs included
+    initial_epoch: int
+    epochs: int
+    best_epoch: int
+    best_value: float
+    monitor: str
+
+
+class EpochCheckpoint:
+    """Keras callback factory (the class needs Keras, which loads lazily)."""
+
+    @staticmethod
+    def make(ckpt_dir: Path, monitor: str, mode: str, state: dict[str, Any],
+             on_epoch: Callable[[int], None]) -> Any:
+        keras = _keras()
+
+        class _Checkpoint(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                on_epoch(epoch)
+
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                logs = {k: float(v) for k, v in (logs or {}).items()}
+                value = logs.get(monitor, math.nan)
+                best = state.get("best_value")
+                better = best is None or (not math.isnan(value) and (
+                    value > best if mode == "max" else value < best))
+                if better:
+                    _atomic_save(self.model.save_weights, ckpt_dir / BEST)
+                    state.update(best_value=value, best_epoch=epoch + 1)
+                # Model with optimizer state, then the epoch counter: the counter never names
+                # an epoch whose model is not on disk.
+                _atomic_save(self.model.save, ckpt_dir / LAST)
+                state["history"].append({"epoch": epoch + 1, **logs})
+                state["epoch"] = epoch + 1
+                write_json(ckpt_dir / STATE, state)
+
+        return _Checkpoint()
+
+
+def _atomic_save(save: Callable[[str], None], path: Path) -> None:
+    tmp = path.with_name(path.name.replace(".", ".tmp.", 1))
+    save(str(tmp))
+    os.replace(tmp, path)
+
+
+def fit(
+    *,
+    build: Callable[[], Any],
+    compile_model: Callable[[Any], None],
+    train_data: Any,
+    val_data: tuple[Any, Any],
+    hp: Any,
+    hp_dict: dict[str, Any],
+    arch_keys: tuple[str, ...],
+    ckpt_dir: Path,
+    log_dir: Path | None,
+    monitor: str,
+    mode: str,
+    resume: bool,
+    verbose: int,
+    restore_best: bool = True,
+) -> FitResult:
+    """Train `build()` on `train_data` (a PyDataset with an `epoch` attribute) for hp.epochs.
+    With restore_best the returned model holds the best epoch's weights by `monitor`, else the
+    last epoch's (when `val_data` is a test set, choosing by it would flatter the result)."""
+    keras = _keras()
+    state_path = ckpt_dir / STATE
+    state: dict[str, Any] | None = None
+    if resume and state_path.is_file() and (ckpt_dir / LAST).is_file():
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        changed = [k for k in arch_keys if state["hyperparameters"].get(k) != hp_dict.get(k)]
+        if changed:
+            raise UsageError(f"cannot resume {ckpt_dir}: {', '.join(changed)} differ from the "
+                             "checkpoint (drop --resume to start over)")
+    elif ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+    with strategy().scope():
+        if state is not None:
+            model = keras.models.load_model(str(ckpt_dir / LAST))
+            initial_epoch = int(state["epoch"])
+            if verbose:
+                print(f"resuming from epoch {initial_epoch} of {hp.epochs} ({ckpt_dir})")
+        else:
+            model = build()
+            compile_model(model)
+            initial_epoch = 0
+            state = {"epoch": 0, "best_value": None, "best_epoch": 0, "history": []}
+    state.update(monitor=monitor, mode=mode, hyperparameters=hp_dict)
+
+    def set_epoch(epoch: int) -> None:
+        train_data.epoch = epoch
+
+    callbacks = [EpochCheckpoint.make(ckpt_dir, monitor, mode, state, set_epoch)]
+    if log_dir is not None and _has_tensorboard():
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False,
+                                                     profile_batch=0))
+    if initial_epoch < hp.epochs:
+        model.fit(train_data, validation_data=val_data, epochs=hp.epochs,
+                  initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+                  validation_batch_size=hp.batch_size)
+    if restore_best and (ckpt_dir / BEST).is_file():
+        model.load_weights(str(ckpt_dir / BEST))
+    return FitResult(model, list(state["history"]), initial_epoch, int(state["epoch"]),
+                     int(state.get("best_epoch", 0)), _num(state.get("best_value")), monitor)
+
+
+def _has_tensorboard() -> bool:
+    # tensorflow-cpu does not depend on tensorboard; without it, training goes on unlogged.
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def save_clean(model: Any, build: Callable[[], Any], path: Path) -> None:
+    """Write the deployable model: a fresh, uncompiled copy with `model`'s weights (no optimizer
+    state to carry, no training-only objects to deserialise)."""
+    fresh = build()
+    fresh.set_weights(model.get_weights())
+    _atomic_save(fresh.save, path)
