@@ -66,20 +66,21 @@ def meniscus(rng: np.random.Generator, drop: Drop, strength: float,
     m8 = drop.mask.astype(np.uint8)
     d_in = cv2.distanceTransform(m8, cv2.DIST_L2, 3)
     d_out = cv2.distanceTransform(1 - m8, cv2.DIST_L2, 3)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    ang = np.arctan2(ys - drop.cy, xs - drop.cx)
+    dx = (np.arange(w, dtype=np.float32) - np.float32(drop.cx))[None, :]
+    dy = (np.arange(h, dtype=np.float32) - np.float32(drop.cy))[:, None]
+    ang = np.arctan2(dy, dx)
     phi = rng.uniform(-np.pi, np.pi)
     sharp = rng.uniform(1.0, 4.0)
-    side = ((1.0 + np.cos(ang - phi)) * 0.5) ** sharp
+    side = ((1.0 + np.cos(ang - np.float32(phi))) * np.float32(0.5)) ** np.float32(sharp)
     base = rng.uniform(2.0, 5.0) * scale
     thick = rng.uniform(6.0, 0.22 * drop.radius / max(scale, 1e-3)) * scale
     width = base + thick * side
     inside = drop.mask
-    dark = np.where(inside, np.exp(-d_in / width), 0.0) * strength * (0.35 + 0.65 * side)
-    dark += np.where(inside, 0.0, np.exp(-d_out / (1.2 * scale)) * 0.35 * strength)
-    glow_pos = width * 1.6
-    glow = np.where(inside, np.exp(-(((d_in - glow_pos) / (0.6 * width + 1.0)) ** 2)), 0.0)
-    glow *= rng.uniform(0.03, 0.1)
+    # d_in is 0 outside the drop and d_out is 0 inside, so each term lives on its own side.
+    dark = np.exp(-d_in / width) * (strength * (0.35 + 0.65 * side))
+    dark = np.where(inside, dark, np.exp(-d_out / np.float32(1.2 * scale)) * (0.35 * strength))
+    glow = np.exp(-(((d_in - width * 1.6) / (0.6 * width + 1.0)) ** 2))
+    glow *= np.float32(rng.uniform(0.03, 0.1)) * inside
     return dark.astype(np.float32), glow.astype(np.float32)
 
 

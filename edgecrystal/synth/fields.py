@@ -29,12 +29,11 @@ def colour_field(rng: np.random.Generator, h: int, w: int, cells: int,
     return cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def polar(h: int, w: int, cx: float, cy: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """dx, dy (pixels from the centre) and the angle of every pixel."""
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    dx = xs - np.float32(cx)
-    dy = ys - np.float32(cy)
-    return dx, dy, np.arctan2(dy, dx)
+def offsets(h: int, w: int, cx: float, cy: float) -> tuple[np.ndarray, np.ndarray]:
+    """dx (1 x w) and dy (h x 1), pixels from the centre: broadcast them, never build grids."""
+    dx = (np.arange(w, dtype=np.float32) - np.float32(cx))[None, :]
+    dy = (np.arange(h, dtype=np.float32) - np.float32(cy))[:, None]
+    return dx, dy
 
 
 def superellipse_radius(dx: np.ndarray, dy: np.ndarray, a: float, b: float,

@@ -21,12 +21,20 @@ class Layers:
     h: int
     w: int
     scale: float  # pixels per pixel of a 512-px image: keeps sizes resolution-independent
-    absorb: np.ndarray = field(init=False)
     glow: np.ndarray = field(init=False)
+    # One single-channel density per absorption colour: far cheaper than an RGB layer per add.
+    densities: dict[tuple[float, float, float], np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.absorb = np.zeros((self.h, self.w, 3), np.float32)
         self.glow = np.zeros((self.h, self.w), np.float32)
+        self.densities = {}
+
+    def absorb(self) -> np.ndarray:
+        """Total absorption, HxWx3."""
+        out = np.zeros((self.h, self.w, 3), np.float32)
+        for colour, d in self.densities.items():
+            out += d[..., None] * np.array(colour, np.float32)
+        return out
 
     def scratch(self) -> np.ndarray:
         return np.zeros((self.h, self.w), np.uint8)
@@ -34,14 +42,19 @@ class Layers:
     def add(self, density: np.ndarray, colour: np.ndarray = GREY, amount: float = 1.0,
             blur: float = 0.0) -> None:
         """Add a density layer (uint8 0..255 or float 0..1) as absorption of `colour`."""
-        d = _as_float(density, blur)
-        self.absorb += (d * np.float32(amount))[..., None] * colour
+        d = _as_float(density, blur) * np.float32(amount)
+        key = (float(colour[0]), float(colour[1]), float(colour[2]))
+        if key in self.densities:
+            self.densities[key] += d
+        else:
+            self.densities[key] = d
 
     def add_glow(self, density: np.ndarray, amount: float, blur: float = 0.0) -> None:
         self.glow += _as_float(density, blur) * np.float32(amount)
 
     def clip_to(self, mask: np.ndarray) -> None:
-        self.absorb *= mask[..., None]
+        for d in self.densities.values():
+            d *= mask
         self.glow *= mask
 
 

@@ -34,6 +34,10 @@ class Style:
     drop_shade: tuple[float, float]  # drop brightness relative to the floor
     dome: float  # lens shading: drop darker towards its edge (Formulatrix's dome look)
     meniscus: tuple[float, float]  # darkness of the meniscus crescent
+    drop_tint: float  # chance that the drop takes another tint than the floor around it
+    streaks: float  # faint radial streaks in the drop (MARCO's sunburst look)
+    mottle: float  # fine mottled texture in the drop (brightfield close-ups)
+    rainbow: float  # chance of polarisation rainbow bands near the wall
     colour: str  # "rgb", "grey" or "sepia"
     noise: tuple[float, float]
     blur: tuple[float, float]
@@ -43,25 +47,27 @@ STYLE_TABLE: dict[str, Style] = {
     # MARCO GSK: round well filling the frame height, thick black rim, strong pink with green
     # and rainbow patches (polariser tint), drops off-centre and often against the wall.
     "marco": Style(
-        name="marco", well_shape=2.0, well_radius=(0.36, 0.42), rim_outer=(1.18, 1.32),
+        name="marco", well_shape=2.0, well_radius=(0.40, 0.46), rim_outer=(1.2, 1.4),
         rim_value=(0.02, 0.10), rim_grain=0.10, rim_soft=0.006,
-        floor=(0.93, 0.80, 0.90),
-        palette=((0.96, 0.78, 0.92), (0.80, 0.93, 0.82), (0.93, 0.93, 0.95),
-                 (0.98, 0.83, 0.80), (0.80, 0.86, 0.97)),
-        tint=0.75, plastic=(0.86, 0.80, 0.88), vignette=(0.0, 0.15),
+        floor=(0.95, 0.78, 0.92),
+        palette=((0.97, 0.74, 0.93), (0.97, 0.74, 0.93), (0.76, 0.94, 0.80),
+                 (0.93, 0.93, 0.96), (0.96, 0.84, 0.88)),
+        tint=0.9, plastic=(0.86, 0.80, 0.88), vignette=(0.0, 0.15),
         drop_radius=(0.38, 0.78), drop_offset=(0.05, 0.55), drop_shade=(0.94, 1.02),
-        dome=0.05, meniscus=(0.45, 0.9), colour="rgb", noise=(0.008, 0.02), blur=(0.5, 1.1),
+        dome=0.05, meniscus=(0.55, 0.95), drop_tint=0.5, streaks=0.025, mottle=0.0,
+        rainbow=0.6, colour="rgb", noise=(0.008, 0.02), blur=(0.5, 1.1),
     ),
     # Formulatrix RI1000: round well with a broad soft dark surround, pale cream-grey to bluish
     # floor, a smaller roundish drop near the centre with dome shading.
     "formulatrix": Style(
         name="formulatrix", well_shape=2.0, well_radius=(0.40, 0.46), rim_outer=(1.12, 1.25),
         rim_value=(0.06, 0.18), rim_grain=0.02, rim_soft=0.05,
-        floor=(0.86, 0.86, 0.80),
-        palette=((0.88, 0.88, 0.80), (0.82, 0.86, 0.90), (0.90, 0.89, 0.84)),
+        floor=(0.90, 0.90, 0.82),
+        palette=((0.92, 0.92, 0.82), (0.80, 0.86, 0.93), (0.90, 0.89, 0.84)),
         tint=0.5, plastic=(0.62, 0.64, 0.60), vignette=(0.15, 0.35),
         drop_radius=(0.30, 0.58), drop_offset=(0.0, 0.35), drop_shade=(0.82, 0.95),
-        dome=0.25, meniscus=(0.3, 0.6), colour="rgb", noise=(0.01, 0.025), blur=(0.6, 1.2),
+        dome=0.25, meniscus=(0.3, 0.6), drop_tint=0.2, streaks=0.0, mottle=0.03,
+        rainbow=0.0, colour="rgb", noise=(0.01, 0.025), blur=(0.6, 1.2),
     ),
     # Greyscale brightfield close-up: a rounded-square well that nearly fills the frame, black
     # frame, large drop pressed against a wall, mottled grey drop interior.
@@ -71,7 +77,8 @@ STYLE_TABLE: dict[str, Style] = {
         floor=(0.90, 0.90, 0.90), palette=((0.92, 0.92, 0.92), (0.84, 0.84, 0.84)),
         tint=0.5, plastic=(0.10, 0.10, 0.10), vignette=(0.0, 0.1),
         drop_radius=(0.55, 0.95), drop_offset=(0.25, 0.75), drop_shade=(0.55, 0.8),
-        dome=0.3, meniscus=(0.5, 0.9), colour="grey", noise=(0.01, 0.03), blur=(0.4, 0.9),
+        dome=0.3, meniscus=(0.5, 0.9), drop_tint=0.0, streaks=0.0, mottle=0.08,
+        rainbow=0.0, colour="grey", noise=(0.01, 0.03), blur=(0.4, 0.9),
     ),
     # Minstrel-style: sepia, strong vignetting, mid-dark rim, drop anywhere in the well.
     "minstrel": Style(
@@ -80,7 +87,8 @@ STYLE_TABLE: dict[str, Style] = {
         floor=(0.85, 0.85, 0.85), palette=((0.9, 0.9, 0.9), (0.75, 0.75, 0.75)),
         tint=0.4, plastic=(0.45, 0.45, 0.45), vignette=(0.35, 0.6),
         drop_radius=(0.35, 0.7), drop_offset=(0.0, 0.5), drop_shade=(0.85, 1.0),
-        dome=0.15, meniscus=(0.35, 0.7), colour="sepia", noise=(0.01, 0.025), blur=(0.7, 1.4),
+        dome=0.15, meniscus=(0.35, 0.7), drop_tint=0.0, streaks=0.015, mottle=0.03,
+        rainbow=0.0, colour="sepia", noise=(0.01, 0.025), blur=(0.7, 1.4),
     ),
 }
 
