@@ -1,0 +1,1 @@
+"""`edgecrystal serve`: the on-imager daemon (config, folder watcher, sd_notify, main loop)."""

@@ -1,0 +1,441 @@
+"""The daemon's main loop, shaped like a good arbiter (gunicorn): signal handlers only set flags
+(and Python's wakeup fd writes to the self-pipe); the loop sleeps in select() on that pipe and
+does all the work on the main thread, which is also the thread that owns the inference backend
+(a CUDA context belongs to the thread that made it).
+
+Order of work per wake-up: signals (stop, reload) -> inotify events -> periodic rescan -> files
+that finished arriving -> one batch -> summaries -> watchdog ping. A batch in hand is always
+finished and written before the daemon stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from ..errors import EdgeCrystalError
+from .config import Config, load_config
+from .sdnotify import Notifier, watchdog_interval
+from .watcher import Filter, Pending, Watcher, scan
+
+log = logging.getLogger("edgecrystal.serve")
+
+# Modules the daemon must never have loaded (the runtime is numpy, OpenCV and one backend).
+HEAVY_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx", "torch", "jax")
+# Decoder errors that may only mean "not finished arriving yet".
+INCOMPLETE_KINDS = ("empty", "truncated")
+
+
+def run_daemon(config_path: Path | None, overrides: dict[str, Any], *, once: bool = False) -> int:
+    cfg = load_config(config_path, overrides)
+    setup_logging(cfg.log_level)
+    daemon = Daemon(config_path, overrides, cfg, once=once)
+    try:
+        return daemon.run()
+    finally:
+        daemon.shutdown()
+
+
+def setup_logging(level: str) -> None:
+    """One line per event on stderr. Under systemd (JOURNAL_STREAM set) lines carry sd-daemon
+    priority prefixes instead of timestamps: journald adds its own and keeps the levels."""
+    handler = logging.StreamHandler(sys.stderr)
+    if hasattr(sys.stderr, "reconfigure"):
+        sys.stderr.reconfigure(errors="backslashreplace", line_buffering=True)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(_JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("edgecrystal")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}
+
+
+class _JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
+
+
+def heavy_modules() -> list[str]:
+    return sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in HEAVY_MODULES})
+
+
+class Daemon:
+    def __init__(self, config_path: Path | None, overrides: dict[str, Any], cfg: Config, *,
+                 once: bool = False) -> None:
+        self.config_path = config_path
+        self.overrides = overrides
+        self.cfg = cfg
+        self.once = once
+        self.stop = False
+        self.reload = False
+        self.notifier = Notifier()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.pipeline: Any = None
+        self.selection: Any = None
+        self.watcher: Watcher | None = None
+        self.summaries: Any = None
+        self.ready: deque[tuple[Path, float]] = deque()  # complete files: (path, when)
+        self.queued: set[Path] = set()
+        self.pending = Pending(cfg.settle_ms / 1000, cfg.trust_close_write)
+        self.flt = Filter(cfg.roots(), cfg.extensions)
+        self.done: dict[Path, tuple[int, int]] = {}  # scored this run: (size, mtime_ns)
+        self.attempts: dict[Path, int] = {}
+        self.skipped: set[tuple[Path, str]] = set()
+        self.dirty: set[Path] = set()
+        self.counts = {"scored": 0, "errors": 0, "skipped": 0}
+        self.last_summary = time.monotonic()
+        self.next_rescan = 0.0
+        self.ping_every = watchdog_interval()
+        self.next_ping = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> int:
+        started = time.monotonic()
+        self._install_signals()
+        self.notifier.status("loading the bundle")
+        self._open_models(self.cfg)
+        self._start_watcher()
+        self._rescan("start")
+        heavy = heavy_modules()
+        log.info("ready backend=%s precision=%s fingerprint=%s watching=%s pending=%d "
+                 "heavy_modules=%s pid=%d startup_ms=%.0f", self.selection.backend,
+                 self.cfg.precision, self.pipeline.model.fingerprint,
+                 ",".join(self.cfg.watch), len(self.pending) + len(self.ready),
+                 ",".join(heavy) or "none", os.getpid(), (time.monotonic() - started) * 1000)
+        log.info("backend %s", self.selection.describe())
+        self.notifier.ready(self._status())
+        while not self.stop:
+            if self.once and not self.pending.entries and not self.ready:
+                log.info("once: nothing left to score, exiting")
+                break
+            self._wait()
+            if self.stop:
+                break
+            if self.reload:
+                self.reload = False
+                self._reload()
+            self._take_events()
+            if time.monotonic() >= self.next_rescan:
+                self._rescan("periodic")
+            self._collect_ready()
+            self._score_if_due()
+            self._flush_summaries()
+            self._ping()
+        return 0
+
+    def shutdown(self) -> None:
+        self.notifier.stopping()
+        self.notifier.status("stopping")
+        if self.watcher is not None:
+            self.watcher.stop()
+        try:
+            self._flush_summaries(force=True)
+        except Exception as exc:
+            log.warning("summary not written at exit: %s", exc)
+        if self.pipeline is not None:
+            self.pipeline.close()
+        log.info("stopped scored=%d errors=%d", self.counts["scored"], self.counts["errors"])
+        self.notifier.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, _frame: Any) -> None:
+            self.stop = True
+
+        def on_hup(signum: int, _frame: Any) -> None:
+            self.reload = True
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+        # The interpreter writes the signal number to the pipe: select() wakes at once.
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+
+    def _wake(self) -> None:  # called from the watchdog observer thread
+        # A full pipe means the loop is being woken anyway.
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self.wake_w, b"\0")
+
+    def _wait(self) -> None:
+        timeouts = [max(0.0, self.next_rescan - time.monotonic())]
+        due = self.pending.next_due()
+        if due is not None:
+            timeouts.append(due + 0.01)
+        if self.ready:
+            wait = self.cfg.max_batch_wait_ms / 1000
+            timeouts.append(max(0.0, self.ready[0][1] + wait - time.monotonic()))
+        if self.dirty:
+            timeouts.append(max(0.0, self.last_summary + self.cfg.summary_interval_s
+                                - time.monotonic()))
+        if self.ping_every:
+            timeouts.append(max(0.0, self.next_ping - time.monotonic()))
+        try:
+            readable, _, _ = select.select([self.wake_r], [], [], min(timeouts))
+        except InterruptedError:
+            return
+        if readable:
+            try:
+                while os.read(self.wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+    # ------------------------------------------------------------------ models and config
+    def _open_models(self, cfg: Config) -> None:
+        from ..bundle import Bundle
+        from ..pipeline import Pipeline
+        from ..results import Summaries
+        from ..runtime.select import open_runners
+
+        bundle = Bundle.open(cfg.bundle)
+        sel = open_runners(bundle, backend=cfg.backend, precision=cfg.precision,
+                           threads=cfg.threads, providers=list(cfg.providers),
+                           allow_build=cfg.build_engines)
+        try:
+            pipe = Pipeline(bundle, sel.finder, sel.classifier, backend=sel.backend,
+                            precision=cfg.precision, max_pixels=cfg.max_pixels,
+                            read_threads=cfg.read_threads, outlines=cfg.overlay)
+        except BaseException:
+            sel.close()
+            raise
+        old = self.pipeline
+        self.pipeline, self.selection = pipe, sel
+        self.summaries = Summaries(bundle.classes)
+        if old is not None:
+            old.close()
+
+    def _reload(self) -> None:
+        self.notifier.reloading()
+        log.info("reload requested (SIGHUP)")
+        try:
+            cfg = load_config(self.config_path, self.overrides)
+        except EdgeCrystalError as exc:
+            log.error("reload: bad config, keeping the old one: %s", exc)
+            self.notifier.ready(self._status())
+            return
+        old_fp = self.pipeline.model.fingerprint
+        try:
+            self._open_models(cfg)
+        except EdgeCrystalError as exc:
+            log.error("reload: cannot open the bundle, keeping the old one: %s", exc)
+            self.notifier.ready(self._status())
+            return
+        roots_changed = (cfg.watch, cfg.recursive) != (self.cfg.watch, self.cfg.recursive)
+        self.cfg = cfg
+        setup_logging(cfg.log_level)
+        self.flt = Filter(cfg.roots(), cfg.extensions)
+        self.pending.settle = cfg.settle_ms / 1000
+        self.pending.trust_close = cfg.trust_close_write
+        if roots_changed and self.watcher is not None:
+            self.watcher.stop()
+            self._start_watcher()
+        if self.pipeline.model.fingerprint != old_fp:
+            self.done.clear()
+        log.info("reloaded config=%s backend=%s fingerprint=%s", cfg.source,
+                 self.selection.backend, self.pipeline.model.fingerprint)
+        self._rescan("reload")
+        self.notifier.ready(self._status())
+
+    def _start_watcher(self) -> None:
+        self.watcher = Watcher(self.cfg.roots(), self.cfg.recursive, self._wake)
+        for problem in self.watcher.failed:
+            log.warning("inotify unavailable for %s; relying on rescans", problem)
+
+    # ------------------------------------------------------------------ finding work
+    def _rescan(self, why: str) -> None:
+        t = time.monotonic()
+        n = 0
+        for path in scan(self.cfg.roots(), self.cfg.recursive, self.flt):
+            if self._consider(path, closed=False):
+                n += 1
+        self.next_rescan = time.monotonic() + self.cfg.rescan_interval_s
+        if n or why != "periodic":
+            log.info("scan reason=%s new=%d ms=%.0f", why, n, (time.monotonic() - t) * 1000)
+
+    def _take_events(self) -> None:
+        if self.watcher is None:
+            return
+        for path, closed in self.watcher.drain():
+            if path.is_dir() and not path.is_symlink():
+                # A folder created or moved in may already hold images.
+                if self.cfg.recursive:
+                    for p in scan([path], True, self.flt):
+                        self._consider(p, closed=True)
+                continue
+            if self.flt.wanted_name(path):
+                self._consider(path, closed=closed)
+
+    def _consider(self, path: Path, *, closed: bool) -> bool:
+        """Queue `path` unless it is done, skipped or already queued; True when queued."""
+        if path in self.queued:
+            return False
+        reason = self.flt.check(path)
+        if reason is not None:
+            if (path, reason) not in self.skipped:  # one log line per file and reason
+                self.skipped.add((path, reason))
+                self.counts["skipped"] += 1
+                log.warning("skip path=%s reason=%s", _q(path), reason)
+            return False
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if self.done.get(path) == (st.st_size, st.st_mtime_ns):
+            return False
+        if self.cfg.ignore_older_than_days and \
+                time.time() - st.st_mtime > self.cfg.ignore_older_than_days * 86400:
+            return False
+        from ..results import is_done
+
+        if path not in self.pending.entries and is_done(path, self.pipeline.model.fingerprint,
+                                                        st):
+            self.done[path] = (st.st_size, st.st_mtime_ns)
+            return False
+        # A rescan finds files that inotify already reported, or that sat there while the
+        # daemon was down: the settle rule still applies (they may be mid-copy).
+        self.pending.touch(path, closed=closed)
+        return True
+
+    def _collect_ready(self) -> None:
+        ready, gone = self.pending.take_ready()
+        now = time.monotonic()
+        for path in ready:
+            if path not in self.queued:
+                self.queued.add(path)
+                self.ready.append((path, now))
+        for path in gone:
+            log.info("vanished path=%s (deleted before scoring)", _q(path))
+
+    # ------------------------------------------------------------------ scoring
+    def _score_if_due(self) -> None:
+        while self.ready and not self.stop:
+            full = len(self.ready) >= self.cfg.batch_size
+            waited = time.monotonic() - self.ready[0][1] >= self.cfg.max_batch_wait_ms / 1000
+            if not (full or waited or self.once):
+                return
+            batch = [self.ready.popleft()[0] for _ in range(min(self.cfg.batch_size,
+                                                                 len(self.ready)))]
+            self._score(batch)
+            self._take_events()  # keep the event queue short during a burst
+            self._collect_ready()
+            self._ping()
+
+    def _score(self, batch: list[Path]) -> None:
+        from ..results import write_result
+
+        for p in batch:
+            self.queued.discard(p)
+        t = time.monotonic()
+        try:
+            results = self.pipeline.score(batch)
+        except Exception as exc:  # an inference failure is not the images' fault: retry
+            log.error("batch failed size=%d error=%s", len(batch), _one_line(exc))
+            for p in batch:
+                self._retry(p, f"inference failed: {_one_line(exc)}")
+            return
+        for r in results:
+            path = r.path
+            if r.error_kind == "missing":
+                log.info("vanished path=%s (deleted before scoring)", _q(path))
+                continue
+            if r.error_kind in INCOMPLETE_KINDS and self._still_arriving(r):
+                self.pending.touch(path)
+                continue
+            try:
+                write_result(r, self.pipeline.model, overlay=self.cfg.overlay)
+            except OSError as exc:  # disk full, folder removed, read-only share
+                self._retry(path, f"cannot write result: {exc.strerror or exc}")
+                continue
+            self.attempts.pop(path, None)
+            if r.stat is not None:
+                self.done[path] = (r.stat.st_size, r.stat.st_mtime_ns)
+            self.dirty.add(path.parent)
+            total = sum(r.timings_ms.values())
+            if r.ok:
+                self.counts["scored"] += 1
+                log.info("scored path=%s label=%s p=%.3f drop=%s ms=%.1f", _q(path), r.label,
+                         r.scores.get(r.label or "", 0.0), "yes" if r.found else "no", total)
+            else:
+                self.counts["errors"] += 1
+                log.warning("scored path=%s status=error kind=%s reason=%s", _q(path),
+                            r.error_kind, r.error_reason)
+        log.debug("batch size=%d ms=%.0f", len(batch), (time.monotonic() - t) * 1000)
+        self.notifier.status(self._status())
+
+    def _still_arriving(self, r: Any) -> bool:
+        """An empty or cut-short file that changed while we read it, or is younger than the
+        settle time, is most likely still being written: wait for it instead of failing it."""
+        try:
+            st = os.stat(r.path)
+        except OSError:
+            return False
+        changed = r.stat is None or (st.st_size, st.st_mtime_ns) != (r.stat.st_size,
+                                                                     r.stat.st_mtime_ns)
+        young = time.time() - st.st_mtime < self.cfg.settle_ms / 1000
+        if changed or young:
+            log.debug("incomplete path=%s waiting", _q(r.path))
+        return changed or young
+
+    def _retry(self, path: Path, reason: str) -> None:
+        n = self.attempts.get(path, 0) + 1
+        self.attempts[path] = n
+        if n > self.cfg.retry_max:
+            log.error("giving up path=%s after %d attempts: %s (next rescan tries again)",
+                      _q(path), n - 1, reason)
+            self.attempts.pop(path, None)
+            return
+        delay = min(self.cfg.retry_max_backoff_s, self.cfg.retry_backoff_s * 2 ** (n - 1))
+        log.warning("retry path=%s attempt=%d in_s=%.1f reason=%s", _q(path), n, delay, reason)
+        self.pending.touch(path, not_before=time.monotonic() + delay)
+
+    def _flush_summaries(self, force: bool = False) -> None:
+        if not self.cfg.summary:
+            self.dirty.clear()
+        if not self.dirty:
+            return
+        idle = not self.ready
+        if not (force or idle or time.monotonic() - self.last_summary
+                >= self.cfg.summary_interval_s):
+            return
+        for folder in sorted(self.dirty):
+            try:
+                self.summaries.update(folder)
+            except OSError as exc:
+                log.warning("summary not written folder=%s: %s", _q(folder), exc)
+        self.dirty.clear()
+        self.last_summary = time.monotonic()
+
+    def _ping(self) -> None:
+        if self.ping_every and time.monotonic() >= self.next_ping:
+            self.notifier.watchdog()
+            self.next_ping = time.monotonic() + self.ping_every
+
+    def _status(self) -> str:
+        return (f"scored {self.counts['scored']}, errors {self.counts['errors']}, "
+                f"waiting {len(self.pending) + len(self.ready)}, backend "
+                f"{self.selection.backend if self.selection else '?'}")
+
+
+def _q(path: Path) -> str:
+    """A path on one log line: quoted when it holds spaces, newlines escaped."""
+    s = str(path).replace("\n", "\\n")
+    return f'"{s}"' if (" " in s or '"' in s) else s
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
