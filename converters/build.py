@@ -1,0 +1,363 @@
+"""`edgecrystal build-engines`: ONNX variants, INT8 calibration, and TensorRT engines where a GPU
+is, all hash-keyed so that re-running with nothing changed rebuilds nothing.
+
+Steps per model: FP32 export (keras_to_onnx) -> FP16 (fp16) -> INT8 Q/DQ for TensorRT and for
+ONNX Runtime (calibration.quantize, images chosen by calibration.select, the record kept in
+bundle/calibration/) -> engines (trt_build) into engines/<gpu>-sm<cc>-trt<version>/.
+Each variant in bundle.json carries the sha256 of its source and the options that made it; a
+variant whose key matches is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecrystal.bundle import MODELS, Bundle
+from edgecrystal.errors import BackendError, BundleError, UsageError
+
+from . import manifest
+from .keras_to_onnx import onnx_rel, parity_batch
+
+PRECISIONS = ("fp32", "fp16", "int8")
+FP16_CONVERTER = "1"
+QUANTIZER = "1"
+FP16_TOLERANCE = 2e-2
+CALIB_DIR = "calibration"
+
+
+@dataclass
+class Options:
+    precisions: tuple[str, ...] = PRECISIONS
+    calib: Path | None = None
+    calib_count: int = 256
+    calib_method: str = "entropy"
+    seed: int = 0
+    opt_batch: int = 4
+    max_batch: int = 16
+    workspace_mb: int = 1024
+    hardware_compat: bool = False
+    legacy_int8_calibrator: bool = False
+    force: bool = False
+
+
+@dataclass
+class Report:
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    engines: str = ""  # one line about engines (built, kept, or why none)
+
+    def add(self, what: str, model: str, precision: str, action: str, **detail: Any) -> None:
+        self.steps.append({"what": what, "model": model, "precision": precision,
+                           "action": action, **detail})
+
+    @property
+    def made(self) -> list[dict[str, Any]]:
+        return [s for s in self.steps if s["action"] != "kept"]
+
+
+def build_engines(root: Path, opts: Options,
+                  log: Callable[[str], None] | None = None) -> Report:
+    log = log or (lambda _msg: None)
+    for p in opts.precisions:
+        if p not in PRECISIONS:
+            raise UsageError(f"--precision must be fp32, fp16, int8 or all (got {p})")
+    bundle = Bundle.open(root)
+    models = [m for m in MODELS if bundle.has(m)]
+    if not models:
+        raise BundleError(f"bundle {root} has no models (train one first)")
+    report = Report()
+    from .keras_to_onnx import export_bundle
+
+    for model, res in export_bundle(bundle, models=models, force=opts.force).items():
+        report.add("onnx", model, "fp32", res["action"], max_abs_diff=res.get("max_abs_diff"))
+        log(f"{model} fp32 onnx: {res['action']}")
+    if "fp16" in opts.precisions:
+        for model in models:
+            action, diff = make_fp16(bundle, model, opts.force)
+            report.add("onnx", model, "fp16", action, max_abs_diff=diff)
+            log(f"{model} fp16 onnx: {action}")
+    if "int8" in opts.precisions:
+        make_int8(bundle, models, opts, report, log)
+    bundle.save()
+    report.engines = make_engines(bundle, models, opts, report, log)
+    return report
+
+
+# ----------------------------------------------------------------- FP16
+def make_fp16(bundle: Bundle, model: str, force: bool) -> tuple[str, float | None]:
+    from .fp16 import convert_file
+
+    src = bundle.meta["onnx"][model]["fp32"]
+    rel = onnx_rel(model, "fp16")
+    key = {"sha256_source": src["sha256"], "converter": FP16_CONVERTER}
+    entry = bundle.meta["onnx"][model].get("fp16", {})
+    if not force and _matches(bundle, entry, rel, key):
+        return "kept", entry.get("check", {}).get("max_abs_diff")
+    convert_file(bundle.path(src["file"]), bundle.path(rel))
+    diff = compare(bundle.path(src["file"]), bundle.path(rel), parity_batch(bundle, model, None))
+    if not diff["max_abs_diff"] <= FP16_TOLERANCE:
+        raise BundleError(f"{rel} differs from the FP32 model by {diff['max_abs_diff']:.3g} "
+                          f"(tolerance {FP16_TOLERANCE:g}): FP16 overflows in this model")
+    bundle.meta["onnx"][model]["fp16"] = {
+        "file": rel, "precision": "fp16", "backends": ["tensorrt", "onnxruntime"], **key,
+        "sha256": bundle.register_file(rel), "input": src.get("input", "pixels"),
+        "input_dtype": src.get("input_dtype", "uint8"), "output": src.get("output"),
+        "check": {"reference": "fp32", **diff}}
+    return "made", diff["max_abs_diff"]
+
+
+def _matches(bundle: Bundle, entry: dict[str, Any], rel: str, key: dict[str, Any]) -> bool:
+    return (bool(entry) and bundle.path(rel).is_file()
+            and all(entry.get(k) == v for k, v in key.items()))
+
+
+def compare(reference: Path, candidate: Path, batch: np.ndarray) -> dict[str, float]:
+    import onnxruntime as ort
+
+    a = ort.InferenceSession(str(reference), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(candidate), providers=["CPUExecutionProvider"])
+    want = a.run(None, {"pixels": batch})[0].astype(np.float64)
+    got = b.run(None, {"pixels": batch})[0].astype(np.float64)
+    err = np.abs(got - want)
+    return {"max_abs_diff": float(err.max()), "mean_abs_diff": float(err.mean()),
+            "images": len(batch)}
+
+
+# ----------------------------------------------------------------- INT8
+def _record_path(model: str) -> str:
+    return f"{CALIB_DIR}/{model}.json"
+
+
+def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
+              log: Callable[[str], None]) -> None:
+    from calibration.select import check_count
+
+    check_count(opts.calib_count)
+    sets: dict[str, Any] | None = None
+    for model in models:
+        src = bundle.meta["onnx"][model]["fp32"]
+        record = _read_record(bundle, model)
+        data = str(Path(opts.calib).resolve()) if opts.calib else record.get("data")
+        if not data:
+            raise UsageError("--precision int8 needs --calib DATA (the bundle has no "
+                             f"calibration record for the {model})")
+        key = {"sha256_source": src["sha256"], "quantizer": QUANTIZER,
+               "calibration": {"data": data, "count": opts.calib_count, "seed": opts.seed,
+                               "method": opts.calib_method}}
+        entries = bundle.meta["onnx"][model]
+        if not opts.force and all(_matches(bundle, entries.get(v, {}), onnx_rel(model, v), key)
+                                  for v in ("int8", "int8-u8")):
+            report.add("onnx", model, "int8", "kept")
+            log(f"{model} int8 onnx: kept")
+            continue
+        reuse = (not opts.force and record.get("sha256_source") == src["sha256"]
+                 and record.get("key") == key["calibration"]
+                 and all(bundle.path(_ranges_rel(model, t)).is_file() for t in _TARGETS))
+        if reuse:
+            inputs = parity_batch(bundle, model, None)
+            images = record.get("images", [])
+            how = "reused calibration record"
+        else:
+            if sets is None:
+                sets = _calibration_sets(bundle, models, Path(data), opts)
+            cset = sets[model]
+            inputs, images, how = cset.inputs, cset.images, f"calibrated on {len(cset.inputs)}"
+            for t in _TARGETS:
+                bundle.path(_ranges_rel(model, t)).unlink(missing_ok=True)
+        detail = _quantize_model(bundle, model, inputs, opts.calib_method, key)
+        _write_record(bundle, model, key, images, detail,
+                      crop=getattr(sets.get(model) if sets else None, "crop", record.get("crop")))
+        report.add("onnx", model, "int8", "made", how=how, **detail["summary"])
+        log(f"{model} int8 onnx: made ({how}; ORT uses {detail['summary']['onnxruntime_uses']})")
+
+
+_TARGETS = ("tensorrt", "onnxruntime")
+_VARIANT = {"tensorrt": "int8", "onnxruntime": "int8-u8"}
+
+
+def _ranges_rel(model: str, target: str) -> str:
+    return f"{CALIB_DIR}/{model}.{_VARIANT[target]}.ranges.json"
+
+
+def _calibration_sets(bundle: Bundle, models: list[str], data: Path, opts: Options) -> Any:
+    from calibration.select import calibration_sets
+
+    if not data.exists():
+        raise UsageError(f"calibration data {data} does not exist")
+    sizes = {m: int(bundle.require(m)["input_size"]) for m in models}
+    finder = None
+    if "finder" in bundle.meta.get("onnx", {}):
+        finder = bundle.path(bundle.meta["onnx"]["finder"]["fp32"]["file"])
+    cls = bundle.meta.get("classifier", {})
+    threshold = float(bundle.meta.get("finder", {}).get("threshold", 0.5))
+    return calibration_sets(data, sizes, opts.calib_count, opts.seed, finder, threshold,
+                            float(cls.get("margin", 0.05)))
+
+
+def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
+                    key: dict[str, Any]) -> dict[str, Any]:
+    from calibration.quantize import choose_for_ort, quantize, zero_points
+
+    src = bundle.meta["onnx"][model]["fp32"]
+    fp32 = bundle.path(src["file"])
+    (bundle.root / CALIB_DIR).mkdir(exist_ok=True)
+    made = {}
+    for target in _TARGETS:
+        variant = _VARIANT[target]
+        rel = onnx_rel(model, variant)
+        made[variant] = quantize(fp32, bundle.path(rel), inputs, target, method,
+                                 ranges_cache=bundle.path(_ranges_rel(model, target)))
+    bad = [n for n, z in zero_points(bundle.path(onnx_rel(model, "int8"))) if z != 0]
+    if bad:
+        raise BundleError(f"{onnx_rel(model, 'int8')} has non-zero zero points ({bad[0]}...): "
+                          "TensorRT would reject it")
+    check = parity_batch(bundle, model, None)
+    timing = choose_for_ort(bundle.path(onnx_rel(model, "int8")),
+                            bundle.path(onnx_rel(model, "int8-u8")), check)
+    ort_variant = timing["onnxruntime_uses"]
+    for variant, info in made.items():
+        rel = onnx_rel(model, variant)
+        backends = (["tensorrt"] if variant == "int8" else []) + (
+            ["onnxruntime"] if variant == ort_variant else [])
+        bundle.meta["onnx"][model][variant] = {
+            "file": rel, "precision": "int8", "backends": backends, **key,
+            "sha256": bundle.register_file(rel), "input": src.get("input", "pixels"),
+            "input_dtype": src.get("input_dtype", "uint8"), "output": src.get("output"),
+            "quantization": info, "ort_latency": timing,
+            "check": {"reference": "fp32", **compare(fp32, bundle.path(rel), check)}}
+    for target in _TARGETS:
+        if bundle.path(_ranges_rel(model, target)).is_file():
+            bundle.register_file(_ranges_rel(model, target))
+    return {"made": made, "summary": {"onnxruntime_uses": ort_variant, **timing}}
+
+
+def _read_record(bundle: Bundle, model: str) -> dict[str, Any]:
+    path = bundle.path(_record_path(model))
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_record(bundle: Bundle, model: str, key: dict[str, Any], images: list[dict[str, str]],
+                  detail: dict[str, Any], crop: str | None) -> None:
+    """calibration/<model>.json (what calibrated it, and the scales) and <model>.int8.cache
+    (TensorRT calibration-cache text for the legacy calibrator)."""
+    from calibration.quantize import qdq_scales, trt_cache_text
+    from edgecrystal.atomic import write_json, write_text
+
+    scales = qdq_scales(bundle.path(onnx_rel(model, "int8")))
+    cache_rel = f"{CALIB_DIR}/{model}.int8.cache"
+    write_text(bundle.path(cache_rel), trt_cache_text(scales))
+    record = {"model": model, "data": key["calibration"]["data"], "key": key["calibration"],
+              "sha256_source": key["sha256_source"], "crop": crop, "images": images,
+              "variants": detail["made"], "ort_choice": detail["summary"],
+              "trt_cache": cache_rel, "scales": scales}
+    write_json(bundle.path(_record_path(model)), record)
+    for rel in (_record_path(model), cache_rel):
+        bundle.register_file(rel)
+    bundle.section("calibration")[model] = {
+        "record": _record_path(model), "trt_cache": cache_rel, "images": len(images),
+        "method": key["calibration"]["method"], "crop": crop}
+
+
+# ----------------------------------------------------------------- engines
+def make_engines(bundle: Bundle, models: list[str], opts: Options, report: Report,
+                 log: Callable[[str], None]) -> str:
+    identity = manifest.device_identity()
+    if identity is None:
+        return ("engines need an NVIDIA GPU with TensorRT: made and checked the ONNX variants "
+                "only")
+    from .trt_build import BuildOptions
+
+    folder = manifest.engines_folder(bundle.root, identity)
+    for model in models:
+        for precision in opts.precisions:
+            legacy = precision == "int8" and opts.legacy_int8_calibrator
+            source = bundle.onnx_variant(model, "fp32" if legacy else precision, "tensorrt")
+            bopts = BuildOptions(precision=precision,
+                                 opt_batch=opts.opt_batch, max_batch=opts.max_batch,
+                                 workspace_mb=opts.workspace_mb,
+                                 hardware_compat=opts.hardware_compat)
+            if legacy:
+                bopts.legacy_int8_calibrator = _legacy_calibrator(bundle, model, opts)
+            before = _plan_sha(folder, f"{model}.{precision}")
+            plan = engine_for(bundle, model, precision, source, bopts, identity, opts.force)
+            action = "kept" if before and before == _plan_sha(folder, plan.stem) else "made"
+            report.add("engine", model, precision, action, file=str(plan.relative_to(bundle.root)))
+            log(f"{model} {precision} engine: {action}")
+    return f"engines for {manifest.describe(identity)} in {folder.relative_to(bundle.root)}"
+
+
+def _plan_sha(folder: Path, key: str) -> str | None:
+    try:
+        return manifest.read_manifest(folder)["engines"].get(key, {}).get("sha256")
+    except BackendError:
+        return None
+
+
+def _legacy_calibrator(bundle: Bundle, model: str, opts: Options) -> Any:
+    from calibration.trt_calibrator import EntropyCalibrator
+
+    if opts.calib is None:
+        cache = bundle.path(f"{CALIB_DIR}/{model}.legacy.cache")
+        if not cache.is_file():
+            raise UsageError("--legacy-int8-calibrator needs --calib DATA (no legacy "
+                             "calibration cache in the bundle)")
+        return EntropyCalibrator(None, cache)
+    sets = _calibration_sets(bundle, [model], opts.calib, opts)
+    return EntropyCalibrator(sets[model].inputs, bundle.path(f"{CALIB_DIR}/{model}.legacy.cache"))
+
+
+def engine_for(bundle: Bundle, model: str, precision: str, onnx_path: Path | None = None,
+               options: Any = None, identity: dict[str, Any] | None = None,
+               force: bool = False) -> Path:
+    """Build (or keep) engines/<device>/<model>.<precision>.plan; update engine.json."""
+    from edgecrystal.hashing import sha256_file
+
+    from .trt_build import BuildOptions, build_plan
+
+    identity = identity or manifest.device_identity()
+    if identity is None:
+        raise BackendError("engines need an NVIDIA GPU with TensorRT")
+    options = options or BuildOptions(precision=precision)
+    onnx_path = onnx_path or bundle.onnx_variant(model, precision, "tensorrt")
+    folder = manifest.engines_folder(bundle.root, identity)
+    data = manifest.new_manifest(identity, options.hardware_compat)
+    if (folder / manifest.MANIFEST).is_file():
+        existing = manifest.read_manifest(folder)
+        reason = manifest.check_manifest(existing, identity)
+        if reason and not force:
+            raise BackendError(f"{folder}: {reason}; remove the folder or rebuild with --force")
+        if not reason:
+            data["engines"] = existing.get("engines", {})
+    key = f"{model}.{precision}"
+    source_sha = sha256_file(onnx_path)
+    wanted = options.as_dict()
+    entry = data["engines"].get(key)
+    plan = folder / f"{key}.plan"
+    if (not force and entry and entry.get("sha256_source") == source_sha
+            and entry.get("options") == wanted and plan.is_file()
+            and data.get("hardware_compatibility") == ("ampere+" if options.hardware_compat
+                                                         else "none")):
+        return plan
+    facts = build_plan(onnx_path, plan, options, timing_cache=folder / "timing.cache")
+    data["hardware_compatibility"] = "ampere+" if options.hardware_compat else "none"
+    data["engines"][key] = manifest.engine_entry(
+        model=model, precision=precision, plan=plan.name,
+        source=str(onnx_path.relative_to(bundle.root)), sha256_source=source_sha,
+        sha256=sha256_file(plan), profile=facts["profile"], input_dtype=facts["input_dtype"],
+        options=wanted,
+        build_seconds=facts["build_seconds"])
+    data["engines"][key]["build"] = {"strongly_typed": facts["strongly_typed"],
+                                     "builder_flags": facts["builder_flags"]}
+    manifest.write_manifest(folder, data)
+    return plan
+

@@ -1,0 +1,203 @@
+"""engine.json: how a folder of TensorRT engines was built, and whether this machine can load it.
+
+Engines are specific to a GPU model (compute capability) and a TensorRT version, so they live in
+engines/<gpu-slug>-sm<major><minor>-trt<version>/ beside an engine.json that says so. The runtime
+calls `device_identity()` and `check_manifest()` before it deserializes anything: a mismatch is
+a plain sentence, never a crash deep inside TensorRT. No heavy imports at module level (the
+daemon imports this); tensorrt and cuda-python load inside device_identity().
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from edgecrystal.errors import BackendError
+
+MANIFEST = "engine.json"
+FORMAT = "edgecrystal-engines"
+FORMAT_VERSION = 1
+ENGINES_DIR = "engines"
+# TensorRT's AMPERE_PLUS hardware-compatibility level: engines run on any sm >= 8.0.
+AMPERE_PLUS_MIN_SM = (8, 0)
+
+
+def slug(name: str) -> str:
+    """'NVIDIA GeForce RTX 4090' -> 'geforce-rtx-4090'; 'Orin (nvgpu)' -> 'orin-nvgpu'."""
+    text = re.sub(r"^nvidia\s+", "", name.strip(), flags=re.I).lower()
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "gpu"
+
+
+def folder_name(identity: dict[str, Any]) -> str:
+    major, minor = _cc(identity["compute_capability"])
+    return f"{slug(identity['gpu'])}-sm{major}{minor}-trt{identity['tensorrt']}"
+
+
+def engines_folder(bundle_root: Path, identity: dict[str, Any]) -> Path:
+    return Path(bundle_root) / ENGINES_DIR / folder_name(identity)
+
+
+def device_identity(device: int = 0) -> dict[str, Any] | None:
+    """{"gpu", "compute_capability" ("8.7"), "tensorrt" ("10.3.0"), "cuda_driver"} of this
+    machine, or None when there is no TensorRT or no NVIDIA GPU."""
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError):
+        return None
+    props = _gpu_properties(device)
+    if props is None:
+        return None
+    name, major, minor, driver = props
+    return {"gpu": name, "compute_capability": f"{major}.{minor}", "tensorrt": trt.__version__,
+            "cuda_driver": driver}
+
+
+def _gpu_properties(device: int) -> tuple[str, int, int, int] | None:
+    """Name, compute capability and driver version through cuda-python, pycuda as a fallback."""
+    try:
+        try:
+            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        except ImportError:
+            from cuda import cudart  # type: ignore[no-redef]
+        err, count = cudart.cudaGetDeviceCount()
+        if int(err) != 0 or count <= device:
+            return None
+        err, props = cudart.cudaGetDeviceProperties(device)
+        if int(err) != 0:
+            return None
+        _, driver = cudart.cudaDriverGetVersion()
+        name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else props.name
+        return name.rstrip("\x00"), int(props.major), int(props.minor), int(driver)
+    except (ImportError, OSError, RuntimeError):
+        pass
+    try:
+        import pycuda.driver as drv
+
+        drv.init()
+        if drv.Device.count() <= device:
+            return None
+        dev = drv.Device(device)
+        major, minor = dev.compute_capability()
+        return dev.name(), int(major), int(minor), int(drv.get_driver_version())
+    except Exception:  # pycuda raises its own error types, or no driver at all
+        return None
+
+
+def _cc(value: str) -> tuple[int, int]:
+    major, _, minor = str(value).partition(".")
+    return int(major), int(minor or 0)
+
+
+def new_manifest(identity: dict[str, Any], hardware_compat: bool = False) -> dict[str, Any]:
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, **identity,
+            "hardware_compatibility": "ampere+" if hardware_compat else "none", "engines": {}}
+
+
+def engine_entry(*, model: str, precision: str, plan: str, source: str, sha256_source: str,
+                 sha256: str, profile: dict[str, list[int]], input_dtype: str,
+                 options: dict[str, Any], build_seconds: float) -> dict[str, Any]:
+    return {"model": model, "precision": precision, "file": plan, "source": source,
+            "sha256_source": sha256_source, "sha256": sha256, "profile": profile,
+            "input_dtype": input_dtype, "options": options,
+            "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "build_seconds": round(build_seconds, 2)}
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise BackendError(f"{folder} has no {MANIFEST}: not an edgecrystal engine folder "
+                           "(rebuild with `edgecrystal build-engines`)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"{path} is not readable JSON: {exc}") from None
+    if data.get("format") != FORMAT:
+        raise BackendError(f"{path} is not an edgecrystal engine manifest")
+    return data
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    from edgecrystal.atomic import write_json
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    write_json(Path(folder) / MANIFEST, manifest)
+
+
+def describe(identity: dict[str, Any]) -> str:
+    major, minor = _cc(identity.get("compute_capability", "0.0"))
+    return f"{identity.get('gpu', '?')} (sm{major}{minor}) with TensorRT {identity.get('tensorrt')}"
+
+
+def check_manifest(manifest: dict[str, Any], identity: dict[str, Any] | None) -> str | None:
+    """None when engines of `manifest` can load on `identity`; otherwise the reason, one line."""
+    if identity is None:
+        return "this machine has no NVIDIA GPU with TensorRT"
+    built = describe(manifest)
+    here = describe(identity)
+    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+        return "the engine manifest was written by a newer edgecrystal"
+    # A serialized engine is tied to the exact TensorRT version (no version-compatible builds).
+    if str(manifest.get("tensorrt")) != str(identity.get("tensorrt")):
+        return f"engines were built for {built}, this machine has {here} (TensorRT differs)"
+    want, have = _cc(manifest.get("compute_capability", "0.0")), _cc(
+        identity["compute_capability"])
+    if manifest.get("hardware_compatibility") == "ampere+":
+        if have < AMPERE_PLUS_MIN_SM:
+            return (f"engines were built for Ampere or newer GPUs, this machine has {here}")
+        return None
+    if want != have:
+        return f"engines were built for {built}, this machine has {here} (GPU differs)"
+    if slug(str(manifest.get("gpu", ""))) != slug(str(identity.get("gpu", ""))):
+        return f"engines were built for {built}, this machine has {here} (GPU model differs)"
+    return None
+
+
+def check_engine(manifest: dict[str, Any], key: str, onnx_sha256: str | None = None) -> str | None:
+    """None when engine `key` ("finder.fp16") is listed, present and (when `onnx_sha256` is
+    given) built from that ONNX; otherwise the reason."""
+    entry = manifest.get("engines", {}).get(key)
+    if entry is None:
+        return f"no {key} engine was built for this device"
+    if onnx_sha256 is not None and entry.get("sha256_source") != onnx_sha256:
+        return f"the {key} engine was built from another version of {entry.get('source')}"
+    return None
+
+
+def find_engine(bundle: Any, model: str, precision: str,
+                identity: dict[str, Any] | None = None) -> Path | str:
+    """The .plan of `model` at `precision` that this machine can load, or the reason (one line)
+    why there is none. `bundle` is an edgecrystal.bundle.Bundle."""
+    from edgecrystal.hashing import sha256_file
+
+    identity = device_identity() if identity is None else identity
+    if identity is None:
+        return "this machine has no NVIDIA GPU with TensorRT"
+    folder = engines_folder(bundle.root, identity)
+    if not (folder / MANIFEST).is_file():
+        others = sorted(p.name for p in (Path(bundle.root) / ENGINES_DIR).glob("*")
+                        if (p / MANIFEST).is_file())
+        seen = f" (engines exist for {', '.join(others)})" if others else ""
+        return f"no engines were built for {describe(identity)}{seen}"
+    try:
+        data = read_manifest(folder)
+    except BackendError as exc:
+        return str(exc)
+    reason = check_manifest(data, identity)
+    if reason:
+        return reason
+    key = f"{model}.{precision}"
+    entry = data.get("engines", {}).get(key)
+    source = None
+    if entry is not None and (Path(bundle.root) / entry.get("source", "")).is_file():
+        source = sha256_file(Path(bundle.root) / entry["source"])
+    reason = check_engine(data, key, source)
+    if reason:
+        return reason
+    plan = folder / entry["file"]
+    if not plan.is_file():
+        return f"engine.json lists {entry['file']} but the file is missing"
+    return plan

@@ -1,0 +1,213 @@
+"""ONNX -> TensorRT engine (a serialized .plan), for every TensorRT from 8.5 to 11.
+
+What changes across versions, and what this module does about it:
+- Network flags: EXPLICIT_BATCH is required before 10, deprecated (ignored) in 10 and gone in 11;
+  STRONGLY_TYPED exists from 10 (always on, flag ignored, in 11). Strongly typed is used wherever
+  it exists: the ONNX states the precision (FP16 tensors, INT8 Q/DQ).
+- BuilderFlag.FP16 / INT8: only for a weakly typed network (TensorRT < 10, or the legacy
+  calibrator path) and only where the version still has them. On 8.5/8.6 a Q/DQ network still
+  needs the INT8 flag for its Q/DQ to be honoured, and an FP16 ONNX the FP16 flag.
+- The implicit calibrator (IInt8EntropyCalibrator2) for TensorRT < 10 on request only.
+- set_memory_pool_limit (8.4+), timing cache (create/serialize), hardware_compatibility_level
+  (8.6+), uint8 network inputs (ONNX parser 8.5+).
+Nothing here runs without TensorRT and a GPU; import tensorrt happens inside the functions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecrystal.errors import BackendError, UsageError
+
+INPUT = "pixels"
+
+
+@dataclass
+class BuildOptions:
+    precision: str  # what the ONNX states: fp32 | fp16 | int8
+    min_batch: int = 1
+    opt_batch: int = 4
+    max_batch: int = 16
+    workspace_mb: int = 1024
+    hardware_compat: bool = False
+    # Weakly typed network + builder flags + implicit calibrator (TensorRT < 10 only).
+    legacy_int8_calibrator: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise UsageError(f"batch sizes must satisfy 1 <= min <= opt <= max (got "
+                             f"{self.min_batch}, {self.opt_batch}, {self.max_batch})")
+        if self.workspace_mb < 16:
+            raise UsageError(f"--workspace must be at least 16 MB (got {self.workspace_mb})")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"precision": self.precision, "batch": [self.min_batch, self.opt_batch,
+                                                       self.max_batch],
+                "workspace_mb": self.workspace_mb, "hardware_compat": self.hardware_compat,
+                "legacy_int8_calibrator": self.legacy_int8_calibrator is not None}
+
+
+def trt_module() -> Any:
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError) as exc:
+        raise BackendError(f"TensorRT is not importable here ({exc}); engines need an NVIDIA "
+                           "GPU with TensorRT") from None
+    return trt
+
+
+def version_tuple(trt: Any) -> tuple[int, int]:
+    major, minor = [*trt.__version__.split("."), "0"][:2]
+    return int(major), int(minor)
+
+
+def network_flags(trt: Any, strongly_typed: bool) -> int:
+    flags = 0
+    creation = trt.NetworkDefinitionCreationFlag
+    if version_tuple(trt)[0] < 10 and hasattr(creation, "EXPLICIT_BATCH"):
+        flags |= 1 << int(creation.EXPLICIT_BATCH)
+    if strongly_typed and hasattr(creation, "STRONGLY_TYPED"):
+        flags |= 1 << int(creation.STRONGLY_TYPED)
+    return flags
+
+
+def parse_errors(parser: Any) -> list[str]:
+    """One line per parser error: node index/name/operator where this version reports them."""
+    lines = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        where = []
+        for attr, label in (("node", "node"), ("node_name", "name"), ("node_operator", "op")):
+            fn = getattr(err, attr, None)
+            try:
+                value = fn() if fn else None
+            except Exception:  # older parsers raise for fields they do not track
+                value = None
+            if value not in (None, "", -1):
+                where.append(f"{label} {value}")
+        desc = " ".join(str(err.desc()).split())
+        lines.append(f"[{', '.join(where) or 'graph'}] {desc}")
+    return lines
+
+
+def build_engine(bundle: Any, model: str, precision: str, onnx_path: Path | None = None,
+                 options: BuildOptions | None = None) -> Path:
+    """Build (or reuse) the engine of `model` at `precision` for this machine into the bundle's
+    engine folder, recording it in engine.json; returns the .plan path. What the runtime calls
+    when no matching engine exists."""
+    from .build import engine_for
+
+    return engine_for(bundle, model, precision, onnx_path, options)
+
+
+def build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
+               timing_cache: Path | None = None) -> dict[str, Any]:
+    """Parse `onnx_path`, build a serialized engine into `plan_path`; returns build facts
+    (profile shapes, input dtype, TensorRT version, seconds, flags used)."""
+    options.check()
+    trt = trt_module()
+    major = version_tuple(trt)[0]
+    legacy = options.legacy_int8_calibrator is not None
+    if legacy and major >= 10:
+        raise UsageError("--legacy-int8-calibrator needs TensorRT < 10 (implicit calibration "
+                         f"is deprecated in 10 and removed in 11; this is {trt.__version__}); "
+                         "use the Q/DQ INT8 ONNX instead")
+    creation = trt.NetworkDefinitionCreationFlag
+    strongly_typed = not legacy and hasattr(creation, "STRONGLY_TYPED")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt, strongly_typed))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = parse_errors(parser) or ["no details from the parser"]
+        raise BackendError(f"TensorRT {trt.__version__} cannot parse {onnx_path.name}: "
+                           + "; ".join(errors))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
+    flags_used = _precision_flags(trt, config, options, strongly_typed)
+    if legacy:
+        config.int8_calibrator = options.legacy_int8_calibrator
+        # Calibration runs at one fixed shape: the calibrator's batch size.
+        _calibration_profile(builder, network, config,
+                             options.legacy_int8_calibrator.get_batch_size())
+    if options.hardware_compat:
+        if not hasattr(trt, "HardwareCompatibilityLevel"):
+            raise UsageError(f"--hardware-compat needs TensorRT 8.6 or newer "
+                             f"(this is {trt.__version__})")
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    profile_shapes = _add_profile(builder, network, config, options)
+    cache = _load_timing_cache(config, timing_cache)
+    start = time.perf_counter()
+    plan = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - start
+    if plan is None:
+        raise BackendError(f"TensorRT {trt.__version__} failed to build an engine from "
+                           f"{onnx_path.name} (see the TensorRT messages above)")
+    from edgecrystal.atomic import write_bytes
+
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(plan_path, bytes(plan))
+    if timing_cache is not None and cache is not None:
+        write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
+    return {"tensorrt": trt.__version__, "profile": profile_shapes,
+            "input_dtype": _dtype_name(network.get_input(0).dtype),
+            "strongly_typed": strongly_typed, "builder_flags": flags_used,
+            "build_seconds": seconds}
+
+
+def _precision_flags(trt: Any, config: Any, options: BuildOptions,
+                     strongly_typed: bool) -> list[str]:
+    """Builder precision flags for a weakly typed network, where this TensorRT has them."""
+    if strongly_typed:
+        return []
+    wanted = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8"]}.get(options.precision)
+    if wanted is None:
+        raise UsageError(f"precision must be fp32, fp16 or int8 (got {options.precision})")
+    used = []
+    for name in wanted:
+        flag = getattr(trt.BuilderFlag, name, None)
+        if flag is not None:
+            config.set_flag(flag)
+            used.append(name)
+    return used
+
+
+def _add_profile(builder: Any, network: Any, config: Any,
+                 options: BuildOptions) -> dict[str, list[int]]:
+    tensor = network.get_input(0)
+    rest = list(tensor.shape)[1:]
+    if any(d < 0 for d in rest):
+        raise BackendError(f"input {tensor.name} has dynamic dimensions besides the batch: "
+                           f"{list(tensor.shape)}")
+    shapes = {"min": [options.min_batch, *rest], "opt": [options.opt_batch, *rest],
+              "max": [options.max_batch, *rest]}
+    profile = builder.create_optimization_profile()
+    profile.set_shape(tensor.name, shapes["min"], shapes["opt"], shapes["max"])
+    config.add_optimization_profile(profile)
+    return shapes
+
+
+def _calibration_profile(builder: Any, network: Any, config: Any, batch: int) -> None:
+    tensor = network.get_input(0)
+    shape = [batch, *list(tensor.shape)[1:]]
+    profile = builder.create_optimization_profile()
+    profile.set_shape(tensor.name, shape, shape, shape)
+    config.set_calibration_profile(profile)
+
+
+def _load_timing_cache(config: Any, path: Path | None) -> Any:
+    """Reuse the timing cache beside the engines (a rebuild skips kernel timing it has seen)."""
+    if path is None:
+        return None
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).rsplit(".", 1)[-1].lower()  # DataType.UINT8 -> "uint8"
