@@ -27,7 +27,7 @@ MIN_PER_CLASS = 10
 
 @dataclass(frozen=True)
 class Issue:
-    kind: str  # short machine-readable name, e.g. "unreadable_image", "empty_mask"
+    kind: str  # machine-readable, e.g. "image_truncated", "mask_blank", "label_unknown"
     path: str  # the file concerned, relative to the data set where possible ("" for the set)
     message: str
 
@@ -131,21 +131,21 @@ def _check_record(report: DataCheckReport, ds: Dataset, rec: Record,
 
     name = _rel(ds, rec.image)
     if not rec.label:
-        report.error("missing_label", name, "no label")
+        report.error("label_missing", name, "no label")
     elif rec.label not in report.classes:
-        report.error("unknown_label", name,
+        report.error("label_unknown", name,
                      f"label {rec.label!r} is not one of {', '.join(report.classes)}")
     try:
         img = load_image(rec.image)
     except ImageError as exc:
-        report.error(f"{exc.kind}_image", name, exc.reason)
+        report.error(f"image_{exc.kind}", name, exc.reason)
         img = None
     if img is not None and all(r.image != rec.image for r in hashes[img.sha256]):
         hashes[img.sha256].append(rec)
     if ds.layout != "labels.csv":
         return  # class folders carry no masks
     if rec.mask is None:
-        report.warn("no_mask", name, "no mask listed (the finder cannot train on this image)")
+        report.warn("mask_not_listed", name, "no mask (the finder cannot train on this image)")
         return
     _check_mask(report, ds, rec, img)
 
@@ -158,8 +158,7 @@ def _check_mask(report: DataCheckReport, ds: Dataset, rec: Record, img: object) 
     try:
         mask = read_image(rec.mask)
     except ImageError as exc:
-        report.error("missing_mask" if exc.kind == "missing" else f"{exc.kind}_mask", name,
-                     exc.reason)
+        report.error(f"mask_{exc.kind}", name, exc.reason)
         return
     report.masks += 1
     if isinstance(img, LoadedImage) and mask.shape[:2] != img.pixels.shape[:2]:
@@ -169,9 +168,9 @@ def _check_mask(report: DataCheckReport, ds: Dataset, rec: Record, img: object) 
     plane = mask.max(axis=2)
     values = np.flatnonzero(np.bincount(plane.ravel(), minlength=256))
     if values.max() == 0:
-        report.error("empty_mask", name, "mask is all background (no drop marked)")
+        report.error("mask_blank", name, "mask is all background (no drop marked)")
     elif len(values) > 2:
-        report.warn("non_binary_mask", name,
+        report.warn("mask_not_binary", name,
                     f"mask has {len(values)} grey levels; any value > 0 is read as drop")
 
 
@@ -182,7 +181,7 @@ def _check_counts(report: DataCheckReport, ds: Dataset) -> None:
     for cls in report.classes:
         n = counts.get(cls, 0)
         if n == 0:
-            report.warn("empty_class", "", f"class {cls!r} has no images")
+            report.warn("class_empty", "", f"class {cls!r} has no images")
         elif n < MIN_PER_CLASS:
-            report.warn("few_images", "", f"class {cls!r} has only {n} image(s) "
+            report.warn("class_small", "", f"class {cls!r} has only {n} image(s) "
                                           f"(fewer than {MIN_PER_CLASS})")

@@ -37,6 +37,10 @@ def render_scene(rng: np.random.Generator, width: int, height: int, label: str,
     if width < 32 or height < 32:
         raise UsageError(f"image size {width}x{height} is too small (at least 32 px)")
     st = STYLE_TABLE[style]
+    # Separate streams for the scene, the class contents and the extras: the same seed drawn
+    # as another class gives the same well, drop and camera, so only the contents differ.
+    seeds = rng.integers(0, 2**63 - 1, size=3)
+    rng, paint_rng, extra_rng = (np.random.default_rng(int(s)) for s in seeds)
     h, w = height, width
     short = float(min(h, w))
     scale = short / 512.0
@@ -54,10 +58,10 @@ def render_scene(rng: np.random.Generator, width: int, height: int, label: str,
 
     layers = Layers(h, w, scale)
     dark, glow = meniscus(rng, drop, uniform(rng, st.meniscus), scale)
-    painted = contents.paint(rng, layers, _inner(drop.mask, scale), drop.radius, label)
-    n_bubbles = contents.bubbles(rng, layers, _inner(drop.mask, 4 * scale), drop.radius)
+    painted = contents.paint(paint_rng, layers, _inner(drop.mask, scale), drop.radius, label)
+    n_bubbles = contents.bubbles(extra_rng, layers, _inner(drop.mask, 4 * scale), drop.radius)
     layers.clip_to(drop.mask)
-    contents.dust(rng, layers, int(rng.integers(0, 12)))
+    contents.dust(extra_rng, layers, int(extra_rng.integers(0, 12)))
 
     # Transmission: drop body shading times (1 - absorption), then glow on top.
     trans = layers.absorb()
