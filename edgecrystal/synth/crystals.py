@@ -15,8 +15,8 @@ from .layers import GREY, Layers, circle, fill, line, points_in, polyline
 HABITS = ("prism", "plate", "rod", "rhombic", "needles")
 SIZES = ("large", "medium", "small")
 # Crystal length as a fraction of the drop radius, and how many appear, per size class.
-_LENGTH = {"large": (0.14, 0.32), "medium": (0.06, 0.14), "small": (0.025, 0.06)}
-_COUNT = {"large": (1, 4), "medium": (2, 14), "small": (3, 30)}
+_LENGTH = {"large": (0.18, 0.42), "medium": (0.08, 0.18), "small": (0.03, 0.08)}
+_COUNT = {"large": (1, 4), "medium": (2, 10), "small": (3, 24)}
 
 
 def _rot(poly: np.ndarray, angle: float) -> np.ndarray:
@@ -47,7 +47,7 @@ def _habit_polygon(rng: np.random.Generator, habit: str, length: float) -> np.nd
 def draw(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: float,
          habit: str | None = None, size: str | None = None) -> dict[str, str]:
     habit = habit or str(rng.choice(HABITS, p=[0.25, 0.2, 0.15, 0.2, 0.2]))
-    size = size or str(rng.choice(SIZES, p=[0.35, 0.4, 0.25]))
+    size = size or str(rng.choice(SIZES, p=[0.45, 0.35, 0.2]))
     # Contrast: most crystals are clear to see, some are faint (low birefringence, thin).
     contrast = float(rng.uniform(0.25, 0.5) if rng.random() < 0.25 else rng.uniform(0.55, 1.0))
     if habit == "needles":
@@ -59,7 +59,7 @@ def draw(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: flo
 
 def _solids(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: float,
             habit: str, size: str, contrast: float) -> None:
-    body, edge, far, hi = (layers.scratch() for _ in range(4))
+    body, facets, edge, far, hi = (layers.scratch() for _ in range(5))
     lo, hi_len = _LENGTH[size]
     n = int(rng.integers(_COUNT[size][0], _COUNT[size][1] + 1))
     # Crystals nucleate together: cluster them around a few seeds, sometimes along the edge.
@@ -75,6 +75,11 @@ def _solids(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: 
         back = face + off
         fill(body, face, 255)
         fill(body, back, 255)
+        # Side faces catch the light differently: each gets its own shade (the 3D look).
+        for k in range(len(face)):
+            quad = np.array([face[k], face[(k + 1) % len(face)], back[(k + 1) % len(face)],
+                             back[k]])
+            fill(facets, quad, int(rng.integers(0, 256)))
         thick = 1 if length < 18 * layers.scale else int(rng.integers(1, 3))
         polyline(edge, face, 255, thick)
         polyline(far, back, 255, 1)
@@ -89,6 +94,7 @@ def _solids(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: 
     blur = 0.6 * layers.scale
     tint = GREY if rng.random() < 0.7 else np.array([0.8, 0.9, 1.0], np.float32)
     layers.add(body, tint, rng.uniform(0.04, 0.14) * contrast, blur)
+    layers.add(facets, tint, rng.uniform(0.1, 0.3) * contrast, blur)
     layers.add(edge, GREY, rng.uniform(0.55, 0.85) * contrast, blur)
     layers.add(far, GREY, rng.uniform(0.2, 0.45) * contrast, blur)
     layers.add_glow(hi, rng.uniform(0.08, 0.2) * contrast, blur)

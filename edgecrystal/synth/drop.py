@@ -72,14 +72,17 @@ def meniscus(rng: np.random.Generator, drop: Drop, strength: float,
     phi = rng.uniform(-np.pi, np.pi)
     sharp = rng.uniform(1.0, 4.0)
     side = ((1.0 + np.cos(ang - np.float32(phi))) * np.float32(0.5)) ** np.float32(sharp)
-    base = rng.uniform(2.0, 5.0) * scale
-    thick = rng.uniform(6.0, 0.22 * drop.radius / max(scale, 1e-3)) * scale
-    width = base + thick * side
+    base = rng.uniform(1.5, 4.0) * scale
+    thick = rng.uniform(0.04, 0.25) * drop.radius
+    width = base + np.float32(thick) * side
     inside = drop.mask
-    # d_in is 0 outside the drop and d_out is 0 inside, so each term lives on its own side.
-    dark = np.exp(-d_in / width) * (strength * (0.35 + 0.65 * side))
+    # A plateau of near-full darkness against the edge that fades inwards: the steep part of
+    # the meniscus bends the light out of the objective (MARCO's black crescents).
+    profile = 1.0 / (1.0 + (d_in / (0.55 * width)) ** 3)
+    dark = profile * (strength * (0.15 + 0.85 * side))
+    # d_out is 0 inside the drop: a thin dark line just outside its edge.
     dark = np.where(inside, dark, np.exp(-d_out / np.float32(1.2 * scale)) * (0.35 * strength))
-    glow = np.exp(-(((d_in - width * 1.6) / (0.6 * width + 1.0)) ** 2))
+    glow = np.exp(-(((d_in - width * 1.3) / (0.5 * width + 1.0)) ** 2))
     glow *= np.float32(rng.uniform(0.03, 0.1)) * inside
     return dark.astype(np.float32), glow.astype(np.float32)
 

@@ -38,17 +38,32 @@ def _phase(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: f
 
 
 def _skin(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: float) -> None:
-    """A protein skin: a faint film with wrinkle lines (contours of a smooth field)."""
+    """A protein skin: a faint brownish sheet with a dark torn edge and folds (creases)."""
     import cv2
 
-    field = smooth_noise(rng, layers.h, layers.w, int(rng.integers(4, 10)))
-    folds = np.cos(2 * np.pi * field * rng.uniform(3, 8)) ** 2
-    lines = folds ** rng.uniform(30, 90)
-    cover = smooth_noise(rng, layers.h, layers.w, 3)
-    region = np.clip((cover - rng.uniform(0.1, 0.5)) * 4, 0, 1)
-    shade = cv2.GaussianBlur(np.cos(2 * np.pi * field * 3) * 0.5 + 0.5, (0, 0), 3 * layers.scale)
-    layers.add(region * lines, BROWN, rng.uniform(0.35, 0.7), 0.8 * layers.scale)
-    layers.add(region * shade, BROWN, rng.uniform(0.05, 0.15))
+    from .drop import outline
+
+    sheet, creases = layers.scratch(), layers.scratch()
+    centre = points_in(rng, mask, 1)
+    if len(centre) == 0:
+        return
+    c = centre[0]
+    patch = outline(rng, c[0], c[1], radius * rng.uniform(0.4, 0.9), "blob", n=96)
+    patch += rng.normal(0, radius * 0.015, patch.shape)  # a torn, ragged edge
+    fill(sheet, patch, 255)
+    polyline(creases, patch, 255, 2)
+    region = cv2.erode(sheet, np.ones((3, 3), np.uint8)) > 0
+    for start in points_in(rng, region, int(rng.integers(4, 16))):
+        steps = int(rng.integers(6, 20))
+        turns = np.cumsum(rng.normal(0, 0.18, steps)) + rng.uniform(0, 2 * np.pi)
+        step = radius * rng.uniform(0.02, 0.05)
+        path = start + np.cumsum(step * np.stack([np.cos(turns), np.sin(turns)], 1), axis=0)
+        polyline(creases, path, int(rng.integers(120, 256)), int(rng.integers(1, 3)),
+                 closed=False)
+    creases[~(sheet > 0)] = 0
+    blur = 0.8 * layers.scale
+    layers.add(sheet, BROWN, rng.uniform(0.05, 0.15), 2 * blur)
+    layers.add(creases, BROWN, rng.uniform(0.35, 0.7), blur)
 
 
 def _spherulites(rng: np.random.Generator, layers: Layers, mask: np.ndarray,

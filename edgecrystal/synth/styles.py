@@ -54,7 +54,7 @@ STYLE_TABLE: dict[str, Style] = {
                  (0.93, 0.93, 0.96), (0.96, 0.84, 0.88)),
         tint=0.9, plastic=(0.86, 0.80, 0.88), vignette=(0.0, 0.15),
         drop_radius=(0.38, 0.78), drop_offset=(0.05, 0.55), drop_shade=(0.94, 1.02),
-        dome=0.05, meniscus=(0.55, 0.95), drop_tint=0.5, streaks=0.025, mottle=0.0,
+        dome=0.05, meniscus=(0.7, 0.97), drop_tint=0.5, streaks=0.012, mottle=0.0,
         rainbow=0.6, colour="rgb", noise=(0.008, 0.02), blur=(0.5, 1.1),
     ),
     # Formulatrix RI1000: round well with a broad soft dark surround, pale cream-grey to bluish
@@ -87,7 +87,7 @@ STYLE_TABLE: dict[str, Style] = {
         floor=(0.85, 0.85, 0.85), palette=((0.9, 0.9, 0.9), (0.75, 0.75, 0.75)),
         tint=0.4, plastic=(0.45, 0.45, 0.45), vignette=(0.35, 0.6),
         drop_radius=(0.35, 0.7), drop_offset=(0.0, 0.5), drop_shade=(0.85, 1.0),
-        dome=0.15, meniscus=(0.35, 0.7), drop_tint=0.0, streaks=0.015, mottle=0.03,
+        dome=0.15, meniscus=(0.35, 0.7), drop_tint=0.0, streaks=0.008, mottle=0.03,
         rainbow=0.0, colour="sepia", noise=(0.01, 0.025), blur=(0.7, 1.4),
     ),
 }

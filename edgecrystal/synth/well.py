@@ -161,7 +161,9 @@ def _drop_body(rng: np.random.Generator, st: Style, drop: Drop, h: int, w: int,
         # Smoothed angular noise: soft rays, not hairlines.
         ray = np.convolve(rng.standard_normal(736), np.ones(9) / 3.0, "valid")[:720].astype(F32)
         idx = ((ang + np.pi) * (719 / (2 * np.pi))).astype(np.int32)
-        body += F32(st.streaks * rng.uniform(0.2, 1.0)) * ray[idx]
+        # Rays fade towards the centre, where they would otherwise pile into a starburst.
+        fade = np.minimum(np.sqrt(dx * dx + dy * dy) * F32(2.5 / drop.radius), F32(1.0))
+        body += F32(st.streaks * rng.uniform(0.2, 1.0)) * ray[idx] * fade
     if st.mottle > 0:
         body *= 1.0 + F32(st.mottle * 2) * (smooth_noise(rng, h, w, int(rng.integers(30, 60)))
                                              - 0.5)
