@@ -12,7 +12,9 @@ Which one ONNX Runtime uses is decided by measuring both on this machine (see ch
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -91,17 +93,19 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
         kwargs["calibration_cache_path"] = str(ranges_cache)
     prepared = prepare(fp32, out.with_suffix(".prep.onnx"))
     try:
-        quantize_static(
-            str(prepared), str(out), _Batches(inputs),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=TRT_OPS if trt else None,
-            per_channel=True,
-            activation_type=QuantType.QInt8 if trt else QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=method_enum(method),
-            extra_options=extra,
-            **kwargs,
-        )
+        # The calibrators print progress to stdout; the command prints its own one line.
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(
+                str(prepared), str(out), _Batches(inputs),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=TRT_OPS if trt else None,
+                per_channel=True,
+                activation_type=QuantType.QInt8 if trt else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=method_enum(method),
+                extra_options=extra,
+                **kwargs,
+            )
     finally:
         if prepared != fp32:
             prepared.unlink(missing_ok=True)

@@ -1,0 +1,166 @@
+"""`edgecrystal verify`: every variant that can run here on the same images, the way Polygraphy
+compares runners: Keras (the reference), ONNX FP32/FP16/INT8 in ONNX Runtime, TensorRT engines
+that match this machine. Per variant: max/mean abs output difference against the reference,
+label agreement, Dice against ground-truth masks (finder) and ROC AUC (classifier).
+
+All variants see identical inputs made by the runtime's preprocessing; the classifier's input is
+the ground-truth-mask crop where the data has masks (else the whole image), so the comparison is
+of models, not of finder-then-crop pipelines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecrystal.bundle import MODELS, Bundle
+from edgecrystal.errors import BundleError, DataError, UsageError
+
+BATCH = 8
+
+
+def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
+               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    from calibration.select import choose, load_pictures
+    from edgecrystal import preprocess
+    from edgecrystal.dataset import load_dataset
+
+    log = log or (lambda _m: None)
+    if n < 1:
+        raise UsageError(f"--n must be at least 1 (got {n})")
+    bundle = Bundle.open(root)
+    models = [m for m in MODELS if bundle.has(m)]
+    if not models:
+        raise BundleError(f"bundle {root} has no models (train one first)")
+    if not bundle.meta.get("onnx"):
+        raise BundleError(f"bundle {root} has no ONNX variants; run `edgecrystal build-engines "
+                          f"{root}` first")
+    dataset = load_dataset(data)
+    pictures, skipped = load_pictures(choose(dataset.records, n, seed), 1)
+    classes = bundle.classes
+    threshold = float(bundle.meta.get("finder", {}).get("threshold", 0.5))
+    result: dict[str, Any] = {"bundle": str(root), "data": str(data), "images": len(pictures),
+                              "skipped": skipped, "models": {}}
+    for model in models:
+        size = int(bundle.require(model)["input_size"])
+        if model == "finder":
+            inputs = np.stack([preprocess.finder_input(rgb, size) for _, rgb, _, _ in pictures])
+        else:
+            inputs = np.stack([(preprocess.crop_drop(rgb, mask, size) if mask is not None
+                                else preprocess.full_image(rgb, size)).pixels
+                               for _, rgb, _, mask in pictures])
+        outputs = {name: out for name, out in _run_variants(bundle, model, inputs, log)}
+        if not outputs:
+            raise DataError(f"no variant of the {model} could run here")
+        ref_name = "keras" if "keras" in outputs else next(iter(outputs))
+        ref = outputs[ref_name]
+        rows = {}
+        for name, out in outputs.items():
+            row = _difference(out, ref, model, threshold)
+            if model == "finder":
+                row.update(_dice(out, pictures, threshold))
+            else:
+                row.update(_auc(out, pictures, classes))
+            rows[name] = row
+        result["models"][model] = {"reference": ref_name, "variants": rows}
+    return result
+
+
+def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
+                  log: Callable[[str], None]) -> Any:
+    try:
+        from edgecrystal.models import load_model
+
+        keras_model = load_model(bundle.model_file(model))
+        yield "keras", _batched(lambda x: np.asarray(keras_model(x, training=False)), inputs)
+    except ImportError:
+        log(f"{model}: Keras is not installed here; the reference is ONNX FP32")
+    import onnxruntime as ort
+
+    for variant, entry in bundle.meta.get("onnx", {}).get(model, {}).items():
+        path = bundle.path(entry["file"])
+        if not path.is_file():
+            log(f"{model} {variant}: {entry['file']} is missing; skipped")
+            continue
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        yield f"onnx-{variant}", _batched(lambda x, s=sess: s.run(None, {"pixels": x})[0],
+                                          inputs)
+    yield from _run_engines(bundle, model, inputs, log)
+
+
+def _run_engines(bundle: Bundle, model: str, inputs: np.ndarray,
+                 log: Callable[[str], None]) -> Any:
+    from . import manifest
+
+    identity = manifest.device_identity()
+    if identity is None:
+        log(f"{model}: TensorRT engines skipped (this machine has no NVIDIA GPU with TensorRT)")
+        return
+    from edgecrystal.runtime.tensorrt_runner import TensorRTRunner
+
+    for precision in ("fp32", "fp16", "int8"):
+        found = manifest.find_engine(bundle, model, precision, identity)
+        if not isinstance(found, Path):
+            log(f"{model} tensorrt {precision}: {found}")
+            continue
+        with TensorRTRunner(found) as runner:
+            yield f"tensorrt-{precision}", _batched(runner.predict, inputs)
+
+
+def _batched(fn: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.asarray(fn(inputs[i : i + BATCH]), dtype=np.float32)
+                           for i in range(0, len(inputs), BATCH)])
+
+
+def _difference(out: np.ndarray, ref: np.ndarray, model: str,
+                threshold: float) -> dict[str, float]:
+    err = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+    if model == "finder":
+        agree = float(np.mean((out >= threshold) == (ref >= threshold)))
+    else:
+        agree = float(np.mean(out.argmax(axis=1) == ref.argmax(axis=1)))
+    return {"max_abs_diff": float(err.max()), "mean_abs_diff": float(err.mean()),
+            "agreement": agree}
+
+
+def _dice(prob: np.ndarray, pictures: list, threshold: float) -> dict[str, float]:
+    from edgecrystal import metrics, preprocess
+
+    scores = []
+    for p, (_, rgb, _, mask) in zip(prob, pictures, strict=True):
+        if mask is None:
+            continue
+        full = preprocess.mask_to_image(p, rgb.shape[0], rgb.shape[1]) >= threshold
+        scores.append(metrics.dice(full, mask))
+    return {"dice": float(np.mean(scores)) if scores else math.nan}
+
+
+def _auc(scores: np.ndarray, pictures: list, classes: list[str]) -> dict[str, float]:
+    from edgecrystal import metrics
+
+    index = {c: i for i, c in enumerate(classes)}
+    keep = [i for i, (r, _, _, _) in enumerate(pictures) if r.label in index]
+    if not keep:
+        return {"auc": math.nan, "accuracy": math.nan}
+    labels = np.array([index[pictures[i][0].label] for i in keep])
+    probs = scores[keep]
+    auc = metrics.roc_auc_ovr(labels, probs, classes)["macro"]
+    return {"auc": float(auc), "accuracy": metrics.accuracy(labels, probs.argmax(axis=1))}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [f"{result['images']} images from {result['data']}"]
+    for model, info in result["models"].items():
+        quality = "dice" if model == "finder" else "auc"
+        lines.append(f"\n{model} (reference: {info['reference']})")
+        lines.append(f"  {'variant':<20}{'max|diff|':>11}{'mean|diff|':>12}{'agree':>8}"
+                     f"{quality:>8}")
+        for name, row in info["variants"].items():
+            q = row.get(quality, math.nan)
+            lines.append(f"  {name:<20}{row['max_abs_diff']:>11.2e}{row['mean_abs_diff']:>12.2e}"
+                         f"{row['agreement']:>8.3f}{q:>8.4f}")
+    return "\n".join(lines)
