@@ -84,7 +84,7 @@ def load_pictures(records: list[Record], need: int) -> tuple[list, list[str]]:
         good.append((r, loaded.pixels, loaded.sha256, mask))
     if len(good) < min(need, MIN_COUNT):
         cause = f"; {len(skipped)} unreadable, first: {skipped[0]}" if skipped else ""
-        raise DataError(f"calibration needs at least {min(need, MIN_COUNT)} readable images, "
+        raise DataError(f"need at least {min(need, MIN_COUNT)} readable images, "
                         f"found {len(good)}{cause}")
     return good, skipped
 

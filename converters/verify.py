@@ -86,7 +86,13 @@ def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
         if not path.is_file():
             log(f"{model} {variant}: {entry['file']} is missing; skipped")
             continue
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        try:
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT's own exception types
+            from .keras_to_onnx import first_line
+
+            raise BundleError(f"{entry['file']} does not load in ONNX Runtime: "
+                              f"{first_line(exc)}") from None
         yield f"onnx-{variant}", _batched(lambda x, s=sess: s.run(None, {"pixels": x})[0],
                                           inputs)
     yield from _run_engines(bundle, model, inputs, log)
