@@ -60,8 +60,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/contact-sheet.png"))
     ap.add_argument("--per-class", type=int, default=2)
     ap.add_argument("--size", type=int, default=512, help="rendered size before shrinking")
-    ap.add_argument("--tile", type=int, default=240)
-    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--tile", type=int, default=180)
+    ap.add_argument("--seed", type=int, default=8)
     ap.add_argument("--styles", default=",".join(STYLES))
     ap.add_argument("--real", type=Path, default=None, help="add real photos (never commit)")
     args = ap.parse_args()
@@ -80,7 +80,8 @@ def main() -> None:
                              len(DEFAULT_CLASSES) * args.per_class))
     sheet = np.vstack(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_PNG_COMPRESSION, 9])
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})")
 
 
