@@ -18,6 +18,9 @@ class Notifier:
         self._sock: socket.socket | None = None
         if self._addr is not None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Never block the daemon on a slow or stuck reader: a status update that does not
+            # fit into the receiver's queue is dropped (the next one carries the news).
+            self._sock.setblocking(False)
 
     @property
     def enabled(self) -> bool:

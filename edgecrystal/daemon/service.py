@@ -11,6 +11,7 @@ finished and written before the daemon stops.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
 import select
@@ -163,6 +164,8 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
+        # SIGUSR1 dumps every thread's stack to the log: how to see where a stuck daemon is.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         # The interpreter writes the signal number to the pipe: select() wakes at once.
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
 
