@@ -10,8 +10,10 @@ masks, classes with few images, duplicate files).
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -99,10 +101,19 @@ def check_dataset(path: str | Path, classes: Sequence[str] | None = None,
     report = DataCheckReport(str(ds.root), ds.layout, class_list, images=len(ds.records))
     hashes: dict[str, list[Record]] = defaultdict(list)
     listed = Counter(r.image for r in ds.records)
-    for rec in ds.records:
-        _check_record(report, ds, rec, hashes)
-        if progress:
-            progress()
+    # Decoding dominates and OpenCV releases the GIL while it decodes: threads suffice, and
+    # map() keeps the report in data set order.
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+        results = pool.map(lambda r: _inspect(ds, r), ds.records)
+        for rec, found in zip(ds.records, results, strict=True):
+            _label_issues(report, ds, rec)
+            for level, issue in found.issues:
+                (report.errors if level == "error" else report.warnings).append(issue)
+            report.masks += found.mask_read
+            if found.sha256 and all(r.image != rec.image for r in hashes[found.sha256]):
+                hashes[found.sha256].append(rec)
+            if progress:
+                progress()
     _check_counts(report, ds)
     for image, n in listed.items():
         if n > 1:
@@ -118,6 +129,20 @@ def check_dataset(path: str | Path, classes: Sequence[str] | None = None,
     return report
 
 
+@dataclass
+class _Found:
+    """What one record's files turned out to be (computed in a worker thread)."""
+
+    issues: list[tuple[str, Issue]] = field(default_factory=list)
+    sha256: str = ""
+    mask_read: int = 0
+
+
+def _threads() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, cores or 1))
+
+
 def _rel(ds: Dataset, p: Path) -> str:
     try:
         return str(p.relative_to(ds.root))
@@ -125,53 +150,60 @@ def _rel(ds: Dataset, p: Path) -> str:
         return str(p)
 
 
-def _check_record(report: DataCheckReport, ds: Dataset, rec: Record,
-                  hashes: dict[str, list[Record]]) -> None:
-    from .imageio import load_image
-
+def _label_issues(report: DataCheckReport, ds: Dataset, rec: Record) -> None:
     name = _rel(ds, rec.image)
     if not rec.label:
         report.error("label_missing", name, "no label")
     elif rec.label not in report.classes:
         report.error("label_unknown", name,
                      f"label {rec.label!r} is not one of {', '.join(report.classes)}")
+
+
+def _inspect(ds: Dataset, rec: Record) -> _Found:
+    from .imageio import load_image
+
+    found = _Found()
+    name = _rel(ds, rec.image)
+    img = None
     try:
         img = load_image(rec.image)
+        found.sha256 = img.sha256
     except ImageError as exc:
-        report.error(f"image_{exc.kind}", name, exc.reason)
-        img = None
-    if img is not None and all(r.image != rec.image for r in hashes[img.sha256]):
-        hashes[img.sha256].append(rec)
+        found.issues.append(("error", Issue(f"image_{exc.kind}", name, exc.reason)))
     if ds.layout != "labels.csv":
-        return  # class folders carry no masks
+        return found  # class folders carry no masks
     if rec.mask is None:
-        report.warn("mask_not_listed", name, "no mask (the finder cannot train on this image)")
-        return
-    _check_mask(report, ds, rec, img)
+        found.issues.append(("warning", Issue(
+            "mask_not_listed", name, "no mask (the finder cannot train on this image)")))
+        return found
+    _inspect_mask(found, ds, rec.mask, None if img is None else img.pixels.shape[:2])
+    return found
 
 
-def _check_mask(report: DataCheckReport, ds: Dataset, rec: Record, img: object) -> None:
-    from .imageio import LoadedImage, read_image
+def _inspect_mask(found: _Found, ds: Dataset, path: Path,
+                  image_shape: tuple[int, ...] | None) -> None:
+    from .imageio import read_image
 
-    assert rec.mask is not None
-    name = _rel(ds, rec.mask)
+    name = _rel(ds, path)
     try:
-        mask = read_image(rec.mask)
+        mask = read_image(path)
     except ImageError as exc:
-        report.error(f"mask_{exc.kind}", name, exc.reason)
+        found.issues.append(("error", Issue(f"mask_{exc.kind}", name, exc.reason)))
         return
-    report.masks += 1
-    if isinstance(img, LoadedImage) and mask.shape[:2] != img.pixels.shape[:2]:
-        report.error("mask_size", name,
-                     f"mask is {mask.shape[1]}x{mask.shape[0]}, image is "
-                     f"{img.width}x{img.height}")
+    found.mask_read = 1
+    if image_shape is not None and mask.shape[:2] != image_shape:
+        found.issues.append(("error", Issue(
+            "mask_size", name, f"mask is {mask.shape[1]}x{mask.shape[0]}, image is "
+                               f"{image_shape[1]}x{image_shape[0]}")))
     plane = mask.max(axis=2)
     values = np.flatnonzero(np.bincount(plane.ravel(), minlength=256))
     if values.max() == 0:
-        report.error("mask_blank", name, "mask is all background (no drop marked)")
+        found.issues.append(("error", Issue(
+            "mask_blank", name, "mask is all background (no drop marked)")))
     elif len(values) > 2:
-        report.warn("mask_not_binary", name,
-                    f"mask has {len(values)} grey levels; any value > 0 is read as drop")
+        found.issues.append(("warning", Issue(
+            "mask_not_binary", name,
+            f"mask has {len(values)} grey levels; any value > 0 is read as drop")))
 
 
 def _check_counts(report: DataCheckReport, ds: Dataset) -> None:
