@@ -95,8 +95,13 @@ def load_backbone_weights(backbone: Any, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"ImageNet weights file {path} does not exist")
+    import warnings
+
     try:
-        backbone.load_weights(str(path))
+        with warnings.catch_warnings():
+            # Keras warns per layer it cannot match before failing; the error below says it once.
+            warnings.simplefilter("ignore")
+            backbone.load_weights(str(path))
     except (ValueError, OSError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(

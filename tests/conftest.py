@@ -64,3 +64,19 @@ def onnx_bundle(untrained_bundle: Path, tmp_path_factory: pytest.TempPathFactory
     shutil.copytree(untrained_bundle, root)
     export_bundle(Bundle.open(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A bundle trained with the `tiny` profile on 24 synthetic 128 px images: finder (2 epochs)
+    and classifier on finder crops (1 epoch). Returns (bundle_path, data_path). Tiny and barely
+    trained: for plumbing tests, not for accuracy."""
+    from edgecrystal.synth import generate_dataset
+    from edgecrystal.train import train_classifier, train_finder
+
+    root = tmp_path_factory.mktemp("trained")
+    data, bundle = root / "data", root / "bundle"
+    generate_dataset(data, 24, seed=3, size=128)
+    train_finder(data, bundle, profile="tiny", overrides={"epochs": 2})
+    train_classifier(data, bundle, crop="finder", profile="tiny", overrides={"epochs": 1})
+    return bundle, data
