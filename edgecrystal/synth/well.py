@@ -193,14 +193,40 @@ def _rim(rng: np.random.Generator, st: Style, img: np.ndarray, r_norm: np.ndarra
     rim = F32(uniform(rng, st.rim_value)) * (
         1.0 + F32(st.rim_grain * 6) * (smooth_noise(rng, h, w, int(rng.integers(40, 90))) - 0.5))
     palette = np.array(st.palette, F32) * np.array(st.plastic, F32) / np.array(st.floor, F32)
+    palette = 0.5 * palette + 0.5 * palette.mean(axis=1, keepdims=True)  # plastic: less tint
     plastic = colour_field(rng, h, w, 4, palette)
-    plastic *= (0.85 + 0.3 * smooth_noise(rng, h, w, 6))[..., None]
+    plastic *= (0.85 + 0.3 * smooth_noise(rng, h, w, 6) - _plate_marks(rng, h, w, rad, scale))[
+        ..., None]
     wall = cv2.blendLinear(np.repeat(rim[..., None], 3, axis=2), plastic, 1.0 - t_out, t_out)
     out = cv2.blendLinear(img, wall, 1.0 - t_in, t_in)
     # A thin bright line where light glances off the floor's edge.
     ring = np.exp(-(((r_norm - 1.0) * F32(rad / (2.0 * scale))) ** 2)) * F32(0.12)
     out += ring[..., None]
     return out
+
+
+def _plate_marks(rng: np.random.Generator, h: int, w: int, rad: float,
+                 scale: float) -> np.ndarray:
+    """Darkening from the plate's moulding beyond the wall: the straight edges of the well's
+    square outer wall and a few hooks and arcs (MARCO's frames show such shapes at the sides)."""
+    import cv2
+
+    from .layers import line, polyline
+
+    img = np.zeros((h, w), np.uint8)
+    cx = w / 2
+    for side in (-1, 1):
+        x = cx + side * rad * rng.uniform(1.35, 1.6)
+        line(img, (x, 0), (x + rng.normal(0, 3), h), int(rng.integers(60, 160)),
+             max(1, int(2 * scale)))
+    for _ in range(int(rng.integers(0, 4))):
+        side = rng.choice([-1, 1])
+        c = np.array([cx + side * rad * rng.uniform(1.3, 1.7), rng.uniform(0, h)])
+        a = np.linspace(rng.uniform(0, 2 * np.pi), 0, 20) + rng.uniform(1.5, 4.0)
+        r = rad * rng.uniform(0.05, 0.15)
+        arc = c + r * np.stack([np.cos(a), np.sin(a)], axis=1)
+        polyline(img, arc, int(rng.integers(120, 230)), max(2, int(6 * scale)), closed=False)
+    return cv2.GaussianBlur(img, (0, 0), 1.5 * scale).astype(F32) * F32(0.7 / 255)
 
 
 def _camera(rng: np.random.Generator, st: Style, img: np.ndarray, dx: np.ndarray,
