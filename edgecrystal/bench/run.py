@@ -1,0 +1,198 @@
+"""Running a benchmark: the real pipeline (read, finder, crop, classifier, write) per backend.
+
+Each run scores the same images through the same `Pipeline` the daemon uses, and writes the same
+result files, into a scratch copy of the images (a benchmark never writes beside a user's
+pictures). The Keras reference runs in the same process and the same loop, so every ratio is
+measured against a baseline taken in the same run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..bundle import Bundle
+from ..errors import EdgeCrystalError, UsageError
+from ..imageio import is_image_name
+from .report import STAGES, RunTimings
+
+ALL_BACKENDS = ("keras", "onnxruntime", "tensorrt")
+ALL_PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_SYNTHETIC = 24
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    backends: tuple[str, ...] = ALL_BACKENDS
+    precisions: tuple[str, ...] = ALL_PRECISIONS
+    batch: int = 1
+    iterations: int = 30
+    warmup: int = 3
+    threads: int = 0
+    images: Path | None = None
+    synthetic: int = DEFAULT_SYNTHETIC
+
+
+def prepare_images(cfg: BenchConfig, workdir: Path) -> tuple[list[Path], str]:
+    """Copy the user's images (or synthesize a plate of 1280x960 JPEGs) into `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if cfg.images is not None:
+        if not cfg.images.is_dir():
+            raise UsageError(f"--images {cfg.images} is not a folder")
+        found = sorted(p for p in cfg.images.rglob("*") if p.is_file() and is_image_name(p.name)
+                       and ".edgecrystal." not in p.name)
+        if not found:
+            raise UsageError(f"--images {cfg.images} holds no JPEG/PNG/BMP/TIFF images")
+        copies = []
+        for i, src in enumerate(found[: max(cfg.synthetic, cfg.batch)]):
+            dst = workdir / f"{i:04d}_{src.name}"
+            shutil.copyfile(src, dst)
+            copies.append(dst)
+        return copies, f"{len(copies)} images from {cfg.images}"
+    from ..synth import make_plate
+
+    paths = make_plate(workdir, seed=0, count=max(cfg.synthetic, cfg.batch))
+    return list(paths), f"{len(paths)} synthetic 1280x960 JPEG wells"
+
+
+def run_bench(bundle_path: Path, cfg: BenchConfig,
+              log: Callable[[str], None] = print) -> tuple[list[RunTimings], dict[str, Any]]:
+    """Measure every backend/precision asked for that can run here; say why others are skipped."""
+    bundle = Bundle.open(bundle_path)
+    bundle.check_preprocess()
+    skipped: list[str] = []
+    runs: list[RunTimings] = []
+    flops = model_flops(bundle)
+    with tempfile.TemporaryDirectory(prefix="edgecrystal-bench-") as tmp:
+        images, source = prepare_images(cfg, Path(tmp))
+        for backend, precision in _combinations(cfg):
+            try:
+                pipeline = _open(bundle, backend, precision, cfg.threads)
+            except (EdgeCrystalError, ImportError) as exc:
+                skipped.append(f"{backend}/{precision}: {exc}")
+                log(f"skip {backend}/{precision}: {exc}")
+                continue
+            with pipeline:
+                log(f"bench {backend}/{precision}: {cfg.warmup} warm-up + {cfg.iterations} "
+                    f"timed batches of {cfg.batch}")
+                run = _measure(pipeline, images, cfg)
+            run.backend, run.precision, run.flops = backend, precision, flops
+            runs.append(run)
+    meta = {"images": source, "skipped": skipped, "batch": cfg.batch,
+            "iterations": cfg.iterations, "warmup": cfg.warmup, "threads": cfg.threads,
+            "bundle": str(bundle.root.resolve()), "fingerprint": bundle.fingerprint,
+            "classes": bundle.classes}
+    return runs, meta
+
+
+def _combinations(cfg: BenchConfig) -> list[tuple[str, str]]:
+    combos = []
+    for backend in cfg.backends:
+        if backend not in ALL_BACKENDS:
+            raise UsageError(f"unknown backend {backend!r}: choose from {', '.join(ALL_BACKENDS)}")
+        # Keras is the FP32 reference only.
+        for precision in (("fp32",) if backend == "keras" else cfg.precisions):
+            if precision not in ALL_PRECISIONS:
+                raise UsageError(f"unknown precision {precision!r}: choose from "
+                                 f"{', '.join(ALL_PRECISIONS)}")
+            combos.append((backend, precision))
+    return combos
+
+
+def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Any:
+    from ..pipeline import Pipeline
+
+    if backend == "keras":
+        from ..runtime.keras_runner import KerasRunner
+
+        finder = KerasRunner(bundle.model_file("finder")) if bundle.has("finder") else None
+        classifier = KerasRunner(bundle.model_file("classifier"))
+        return Pipeline(bundle, finder, classifier, backend="keras", precision="fp32")
+    from ..runtime.select import open_runners
+
+    sel = open_runners(bundle, backend=backend, precision=precision, threads=threads,
+                       allow_build=False)
+    if sel.backend != backend:
+        sel.close()
+        raise UsageError(f"{backend} is not usable here")
+    return Pipeline(bundle, sel.finder, sel.classifier, backend=sel.backend, precision=precision)
+
+
+def _measure(pipeline: Any, images: list[Path], cfg: BenchConfig) -> RunTimings:
+    from ..results import write_result
+
+    def batches(count: int, start: int) -> list[list[Path]]:
+        out, i = [], start
+        for _ in range(count):
+            out.append([images[(i + k) % len(images)] for k in range(cfg.batch)])
+            i += cfg.batch
+        return out
+
+    for batch in batches(cfg.warmup, 0):
+        pipeline.score(batch)
+    stages: dict[str, list[float]] = {s: [] for s in STAGES}
+    gpu: dict[str, list[float]] = {"h2d": [], "compute": [], "d2h": []}
+    e2e: list[float] = []
+    errors = 0
+    wall0 = time.perf_counter()
+    for batch in batches(cfg.iterations, cfg.warmup * cfg.batch):
+        t0 = time.perf_counter()
+        scored = pipeline.score(batch)
+        for s in scored:
+            tw = time.perf_counter()
+            write_result(s, pipeline.model)
+            s.timings_ms["write"] = (time.perf_counter() - tw) * 1000.0
+        per_image = (time.perf_counter() - t0) * 1000.0 / len(batch)
+        for s in scored:
+            if not s.ok:
+                errors += 1
+                continue
+            e2e.append(per_image)
+            for stage in STAGES:
+                stages[stage].append(float(s.timings_ms.get(stage, 0.0)))
+        _collect_gpu(pipeline, gpu, len(batch))
+    wall = time.perf_counter() - wall0
+    note = f"{errors} images failed to decode and were left out" if errors else ""
+    return RunTimings("", "", cfg.batch, wall, stages, e2e,
+                      gpu_ms={k: v for k, v in gpu.items() if v}, note=note)
+
+
+def _collect_gpu(pipeline: Any, gpu: dict[str, list[float]], n: int) -> None:
+    """Sum the TensorRT runners' CUDA-event timings of the last batch, per image."""
+    totals = {"h2d": 0.0, "compute": 0.0, "d2h": 0.0}
+    seen = False
+    for runner in (pipeline.finder, pipeline.classifier):
+        timings = getattr(runner, "last_timings", None)
+        if timings:
+            seen = True
+            for key in totals:
+                totals[key] += float(timings.get(f"{key}_ms", 0.0))
+    if seen:
+        for key, value in totals.items():
+            gpu[key].append(value / n)
+
+
+def model_flops(bundle: Bundle) -> dict[str, int]:
+    """FLOPs per image of each model: from bundle.json, else counted from the Keras file.
+
+    Counting needs Keras; on a runtime-only install without it the floor is left out."""
+    flops: dict[str, int] = {}
+    for model in ("finder", "classifier"):
+        sec = bundle.meta.get(model) or {}
+        if not sec:
+            continue
+        if sec.get("flops"):
+            flops[model] = int(sec["flops"])
+            continue
+        try:
+            from ..models import count_flops, load_model
+
+            flops[model] = count_flops(load_model(bundle.model_file(model)))
+        except (ImportError, EdgeCrystalError):
+            continue
+    return flops
