@@ -6,6 +6,7 @@ depend on how the work is split between processes: same seed and arguments, same
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -59,13 +60,10 @@ def assignments(n: int, seed: int, classes: Sequence[str],
 
 
 def _render_one(job: tuple[Path, int, int, int, str, str]) -> dict[str, str]:
-    import cv2
-
     from ..imageio import write_image
     from .well import render_well
 
     out, seed, index, size, label, style = job
-    cv2.setNumThreads(1)  # the pool already uses every core; nested threads only contend
     rgb, mask, meta = render_well(image_rng(seed, index), size, label, style)
     name = f"synth_{index:06d}"
     image = f"{IMAGE_DIR}/{name}.jpg"
@@ -107,25 +105,42 @@ def generate_dataset(out: Path, n: int, seed: int = 0, size: int = 512,
     return load_dataset(out)
 
 
+def _warm(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # the pool already uses every core; nested threads only contend
+
+
 def _run(jobs: list, workers: int, progress: bool) -> list[dict[str, str]]:
-    bar = _progress_bar(len(jobs)) if progress else None
-    rows: list[dict[str, str]] = []
-    try:
-        if workers == 1:
+    if workers == 1:
+        bar = _progress_bar(len(jobs)) if progress else None
+        try:
+            rows = []
             for job in jobs:
                 rows.append(_render_one(job))
                 if bar:
                     bar.advance()
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for row in pool.map(_render_one, jobs, chunksize=8):
-                    rows.append(row)
-                    if bar:
-                        bar.advance()
-    finally:
-        if bar:
-            bar.close()
-    return rows
+            return rows
+        finally:
+            if bar:
+                bar.close()
+    # fork where there is fork: workers start in milliseconds and need no importable __main__.
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        # Start every worker before the progress bar's refresh thread exists: forking a
+        # process that has threads can copy a held lock into the child.
+        list(pool.map(_warm, range(workers * 2)))
+        bar = _progress_bar(len(jobs)) if progress else None
+        try:
+            rows = []
+            for row in pool.map(_render_one, jobs, chunksize=8):
+                rows.append(row)
+                if bar:
+                    bar.advance()
+            return rows
+        finally:
+            if bar:
+                bar.close()
 
 
 class _Bar:

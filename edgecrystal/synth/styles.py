@@ -65,7 +65,7 @@ STYLE_TABLE: dict[str, Style] = {
         floor=(0.90, 0.90, 0.82),
         palette=((0.92, 0.92, 0.82), (0.80, 0.86, 0.93), (0.90, 0.89, 0.84)),
         tint=0.5, plastic=(0.62, 0.64, 0.60), vignette=(0.15, 0.35),
-        drop_radius=(0.30, 0.58), drop_offset=(0.0, 0.35), drop_shade=(0.82, 0.95),
+        drop_radius=(0.30, 0.72), drop_offset=(0.0, 0.35), drop_shade=(0.82, 0.95),
         dome=0.25, meniscus=(0.3, 0.6), drop_tint=0.2, streaks=0.0, mottle=0.03,
         rainbow=0.0, colour="rgb", noise=(0.01, 0.025), blur=(0.6, 1.2),
     ),
