@@ -1,0 +1,97 @@
+"""Runners on real ONNX Runtime sessions; backend selection; TensorRT on a GPU only."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecrystal.bundle import Bundle
+from edgecrystal.errors import BackendError, BundleError
+from edgecrystal.runtime.onnxruntime_runner import OnnxRuntimeRunner
+from edgecrystal.runtime.select import open_runners
+
+
+def test_onnxruntime_runner_io_and_casting(onnx_bundle: Path) -> None:
+    b = Bundle.open(onnx_bundle)
+    size = b.section("finder")["input_size"]
+    with OnnxRuntimeRunner(b.onnx_variant("finder", "fp32"), threads=1) as r:
+        assert r.inputs[0].shape[1:] == (size, size, 3)
+        assert r.inputs[0].shape[0] is None  # dynamic batch
+        assert r.input_size == size
+        x = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+        out = r.predict(x)
+        assert out.shape == (3, size, size, 1)
+        assert np.all((out >= 0) & (out <= 1))
+        # A float array holding the same pixel values gives the same answer (cast to the input).
+        np.testing.assert_allclose(r.predict(x.astype(np.float32)), out, atol=1e-6)
+        by_name = r.infer({r.inputs[0].name: x})
+        np.testing.assert_allclose(next(iter(by_name.values())), out, atol=1e-6)
+        r.max_batch = 2  # what a TensorRT profile imposes: split, same answer
+        np.testing.assert_allclose(r.predict(x), out, atol=1e-6)
+        with pytest.raises(BackendError, match="shape"):
+            r.predict(np.zeros((1, size + 1, size, 3), np.uint8))
+        with pytest.raises(BackendError, match="missing"):
+            r.infer({"nope": x})
+    with pytest.raises(BackendError, match="closed"):
+        r.predict(x)
+
+
+def test_onnxruntime_missing_provider_is_one_line(onnx_bundle: Path) -> None:
+    b = Bundle.open(onnx_bundle)
+    with pytest.raises(BackendError, match=r"no .*ExecutionProvider"):
+        OnnxRuntimeRunner(b.onnx_variant("finder", "fp32"), providers=["NoSuchExecutionProvider"])
+
+
+def test_bad_onnx_file_is_backend_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(BackendError, match="cannot load"):
+        OnnxRuntimeRunner(bad)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None,
+                    reason="TensorRT installed: auto would pick it")
+def test_auto_falls_back_to_onnxruntime_and_says_why(onnx_bundle: Path) -> None:
+    sel = open_runners(Bundle.open(onnx_bundle), backend="auto", threads=1)
+    try:
+        assert sel.backend == "onnxruntime"
+        assert "tensorrt" in sel.reason.lower()
+        assert sel.finder is not None and sel.classifier is not None
+    finally:
+        sel.close()
+    with pytest.raises(BackendError, match="tensorrt"):
+        open_runners(Bundle.open(onnx_bundle), backend="tensorrt")
+
+
+def test_selection_refuses_unknown_and_missing_variants(onnx_bundle: Path) -> None:
+    b = Bundle.open(onnx_bundle)
+    with pytest.raises(BackendError, match="unknown backend"):
+        open_runners(b, backend="keras")
+    with pytest.raises(BackendError, match="unknown precision"):
+        open_runners(b, backend="onnxruntime", precision="fp8")
+    variants = b.meta["onnx"]["classifier"]
+    if not any(v.get("precision") == "int8" for v in variants.values()):
+        with pytest.raises(BundleError, match="int8"):
+            open_runners(b, backend="onnxruntime", precision="int8")
+
+
+@pytest.mark.gpu
+def test_tensorrt_runner_matches_onnxruntime(onnx_bundle: Path) -> None:
+    pytest.importorskip("tensorrt")
+    try:
+        sel = open_runners(Bundle.open(onnx_bundle), backend="tensorrt")
+    except BackendError as exc:
+        pytest.skip(f"no usable TensorRT here: {exc}")
+    b = Bundle.open(onnx_bundle)
+    size = b.section("classifier")["input_size"]
+    x = np.random.default_rng(1).integers(0, 256, (5, size, size, 3), dtype=np.uint8)
+    try:
+        with OnnxRuntimeRunner(b.onnx_variant("classifier", "fp32")) as ref:
+            np.testing.assert_allclose(sel.classifier.predict(x), ref.predict(x), atol=1e-3)
+        timings = getattr(sel.classifier, "last_timings", {})
+        assert set(timings) == {"h2d_ms", "compute_ms", "d2h_ms"}
+    finally:
+        sel.close()
