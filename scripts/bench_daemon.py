@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Benchmark `edgecrystal serve` as it runs on an imager: a real daemon subprocess, real files.
+
+Measures: time from spawn to READY=1 (through a real NOTIFY_SOCKET), latency from a file being
+closed to its result file being written (p50/p95, images trickling in one at a time), throughput
+during a burst of many images, the daemon's resident memory, and how long SIGTERM takes.
+Writes a JSON report and a markdown snippet.
+
+    .venv/bin/python scripts/bench_daemon.py --bundle BUNDLE --burst 1000 --out bench-daemon
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULT = ".edgecrystal.json"
+
+
+def make_pool(n: int, width: int, height: int) -> list[bytes]:
+    """Distinct small JPEG drop pictures (a circle on a plain floor, noise)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    pool = []
+    for _ in range(n):
+        img = np.full((height, width, 3), int(rng.integers(60, 110)), np.uint8)
+        cv2.circle(img, (width // 2, height // 2), int(min(width, height) * 0.35),
+                   tuple(int(v) for v in rng.integers(120, 220, 3)), -1)
+        img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+        _, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        pool.append(enc.tobytes())
+    return pool
+
+
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def write_file(path: Path, data: bytes) -> int:
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return time.time_ns()  # closed
+
+
+def wait_for(paths: list[Path], timeout: float, proc: subprocess.Popen, peak: list[int]) -> None:
+    deadline = time.monotonic() + timeout
+    left = list(paths)
+    while left:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {len(left)} results")
+        if proc.poll() is not None:
+            raise SystemExit("daemon exited during the benchmark")
+        left = [p for p in left if not Path(f"{p}{RESULT}").exists()]
+        peak[0] = max(peak[0], rss_kb(proc.pid))
+        time.sleep(0.002 if len(left) < 4 else 0.05)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", required=True, type=Path)
+    ap.add_argument("--burst", type=int, default=1000, help="images in the burst")
+    ap.add_argument("--trickle", type=int, default=40, help="images for the latency test")
+    ap.add_argument("--interval", type=float, default=0.25, help="seconds between trickle images")
+    ap.add_argument("--size", default="320x240", help="image size WxH")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--backend", default="onnxruntime")
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--out", type=Path, default=Path("bench-daemon"),
+                    help="writes OUT.json and OUT.md")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    pool = make_pool(32, width, height)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="edgecrystal-bench-"))
+    images = work / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    cfg = work / "serve.toml"
+    cfg.write_text("\n".join([
+        f"bundle = {json.dumps(str(args.bundle.resolve()))}",
+        f"watch = [{json.dumps(str(images))}]",
+        f"batch_size = {args.batch}", f"threads = {args.threads}",
+        f"backend = {json.dumps(args.backend)}", f"precision = {json.dumps(args.precision)}",
+        "max_batch_wait_ms = 20", "rescan_interval_s = 30.0", "summary_interval_s = 5.0",
+    ]) + "\n")
+    sock_path = work / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(120)
+    env = dict(os.environ, NOTIFY_SOCKET=str(sock_path))
+    log = open(work / "daemon.log", "wb")  # noqa: SIM115 - lives as long as the daemon
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "edgecrystal", "serve", "--config", str(cfg)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    while b"READY=1" not in sock.recv(4096):
+        pass
+    ready_s = time.monotonic() - t0
+    sock.setblocking(False)  # the daemon never blocks on us; we stop listening
+    rss_ready = rss_kb(proc.pid)
+    peak = [rss_ready]
+
+    latencies = []
+    trickle_dir = images / "trickle"
+    trickle_dir.mkdir()
+    time.sleep(0.5)
+    for i in range(args.trickle):
+        p = trickle_dir / f"T{i:04d}.jpg"
+        closed = write_file(p, pool[i % len(pool)])
+        wait_for([p], 60, proc, peak)
+        latencies.append((Path(f"{p}{RESULT}").stat().st_mtime_ns - closed) / 1e6)
+        time.sleep(args.interval)
+
+    burst_dir = images / "burst"
+    burst_dir.mkdir()
+    paths = [burst_dir / f"{chr(65 + (i // 48) % 26)}{i % 48 + 1:02d}_{i}.jpg"
+             for i in range(args.burst)]
+    first_close = time.time_ns()
+    for i, p in enumerate(paths):
+        write_file(p, pool[i % len(pool)])
+    last_close = time.time_ns()
+    wait_for(paths, 3600, proc, peak)
+    last_result = max(Path(f"{p}{RESULT}").stat().st_mtime_ns for p in paths)
+    burst_s = (last_result - first_close) / 1e9
+    burst_lat = sorted((Path(f"{p}{RESULT}").stat().st_mtime_ns - first_close) / 1e6
+                       for p in paths)
+    hwm = rss_kb(proc.pid, "VmHWM")
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(60)
+    stop_s = time.monotonic() - t
+    log.close()
+    text = (work / "daemon.log").read_text(errors="replace")
+    statuses = [json.loads(Path(f"{p}{RESULT}").read_text())["status"] for p in paths]
+    heavy = [ln.split("heavy_modules=")[1].split()[0] for ln in text.splitlines()
+             if "heavy_modules=" in ln]
+    report = {
+        "machine": {"cpu": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(), "python": platform.python_version()},
+        "bundle": str(args.bundle), "backend": args.backend, "precision": args.precision,
+        "image_size": f"{width}x{height} JPEG (~{statistics.mean(map(len, pool)) / 1024:.0f} KiB)",
+        "batch_size": args.batch, "threads": args.threads,
+        "ready_s": round(ready_s, 3),
+        "latency_ms": {"n": len(latencies), "p50": round(pct(latencies, 50), 1),
+                       "p95": round(pct(latencies, 95), 1), "max": round(max(latencies), 1)},
+        "burst": {"images": args.burst, "write_s": round((last_close - first_close) / 1e9, 3),
+                  "all_scored_s": round(burst_s, 3),
+                  "images_per_s": round(args.burst / burst_s, 1),
+                  "p50_done_ms": round(pct(burst_lat, 50), 1),
+                  "ok": statuses.count("ok"), "errors": len(statuses) - statuses.count("ok")},
+        "rss_mb": {"at_ready": round(rss_ready / 1024, 1), "peak": round(max(peak[0], hwm) / 1024,
+                                                                          1)},
+        "sigterm": {"exit_code": rc, "stop_s": round(stop_s, 3)},
+        "heavy_modules": heavy[0] if heavy else "?",
+        "scored_log_lines": text.count(" scored "),
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    md = "\n".join([
+        "| metric | value |", "|---|---|",
+        f"| machine | {report['machine']['cpu']}, {report['machine']['cores']} cores |",
+        f"| backend | {args.backend} {args.precision}, batch {args.batch}, "
+        f"threads {args.threads or 'auto'} |",
+        f"| images | {report['image_size']} |",
+        f"| time to READY=1 | {report['ready_s']:.2f} s |",
+        f"| file closed -> result written (trickle, n={len(latencies)}) | p50 "
+        f"{report['latency_ms']['p50']:.0f} ms, p95 {report['latency_ms']['p95']:.0f} ms |",
+        f"| burst of {args.burst} | {report['burst']['images_per_s']:.1f} images/s "
+        f"(all scored {report['burst']['all_scored_s']:.1f} s after the first was closed) |",
+        f"| daemon RSS | {report['rss_mb']['at_ready']:.0f} MiB at READY, peak "
+        f"{report['rss_mb']['peak']:.0f} MiB |",
+        f"| SIGTERM | exit {rc} after {stop_s:.2f} s |",
+        f"| heavy modules loaded | {report['heavy_modules']} |",
+    ]) + "\n"
+    args.out.with_suffix(".md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
