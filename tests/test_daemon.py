@@ -339,3 +339,40 @@ def test_sighup_reload_keeps_old_config_when_new_one_is_bad(onnx_bundle: Path, t
     finally:
         if d.proc.poll() is None:
             d.proc.kill()
+
+
+def test_example_config_documents_every_key(tmp_path: Path) -> None:
+    from edgecrystal.daemon.config import KEYS, load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    example = (repo / "systemd" / "edgecrystal.toml").read_text()
+    daemon_doc = (repo / "docs" / "daemon.md").read_text()
+    for key in KEYS:
+        assert f"\n{key} = " in example, key
+        assert f"| `{key}` |" in daemon_doc, key
+    (tmp_path / "b").mkdir()
+    (tmp_path / "w").mkdir()
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(example)
+    cfg = load_config(cfg_path, {"bundle": "b", "watch": ["w"]})
+    assert cfg.bundle == str(tmp_path / "b") and cfg.watch == (str(tmp_path / "w"),)
+
+
+def test_config_mistakes_are_one_line_errors(tmp_path: Path) -> None:
+    from edgecrystal.daemon.config import load_config
+    from edgecrystal.errors import UsageError
+
+    (tmp_path / "b").mkdir()
+    cases = {'bundle = "b"\nwatch = ["b"]\nbatch_szie = 4\n': "unknown key",
+             'bundle = "b"\nwatch = ["b"]\nbatch_size = "8"\n': "must be a number",
+             'bundle = "b"\nwatch = ["nope"]\n': "does not exist",
+             'bundle = "b"\nwatch = ["b"]\nbackend = "keras"\n': "backend must be",
+             'bundle = "b"\nwatch = [\n': "not valid TOML"}
+    for text, message in cases.items():
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        with pytest.raises(UsageError, match=message):
+            load_config(path)
+    res = subprocess.run([sys.executable, "-m", "edgecrystal", "serve", "--config", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "not valid TOML" in res.stderr and "Traceback" not in res.stderr
