@@ -21,12 +21,61 @@ MIN_INCEPTION_SIZE = 75
 
 def _keras() -> Any:
     import os
+    import sys
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "keras" not in sys.modules:
+        with _quiet_native_stderr():
+            import keras
     import keras
 
     return keras
+
+
+# TensorFlow's native libraries log through absl before TF_CPP_MIN_LOG_LEVEL applies; these
+# lines would turn every one-line error of a training command into three.
+_TF_NOISE = (
+    "WARNING: All log messages before absl::InitializeLog()",
+    "oneDNN custom operations are on",
+    "cpu_feature_guard",
+    "To enable the following instructions",
+    "This TensorFlow binary is optimized",
+)
+
+
+class _quiet_native_stderr:
+    """Capture fd 2 while TensorFlow loads; re-emit whatever is not its start-up chatter."""
+
+    def __enter__(self) -> None:
+        import os
+        import sys
+        import tempfile
+
+        self.saved = None
+        try:
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            return
+        self.tmp = tempfile.TemporaryFile()
+        os.dup2(self.tmp.fileno(), 2)
+
+    def __exit__(self, *exc: object) -> None:
+        import os
+        import sys
+
+        if self.saved is None:
+            return
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.tmp.seek(0)
+        text = self.tmp.read().decode("utf-8", errors="replace")
+        self.tmp.close()
+        keep = [ln for ln in text.splitlines()
+                if ln.strip() and not any(n in ln for n in _TF_NOISE)]
+        if keep:
+            sys.stderr.write("\n".join(keep) + "\n")
 
 
 def build_finder(input_size: int = 512, base_filters: int = 64, depth: int = 4) -> Any:
@@ -104,6 +153,7 @@ def load_backbone_weights(backbone: Any, path: str | Path) -> None:
             backbone.load_weights(str(path))
     except (ValueError, OSError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first.split(" Example error message")[0]
         raise UsageError(
             f"{path} does not fit Inception-V3 without top "
             f"(expected inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5): {first}"
