@@ -60,6 +60,17 @@ def mask_to_image(prob: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def drop_region(mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray | None:
     """Largest connected component of `mask >= threshold`, holes filled; None when there is none."""
+    found = _largest_filled(mask, threshold)
+    return None if found is None else found[0].astype(bool)
+
+
+def _largest_filled(
+    mask: np.ndarray, threshold: float
+) -> tuple[np.ndarray, tuple[int, int, int, int], int] | None:
+    """(filled region as uint8 0/1, its box x0,y0,x1,y1, its area) or None.
+
+    Everything stays in OpenCV calls on uint8 images: on a 1280x960 frame this is a few
+    milliseconds, where numpy boolean indexing over the whole frame costs several times more."""
     import cv2
 
     binary = (np.asarray(mask) >= threshold).astype(np.uint8)
@@ -70,12 +81,16 @@ def drop_region(mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.nd
     best = 1 + int(np.argmax(areas))
     if areas[best - 1] < MIN_DROP_FRACTION * binary.size:
         return None
-    region = (labels == best).astype(np.uint8)
-    # Fill holes: bubbles and dark crystals inside the drop are drop, not background.
-    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    filled = np.zeros_like(region)
-    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
-    return filled.astype(bool)
+    x, y, w, h = (int(v) for v in stats[best, :4])
+    # Work inside the component's box only: fill holes (bubbles and dark crystals inside the
+    # drop are drop, not background) by drawing its outer contour filled.
+    component = (labels[y : y + h, x : x + w] == best).astype(np.uint8)
+    contours, _ = cv2.findContours(component, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled_box = np.zeros_like(component)
+    cv2.drawContours(filled_box, contours, -1, 1, thickness=cv2.FILLED)
+    filled = np.zeros_like(binary)
+    filled[y : y + h, x : x + w] = filled_box
+    return filled, (x, y, x + w, y + h), int(cv2.countNonZero(filled_box))
 
 
 def crop_drop(
@@ -92,17 +107,16 @@ def crop_drop(
     -> padded to a square -> resized to `size`. No drop (or no mask): the whole image, squared.
     """
     h, w = rgb.shape[:2]
-    region = None if mask is None else drop_region(mask, threshold)
-    if region is None:
+    found = None if mask is None else _largest_filled(mask, threshold)
+    if found is None:
         return Crop(_square(rgb, size), (0, 0, w, h), 0, False)
-    ys, xs = np.nonzero(region)
-    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    region, (x0, y0, x1, y1), area = found
     my, mx = round((y1 - y0) * margin), round((x1 - x0) * margin)
     y0, y1 = max(0, y0 - my), min(h, y1 + my)
     x0, x1 = max(0, x0 - mx), min(w, x1 + mx)
     patch = rgb[y0:y1, x0:x1].copy()
-    patch[~region[y0:y1, x0:x1]] = BACKGROUND
-    return Crop(_square(patch, size), (x0, y0, x1, y1), int(region.sum()), True)
+    patch[region[y0:y1, x0:x1] == 0] = BACKGROUND
+    return Crop(_square(patch, size), (x0, y0, x1, y1), area, True)
 
 
 def full_image(rgb: np.ndarray, size: int) -> Crop:
