@@ -21,7 +21,9 @@ ARCH_KEYS = ("input_size", "seed", "val_fraction")
 
 
 def build(hp: ClassifierHP, num_classes: int, imagenet_weights: str | Path | None = None) -> Any:
-    return models.build_classifier(num_classes, hp.input_size, imagenet_weights, hp.dropout)
+    return loop.set_bn_momentum(
+        models.build_classifier(num_classes, hp.input_size, imagenet_weights, hp.dropout),
+        hp.bn_momentum)
 
 
 def compile_classifier(model: Any, hp: ClassifierHP) -> None:

@@ -17,7 +17,8 @@ ARCH_KEYS = ("input_size", "base_filters", "depth", "seed", "val_fraction")
 
 
 def build(hp: FinderHP) -> Any:
-    return models.build_finder(hp.input_size, hp.base_filters, hp.depth)
+    return loop.set_bn_momentum(
+        models.build_finder(hp.input_size, hp.base_filters, hp.depth), hp.bn_momentum)
 
 
 def compile_finder(model: Any, hp: FinderHP) -> None:

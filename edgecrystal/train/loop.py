@@ -40,6 +40,14 @@ def optimizer(name: str, lr: float) -> Any:
     return table[name.lower()](learning_rate=lr)
 
 
+def set_bn_momentum(model: Any, momentum: float) -> Any:
+    """Set the moving-average momentum of every BatchNormalization layer, nested ones too."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if type(layer).__name__ == "BatchNormalization":
+            layer.momentum = momentum
+    return model
+
+
 @dataclass
 class FitResult:
     model: Any  # the model with the best weights loaded
