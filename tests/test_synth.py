@@ -119,7 +119,7 @@ def test_make_plate_is_an_imager_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "plate").iterdir()) == sorted(
         [p.name for p in paths] + ["truth.csv"])
     again = make_plate(tmp_path / "again", seed=2, rows=2, cols=3, width=320, height=240,
-                       style="marco")
+                       style="marco", workers=2)
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]
 
 
@@ -131,3 +131,5 @@ def test_make_plate_default_is_96_marco_sized_wells(tmp_path: Path) -> None:
 
     names = well_names(8, 12)
     assert len(names) == 96 and names[0] == "A01" and names[-1] == "H12"
+    with pytest.raises(UsageError, match="1 to 96"):
+        make_plate(tmp_path / "q", count=97)

@@ -83,7 +83,7 @@ def synth(
         if len(styles) > 1 and style:
             raise UsageError("--plate takes one --style (a plate is imaged by one imager)")
         paths = make_plate(out, seed=seed, style=style[0] if style else None, classes=names,
-                           count=n)
+                           count=n, workers=workers or None, progress=True)
         typer.echo(f"wrote {len(paths)} well images and {TRUTH_FILE} to {out} "
                    f"in {time.perf_counter() - start:.1f} s")
         return

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from ..dataset import Dataset, load_dataset, write_labels_csv
 from ..errors import UsageError
 from .contents import check_classes
 from .styles import STYLES
+
+J = TypeVar("J")
+R = TypeVar("R")
 
 IMAGE_DIR = "images"
 MASK_DIR = "masks"
@@ -100,7 +104,7 @@ def generate_dataset(out: Path, n: int, seed: int = 0, size: int = 512,
     jobs = [(out, seed, i, size, label, style)
             for i, (label, style) in enumerate(assignments(n, seed, names, style_names))]
     workers = default_workers(n) if workers is None else max(1, workers)
-    rows = _run(jobs, workers, progress)
+    rows = run_jobs(_render_one, jobs, workers, progress)
     write_labels_csv(out, rows, list(COLUMNS))
     return load_dataset(out)
 
@@ -111,29 +115,31 @@ def _warm(_: int) -> None:
     cv2.setNumThreads(1)  # the pool already uses every core; nested threads only contend
 
 
-def _run(jobs: list, workers: int, progress: bool) -> list[dict[str, str]]:
-    if workers == 1:
-        bar = _progress_bar(len(jobs)) if progress else None
+def run_jobs(fn: Callable[[J], R], jobs: list[J], workers: int, progress: bool,
+             what: str = "synth") -> list[R]:
+    """fn over jobs, in order, on `workers` processes (fn must be a module-level function)."""
+    if workers == 1 or len(jobs) < 2:
+        bar = _progress_bar(len(jobs), what) if progress else None
         try:
             rows = []
             for job in jobs:
-                rows.append(_render_one(job))
+                rows.append(fn(job))
                 if bar:
                     bar.advance()
             return rows
         finally:
             if bar:
                 bar.close()
-    # fork where there is fork: workers start in milliseconds and need no importable __main__.
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        # Start every worker before the progress bar's refresh thread exists: forking a
-        # process that has threads can copy a held lock into the child.
-        list(pool.map(_warm, range(workers * 2)))
-        bar = _progress_bar(len(jobs)) if progress else None
+    # spawn, not fork: a forked child inherits OpenCV's thread pool in whatever state the
+    # parent left it and can hang on its first cv2 call (seen under pytest). Package __main__
+    # modules and console scripts are not re-run by spawn, so `python -m edgecrystal` is safe.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=_warm, initargs=(0,)) as pool:
+        bar = _progress_bar(len(jobs), what) if progress else None
         try:
             rows = []
-            for row in pool.map(_render_one, jobs, chunksize=8):
+            chunk = max(1, min(8, len(jobs) // (4 * workers)))
+            for row in pool.map(fn, jobs, chunksize=chunk):
                 rows.append(row)
                 if bar:
                     bar.advance()
