@@ -54,7 +54,7 @@ def test_synth_plate(tmp_path: Path) -> None:
         (["--style", "rock-maker"], "unknown style rock-maker"),
         (["--size", "8"], "--size must be between"),
         (["--n", "many"], "--n"),
-        (["--plate", "--n", "97"], "1 to 96"),
+        (["--plate", "--n", "400"], "1 to 312"),
     ],
 )
 def test_synth_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:

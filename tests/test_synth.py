@@ -131,5 +131,10 @@ def test_make_plate_default_is_96_marco_sized_wells(tmp_path: Path) -> None:
 
     names = well_names(8, 12)
     assert len(names) == 96 and names[0] == "A01" and names[-1] == "H12"
-    with pytest.raises(UsageError, match="1 to 96"):
-        make_plate(tmp_path / "q", count=97)
+    with pytest.raises(UsageError, match="1 to 312"):
+        make_plate(tmp_path / "q", count=313)
+    with pytest.raises(UsageError, match="at least 32"):
+        make_plate(tmp_path / "q", width=16)
+    from edgecrystal.synth.plate import well_names as names_for
+
+    assert names_for(9, 12)[96:] == [f"I{c:02d}" for c in range(1, 13)]

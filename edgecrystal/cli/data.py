@@ -43,7 +43,7 @@ def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write (created if missing).")],
     n: Annotated[int | None, typer.Option(
         "--n", help="Number of images (default 400); with --plate the number of wells, "
-        "A01 onwards (default all 96).")] = None,
+        "A01 onwards (default all 96; more continue with rows I, J, ...).")] = None,
     seed: Annotated[int, typer.Option(
         "--seed", help="Random seed: same seed and options, same bytes.")] = 0,
     size: Annotated[int, typer.Option(

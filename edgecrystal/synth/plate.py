@@ -35,7 +35,8 @@ def make_plate(out: Path, seed: int = 0, rows: int = 8, cols: int = 12, width: i
                workers: int | None = None, progress: bool = False) -> list[Path]:
     """Write one plate imaging to `out`; return the image paths in well order.
 
-    `count` keeps only the first wells (row-major), for small plates in tests and demos.
+    `count` writes that many wells in row-major order from A01: fewer for small plates in
+    tests and demos, more (rows I, J, ...) for large benchmark batches.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -45,10 +46,12 @@ def make_plate(out: Path, seed: int = 0, rows: int = 8, cols: int = 12, width: i
     names = check_classes(classes)
     wells = well_names(rows, cols)
     if count is not None:
-        if not 1 <= count <= len(wells):
-            raise UsageError(f"well count must be 1 to {len(wells)} for a {rows}x{cols} plate "
+        # More wells than the plate has: carry on with rows I, J, ... (a benchmark may want
+        # a batch of 256 images), up to row Z.
+        if not 1 <= count <= 26 * cols:
+            raise UsageError(f"well count must be 1 to {26 * cols} with {cols} columns "
                              f"(got {count})")
-        wells = wells[:count]
+        wells = well_names(max(rows, -(-count // cols)), cols)[:count]
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x91A7E]))
     style = check_styles([style])[0] if style else str(rng.choice(STYLES))
     labels = [names[i % len(names)] for i in range(len(wells))]
