@@ -53,7 +53,7 @@ STYLE_TABLE: dict[str, Style] = {
         palette=((0.97, 0.74, 0.93), (0.97, 0.74, 0.93), (0.76, 0.94, 0.80),
                  (0.93, 0.93, 0.96), (0.96, 0.84, 0.88)),
         tint=0.9, plastic=(0.86, 0.80, 0.88), vignette=(0.0, 0.15),
-        drop_radius=(0.38, 0.78), drop_offset=(0.05, 0.55), drop_shade=(0.94, 1.02),
+        drop_radius=(0.45, 0.85), drop_offset=(0.1, 0.6), drop_shade=(0.94, 1.02),
         dome=0.05, meniscus=(0.7, 0.97), drop_tint=0.5, streaks=0.012, mottle=0.0,
         rainbow=0.6, colour="rgb", noise=(0.008, 0.02), blur=(0.5, 1.1),
     ),
