@@ -76,3 +76,22 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     a_file.write_text("x")
     done = _edgecrystal("demo", "--workdir", str(a_file), timeout=120)
     assert done.returncode == 2 and "is a file" in done.stderr
+
+
+def test_bench_of_the_runtime_backends_never_loads_tensorflow(onnx_bundle: Path) -> None:
+    code = (
+        "import sys\n"
+        "from edgecrystal.cli import main\n"
+        "try:\n"
+        f"    main(['bench', {str(onnx_bundle)!r}, '--backend', 'onnxruntime,tensorrt',\n"
+        "          '--iterations', '2', '--warmup', '0', '--count', '2'])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = sorted(m for m in sys.modules\n"
+        "               if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'onnx'))\n"
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout, done.stdout[-500:]

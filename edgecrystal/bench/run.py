@@ -67,7 +67,7 @@ def run_bench(bundle_path: Path, cfg: BenchConfig,
     bundle.check_preprocess()
     skipped: list[str] = []
     runs: list[RunTimings] = []
-    flops = model_flops(bundle)
+    flops = model_flops(bundle, count_with_keras="keras" in cfg.backends)
     with tempfile.TemporaryDirectory(prefix="edgecrystal-bench-") as tmp:
         images, source = prepare_images(cfg, Path(tmp))
         for backend, precision in _combinations(cfg):
@@ -177,10 +177,10 @@ def _collect_gpu(pipeline: Any, gpu: dict[str, list[float]], n: int) -> None:
             gpu[key].append(value / n)
 
 
-def model_flops(bundle: Bundle) -> dict[str, int]:
-    """FLOPs per image of each model: from bundle.json, else counted from the Keras file.
-
-    Counting needs Keras; on a runtime-only install without it the floor is left out."""
+def model_flops(bundle: Bundle, count_with_keras: bool) -> dict[str, int]:
+    """FLOPs per image of each model: from bundle.json (training records them), else counted
+    from the Keras file, but only when the Keras reference runs anyway: a bench of the runtime
+    backends never loads TensorFlow. Without either, the floor is left out of the report."""
     flops: dict[str, int] = {}
     for model in ("finder", "classifier"):
         sec = bundle.meta.get(model) or {}
@@ -188,6 +188,8 @@ def model_flops(bundle: Bundle) -> dict[str, int]:
             continue
         if sec.get("flops"):
             flops[model] = int(sec["flops"])
+            continue
+        if not count_with_keras:
             continue
         try:
             from ..models import count_flops, load_model
