@@ -21,15 +21,15 @@ from .errors import EdgeCrystalError, UsageError
 MARKER = ".edgecrystal-demo"
 # Sizes that train in a few minutes on 2 CPU cores and still learn the task: a 128 px U-Net
 # (base 8) and Inception-V3 on 96 px crops. See docs/training.md for the full-size profiles.
-FINDER_OVERRIDES = {"input_size": 128, "base_filters": 8, "epochs": 12, "batch_size": 8,
+FINDER_OVERRIDES = {"input_size": 128, "base_filters": 8, "epochs": 8, "batch_size": 8,
                     "lr": 3e-3}
-CLASSIFIER_OVERRIDES = {"input_size": 96, "epochs": 10, "batch_size": 16, "lr": 1e-3}
+CLASSIFIER_OVERRIDES = {"input_size": 96, "epochs": 14, "batch_size": 32, "lr": 1e-3}
 SYNTH_SIZE = 256
 TEST_IMAGES = 96
 CALIBRATION_IMAGES = 64
 
 
-def run_demo(workdir: Path, n_images: int = 320, seed: int = 0, force: bool = False) -> None:
+def run_demo(workdir: Path, n_images: int = 600, seed: int = 0, force: bool = False) -> None:
     workdir = _prepare(workdir, force)
     steps = _Steps(8)
     started = time.perf_counter()

@@ -90,7 +90,7 @@ def bench(
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where everything is written.")] = Path(
         "edgecrystal-demo"),
-    images: Annotated[int, typer.Option(min=40, help="Synthetic training images.")] = 320,
+    images: Annotated[int, typer.Option(min=40, help="Synthetic training images.")] = 600,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Start again in a workdir that "
                                                         "already holds a demo.")] = False,

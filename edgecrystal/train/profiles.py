@@ -68,9 +68,14 @@ FINDER_PROFILES: dict[str, FinderHP] = {
 
 CLASSIFIER_PROFILES: dict[str, ClassifierHP] = {
     "paper": ClassifierHP(input_size=299, batch_size=16, lr=1e-5, epochs=300),
-    # Inception-V3 kept (what deploys), at 160 px: ~3.5x fewer FLOPs than 299 px.
-    "lite": ClassifierHP(input_size=160, batch_size=16, lr=1e-4, epochs=25, bn_momentum=0.9),
-    "tiny": ClassifierHP(input_size=75, batch_size=8, lr=1e-3, epochs=2, bn_momentum=0.9),
+    # Inception-V3 kept (what deploys), at 160 px: ~3.5x fewer FLOPs than 299 px. Without
+    # ImageNet weights and with CPU-minute budgets, RMSprop 1e-4 and the paper's +-100 channel
+    # shift left Inception-V3 at chance on synthetic wells (train accuracy 0.25 after 8 epochs);
+    # Adam 1e-3 with a +-20 shift learns (val AUC 0.67 after 11 epochs on 480 images, 96 px).
+    "lite": ClassifierHP(input_size=160, batch_size=16, lr=1e-3, epochs=25, bn_momentum=0.9,
+                         optimizer="adam", channel_shift=20.0),
+    "tiny": ClassifierHP(input_size=75, batch_size=8, lr=1e-3, epochs=2, bn_momentum=0.9,
+                         optimizer="adam", channel_shift=20.0),
 }
 
 
