@@ -10,7 +10,7 @@ class EdgeCrystalError(Exception):
 
 
 class UsageError(EdgeCrystalError):
-    """Bad command-line input: a missing directory, a count out of range, a path of the wrong kind."""
+    """Bad command-line input: a missing folder, a count out of range, a path of the wrong kind."""
 
 
 class DataError(EdgeCrystalError):
@@ -22,7 +22,7 @@ class BundleError(EdgeCrystalError):
 
 
 class BackendError(EdgeCrystalError):
-    """An inference backend that cannot run here (no GPU, no TensorRT, an engine for another GPU)."""
+    """An inference backend that cannot run here (no GPU, no TensorRT, another GPU's engine)."""
 
 
 class ImageError(EdgeCrystalError):
