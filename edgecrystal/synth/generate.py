@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -119,34 +119,29 @@ def run_jobs(fn: Callable[[J], R], jobs: list[J], workers: int, progress: bool,
              what: str = "synth") -> list[R]:
     """fn over jobs, in order, on `workers` processes (fn must be a module-level function)."""
     if workers == 1 or len(jobs) < 2:
-        bar = _progress_bar(len(jobs), what) if progress else None
-        try:
-            rows = []
-            for job in jobs:
-                rows.append(fn(job))
-                if bar:
-                    bar.advance()
-            return rows
-        finally:
-            if bar:
-                bar.close()
+        return _collect(map(fn, jobs), len(jobs), progress, what)
     # spawn, not fork: a forked child inherits OpenCV's thread pool in whatever state the
     # parent left it and can hang on its first cv2 call (seen under pytest). Package __main__
     # modules and console scripts are not re-run by spawn, so `python -m edgecrystal` is safe.
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                              initializer=_warm, initargs=(0,)) as pool:
-        bar = _progress_bar(len(jobs), what) if progress else None
-        try:
-            rows = []
-            chunk = max(1, min(8, len(jobs) // (4 * workers)))
-            for row in pool.map(fn, jobs, chunksize=chunk):
-                rows.append(row)
-                if bar:
-                    bar.advance()
-            return rows
-        finally:
+        chunk = max(1, min(8, len(jobs) // (4 * workers)))
+        return _collect(pool.map(fn, jobs, chunksize=chunk), len(jobs), progress, what)
+
+
+def _collect(rows: Iterable[Any], total: int, progress: bool, what: str) -> list[Any]:
+    """Drain `rows` in order, advancing a progress bar when asked."""
+    bar = _progress_bar(total, what) if progress else None
+    try:
+        out = []
+        for row in rows:
+            out.append(row)
             if bar:
-                bar.close()
+                bar.advance()
+        return out
+    finally:
+        if bar:
+            bar.close()
 
 
 class _Bar:
