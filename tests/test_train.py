@@ -139,7 +139,9 @@ def test_resume_after_sigint_continues_the_epoch_count(trained_bundle: tuple[Pat
     assert state.is_file(), "no checkpoint appeared"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0, err[-2000:]
+    assert proc.returncode == 130, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("edgecrystal: error: training interrupted") and "--resume" in last
     done = json.loads(state.read_text())["epoch"]
     assert 1 <= done < 200
     assert not (bundle / "finder.keras").exists()

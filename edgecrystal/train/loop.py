@@ -3,17 +3,20 @@ run continues from, the best-so-far weights by a validation metric, TensorBoard 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..atomic import write_json
-from ..errors import UsageError
+from ..errors import EdgeCrystalError, UsageError
 from ..models import _keras
 
 STATE = "state.json"
@@ -64,14 +67,20 @@ class EpochCheckpoint:
 
     @staticmethod
     def make(ckpt_dir: Path, monitor: str, mode: str, state: dict[str, Any],
-             on_epoch: Callable[[int], None]) -> Any:
+             on_epoch: Callable[[int], None], stop: dict[str, bool]) -> Any:
         keras = _keras()
 
         class _Checkpoint(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
                 on_epoch(epoch)
 
+            def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+                if stop["requested"]:
+                    self.model.stop_training = True
+
             def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                if stop["requested"]:
+                    return  # an interrupted epoch is not complete: keep the last checkpoint
                 logs = {k: float(v) for k, v in (logs or {}).items()}
                 value = logs.get(monitor, math.nan)
                 best = state.get("best_value")
@@ -145,18 +154,54 @@ def fit(
     def set_epoch(epoch: int) -> None:
         train_data.epoch = epoch
 
-    callbacks = [EpochCheckpoint.make(ckpt_dir, monitor, mode, state, set_epoch)]
+    stop = {"requested": False}
+    callbacks = [EpochCheckpoint.make(ckpt_dir, monitor, mode, state, set_epoch, stop)]
     if log_dir is not None and _has_tensorboard():
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False,
                                                      profile_batch=0))
     if initial_epoch < hp.epochs:
-        model.fit(train_data, validation_data=val_data, epochs=hp.epochs,
-                  initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
-                  validation_batch_size=hp.batch_size)
+        with _graceful_interrupt(stop):
+            model.fit(train_data, validation_data=val_data, epochs=hp.epochs,
+                      initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+                      validation_batch_size=hp.batch_size)
+        if stop["requested"]:
+            raise TrainingInterrupted(
+                f"training interrupted; epoch {state['epoch']} of {hp.epochs} is checkpointed "
+                f"in {ckpt_dir}: run the same command with --resume to continue")
     if restore_best and (ckpt_dir / BEST).is_file():
         model.load_weights(str(ckpt_dir / BEST))
     return FitResult(model, list(state["history"]), initial_epoch, int(state["epoch"]),
                      int(state.get("best_epoch", 0)), _num(state.get("best_value")), monitor)
+
+
+class TrainingInterrupted(EdgeCrystalError):
+    """Ctrl-C or SIGTERM during training: the last complete epoch is on disk."""
+
+    exit_code = 130
+
+
+@contextlib.contextmanager
+def _graceful_interrupt(stop: dict[str, bool]) -> Iterator[None]:
+    """SIGINT/SIGTERM ask training to stop after the current batch instead of raising inside
+    TensorFlow (where a KeyboardInterrupt was sometimes lost and the process exited 0). A second
+    signal falls back to the default behaviour, so Ctrl-C twice still stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def request(signum: int, _frame: Any) -> None:
+        stop["requested"] = True
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    for sig in previous:
+        signal.signal(sig, request)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _has_tensorboard() -> bool:
