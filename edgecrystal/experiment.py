@@ -39,6 +39,7 @@ def finder_vs_full(
     profile: str = "lite",
     classifier_overrides: dict[str, Any] | None = None,
     finder_overrides: dict[str, Any] | None = None,
+    imagenet_weights: str | Path | None = None,
     keep_checkpoints: bool = False,
     verbose: int = 0,
 ) -> dict[str, Any]:
@@ -47,6 +48,8 @@ def finder_vs_full(
     from .train import data, finder, profiles
 
     out = Path(out)
+    if imagenet_weights is not None and not Path(imagenet_weights).is_file():
+        raise UsageError(f"ImageNet weights file {imagenet_weights} does not exist")
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} is a file, not a folder")
     if repeats < 1:
@@ -95,7 +98,8 @@ def finder_vs_full(
             x_tr, x_te = x[: len(tr)], x[len(tr):]
             res = clf.fit_classifier(x_tr, labels[tr], x_te, labels[te], len(classes),
                                      profiles.apply_overrides(chp, {"seed": seed}),
-                                     work / arm, verbose=verbose, restore_best=False)
+                                     work / arm, imagenet_weights=imagenet_weights,
+                                     verbose=verbose, restore_best=False)
             score = clf.score(res.model, x_te, labels[te], classes, chp.batch_size)
             probs = score.pop("probs")
             curves[arm].append(macro_roc_curve(labels[te], probs))

@@ -122,6 +122,9 @@ def finder_vs_full_cmd(
     lr: LrOpt = None, input_size: SizeOpt = None, seed: SeedOpt = None, sets: SetOpt = None,
     finder_sets: Annotated[list[str] | None, typer.Option(
         "--finder-set", help="Finder hyperparameter key=value (repeatable).")] = None,
+    imagenet_weights: Annotated[Path | None, typer.Option(
+        "--imagenet-weights", help="Local Keras inception_v3 no-top .h5: every arm's backbone "
+        "starts from ImageNet, as in the paper (nothing is downloaded).")] = None,
     verbose: VerboseOpt = 0,
 ) -> None:
     """The paper's comparison: full-image CNN vs manual-mask CNN vs U-Net-finder CNN, same
@@ -132,6 +135,7 @@ def finder_vs_full_cmd(
     ov = _overrides(epochs, batch_size, lr, input_size, seed, sets)
     result = finder_vs_full(data, out, train_size=train_size, repeats=repeats, profile=profile,
                             classifier_overrides=ov, finder_overrides=parse_sets(finder_sets),
+                            imagenet_weights=imagenet_weights,
                             verbose=_keras_verbosity(verbose))
     typer.echo(json.dumps(result["summary"], indent=2, allow_nan=True))
 
