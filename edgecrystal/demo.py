@@ -141,17 +141,15 @@ def _serve_once(config: Path) -> None:
 
 
 def _bench(bundle: Path, out: Path) -> str:
-    from .bench import machine
-    from .bench.report import build_report, format_table, plot
-    from .bench.run import BenchConfig, run_bench
+    from .atomic import write_json
+    from .bench.report import format_table, plot
+    from .bench.run import BenchConfig, measure
 
     out.mkdir(parents=True, exist_ok=True)
     cfg = BenchConfig(backends=("keras", "onnxruntime", "tensorrt"), precisions=("fp32", "int8"),
                       batch=1, iterations=15, warmup=2, synthetic=8)
-    runs, meta = run_bench(bundle, cfg, log=lambda m: print(f"    {m}", flush=True))
-    report = build_report(runs, machine=machine.describe(),
-                          peak_gflops=machine.measure_cpu_peak_gflops(), config=meta)
-    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report, runs = measure(bundle, cfg, log=lambda m: print(f"    {m}", flush=True))
+    write_json(out / "bench.json", report)
     plot(report, runs, out / "bench.png")
     table = format_table(report)
     (out / "bench.txt").write_text(table + "\n", encoding="utf-8")

@@ -18,7 +18,6 @@ from typing import Any
 
 from ..bundle import Bundle
 from ..errors import EdgeCrystalError, UsageError
-from ..imageio import is_image_name
 from .report import STAGES, RunTimings
 
 ALL_BACKENDS = ("keras", "onnxruntime", "tensorrt")
@@ -44,8 +43,10 @@ def prepare_images(cfg: BenchConfig, workdir: Path) -> tuple[list[Path], str]:
     if cfg.images is not None:
         if not cfg.images.is_dir():
             raise UsageError(f"--images {cfg.images} is not a folder")
-        found = sorted(p for p in cfg.images.rglob("*") if p.is_file() and is_image_name(p.name)
-                       and ".edgecrystal." not in p.name)
+        from ..cli.runtime import collect_images
+
+        # The same choice `score` makes in a folder: images, never our outputs or temporaries.
+        found = collect_images([cfg.images], recursive=True)
         if not found:
             raise UsageError(f"--images {cfg.images} holds no JPEG/PNG/BMP/TIFF images")
         copies = []
@@ -88,6 +89,21 @@ def run_bench(bundle_path: Path, cfg: BenchConfig,
             "bundle": str(bundle.root.resolve()), "fingerprint": bundle.fingerprint,
             "classes": bundle.classes}
     return runs, meta
+
+
+def measure(bundle_path: Path, cfg: BenchConfig,
+            log: Callable[[str], None] = print) -> tuple[dict[str, Any], list[RunTimings]]:
+    """run_bench, then the machine's FP32 peak and the assembled report (JSON-ready)."""
+    from . import machine
+    from .report import build_report
+
+    runs, meta = run_bench(bundle_path, cfg, log)
+    if not runs:
+        raise UsageError("no backend could run here: " + "; ".join(meta["skipped"]))
+    log("measuring this CPU's FP32 matrix-multiply peak...")
+    report = build_report(runs, machine=machine.describe(),
+                          peak_gflops=machine.measure_cpu_peak_gflops(), config=meta)
+    return report, runs
 
 
 def _combinations(cfg: BenchConfig) -> list[tuple[str, str]]:

@@ -4,7 +4,6 @@ Only typer and the standard library load at startup."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -55,9 +54,9 @@ def bench(
 ) -> None:
     """Latency and throughput per stage and end to end, for several backends and precisions
     side by side, shaped like trtexec's performance summary."""
-    from ..bench import machine
-    from ..bench.report import build_report, format_table, plot
-    from ..bench.run import ALL_BACKENDS, ALL_PRECISIONS, BenchConfig, run_bench
+    from ..atomic import write_json
+    from ..bench.report import format_table, plot
+    from ..bench.run import ALL_BACKENDS, ALL_PRECISIONS, BenchConfig, measure
 
     for out in (json_out, plot_out):
         if out is not None and out.is_dir():
@@ -66,18 +65,13 @@ def bench(
                       precisions=_split(precision, ALL_PRECISIONS, "precision"),
                       batch=batch, iterations=iterations, warmup=warmup, threads=threads,
                       images=images, synthetic=count)
-    runs, meta = run_bench(bundle, cfg, log=lambda m: typer.echo(m, err=True))
-    if not runs:
-        raise UsageError("no backend could run here: " + "; ".join(meta["skipped"]))
-    typer.echo("measuring this CPU's FP32 matrix-multiply peak...", err=True)
-    peak = machine.measure_cpu_peak_gflops()
-    report = build_report(runs, machine=machine.describe(), peak_gflops=peak, config=meta)
+    report, runs = measure(bundle, cfg, log=lambda m: typer.echo(m, err=True))
     typer.echo(format_table(report))
-    for line in meta["skipped"]:
+    for line in report["config"]["skipped"]:
         typer.echo(f"[I] skipped {line}")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(json_out, report)
         typer.echo(f"JSON report: {json_out}")
     if plot_out is not None:
         plot_out.parent.mkdir(parents=True, exist_ok=True)
