@@ -68,6 +68,12 @@ class Daemon:
                 self.messages.append(self.sock.recv(4096).decode())
         raise AssertionError(f"no {what} from the daemon in {timeout}s:\n{self.text()}")
 
+    def wait_for_log(self, what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while what not in self.text():
+            assert time.monotonic() < deadline, self.text()
+            time.sleep(0.05)
+
     def drain(self) -> None:
         self.sock.settimeout(0.01)
         try:
@@ -318,18 +324,12 @@ def test_sighup_reload_keeps_old_config_when_new_one_is_bad(onnx_bundle: Path, t
     try:
         cfg.write_text(cfg.read_text() + "no_such_key = 1\n")
         d.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 20
-        while "keeping the old one" not in d.text():
-            assert time.monotonic() < deadline, d.text()
-            time.sleep(0.05)
+        d.wait_for_log("keeping the old one", 20)
         (plate / "A01_1.jpg").write_bytes(jpeg_bytes(1))
         wait_results([plate / "A01_1.jpg"], 30, d)
         write_config(cfg, onnx_bundle, plate, overlay=True)
         d.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while "reloaded config" not in d.text():
-            assert time.monotonic() < deadline, d.text()
-            time.sleep(0.05)
+        d.wait_for_log("reloaded config", 30)
         (plate / "A02_1.jpg").write_bytes(jpeg_bytes(2))
         wait_results([plate / "A02_1.jpg"], 30, d)
         assert (plate / "A02_1.jpg.edgecrystal.png").is_file()
