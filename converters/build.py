@@ -135,7 +135,7 @@ def _record_path(model: str) -> str:
 
 def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
               log: Callable[[str], None]) -> None:
-    from calibration.select import check_count
+    from edgecrystal.calibration.select import check_count
 
     check_count(opts.calib_count)
     sets: dict[str, Any] | None = None
@@ -185,7 +185,7 @@ def _ranges_rel(model: str, target: str) -> str:
 
 
 def _calibration_sets(bundle: Bundle, models: list[str], data: Path, opts: Options) -> Any:
-    from calibration.select import calibration_sets
+    from edgecrystal.calibration.select import calibration_sets
 
     if not data.exists():
         raise UsageError(f"calibration data {data} does not exist")
@@ -201,7 +201,7 @@ def _calibration_sets(bundle: Bundle, models: list[str], data: Path, opts: Optio
 
 def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
                     key: dict[str, Any]) -> dict[str, Any]:
-    from calibration.quantize import choose_for_ort, quantize, zero_points
+    from edgecrystal.calibration.quantize import choose_for_ort, quantize, zero_points
 
     src = bundle.meta["onnx"][model]["fp32"]
     fp32 = bundle.path(src["file"])
@@ -250,8 +250,8 @@ def _write_record(bundle: Bundle, model: str, key: dict[str, Any], images: list[
                   detail: dict[str, Any], crop: str | None) -> None:
     """calibration/<model>.json (what calibrated it, and the scales) and <model>.int8.cache
     (TensorRT calibration-cache text for the legacy calibrator)."""
-    from calibration.quantize import qdq_scales, trt_cache_text
     from edgecrystal.atomic import write_json, write_text
+    from edgecrystal.calibration.quantize import qdq_scales, trt_cache_text
 
     scales = qdq_scales(bundle.path(onnx_rel(model, "int8")))
     cache_rel = f"{CALIB_DIR}/{model}.int8.cache"
@@ -304,7 +304,7 @@ def _plan_sha(folder: Path, key: str) -> str | None:
 
 
 def _legacy_calibrator(bundle: Bundle, model: str, opts: Options) -> Any:
-    from calibration.trt_calibrator import EntropyCalibrator
+    from edgecrystal.calibration.trt_calibrator import EntropyCalibrator
 
     if opts.calib is None:
         cache = bundle.path(f"{CALIB_DIR}/{model}.legacy.cache")

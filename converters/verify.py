@@ -25,8 +25,8 @@ BATCH = 8
 
 def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
                log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from calibration.select import choose, load_pictures
     from edgecrystal import preprocess
+    from edgecrystal.calibration.select import choose, load_pictures
     from edgecrystal.dataset import load_dataset
 
     log = log or (lambda _m: None)

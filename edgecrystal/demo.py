@@ -54,7 +54,7 @@ def run_demo(workdir: Path, n_images: int = 600, seed: int = 0, force: bool = Fa
     with steps.run("evaluate on the held-out wells"):
         evaluation = evaluate(test, bundle, workdir / "evaluation")
 
-    from converters.build import Options, build_engines
+    from edgecrystal.converters.build import Options, build_engines
 
     with steps.run("export ONNX, make FP16, calibrate INT8, build engines where there is a GPU"):
         report = build_engines(bundle, Options(calib=data, calib_count=CALIBRATION_IMAGES),

@@ -65,9 +65,9 @@ def main() -> int:
 
 def build_lite_bundle(work: Path) -> Path:
     """The default deployment profile's architectures, exported and INT8-calibrated."""
-    from converters.build import Options, build_engines
     from edgecrystal import DEFAULT_CLASSES
     from edgecrystal.bundle import Bundle
+    from edgecrystal.converters.build import Options, build_engines
     from edgecrystal.models import _keras, build_classifier, build_finder, count_flops
     from edgecrystal.synth import generate_dataset
     from edgecrystal.train.profiles import resolve

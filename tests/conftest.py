@@ -57,8 +57,8 @@ def onnx_bundle(untrained_bundle: Path, tmp_path_factory: pytest.TempPathFactory
     session; copy it before changing it)."""
     import shutil
 
-    from converters.keras_to_onnx import export_bundle
     from edgecrystal.bundle import Bundle
+    from edgecrystal.converters.keras_to_onnx import export_bundle
 
     root = tmp_path_factory.mktemp("onnx") / "bundle"
     shutil.copytree(untrained_bundle, root)

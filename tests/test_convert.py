@@ -12,9 +12,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from converters import manifest
-from converters.build import Options, build_engines
 from edgecrystal.bundle import Bundle
+from edgecrystal.converters import manifest
+from edgecrystal.converters.build import Options, build_engines
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_variants_registered_and_close_to_fp32(built: tuple[Path, object]) -> No
 
 
 def test_tensorrt_int8_has_only_zero_zero_points(built: tuple[Path, object]) -> None:
-    from calibration.quantize import zero_points
+    from edgecrystal.calibration.quantize import zero_points
 
     root, _ = built
     bundle = Bundle.open(root)

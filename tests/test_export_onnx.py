@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from converters.keras_to_onnx import export_bundle, read_metadata
 from edgecrystal.bundle import Bundle
+from edgecrystal.converters.keras_to_onnx import export_bundle, read_metadata
 
 
 def _session(path: Path) -> ort.InferenceSession:

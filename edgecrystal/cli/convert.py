@@ -45,8 +45,8 @@ def build_engines(
 ) -> None:
     """Make the ONNX variants (FP32, FP16, INT8 Q/DQ) and, with an NVIDIA GPU and TensorRT,
     engines for it. Re-running with nothing changed rebuilds nothing."""
-    from converters.build import PRECISIONS, Options
-    from converters.build import build_engines as run
+    from edgecrystal.converters.build import PRECISIONS, Options
+    from edgecrystal.converters.build import build_engines as run
 
     if precision == "all":
         precisions = PRECISIONS
@@ -77,7 +77,7 @@ def verify(
 ) -> None:
     """Run every variant that can run here (Keras, ONNX FP32/FP16/INT8, TensorRT engines) on
     the same images: difference against Keras, label agreement, Dice and AUC per variant."""
-    from converters.verify import format_table, run_verify
+    from edgecrystal.converters.verify import format_table, run_verify
 
     from ..atomic import write_json
 

@@ -112,7 +112,7 @@ def _tensorrt_engines(bundle: Bundle, models: list[str], precision: str,
     except ImportError:
         raise BackendError("tensorrt is not installed") from None
     try:
-        from converters import manifest, trt_build
+        from edgecrystal.converters import manifest, trt_build
     except ImportError as exc:
         raise BackendError(f"engine tools unavailable ({exc})") from None
     engines: dict[str, Path] = {}
