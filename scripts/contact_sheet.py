@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Contact sheet of the synthetic generator: every style x every class, labelled, with the drop
-mask outlined on some tiles. Writes docs/contact-sheet.png by default.
+mask outlined on some tiles; the domain-randomised style `random` gets several rows. Writes
+docs/contact-sheet.png by default.
 
     .venv/bin/python scripts/contact_sheet.py [--out docs/contact-sheet.png] [--per-class 2]
     .venv/bin/python scripts/contact_sheet.py --real ../shared/real-samples --out /tmp/cmp.png
@@ -19,8 +20,9 @@ import numpy as np
 
 from edgecrystal import DEFAULT_CLASSES
 from edgecrystal.imageio import read_image
-from edgecrystal.synth import STYLES, render_well
+from edgecrystal.synth import render_well
 from edgecrystal.synth.generate import image_rng
+from edgecrystal.synth.styles import ALL_STYLES, RANDOM_STYLE
 
 
 def label(tile: np.ndarray, text: str) -> None:
@@ -62,10 +64,14 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512, help="rendered size before shrinking")
     ap.add_argument("--tile", type=int, default=180)
     ap.add_argument("--seed", type=int, default=8)
-    ap.add_argument("--styles", default=",".join(STYLES))
+    ap.add_argument("--styles", default=",".join(ALL_STYLES))
+    ap.add_argument("--random-rows", type=int, default=3,
+                    help="rows of the random style (each image its own look and scene)")
     ap.add_argument("--real", type=Path, default=None, help="add real photos (never commit)")
     args = ap.parse_args()
     styles = args.styles.split(",")
+    if RANDOM_STYLE in styles:
+        styles = [s for s in styles if s != RANDOM_STYLE] + [RANDOM_STYLE] * args.random_rows
     rows = []
     for si, style in enumerate(styles):
         tiles = []

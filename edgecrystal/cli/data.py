@@ -49,12 +49,22 @@ def synth(
     size: Annotated[int, typer.Option(
         "--size", help="Image side in pixels (data set images are square; --plate writes "
         "1280x960 like MARCO).")] = 512,
+    max_size: Annotated[int | None, typer.Option(
+        "--max-size", help="With --size: the longer side is drawn from --size..--max-size per "
+        "image.")] = None,
+    max_aspect: Annotated[float, typer.Option(
+        "--max-aspect", help="Images up to this much wider (or taller) than high, e.g. 1.333 "
+        "for 4:3 (default 1: square).")] = 1.0,
+    empty_fraction: Annotated[float, typer.Option(
+        "--empty-fraction", help="Style random: this share of wells hold no drop (empty mask, "
+        "no label), so a finder learns to answer 'no drop'.")] = 0.0,
     classes: Annotated[str, typer.Option(
         "--classes", help="Comma-separated classes to draw (any subset).")
     ] = "clear,crystals,precipitate,other",
     style: Annotated[list[str] | None, typer.Option(
-        "--style", help="Imager style, repeatable: marco, formulatrix, brightfield, minstrel "
-        "(default: all, balanced; with --plate: one, picked by the seed).")] = None,
+        "--style", help="Imager style, repeatable: marco, formulatrix, brightfield, minstrel, "
+        "or random (every image its own look and scene: the finder's training data; "
+        "default: the four imagers, balanced; with --plate: one, picked by the seed).")] = None,
     plate: Annotated[bool, typer.Option(
         "--plate", help="Write one plate imaging instead: A01_1.jpg .. H12_1.jpg (1280x960 "
         "JPEG) plus truth.csv.")] = False,
@@ -74,6 +84,8 @@ def synth(
         raise UsageError(f"--n must be at least 1 (got {n})")
     if size < 64 or size > 4096:
         raise UsageError(f"--size must be between 64 and 4096 pixels (got {size})")
+    if max_size is not None and not size <= max_size <= 4096:
+        raise UsageError(f"--max-size must be between --size ({size}) and 4096 (got {max_size})")
     _prepare_out(out, force)
     start = time.perf_counter()
     if plate:
@@ -89,8 +101,10 @@ def synth(
         return
     from ..synth import generate_dataset
 
-    ds = generate_dataset(out, n, seed=seed, size=size, classes=names, styles=styles,
-                          progress=True, workers=workers or None)
+    sizes = size if max_size is None else (size, max_size)
+    ds = generate_dataset(out, n, seed=seed, size=sizes, classes=names, styles=styles,
+                          progress=True, workers=workers or None, max_aspect=max_aspect,
+                          empty_fraction=empty_fraction)
     counts = ", ".join(f"{k} {v}" for k, v in ds.class_counts().items())
     typer.echo(f"wrote {len(ds.records)} images ({counts}) to {out} "
                f"in {time.perf_counter() - start:.1f} s")

@@ -19,7 +19,7 @@ from .. import DEFAULT_CLASSES
 from ..dataset import Dataset, load_dataset, write_labels_csv
 from ..errors import UsageError
 from .contents import check_classes
-from .styles import STYLES
+from .styles import ALL_STYLES, RANDOM_STYLE, STYLES
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -35,10 +35,10 @@ def check_styles(styles: Sequence[str] | None) -> tuple[str, ...]:
     if not styles:
         return STYLES
     names = tuple(s.strip() for s in styles if s.strip())
-    unknown = [s for s in names if s not in STYLES]
+    unknown = [s for s in names if s not in ALL_STYLES]
     if unknown or not names:
         raise UsageError(f"unknown style {', '.join(unknown) or '(empty)'} "
-                         f"(choose from {', '.join(STYLES)})")
+                         f"(choose from {', '.join(ALL_STYLES)})")
     return tuple(dict.fromkeys(names))
 
 
@@ -63,12 +63,36 @@ def assignments(n: int, seed: int, classes: Sequence[str],
     return out
 
 
-def _render_one(job: tuple[Path, int, int, int, str, str]) -> dict[str, str]:
-    from ..imageio import write_image
-    from .well import render_well
+def image_size(seed: int, index: int, size: int | tuple[int, int],
+               max_aspect: float) -> tuple[int, int]:
+    """(width, height) of image `index`: a fixed square, or the longer side drawn from a range
+    and the aspect ratio from 1:1 to `max_aspect`, landscape or portrait (own seeded stream, so
+    the scene drawn for an index does not depend on the size options)."""
+    if isinstance(size, int) and max_aspect <= 1.0:
+        return size, size
+    lo, hi = (size, size) if isinstance(size, int) else size
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 0x512E]))
+    longer = int(rng.integers(lo, hi + 1))
+    shorter = round(longer / rng.uniform(1.0, max(1.0, max_aspect)))
+    return (longer, shorter) if rng.random() < 0.8 else (shorter, longer)
 
-    out, seed, index, size, label, style = job
-    rgb, mask, meta = render_well(image_rng(seed, index), size, label, style)
+
+def _render_one(job: tuple[Path, int, int, int | tuple[int, int], float, float, str, str]
+                ) -> dict[str, str]:
+    from ..imageio import write_image
+    from .well import render_scene
+
+    out, seed, index, size, max_aspect, empty_fraction, label, style = job
+    width, height = image_size(seed, index, size, max_aspect)
+    if style == RANDOM_STYLE:
+        from .randomized import render_random
+
+        rgb, mask, meta = render_random(image_rng(seed, index), width, height, label,
+                                        empty_chance=empty_fraction)
+    else:
+        rgb, mask, meta = render_scene(image_rng(seed, index), width, height, label, style)
+    if not mask.any():
+        label = ""  # an empty well has no class: it teaches the finder "no drop", nothing else
     name = f"synth_{index:06d}"
     image = f"{IMAGE_DIR}/{name}.jpg"
     mask_path = f"{MASK_DIR}/{name}.png"
@@ -85,23 +109,33 @@ def default_workers(n: int) -> int:
     return 1 if n < 32 else max(1, min(4, cores or 1))
 
 
-def generate_dataset(out: Path, n: int, seed: int = 0, size: int = 512,
+def generate_dataset(out: Path, n: int, seed: int = 0, size: int | tuple[int, int] = 512,
                      classes: Sequence[str] = DEFAULT_CLASSES,
                      styles: Sequence[str] | None = None, progress: bool = False,
-                     workers: int | None = None) -> Dataset:
-    """Write n synthetic well images with drop masks and labels to `out`; return the data set."""
+                     workers: int | None = None, max_aspect: float = 1.0,
+                     empty_fraction: float = 0.0) -> Dataset:
+    """Write n synthetic well images with drop masks and labels to `out`; return the data set.
+
+    `size` is the side of square images, or a (min, max) range of the longer side; with
+    `max_aspect` > 1 images are up to that much wider (or taller) than high. `empty_fraction`
+    of the `random` style's wells hold no drop (empty mask, no label)."""
     out = Path(out)
     if n <= 0:
         raise UsageError(f"--n must be at least 1 (got {n})")
-    if size < 64 or size > 4096:
+    sizes = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if min(sizes) < 64 or max(sizes) > 4096 or sizes[0] > sizes[1]:
         raise UsageError(f"--size must be between 64 and 4096 pixels (got {size})")
+    if not 1.0 <= max_aspect <= 2.0:
+        raise UsageError(f"--max-aspect must be between 1 and 2 (got {max_aspect})")
+    if not 0.0 <= empty_fraction < 1.0:
+        raise UsageError(f"--empty-fraction must be in [0, 1) (got {empty_fraction})")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file, not a folder")
     names = check_classes(classes)
     style_names = check_styles(styles)
     (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
     (out / MASK_DIR).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, seed, i, size, label, style)
+    jobs = [(out, seed, i, size, max_aspect, empty_fraction, label, style)
             for i, (label, style) in enumerate(assignments(n, seed, names, style_names))]
     workers = default_workers(n) if workers is None else max(1, workers)
     rows = run_jobs(_render_one, jobs, workers, progress)

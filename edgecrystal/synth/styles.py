@@ -93,6 +93,10 @@ STYLE_TABLE: dict[str, Style] = {
 }
 
 STYLES: tuple[str, ...] = tuple(STYLE_TABLE)
+# Not a look but a draw of every look and scene from wide ranges (synth/randomized.py): the
+# finder's training data. Not among the default STYLES, which keep one imager each.
+RANDOM_STYLE = "random"
+ALL_STYLES: tuple[str, ...] = (*STYLES, RANDOM_STYLE)
 
 
 def uniform(rng: np.random.Generator, span: tuple[float, float]) -> float:

@@ -14,7 +14,7 @@ from . import contents
 from .drop import SHAPES, Drop, dome, fill, meniscus, outline
 from .fields import colour_field, offsets, smooth_noise, superellipse_radius
 from .layers import Layers
-from .styles import STYLE_TABLE, STYLES, Style, uniform
+from .styles import ALL_STYLES, RANDOM_STYLE, STYLE_TABLE, Style, uniform
 
 # The drop mask must cover a plausible part of the image: smaller is a speck, larger is not a
 # sitting drop seen whole.
@@ -32,10 +32,14 @@ def render_well(rng: np.random.Generator, size: int, label: str,
 def render_scene(rng: np.random.Generator, width: int, height: int, label: str,
                  style: str) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
     """A well image of any size (plates are 1280x960), its drop mask and metadata."""
-    if style not in STYLE_TABLE:
-        raise UsageError(f"unknown style {style} (choose from {', '.join(STYLES)})")
     if width < 32 or height < 32:
         raise UsageError(f"image size {width}x{height} is too small (at least 32 px)")
+    if style == RANDOM_STYLE:
+        from .randomized import render_random
+
+        return render_random(rng, width, height, label)
+    if style not in STYLE_TABLE:
+        raise UsageError(f"unknown style {style} (choose from {', '.join(ALL_STYLES)})")
     st = STYLE_TABLE[style]
     # Separate streams for the scene, the class contents and the extras: the same seed drawn
     # as another class gives the same well, drop and camera, so only the contents differ.
@@ -170,7 +174,7 @@ def _drop_body(rng: np.random.Generator, st: Style, drop: Drop, h: int, w: int,
     factor = np.where(drop.mask, body, F32(1.0))[..., None]
     if rng.random() < st.drop_tint:
         # A drop of another colour than the floor (MARCO: green drops on a pink floor).
-        palette = np.array(STYLE_TABLE[st.name].palette, F32)
+        palette = np.array(st.palette, F32)
         target = palette[rng.integers(0, len(palette))]
         mean = floor[drop.mask].mean(axis=0) if drop.mask.any() else target
         tint = (target / np.maximum(mean, 1e-3)) ** F32(rng.uniform(0.5, 1.0))
