@@ -1,8 +1,10 @@
 """The paper's augmentation, in numpy/OpenCV, drawn from a seeded generator per batch.
 
 Finder: gamma 0.8-1.2 on the image; shift up to 10 % and zoom 0.9-1.1 on image and mask with the
-same matrix. Classifier: horizontal and vertical flips, shift, zoom and an additive shift of each
-colour channel of up to +-100 grey levels. Border pixels are repeated, as Keras' "nearest" fill.
+same matrix; with `flips`, flips and quarter turns too; with `photometric`, the camera and
+imager changes a finder must not care about (photometric_finder). Classifier: horizontal and
+vertical flips, shift, zoom and an additive shift of each colour channel of up to +-100 grey
+levels. Border pixels are repeated, as Keras' "nearest" fill.
 """
 
 from __future__ import annotations
@@ -39,7 +41,46 @@ def augment_finder(
     msk = np.asarray(mask, dtype=np.float32).reshape(size, size)
     msk = cv2.warpAffine(msk, m, (size, size), flags=cv2.INTER_NEAREST,
                          borderMode=cv2.BORDER_REPLICATE)
+    if hp.flips:
+        turns = int(rng.integers(0, 4))
+        flip = rng.random() < 0.5
+        out, msk = np.rot90(out, turns), np.rot90(msk, turns)
+        if flip:
+            out, msk = out[:, ::-1], msk[:, ::-1]
+        out, msk = np.ascontiguousarray(out), np.ascontiguousarray(msk)
+    if hp.photometric:
+        out = photometric_finder(out, rng)
     return out, msk[..., None]
+
+
+def photometric_finder(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What another imager's camera and light change, and a finder must not care about:
+    brightness, contrast, per-channel gain (white balance), hue, greyscale, defocus blur, noise
+    and JPEG. Each is applied with its own probability, so a batch holds mild and hard cases."""
+    out = img.astype(np.float32)
+    if rng.random() < 0.8:
+        mean = out.mean()
+        out = (out - mean) * rng.uniform(0.6, 1.4) + mean * rng.uniform(0.7, 1.3)
+    if rng.random() < 0.5:
+        out *= rng.uniform(0.85, 1.15, size=3).astype(np.float32)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + int(rng.integers(-20, 21))) % 180
+                       ).astype(np.uint8)
+        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if rng.random() < 0.2:
+        out = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    if rng.random() < 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.5))
+    if rng.random() < 0.4:
+        noise = rng.normal(0, rng.uniform(1, 8), out.shape[:2])[..., None]
+        out = np.clip(out + noise, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
+        if ok:
+            out = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
+    return out
 
 
 def augment_classifier(img: np.ndarray, rng: np.random.Generator, hp: ClassifierHP) -> np.ndarray:
