@@ -10,6 +10,11 @@ The project's layout (what `edgecrystal synth` writes, and what users can write 
 `mask` may be empty for images without one (the classifier can still train on them with
 --crop finder or none). The class-per-folder layout, as MARCO users have it, is accepted too:
 `DATA/<class>/*.jpg` or `DATA/train/<class>/*.jpg` (labels from folder names, no masks).
+
+A folder of real photos with hand-drawn masks (the layout of the shared real samples) is read
+too: `labels.csv` with `path,label` (label may be empty) and `masks/manifest.csv` with
+`path,mask[,drops,quality,note]`, paths relative to DATA. Without labels.csv the manifest alone
+lists the images.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from .imageio import is_image_name
 
 LABELS_FILE = "labels.csv"
 REQUIRED_COLUMNS = ("image", "label")
+MASK_MANIFEST = "masks/manifest.csv"
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ def load_dataset(path: str | Path) -> Dataset:
         raise UsageError(f"data set {root} does not exist")
     if not root.is_dir():
         raise UsageError(f"data set {root} is a file, not a folder")
+    if (root / MASK_MANIFEST).is_file() and not _has_column(root / LABELS_FILE, "image"):
+        return _load_manifest(root)
     if (root / LABELS_FILE).is_file():
         return _load_labels_csv(root)
     for base in (root / "train", root):
@@ -100,6 +108,41 @@ def _load_labels_csv(root: Path) -> Dataset:
     if not records:
         raise DataError(f"{path} lists no images")
     return Dataset(root, records, "labels.csv")
+
+
+def _has_column(path: Path, column: str) -> bool:
+    if not path.is_file():
+        return False
+    with path.open(newline="", encoding="utf-8") as fh:
+        return column in (csv.DictReader(fh).fieldnames or [])
+
+
+def _load_manifest(root: Path) -> Dataset:
+    """Real photos with hand-drawn masks: masks/manifest.csv (path,mask,...) plus labels.csv
+    (path,label) where there is one."""
+    labels: dict[str, str] = {}
+    if (root / LABELS_FILE).is_file():
+        with (root / LABELS_FILE).open(newline="", encoding="utf-8") as fh:
+            labels = {(row.get("path") or "").strip(): (row.get("label") or "").strip()
+                      for row in csv.DictReader(fh)}
+    manifest = root / MASK_MANIFEST
+    with manifest.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("path", "mask") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{manifest} lacks column(s) {', '.join(missing)}")
+        records = []
+        for row in reader:
+            image = (row.get("path") or "").strip()
+            if not image:
+                continue
+            mask = (row.get("mask") or "").strip()
+            meta = {k: (v or "") for k, v in row.items() if k not in ("path", "mask") and k}
+            records.append(Record(root / image, root / mask if mask else None,
+                                  labels.get(image) or None, meta))
+    if not records:
+        raise DataError(f"{manifest} lists no images")
+    return Dataset(root, records, "mask-manifest")
 
 
 def _load_class_folders(base: Path) -> list[Record]:

@@ -3,7 +3,10 @@
 Finder: Dice and IoU per image (finder output at its resolution, mapped back to the image's size
 by preprocess.mask_to_image, thresholded at the bundle's threshold), mean and standard deviation.
 Classifier: ROC AUC per class (one against the rest) and macro, accuracy, confusion matrix, on
-crops made with the bundle's crop mode. Writes report.md, report.json, roc.png, confusion.png.
+crops made with the bundle's crop mode. Writes report.md, report.json, roc.png, confusion.png,
+and outlines.png (drawn vs found drop outline per image, worst Dice first). DATA may be real
+photos with hand-drawn masks (masks/manifest.csv, see dataset.py); without a bundle the shipped
+finder is evaluated.
 Uses the Keras models (the reference); the runtime's own accuracy checks live with the backends.
 """
 
@@ -22,9 +25,9 @@ from .errors import DataError, UsageError
 from .metrics import json_safe
 
 
-def evaluate(data_dir: str | Path, bundle: str | Path, out: str | Path,
+def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
              verbose: int = 0) -> dict[str, Any]:
-    from . import models, report_plots
+    from . import models, outline_sheet, report_plots
     from .train import classifier as clf
     from .train import data
     from .train import finder as fnd
@@ -32,6 +35,10 @@ def evaluate(data_dir: str | Path, bundle: str | Path, out: str | Path,
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} is a file, not a folder")
+    if bundle is None:
+        from .pretrained import bundle_path
+
+        bundle = bundle_path("finder")
     b = Bundle.open(bundle)
     b.check_preprocess()
     if not (b.has("finder") or b.has("classifier")):
@@ -49,13 +56,24 @@ def evaluate(data_dir: str | Path, bundle: str | Path, out: str | Path,
             if verbose:
                 print(f"finder: {len(masked)} images with masks")
             samples = data.load_samples(masked, masks=True)
-            scores = fnd.mask_scores(finder_model[0], samples, finder_model[1], finder_model[2])
+            scores = fnd.mask_scores(finder_model[0], samples, finder_model[1], finder_model[2],
+                                     keep_masks=True)
+            names = [str(s.path.relative_to(ds.root)) if s.path.is_relative_to(ds.root)
+                     else str(s.path) for s in samples]
+            worst_first = sorted(range(len(samples)), key=lambda k: scores["dice"][k])
+            outline_sheet.write_sheet(
+                out / "outlines.png", [s.rgb for s in samples], [s.mask for s in samples],
+                scores["masks"], [f"{n} Dice {d:.3f}" for n, d in zip(names, scores["dice"],
+                                                                        strict=True)],
+                order=worst_first)
             report["finder"] = {
-                **{k: v for k, v in scores.items() if k not in ("dice", "iou")},
+                **{k: v for k, v in scores.items() if k not in ("dice", "iou", "masks")},
+                "dice_min": min(scores["dice"]),
+                "below_half": sum(d < 0.5 for d in scores["dice"]),
                 "input_size": finder_model[1], "threshold": finder_model[2],
-                "per_image": [{"image": str(s.path.relative_to(ds.root)) if s.path.is_relative_to(
-                    ds.root) else str(s.path), "dice": d, "iou": i}
-                    for s, d, i in zip(samples, scores["dice"], scores["iou"], strict=True)],
+                "per_image": [{"image": n, "dice": d, "iou": i} for n, d, i in
+                              zip(names, scores["dice"], scores["iou"], strict=True)],
+                "figures": ["outlines.png"],
             }
 
     if b.has("classifier"):
@@ -103,7 +121,13 @@ def render_markdown(report: dict[str, Any]) -> str:
                   f"each image's size, threshold {f['threshold']}.", "",
                   "| metric | mean | std |", "|---|---|---|",
                   f"| Dice | {f['dice_mean']:.4f} | {f['dice_std']:.4f} |",
-                  f"| IoU | {f['iou_mean']:.4f} | {f['iou_std']:.4f} |", ""]
+                  f"| IoU | {f['iou_mean']:.4f} | {f['iou_std']:.4f} |", "",
+                  f"Lowest Dice {f['dice_min']:.4f}; {f['below_half']} image(s) below 0.5.", "",
+                  "| image | Dice | IoU |", "|---|---|---|"]
+        lines += [f"| {row['image']} | {row['dice']:.4f} | {row['iou']:.4f} |"
+                  for row in sorted(f["per_image"], key=lambda r: r["dice"])]
+        lines += ["", "Drawn drop outline green, the finder's magenta, worst first:", "",
+                  "![outlines](outlines.png)", ""]
     c = report.get("classifier")
     if c:
         classes = report["classes"]

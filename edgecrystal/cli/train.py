@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-PROFILE_HELP = "Recipe: paper (as published), lite (edge devices, CPU minutes), tiny (seconds)."
+PROFILE_HELP = ("Recipe: paper (as published), lite (edge devices, CPU minutes), tiny (seconds); "
+                "finder also sim2real (the shipped finder's: synthetic to real imagers).")
 
 ProfileOpt = Annotated[str, typer.Option("--profile", help=PROFILE_HELP)]
 BundleOpt = Annotated[Path, typer.Option("--bundle", "-b", help="Bundle folder to write into "
@@ -65,14 +66,18 @@ def train_finder_cmd(
     base_filters: Annotated[int | None, typer.Option(
         "--base-filters", help="U-Net filters at the top level.")] = None,
     seed: SeedOpt = None, sets: SetOpt = None, resume: ResumeOpt = False,
-    classes: ClassesOpt = None, verbose: VerboseOpt = 0,
+    classes: ClassesOpt = None,
+    init: Annotated[str | None, typer.Option(
+        "--init", help="Start from a trained finder: 'default' (the shipped one, see "
+        "`edgecrystal models list`) or a bundle folder; fine-tunes it on DATA's masks.")] = None,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Train the U-Net drop finder on DATA's masked images (7:3 split) into BUNDLE/finder.keras."""
     from ..train import train_finder
 
     ov = _overrides(epochs, batch_size, lr, input_size, seed, sets, base_filters=base_filters)
     _show(train_finder(data, bundle, profile=profile, overrides=ov, resume=resume,
-                       verbose=_keras_verbosity(verbose), classes=_classes(classes)))
+                       verbose=_keras_verbosity(verbose), classes=_classes(classes), init=init))
 
 
 def train_classifier_cmd(
@@ -97,13 +102,16 @@ def train_classifier_cmd(
 
 
 def evaluate_cmd(
-    data: DataArg, bundle: BundleOpt,
+    data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, "
-                                      "report.json, roc.png, confusion.png).")],
+                                      "report.json, outlines.png, roc.png, confusion.png).")],
+    bundle: Annotated[Path | None, typer.Option(
+        "--bundle", "-b", help="Bundle to evaluate (default: the shipped finder).")] = None,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """The paper's Table 1 for BUNDLE on all of DATA (pass a held-out set): finder Dice/IoU,
-    classifier ROC AUC per class and macro, accuracy, confusion matrix."""
+    """The paper's Table 1 for BUNDLE on all of DATA (pass a held-out set): finder Dice/IoU per
+    image with an outline contact sheet, classifier ROC AUC per class and macro, accuracy,
+    confusion matrix. DATA may be real photos with hand-drawn masks (masks/manifest.csv)."""
     from ..evaluate import evaluate
 
     report = evaluate(data, bundle, out, verbose=verbose)
