@@ -18,6 +18,9 @@ DEFAULT_MARGIN = 0.05
 DEFAULT_THRESHOLD = 0.5
 # A component smaller than this fraction of the image is dust or noise, not a drop.
 MIN_DROP_FRACTION = 0.002
+# A region the finder is nowhere sure about (its peak probability below this) is not a drop: an
+# empty well gives a faint haze just over the threshold, and cropping it would invent a drop.
+MIN_DROP_PEAK = 0.75
 # Value written where the drop is not (the paper masks the background away).
 BACKGROUND = 0
 
@@ -85,6 +88,8 @@ def _largest_filled(
     # Work inside the component's box only: fill holes (bubbles and dark crystals inside the
     # drop are drop, not background) by drawing its outer contour filled.
     component = (labels[y : y + h, x : x + w] == best).astype(np.uint8)
+    if float(np.asarray(mask)[y : y + h, x : x + w][component > 0].max()) < MIN_DROP_PEAK:
+        return None
     contours, _ = cv2.findContours(component, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled_box = np.zeros_like(component)
     cv2.drawContours(filled_box, contours, -1, 1, thickness=cv2.FILLED)

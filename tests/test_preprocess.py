@@ -108,3 +108,15 @@ def test_finder_input_and_mask_back(size: int) -> None:
     assert back.shape == (240, 320)
     ys, xs = np.nonzero(back >= 0.5)
     assert abs(ys.min() - 60) <= 3 and abs(xs.min() - 80) <= 3
+
+
+def test_unsure_haze_is_no_drop() -> None:
+    """An empty well's faint finder haze just over the threshold is not cropped as a drop."""
+    img = _image()
+    haze = np.zeros(img.shape[:2], np.float32)
+    haze[30:170, 30:270] = 0.6
+    assert not crop_drop(img, haze, 64).found
+    assert drop_region(haze) is None
+    haze[80:120, 100:200] = 0.95  # somewhere it is sure: the whole region is the drop
+    crop = crop_drop(img, haze, 64, margin=0.0)
+    assert crop.found and crop.box == (30, 30, 270, 170)
