@@ -3,6 +3,7 @@ and writing it into a bundle."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from . import augment, data, loop, profiles
 from .profiles import ClassifierHP
 
 ARCH_KEYS = ("input_size", "seed", "val_fraction")
+log = logging.getLogger(__name__)
 
 
 def build(hp: ClassifierHP, num_classes: int, imagenet_weights: str | Path | None = None) -> Any:
@@ -101,6 +103,12 @@ def train_classifier(
         raise UsageError(f"ImageNet weights file {imagenet_weights} does not exist")
     existed = (Path(bundle) / BUNDLE_FILE).is_file()
     b = Bundle.open(bundle, create=True)
+    if crop == "finder" and not b.has("finder"):
+        # No finder of the user's own: the shipped one (edgecrystal models list) crops.
+        from ..pretrained import adopt_finder
+
+        log.info("bundle %s has no finder: using the shipped one from %s", b.root,
+                 adopt_finder(b))
     finder = load_finder(b) if crop == "finder" else None
     ds = load_dataset(data_dir)
     records = data.labelled_records(ds)

@@ -10,15 +10,44 @@ from typing import Any
 from .. import metrics, models
 from ..bundle import Bundle
 from ..dataset import load_dataset
+from ..errors import UsageError
 from . import augment, data, loop, profiles
 from .profiles import FinderHP
 
 ARCH_KEYS = ("input_size", "base_filters", "depth", "seed", "val_fraction")
 
 
-def build(hp: FinderHP) -> Any:
-    return loop.set_bn_momentum(
-        models.build_finder(hp.input_size, hp.base_filters, hp.depth), hp.bn_momentum)
+def build(hp: FinderHP, init: Path | None = None) -> Any:
+    """A fresh U-Net for `hp`; with `init` (a finder .keras file of the same architecture) it
+    starts from that model's weights (fine-tuning)."""
+    model = models.build_finder(hp.input_size, hp.base_filters, hp.depth)
+    if init is not None:
+        model.set_weights(models.load_model(init).get_weights())
+    return loop.set_bn_momentum(model, hp.bn_momentum)
+
+
+def init_source(init: str | None) -> Path | None:
+    """`--init`: "default" (the shipped finder), a bundle folder with a finder, or None."""
+    if init is None:
+        return None
+    from ..pretrained import bundle_path
+
+    return bundle_path("finder") if init == "default" else Path(init)
+
+
+def init_overrides(init_bundle: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The init model fixes the architecture: its input size, width and depth, unless the
+    caller asked for the same ones (anything else cannot take its weights)."""
+    section = Bundle.open(init_bundle).require("finder")
+    fixed = {"input_size": int(section["input_size"]),
+             "base_filters": int(section["base_filters"]), "depth": int(section["depth"])}
+    out = dict(overrides or {})
+    for key, value in fixed.items():
+        if out.get(key) is not None and int(out[key]) != value:
+            raise UsageError(f"--init {init_bundle} is a finder with {key}={value}; "
+                             f"fine-tuning cannot change it to {out[key]}")
+        out[key] = value
+    return out
 
 
 def compile_finder(model: Any, hp: FinderHP) -> None:
@@ -34,9 +63,10 @@ def compile_finder(model: Any, hp: FinderHP) -> None:
 
 def fit_finder(train: Sequence[data.Sample], val: Sequence[data.Sample], hp: FinderHP,
                workdir: Path, *, resume: bool = False, verbose: int = 0,
-               log_dir: Path | None = None,
-                   restore_best: bool = True) -> loop.FitResult:
-    """Train on in-memory samples; checkpoints go to `workdir`."""
+               log_dir: Path | None = None, restore_best: bool = True,
+               init: Path | None = None) -> loop.FitResult:
+    """Train on in-memory samples; checkpoints go to `workdir`. `init`: a finder .keras file
+    to start from instead of random weights."""
     models._keras().utils.set_random_seed(hp.seed)
     x, y = data.finder_arrays(train, hp.input_size)
     xv, yv = data.finder_arrays(val, hp.input_size)
@@ -44,7 +74,7 @@ def fit_finder(train: Sequence[data.Sample], val: Sequence[data.Sample], hp: Fin
         x, y, hp.batch_size, hp.seed,
         lambda img, msk, rng: augment.augment_finder(img, msk, rng, hp), "finder")
     return loop.fit(
-        build=lambda: build(hp), compile_model=lambda m: compile_finder(m, hp),
+        build=lambda: build(hp, init), compile_model=lambda m: compile_finder(m, hp),
         train_data=batches, val_data=(xv, yv), hp=hp, hp_dict=profiles.as_dict(hp),
         arch_keys=ARCH_KEYS, ckpt_dir=workdir, log_dir=log_dir,
         monitor="val_mean_iou", mode="max", resume=resume, verbose=verbose,
@@ -52,15 +82,19 @@ def fit_finder(train: Sequence[data.Sample], val: Sequence[data.Sample], hp: Fin
 
 
 def mask_scores(finder: Any, samples: Sequence[data.Sample], hp_size: int,
-                threshold: float) -> dict[str, Any]:
+                threshold: float, keep_masks: bool = False) -> dict[str, Any]:
     """The paper's Table 1 for the finder: Dice and IoU per image (finder output mapped back
-    to the image's size, thresholded), their mean and standard deviation."""
+    to the image's size, thresholded), their mean and standard deviation. `keep_masks` adds
+    the thresholded masks ("masks") for pictures."""
     probs = data.predict_masks(finder, samples, hp_size)
     d = [metrics.dice(p >= threshold, s.mask) for p, s in zip(probs, samples, strict=True)]
     i = [metrics.iou(p >= threshold, s.mask) for p, s in zip(probs, samples, strict=True)]
     ds, is_ = metrics.mean_std(d), metrics.mean_std(i)
-    return {"dice_mean": ds["mean"], "dice_std": ds["std"], "iou_mean": is_["mean"],
-            "iou_std": is_["std"], "images": len(samples), "dice": d, "iou": i}
+    out = {"dice_mean": ds["mean"], "dice_std": ds["std"], "iou_mean": is_["mean"],
+           "iou_std": is_["std"], "images": len(samples), "dice": d, "iou": i}
+    if keep_masks:
+        out["masks"] = [p >= threshold for p in probs]
+    return out
 
 
 def train_finder(
@@ -71,8 +105,15 @@ def train_finder(
     resume: bool = False,
     verbose: int = 0,
     classes: Sequence[str] | None = None,
+    init: str | None = None,
 ) -> dict[str, Any]:
-    """Train the finder on DATA's masked images (7:3 split) into `bundle`/finder.keras."""
+    """Train the finder on DATA's masked images (7:3 split) into `bundle`/finder.keras.
+
+    `init`: "default" fine-tunes the shipped finder (edgecrystal.pretrained), a bundle folder
+    fine-tunes that bundle's finder; the architecture is then the init model's."""
+    init_bundle = init_source(init)
+    if init_bundle is not None:
+        overrides = init_overrides(init_bundle, overrides)
     hp = profiles.resolve("finder", profile, overrides)
     b = Bundle.open(bundle, create=True, classes=classes)
     ds = load_dataset(data_dir)
@@ -85,8 +126,9 @@ def train_finder(
     samples = data.load_samples(records, masks=True)
     tr, va = data.split_random(len(samples), hp.val_fraction, hp.seed)
     train, val = [samples[i] for i in tr], [samples[i] for i in va]
+    init_file = Bundle.open(init_bundle).model_file("finder") if init_bundle else None
     result = fit_finder(train, val, hp, b.path("checkpoints/finder"), resume=resume,
-                        verbose=verbose, log_dir=b.path("logs/finder"))
+                        verbose=verbose, log_dir=b.path("logs/finder"), init=init_file)
     scores = mask_scores(result.model, val, hp.input_size, hp.threshold)
     loop.save_clean(result.model, lambda: build(hp), b.path("finder.keras"))
     b.register_file("finder.keras")
@@ -97,6 +139,7 @@ def train_finder(
         "base_filters": hp.base_filters,
         "depth": hp.depth,
         "profile": profile,
+        "init": str(init_bundle) if init_bundle else None,
         "threshold": hp.threshold,
         "flops": models.count_flops(result.model),
         "hyperparameters": profiles.as_dict(hp),

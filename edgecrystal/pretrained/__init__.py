@@ -1,0 +1,85 @@
+"""Models that ship with edgecrystal: a finder trained on domain-randomised synthetic wells, so
+that the paper's pipeline works on a user's imager before they have drawn a single mask.
+
+Each shipped model is a bundle folder inside this package (bundle.json, the Keras file, the FP32
+ONNX). Its bundle.json holds the provenance: the exact command, seed and data that produced it
+(scripts/build_default_finder.py rebuilds it). numpy-free and TensorFlow-free: the CLI's
+`models` command and the runtime may import this.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..bundle import BUNDLE_FILE, Bundle
+from ..errors import BundleError, UsageError
+
+HERE = Path(__file__).resolve().parent
+# name -> folder inside this package
+SHIPPED: dict[str, str] = {"finder": "finder"}
+
+
+def bundle_path(name: str) -> Path:
+    """The folder of the shipped bundle `name`, checked to hold a bundle.json."""
+    if name not in SHIPPED:
+        raise UsageError(f"no shipped model {name!r} (shipped: {', '.join(SHIPPED)})")
+    path = HERE / SHIPPED[name]
+    if not (path / BUNDLE_FILE).is_file():
+        raise BundleError(f"the shipped {name} is missing from this installation ({path}); "
+                          "reinstall edgecrystal or rebuild it with "
+                          "scripts/build_default_finder.py")
+    return path
+
+
+def describe(name: str) -> dict[str, Any]:
+    """What `edgecrystal models list` shows: where it is, what it is and how it was made."""
+    path = bundle_path(name)
+    meta = json.loads((path / BUNDLE_FILE).read_text(encoding="utf-8"))
+    section = meta.get(name, {})
+    provenance = meta.get("provenance", {})
+    return {
+        "name": name,
+        "path": str(path),
+        "profile": section.get("profile"),
+        "input_size": section.get("input_size"),
+        "base_filters": section.get("base_filters"),
+        "flops": section.get("flops"),
+        "files": {rel: digest[:12] for rel, digest in meta.get("files", {}).items()},
+        "command": provenance.get("command"),
+        "seed": provenance.get("seed"),
+        "data": provenance.get("data"),
+        "trained": provenance.get("trained"),
+        "training_seconds": provenance.get("training_seconds"),
+        "metrics": provenance.get("metrics", {}),
+    }
+
+
+def list_models() -> list[dict[str, Any]]:
+    return [describe(name) for name in SHIPPED]
+
+
+def adopt_finder(bundle: Bundle, source: str | Path | None = None) -> str:
+    """Put a finder into `bundle`: the shipped default (source None) or another bundle's.
+
+    Copies the Keras file and the finder section of bundle.json (with where it came from);
+    the bundle's own ONNX variants of the finder are dropped, so build-engines remakes them
+    from the adopted model. Returns the source's folder."""
+    root = bundle_path("finder") if source is None else Path(source)
+    donor = Bundle.open(root)
+    section = dict(donor.require("finder"))
+    keras_file = donor.model_file("finder")
+    target = bundle.path(section.get("model", "finder.keras"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(keras_file, target)
+    section["adopted_from"] = "edgecrystal.pretrained/finder" if source is None else str(root)
+    if "provenance" in donor.meta:
+        section["provenance"] = donor.meta["provenance"]
+    bundle.meta["finder"] = section
+    onnx = bundle.meta.get("onnx", {})
+    onnx.pop("finder", None)
+    bundle.register_file(str(target.relative_to(bundle.root)))
+    bundle.save()
+    return str(root)
