@@ -81,6 +81,10 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, default=200, help="held-out random-style wells "
                     "(half as many imager-style ones)")
     ap.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue an interrupted training in WORK/bundle (same stream of batches "
+                    "and optimizer state: the result is that of an uninterrupted run)")
+    ap.add_argument("--note", default="", help="a remark for the provenance record")
     ap.add_argument("--real", type=Path, default=None,
                     help="real photos with masks (shared real-samples layout): validation only")
     args = ap.parse_args()
@@ -94,14 +98,14 @@ def main() -> None:
     data = synth(work / "train", args.n, args.seed, (400, 640), ["random"], 0.04)
 
     bundle = work / "bundle"
-    if bundle.exists():
+    if bundle.exists() and not args.resume:
         shutil.rmtree(bundle)
     overrides: dict[str, Any] = {"seed": args.seed}
     if args.epochs:
         overrides["epochs"] = args.epochs
     started = time.time()
     result = train_finder(work / "train", bundle, profile="sim2real", overrides=overrides,
-                          verbose=2)
+                          verbose=2, resume=args.resume)
     seconds = round(time.time() - started, 1)
     export_bundle(Bundle.open(bundle), models=("finder",))
 
@@ -125,6 +129,7 @@ def main() -> None:
         "data": {"train": data, "heldout_random": held_random, "heldout_imagers": held_imagers},
         "trained": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "training_seconds": seconds,
+        "note": args.note,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}",
         "metrics": measured,
     }

@@ -73,7 +73,7 @@ FINDER_PROFILES: dict[str, FinderHP] = {
     # (synth style `random`) with flips, wider zoom and shift, and photometric augmentation.
     # 160 px keeps the drop's edge within a few image pixels on 1280x960 photos.
     "sim2real": FinderHP(input_size=160, base_filters=8, depth=4, batch_size=16, lr=3e-3,
-                         epochs=6, bn_momentum=0.9, gamma_min=0.6, gamma_max=1.6, shift=0.15,
+                         epochs=12, bn_momentum=0.9, gamma_min=0.6, gamma_max=1.6, shift=0.15,
                          zoom_min=0.8, zoom_max=1.25, val_fraction=0.1, flips=True,
                          photometric=True),
 }
