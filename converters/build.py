@@ -20,11 +20,11 @@ import numpy as np
 
 from edgecrystal.bundle import MODELS, Bundle
 from edgecrystal.errors import BackendError, BundleError, UsageError
+from edgecrystal.interface import INPUT_NAME, PRECISIONS
 
 from . import manifest
 from .keras_to_onnx import onnx_rel, parity_batch
 
-PRECISIONS = ("fp32", "fp16", "int8")
 FP16_CONVERTER = "1"
 QUANTIZER = "1"
 FP16_TOLERANCE = 2e-2
@@ -105,7 +105,7 @@ def make_fp16(bundle: Bundle, model: str, force: bool) -> tuple[str, float | Non
                           f"(tolerance {FP16_TOLERANCE:g}): FP16 overflows in this model")
     bundle.meta["onnx"][model]["fp16"] = {
         "file": rel, "precision": "fp16", "backends": ["tensorrt", "onnxruntime"], **key,
-        "sha256": bundle.register_file(rel), "input": src.get("input", "pixels"),
+        "sha256": bundle.register_file(rel), "input": src.get("input", INPUT_NAME),
         "input_dtype": src.get("input_dtype", "uint8"), "output": src.get("output"),
         "check": {"reference": "fp32", **diff}}
     return "made", diff["max_abs_diff"]
@@ -121,8 +121,8 @@ def compare(reference: Path, candidate: Path, batch: np.ndarray) -> dict[str, fl
 
     a = ort.InferenceSession(str(reference), providers=["CPUExecutionProvider"])
     b = ort.InferenceSession(str(candidate), providers=["CPUExecutionProvider"])
-    want = a.run(None, {"pixels": batch})[0].astype(np.float64)
-    got = b.run(None, {"pixels": batch})[0].astype(np.float64)
+    want = a.run(None, {INPUT_NAME: batch})[0].astype(np.float64)
+    got = b.run(None, {INPUT_NAME: batch})[0].astype(np.float64)
     err = np.abs(got - want)
     return {"max_abs_diff": float(err.max()), "mean_abs_diff": float(err.mean()),
             "images": len(batch)}
@@ -226,7 +226,7 @@ def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
             ["onnxruntime"] if variant == ort_variant else [])
         bundle.meta["onnx"][model][variant] = {
             "file": rel, "precision": "int8", "backends": backends, **key,
-            "sha256": bundle.register_file(rel), "input": src.get("input", "pixels"),
+            "sha256": bundle.register_file(rel), "input": src.get("input", INPUT_NAME),
             "input_dtype": src.get("input_dtype", "uint8"), "output": src.get("output"),
             "quantization": info, "ort_latency": timing,
             "check": {"reference": "fp32", **compare(fp32, bundle.path(rel), check)}}

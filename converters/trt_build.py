@@ -22,8 +22,6 @@ from typing import Any
 
 from edgecrystal.errors import BackendError, UsageError
 
-INPUT = "pixels"
-
 
 @dataclass
 class BuildOptions:

@@ -18,10 +18,11 @@ from typing import Any
 
 from ..bundle import Bundle
 from ..errors import EdgeCrystalError, UsageError
+from ..interface import PRECISIONS, REFERENCE_BACKEND, RUNTIME_BACKENDS
 from .report import STAGES, RunTimings
 
-ALL_BACKENDS = ("keras", "onnxruntime", "tensorrt")
-ALL_PRECISIONS = ("fp32", "fp16", "int8")
+ALL_BACKENDS = (REFERENCE_BACKEND, *RUNTIME_BACKENDS)
+ALL_PRECISIONS = PRECISIONS
 DEFAULT_SYNTHETIC = 24
 
 
@@ -43,7 +44,7 @@ def prepare_images(cfg: BenchConfig, workdir: Path) -> tuple[list[Path], str]:
     if cfg.images is not None:
         if not cfg.images.is_dir():
             raise UsageError(f"--images {cfg.images} is not a folder")
-        from ..cli.runtime import collect_images
+        from ..discovery import collect_images
 
         # The same choice `score` makes in a folder: images, never our outputs or temporaries.
         found = collect_images([cfg.images], recursive=True)
@@ -124,7 +125,7 @@ def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Any:
     from ..pipeline import Pipeline
 
     if backend == "keras":
-        from ..runtime.keras_runner import KerasRunner
+        from .keras_runner import KerasRunner
 
         finder = KerasRunner(bundle.model_file("finder")) if bundle.has("finder") else None
         classifier = KerasRunner(bundle.model_file("classifier"))

@@ -122,11 +122,11 @@ def load_config(path: str | os.PathLike[str] | None,
 
 
 def _check(cfg: Config) -> None:
-    from ..runtime.select import BACKENDS, PRECISIONS
+    from ..interface import BACKEND_CHOICES, PRECISIONS
 
     problems = []
-    if cfg.backend not in BACKENDS:
-        problems.append(f"backend must be one of {', '.join(BACKENDS)}")
+    if cfg.backend not in BACKEND_CHOICES:
+        problems.append(f"backend must be one of {', '.join(BACKEND_CHOICES)}")
     if cfg.precision not in PRECISIONS:
         problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
     if cfg.log_level not in LOG_LEVELS:

@@ -22,10 +22,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from ..errors import EdgeCrystalError
+from ..discovery import scan
+from ..errors import EdgeCrystalError, one_line
 from .config import Config, load_config
 from .sdnotify import Notifier, watchdog_interval
-from .watcher import Filter, Pending, Watcher, scan
+from .watcher import Filter, Pending, Watcher
 
 log = logging.getLogger("edgecrystal.serve")
 
@@ -92,7 +93,7 @@ class Daemon:
         self.ready: deque[tuple[Path, float]] = deque()  # complete files: (path, when)
         self.queued: set[Path] = set()
         self.pending = Pending(cfg.settle_ms / 1000, cfg.trust_close_write)
-        self.flt = Filter(cfg.roots(), cfg.extensions)
+        self.input_filter = Filter(cfg.roots(), cfg.extensions)
         self.done: dict[Path, tuple[int, int]] = {}  # scored this run: (size, mtime_ns)
         self.attempts: dict[Path, int] = {}
         self.skipped: set[tuple[Path, str]] = set()
@@ -241,7 +242,7 @@ class Daemon:
         roots_changed = (cfg.watch, cfg.recursive) != (self.cfg.watch, self.cfg.recursive)
         self.cfg = cfg
         setup_logging(cfg.log_level)
-        self.flt = Filter(cfg.roots(), cfg.extensions)
+        self.input_filter = Filter(cfg.roots(), cfg.extensions)
         self.pending.settle = cfg.settle_ms / 1000
         self.pending.trust_close = cfg.trust_close_write
         if roots_changed and self.watcher is not None:
@@ -263,7 +264,7 @@ class Daemon:
     def _rescan(self, why: str) -> None:
         t = time.monotonic()
         n = 0
-        for path in scan(self.cfg.roots(), self.cfg.recursive, self.flt):
+        for path in scan(self.cfg.roots(), self.cfg.recursive, self.input_filter.wanted_name):
             if self._consider(path, closed=False):
                 n += 1
         self.next_rescan = time.monotonic() + self.cfg.rescan_interval_s
@@ -277,17 +278,17 @@ class Daemon:
             if path.is_dir() and not path.is_symlink():
                 # A folder created or moved in may already hold images.
                 if self.cfg.recursive:
-                    for p in scan([path], True, self.flt):
+                    for p in scan([path], True, self.input_filter.wanted_name):
                         self._consider(p, closed=True)
                 continue
-            if self.flt.wanted_name(path):
+            if self.input_filter.wanted_name(path):
                 self._consider(path, closed=closed)
 
     def _consider(self, path: Path, *, closed: bool) -> bool:
         """Queue `path` unless it is done, skipped or already queued; True when queued."""
         if path in self.queued:
             return False
-        reason = self.flt.check(path)
+        reason = self.input_filter.check(path)
         if reason is not None:
             if (path, reason) not in self.skipped:  # one log line per file and reason
                 self.skipped.add((path, reason))
@@ -347,9 +348,9 @@ class Daemon:
         try:
             results = self.pipeline.score(batch)
         except Exception as exc:  # an inference failure is not the images' fault: retry
-            log.error("batch failed size=%d error=%s", len(batch), _one_line(exc))
+            log.error("batch failed size=%d error=%s", len(batch), one_line(exc))
             for p in batch:
-                self._retry(p, f"inference failed: {_one_line(exc)}")
+                self._retry(p, f"inference failed: {one_line(exc)}")
             return
         for r in results:
             path = r.path
@@ -438,7 +439,3 @@ def _q(path: Path) -> str:
     """A path on one log line: quoted when it holds spaces, newlines escaped."""
     s = str(path).replace("\n", "\\n")
     return f'"{s}"' if (" " in s or '"' in s) else s
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
