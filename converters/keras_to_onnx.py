@@ -176,7 +176,7 @@ def parity_batch(bundle: Bundle, model: str, images: list[np.ndarray] | None) ->
     """Model inputs made with the runtime's preprocessing from `images` (or synthetic drops)."""
     from edgecrystal import preprocess
 
-    size = int(bundle.require(model).get("input_size"))
+    size = int(bundle.require(model)["input_size"])
     pictures = images if images else synthetic_wells(4)
     if model == "finder":
         return np.stack([preprocess.finder_input(p, size) for p in pictures])

@@ -61,7 +61,7 @@ def _gpu_properties(device: int) -> tuple[str, int, int, int] | None:
         try:
             from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
         except ImportError:
-            from cuda import cudart  # type: ignore[no-redef]
+            from cuda import cudart
         err, count = cudart.cudaGetDeviceCount()
         if int(err) != 0 or count <= device:
             return None

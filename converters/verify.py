@@ -92,9 +92,15 @@ def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
         except Exception as exc:  # ORT's own exception types
             raise BundleError(f"{entry['file']} does not load in ONNX Runtime: "
                               f"{one_line(exc)}") from None
-        yield f"onnx-{variant}", _batched(lambda x, s=sess: s.run(None, {INPUT_NAME: x})[0],
-                                          inputs)
+        yield f"onnx-{variant}", _batched(_session_runner(sess), inputs)
     yield from _run_engines(bundle, model, inputs, log)
+
+
+def _session_runner(session: Any) -> Callable[[np.ndarray], np.ndarray]:
+    def run(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run(None, {INPUT_NAME: batch})[0])
+
+    return run
 
 
 def _run_engines(bundle: Bundle, model: str, inputs: np.ndarray,

@@ -65,7 +65,7 @@ def evaluate(data_dir: str | Path, bundle: str | Path, out: str | Path,
         classes = b.classes
         records = [r for r in ds.records if r.label]
         if records:
-            unknown = sorted({r.label for r in records} - set(classes))  # type: ignore[misc]
+            unknown = sorted({r.label for r in records if r.label} - set(classes))
             if unknown:
                 raise DataError(f"unknown class label(s) {', '.join(unknown)} in {ds.root} "
                                 f"(the bundle knows {', '.join(classes)})")
@@ -73,7 +73,7 @@ def evaluate(data_dir: str | Path, bundle: str | Path, out: str | Path,
                 print(f"classifier: {len(records)} labelled images, crop={crop}")
             samples = data.load_samples(records, masks=crop == "manual")
             x = clf.crops_for(b, samples, crop, size, finder_model)
-            y = np.array([classes.index(s.label) for s in samples])
+            y = data.label_indices(samples, classes)
             model = models.load_model(b.model_file("classifier"))
             scores = clf.score(model, x, y, classes)
             probs = scores.pop("probs")

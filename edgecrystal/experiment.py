@@ -64,7 +64,7 @@ def finder_vs_full(
     classes = data.resolve_classes(ds, None, None)
     out.mkdir(parents=True, exist_ok=True)
     samples = data.load_samples(records, masks=True)
-    labels = np.array([classes.index(s.label) for s in samples])
+    labels = data.label_indices(samples, classes)
 
     started = time.time()
     runs: list[dict[str, Any]] = []

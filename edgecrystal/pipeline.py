@@ -172,7 +172,7 @@ class Pipeline:
         batch = np.stack([preprocess.finder_input(px, self.finder_size) for px in pixels])
         probs = self.finder.predict(batch)
         per_image = _ms(t) / len(pixels)
-        masks = []
+        masks: list[np.ndarray | None] = []
         for r, px, prob in zip(results, pixels, probs, strict=True):
             r.timings_ms["finder"] = per_image
             masks.append(preprocess.mask_to_image(prob, px.shape[0], px.shape[1]))

@@ -5,6 +5,7 @@ typo never silently falls back to a default."""
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -173,8 +174,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 
 
 def _toml() -> Any:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10 (JetPack 6)
+    else:  # Python 3.10 (JetPack 6)
         import tomli as tomllib
     return tomllib

@@ -8,7 +8,7 @@ five calls here so the runner stays thin. All of it belongs to the thread that c
 from __future__ import annotations
 
 import ctypes
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,7 +32,7 @@ def open_cuda() -> Cuda:
                            "pip install edgecrystal[tensorrt]") from None
 
 
-class Cuda:
+class Cuda(Protocol):
     """The calls the runner needs. Pointers are ints; host buffers are numpy views."""
 
     def malloc(self, nbytes: int) -> int: ...

@@ -70,7 +70,9 @@ class EpochCheckpoint:
              on_epoch: Callable[[int], None], stop: dict[str, bool]) -> Any:
         keras = _keras()
 
-        class _Checkpoint(keras.callbacks.Callback):
+        callback_base: Any = keras.callbacks.Callback  # Keras has no type information
+
+        class _Checkpoint(callback_base):
             def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
                 on_epoch(epoch)
 
