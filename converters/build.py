@@ -165,8 +165,9 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
         else:
             if sets is None:
                 sets = _calibration_sets(bundle, models, Path(data), opts)
-            cset = sets[model]
-            inputs, images, how = cset.inputs, cset.images, f"calibrated on {len(cset.inputs)}"
+            calibration_set = sets[model]
+            inputs, images = calibration_set.inputs, calibration_set.images
+            how = f"calibrated on {len(inputs)}"
             for t in _TARGETS:
                 bundle.path(_ranges_rel(model, t)).unlink(missing_ok=True)
         detail = _quantize_model(bundle, model, inputs, opts.calib_method, key)
@@ -282,14 +283,14 @@ def make_engines(bundle: Bundle, models: list[str], opts: Options, report: Repor
         for precision in opts.precisions:
             legacy = precision == "int8" and opts.legacy_int8_calibrator
             source = bundle.onnx_variant(model, "fp32" if legacy else precision, "tensorrt")
-            bopts = BuildOptions(precision=precision,
+            build_options = BuildOptions(precision=precision,
                                  opt_batch=opts.opt_batch, max_batch=opts.max_batch,
                                  workspace_mb=opts.workspace_mb,
                                  hardware_compat=opts.hardware_compat)
             if legacy:
-                bopts.legacy_int8_calibrator = _legacy_calibrator(bundle, model, opts)
+                build_options.legacy_int8_calibrator = _legacy_calibrator(bundle, model, opts)
             before = _plan_sha(folder, f"{model}.{precision}")
-            plan = engine_for(bundle, model, precision, source, bopts, identity, opts.force)
+            plan = engine_for(bundle, model, precision, source, build_options, identity, opts.force)
             action = "kept" if before and before == _plan_sha(folder, plan.stem) else "made"
             report.add("engine", model, precision, action, file=str(plan.relative_to(bundle.root)))
             log(f"{model} {precision} engine: {action}")

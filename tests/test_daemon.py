@@ -39,7 +39,7 @@ def jpeg_bytes(seed: int) -> bytes:
     return enc.tobytes()
 
 
-class Daemon:
+class ServeProcess:
     """One `edgecrystal serve` process with its own NOTIFY_SOCKET and log file."""
 
     def __init__(self, tmp: Path, config: Path, name: str = "daemon") -> None:
@@ -109,7 +109,7 @@ def write_config(path: Path, bundle: Path, watch: Path, **extra: object) -> Path
     return path
 
 
-def wait_results(images: list[Path], timeout: float, daemon: Daemon | None = None) -> None:
+def wait_results(images: list[Path], timeout: float, daemon: ServeProcess | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if all(Path(f"{p}{RESULT}").exists() for p in images):
@@ -145,7 +145,7 @@ def test_arrivals_scored_once_and_match_score(fast_bundle: Path, tmp_path: Path,
     cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate)
     early = plate / "A01_1.jpg"  # arrived while the daemon was down
     early.write_bytes(jpeg_bytes(1))
-    d = Daemon(tmp_path, cfg)
+    d = ServeProcess(tmp_path, cfg)
     try:
         log = d.text()
         assert "heavy_modules=none" in log
@@ -227,7 +227,7 @@ def test_bad_inputs_get_error_results_and_daemon_stays_up(fast_bundle: Path, tmp
     outside.mkdir()
     (outside / "secret.jpg").write_bytes(jpeg_bytes(5))
     cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate, max_pixels=4_000_000)
-    d = Daemon(tmp_path, cfg)
+    d = ServeProcess(tmp_path, cfg)
     try:
         good = jpeg_bytes(3)
         (plate / "empty.jpg").write_bytes(b"")
@@ -281,7 +281,7 @@ def test_kill_9_during_burst_loses_nothing(fast_bundle: Path, tmp_path: Path,
                                            plate: Path) -> None:
     cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate)
     images = [plate / f"{chr(65 + i // 12)}{i % 12 + 1:02d}_1.jpg" for i in range(40)]
-    d = Daemon(tmp_path, cfg, "first")
+    d = ServeProcess(tmp_path, cfg, "first")
     for i, p in enumerate(images):
         p.write_bytes(jpeg_bytes(i))
     deadline = time.monotonic() + 60
@@ -297,7 +297,7 @@ def test_kill_9_during_burst_loses_nothing(fast_bundle: Path, tmp_path: Path,
     for text in before.values():
         json.loads(text)  # nothing torn
 
-    d2 = Daemon(tmp_path, cfg, "second")
+    d2 = ServeProcess(tmp_path, cfg, "second")
     try:
         wait_results(images, 60, d2)
         time.sleep(1.2)
@@ -320,7 +320,7 @@ def test_kill_9_during_burst_loses_nothing(fast_bundle: Path, tmp_path: Path,
 def test_sighup_reload_keeps_old_config_when_new_one_is_bad(fast_bundle: Path, tmp_path: Path,
                                                             plate: Path) -> None:
     cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate)
-    d = Daemon(tmp_path, cfg)
+    d = ServeProcess(tmp_path, cfg)
     try:
         cfg.write_text(cfg.read_text() + "no_such_key = 1\n")
         d.proc.send_signal(signal.SIGHUP)

@@ -25,8 +25,9 @@ def _well(path: Path, seed: int, w: int = 200, h: int = 150) -> Path:
 
 def _pipeline(root: Path, **kw: object) -> Pipeline:
     b = Bundle.open(root)
-    sel = open_runners(b, backend="onnxruntime", threads=1)
-    return Pipeline(b, sel.finder, sel.classifier, backend=sel.backend, precision="fp32", **kw)
+    selection = open_runners(b, backend="onnxruntime", threads=1)
+    return Pipeline(b, selection.finder, selection.classifier, backend=selection.backend,
+                    precision="fp32", **kw)
 
 
 def test_batch_with_a_broken_image_goes_on(fast_bundle: Path, tmp_path: Path) -> None:

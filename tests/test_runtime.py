@@ -55,13 +55,13 @@ def test_bad_onnx_file_is_backend_error(tmp_path: Path) -> None:
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None,
                     reason="TensorRT installed: auto would pick it")
 def test_auto_falls_back_to_onnxruntime_and_says_why(fast_bundle: Path) -> None:
-    sel = open_runners(Bundle.open(fast_bundle), backend="auto", threads=1)
+    selection = open_runners(Bundle.open(fast_bundle), backend="auto", threads=1)
     try:
-        assert sel.backend == "onnxruntime"
-        assert "tensorrt" in sel.reason.lower()
-        assert sel.finder is not None and sel.classifier is not None
+        assert selection.backend == "onnxruntime"
+        assert "tensorrt" in selection.reason.lower()
+        assert selection.finder is not None and selection.classifier is not None
     finally:
-        sel.close()
+        selection.close()
     with pytest.raises(BackendError, match="tensorrt"):
         open_runners(Bundle.open(fast_bundle), backend="tensorrt")
 
@@ -82,7 +82,7 @@ def test_selection_refuses_unknown_and_missing_variants(fast_bundle: Path) -> No
 def test_tensorrt_runner_matches_onnxruntime(fast_bundle: Path) -> None:
     pytest.importorskip("tensorrt")
     try:
-        sel = open_runners(Bundle.open(fast_bundle), backend="tensorrt")
+        selection = open_runners(Bundle.open(fast_bundle), backend="tensorrt")
     except BackendError as exc:
         pytest.skip(f"no usable TensorRT here: {exc}")
     b = Bundle.open(fast_bundle)
@@ -90,8 +90,8 @@ def test_tensorrt_runner_matches_onnxruntime(fast_bundle: Path) -> None:
     x = np.random.default_rng(1).integers(0, 256, (5, size, size, 3), dtype=np.uint8)
     try:
         with OnnxRuntimeRunner(b.onnx_variant("classifier", "fp32")) as ref:
-            np.testing.assert_allclose(sel.classifier.predict(x), ref.predict(x), atol=1e-3)
-        timings = getattr(sel.classifier, "last_timings", {})
+            np.testing.assert_allclose(selection.classifier.predict(x), ref.predict(x), atol=1e-3)
+        timings = getattr(selection.classifier, "last_timings", {})
         assert set(timings) == {"h2d_ms", "compute_ms", "d2h_ms"}
     finally:
-        sel.close()
+        selection.close()

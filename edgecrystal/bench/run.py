@@ -8,6 +8,7 @@ measured against a baseline taken in the same run.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -24,6 +25,9 @@ from .report import STAGES, RunTimings
 ALL_BACKENDS = (REFERENCE_BACKEND, *RUNTIME_BACKENDS)
 ALL_PRECISIONS = PRECISIONS
 DEFAULT_SYNTHETIC = 24
+
+# `log` is the progress callback the command passes; this logger is its default.
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,9 @@ def prepare_images(cfg: BenchConfig, workdir: Path) -> tuple[list[Path], str]:
 
 
 def run_bench(bundle_path: Path, cfg: BenchConfig,
-              log: Callable[[str], None] = print) -> tuple[list[RunTimings], dict[str, Any]]:
+              log: Callable[[str], None] | None = None) -> tuple[list[RunTimings], dict[str, Any]]:
     """Measure every backend/precision asked for that can run here; say why others are skipped."""
+    log = log or logger.info
     bundle = Bundle.open(bundle_path)
     bundle.check_preprocess()
     skipped: list[str] = []
@@ -93,8 +98,9 @@ def run_bench(bundle_path: Path, cfg: BenchConfig,
 
 
 def measure(bundle_path: Path, cfg: BenchConfig,
-            log: Callable[[str], None] = print) -> tuple[dict[str, Any], list[RunTimings]]:
+            log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], list[RunTimings]]:
     """run_bench, then the machine's FP32 peak and the assembled report (JSON-ready)."""
+    log = log or logger.info
     from . import machine
     from .report import build_report
 
@@ -132,12 +138,13 @@ def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Any:
         return Pipeline(bundle, finder, classifier, backend="keras", precision="fp32")
     from ..runtime.select import open_runners
 
-    sel = open_runners(bundle, backend=backend, precision=precision, threads=threads,
+    selection = open_runners(bundle, backend=backend, precision=precision, threads=threads,
                        allow_build=False)
-    if sel.backend != backend:
-        sel.close()
+    if selection.backend != backend:
+        selection.close()
         raise UsageError(f"{backend} is not usable here")
-    return Pipeline(bundle, sel.finder, sel.classifier, backend=sel.backend, precision=precision)
+    return Pipeline(bundle, selection.finder, selection.classifier, backend=selection.backend,
+                    precision=precision)
 
 
 def _measure(pipeline: Any, images: list[Path], cfg: BenchConfig) -> RunTimings:

@@ -28,7 +28,7 @@ from .config import Config, load_config
 from .sdnotify import Notifier, watchdog_interval
 from .watcher import Filter, Pending, Watcher
 
-log = logging.getLogger("edgecrystal.serve")
+log = logging.getLogger(__name__)
 
 # Modules the daemon must never have loaded (the runtime is numpy, OpenCV and one backend).
 HEAVY_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx", "torch", "jax")
@@ -207,18 +207,19 @@ class Daemon:
         from ..runtime.select import open_runners
 
         bundle = Bundle.open(cfg.bundle)
-        sel = open_runners(bundle, backend=cfg.backend, precision=cfg.precision,
+        selection = open_runners(bundle, backend=cfg.backend, precision=cfg.precision,
                            threads=cfg.threads, providers=list(cfg.providers),
                            allow_build=cfg.build_engines)
         try:
-            pipe = Pipeline(bundle, sel.finder, sel.classifier, backend=sel.backend,
-                            precision=cfg.precision, max_pixels=cfg.max_pixels,
-                            read_threads=cfg.read_threads, outlines=cfg.overlay)
+            pipe = Pipeline(bundle, selection.finder, selection.classifier,
+                            backend=selection.backend, precision=cfg.precision,
+                            max_pixels=cfg.max_pixels, read_threads=cfg.read_threads,
+                            outlines=cfg.overlay)
         except BaseException:
-            sel.close()
+            selection.close()
             raise
         old = self.pipeline
-        self.pipeline, self.selection = pipe, sel
+        self.pipeline, self.selection = pipe, selection
         self.summaries = Summaries(bundle.classes)
         if old is not None:
             old.close()
