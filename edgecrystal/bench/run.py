@@ -20,6 +20,7 @@ from typing import Any
 from ..bundle import Bundle
 from ..errors import EdgeCrystalError, UsageError
 from ..interface import PRECISIONS, REFERENCE_BACKEND, RUNTIME_BACKENDS
+from ..pipeline import Pipeline
 from .report import STAGES, RunTimings
 
 ALL_BACKENDS = (REFERENCE_BACKEND, *RUNTIME_BACKENDS)
@@ -127,9 +128,7 @@ def _combinations(cfg: BenchConfig) -> list[tuple[str, str]]:
     return combos
 
 
-def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Any:
-    from ..pipeline import Pipeline
-
+def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Pipeline:
     if backend == "keras":
         from .keras_runner import KerasRunner
 
@@ -139,7 +138,7 @@ def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Any:
     from ..runtime.select import open_runners
 
     selection = open_runners(bundle, backend=backend, precision=precision, threads=threads,
-                       allow_build=False)
+                             allow_build=False)
     if selection.backend != backend:
         selection.close()
         raise UsageError(f"{backend} is not usable here")
@@ -147,7 +146,7 @@ def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Any:
                     precision=precision)
 
 
-def _measure(pipeline: Any, images: list[Path], cfg: BenchConfig) -> RunTimings:
+def _measure(pipeline: Pipeline, images: list[Path], cfg: BenchConfig) -> RunTimings:
     from ..results import write_result
 
     def batches(count: int, start: int) -> list[list[Path]]:
@@ -186,7 +185,7 @@ def _measure(pipeline: Any, images: list[Path], cfg: BenchConfig) -> RunTimings:
                       gpu_ms={k: v for k, v in gpu.items() if v}, note=note)
 
 
-def _collect_gpu(pipeline: Any, gpu: dict[str, list[float]], n: int) -> None:
+def _collect_gpu(pipeline: Pipeline, gpu: dict[str, list[float]], n: int) -> None:
     """Sum the TensorRT runners' CUDA-event timings of the last batch, per image."""
     totals = {"h2d": 0.0, "compute": 0.0, "d2h": 0.0}
     seen = False

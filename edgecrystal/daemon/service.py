@@ -20,13 +20,17 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from ..discovery import scan
 from ..errors import EdgeCrystalError, one_line
 from .config import Config, load_config
 from .sdnotify import Notifier, watchdog_interval
 from .watcher import Filter, Pending, Watcher
+
+if TYPE_CHECKING:  # loaded inside the daemon's start, after the config is checked
+    from ..pipeline import Scored
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +160,10 @@ class Daemon:
         os.close(self.wake_w)
 
     def _install_signals(self) -> None:
-        def on_stop(signum: int, _frame: Any) -> None:
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
             self.stop = True
 
-        def on_hup(signum: int, _frame: Any) -> None:
+        def on_hup(signum: int, _frame: FrameType | None) -> None:
             self.reload = True
 
         signal.signal(signal.SIGTERM, on_stop)
@@ -208,8 +212,8 @@ class Daemon:
 
         bundle = Bundle.open(cfg.bundle)
         selection = open_runners(bundle, backend=cfg.backend, precision=cfg.precision,
-                           threads=cfg.threads, providers=list(cfg.providers),
-                           allow_build=cfg.build_engines)
+                                 threads=cfg.threads, providers=list(cfg.providers),
+                                 allow_build=cfg.build_engines)
         try:
             pipe = Pipeline(bundle, selection.finder, selection.classifier,
                             backend=selection.backend, precision=cfg.precision,
@@ -382,7 +386,7 @@ class Daemon:
         log.debug("batch size=%d ms=%.0f", len(batch), (time.monotonic() - t) * 1000)
         self.notifier.status(self._status())
 
-    def _still_arriving(self, r: Any) -> bool:
+    def _still_arriving(self, r: Scored) -> bool:
         """An empty or cut-short file that changed while we read it, or is younger than the
         settle time, is most likely still being written: wait for it instead of failing it."""
         try:
