@@ -15,6 +15,7 @@ import pytest
 from edgecrystal.bundle import Bundle
 from edgecrystal.converters import manifest
 from edgecrystal.converters.build import Options, build_engines
+from edgecrystal.interface import INPUT_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,7 +40,7 @@ def built(onnx_bundle: Path, calib_data: Path,
 
 def _run(path: Path, x: np.ndarray) -> np.ndarray:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"pixels": x})[0]
+    return sess.run(None, {INPUT_NAME: x})[0]
 
 
 def _inputs(bundle: Bundle, model: str, n: int = 3) -> np.ndarray:
