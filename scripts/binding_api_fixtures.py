@@ -224,7 +224,8 @@ WALKER = textwrap.dedent(r'''
                 child = f"{path}.{name}"
                 rec["nested"][name] = child
                 walk_type(raw, child, enums, classes, module_name)
-            elif isinstance(raw, staticmethod) or type(raw).__name__ == "builtin_function_or_method":
+            elif isinstance(raw, staticmethod) or \
+                    type(raw).__name__ == "builtin_function_or_method":
                 fn = raw.__func__ if isinstance(raw, staticmethod) else raw
                 rec["static"][name] = params_of(name, fn)
             elif callable(raw) or type(raw).__name__ in ("instancemethod",):
@@ -248,14 +249,13 @@ WALKER = textwrap.dedent(r'''
                 continue
             if inspect.ismodule(obj):
                 continue
+            # Only what the package defines: not numpy or ctypes names it imports.
+            home = str(getattr(obj, "__module__", "") or "").split(".")[0]
+            if home not in (module_name.split(".")[0], "None", ""):
+                continue
             if isinstance(obj, type):
-                if obj.__module__.split(".")[0] not in module_name.split(".")[0] and \
-                        not obj.__module__.startswith(module_name.split(".")[0]):
-                    continue
                 walk_type(obj, name, enums, classes, module_name)
             elif callable(obj):
-                if getattr(obj, "__module__", module_name) and str(getattr(obj, "__module__", "")).split(".")[0] not in (module_name.split(".")[0], "None", ""):
-                    continue
                 functions[name] = params_of(name, obj)
             elif is_enum(type(obj)):
                 values[name] = [type(obj).__qualname__, getattr(obj, "name", str(obj))]
