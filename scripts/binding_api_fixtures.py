@@ -148,6 +148,11 @@ def build_stubs(sonames: list[str], symbols: list[str], folder: Path) -> None:
 WALKER = textwrap.dedent(r'''
     import importlib, inspect, json, re, sys
 
+    # Special methods that change what code can do with an object (int(handle), len(dims),
+    # bytes(blob), with ...); the rest (__repr__, __eq__, ...) every object has.
+    KEPT_DUNDERS = ("__init__", "__call__", "__len__", "__getitem__", "__setitem__", "__iter__",
+                    "__enter__", "__exit__", "__int__", "__index__", "__bytes__", "__buffer__")
+
     def split_params(text):
         depth, current, parts = 0, "", []
         for ch in text:
@@ -211,9 +216,7 @@ WALKER = textwrap.dedent(r'''
                          ("object", "pybind11_object")],
                "methods": {}, "static": {}, "properties": {}, "nested": {}, "values": {}}
         for name, raw in sorted(vars(cls).items()):
-            if name.startswith("__") and name not in ("__init__", "__call__", "__len__",
-                                                       "__getitem__", "__setitem__",
-                                                       "__iter__", "__enter__", "__exit__"):
+            if name.startswith("__") and name not in KEPT_DUNDERS:
                 continue
             if isinstance(raw, property):
                 rec["properties"][name] = {"readonly": raw.fset is None}
@@ -316,12 +319,14 @@ def cuda_fixture(requirements: str, modules: list[str], wheels: Path, scratch: P
 
 
 def trim_cuda(surface: dict) -> dict:
-    """Every function with its parameters; enum members only of the enums the project reads
-    (cudaError_t, cudaMemcpyKind), properties only of the classes it reads (cudaDeviceProp):
-    the whole runtime surface is several hundred KiB."""
+    """Every function with its parameters and every class with its methods; enum members only
+    of the enums the project reads (cudaError_t, cudaMemcpyKind), properties only of the class
+    it reads (cudaDeviceProp): the whole runtime surface is several hundred KiB."""
     surface["enums"] = {k: v for k, v in surface["enums"].items() if k in CUDA_RUNTIME_ENUMS}
-    surface["classes"] = {k: (v if k in CUDA_RUNTIME_CLASSES else {})
-                          for k, v in surface["classes"].items() if "." not in k}
+    for name, record in surface["classes"].items():
+        if name not in CUDA_RUNTIME_CLASSES:
+            record["properties"] = {}
+    surface["classes"] = {k: v for k, v in surface["classes"].items() if "." not in k}
     surface["values"] = {}
     return surface
 
