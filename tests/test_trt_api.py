@@ -263,7 +263,7 @@ def test_engine_for_refuses_a_mismatched_folder_without_force(env: Env, tmp_path
     identity = _identity(env)
     folder = manifest.engines_folder(bundle.root, identity)
     manifest.write_manifest(folder, manifest.new_manifest({**identity, "tensorrt": "7.2.3"}))
-    with pytest.raises(BackendError, match="TensorRT differs.*--force"):
+    with pytest.raises(BackendError, match=r"TensorRT differs.*--force"):
         engine_for(bundle, "classifier", "fp32", identity=identity)
     plan = engine_for(bundle, "classifier", "fp32", identity=identity, force=True)
     data = manifest.read_manifest(folder)
@@ -397,7 +397,7 @@ def test_no_working_binding_gives_every_reason(env: Env) -> None:
     assert probe.identity is None
     assert "cudaErrorInsufficientDriver" in probe.reason and "pycuda is not installed" in \
         probe.reason
-    with pytest.raises(BackendError, match="neither works here.*pycuda is not installed"):
+    with pytest.raises(BackendError, match=r"neither works here.*pycuda is not installed"):
         open_cuda()
 
 

@@ -371,7 +371,7 @@ def pycuda_modules(gpu: FakeGpu) -> dict[str, types.ModuleType]:
     def get_driver_version() -> int:
         return gpu.driver
 
-    def mem_alloc(bytes: int) -> Any:  # noqa: A002 - pycuda's parameter name
+    def mem_alloc(bytes: int) -> Any:
         need_init()
         return create(classes["DeviceAllocation"], address=gpu.malloc(int(bytes)))
 

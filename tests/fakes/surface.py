@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 FIXTURES = Path(__file__).resolve().parents[1] / "binding_api"
 
@@ -60,7 +60,7 @@ def checked(owner: str, name: str, overloads: list[list[str]],
 class FakeEnum:
     """A pybind11/Cython-style enum member: int(), name, value, str 'DataType.FLOAT'."""
 
-    __members__: dict[str, FakeEnum] = {}
+    __members__: ClassVar[dict[str, FakeEnum]] = {}
     _name = ""
     _value = 0
 

@@ -194,10 +194,10 @@ def behaviours(world: World) -> dict[str, type]:
             return True
 
     class IOptimizationProfile:
-        def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002
+        def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:
             self._fake_shapes[input] = [list(min), list(opt), list(max)]
 
-        def get_shape(self, input: str) -> list[Any]:  # noqa: A002
+        def get_shape(self, input: str) -> list[Any]:
             return [world.dims(s) for s in self._fake_shapes.get(input, [[], [], []])]
 
     class ITimingCache:
