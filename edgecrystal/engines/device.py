@@ -34,6 +34,15 @@ def probe_device(device: int = 0) -> DeviceProbe:
         trt = load_tensorrt()
     except BackendError as exc:
         return DeviceProbe(None, reasons=[str(exc)])
+    probe = probe_gpu(device)
+    if probe.identity is not None:
+        probe.identity["tensorrt"] = str(trt.__version__)
+    return probe
+
+
+def probe_gpu(device: int = 0) -> DeviceProbe:
+    """The GPU alone (no TensorRT needed): name, compute capability and driver version through
+    cuda-python, else pycuda. scripts/gpu-check.sh uses it on machines without TensorRT."""
     reasons: list[str] = []
     for binding, read in (("cuda-python", _cuda_python_properties),
                           ("pycuda", _pycuda_properties)):
@@ -44,8 +53,8 @@ def probe_device(device: int = 0) -> DeviceProbe:
             continue
         if reasons:
             log.info("GPU identified through %s after: %s", binding, "; ".join(reasons))
-        identity = {"gpu": name, "compute_capability": f"{major}.{minor}",
-                    "tensorrt": str(trt.__version__), "cuda_driver": driver}
+        identity = {"gpu": name, "compute_capability": f"{major}.{minor}", "tensorrt": None,
+                    "cuda_driver": driver}
         return DeviceProbe(identity, binding, reasons)
     return DeviceProbe(None, reasons=reasons)
 
