@@ -271,6 +271,41 @@ def test_engine_for_refuses_a_mismatched_folder_without_force(env: Env, tmp_path
     assert manifest.check_manifest(data, identity) is None
 
 
+def test_engine_for_does_not_take_the_wanted_compat_for_the_folders(env: Env,
+                                                                    tmp_path: Path) -> None:
+    # A GPU folder whose manifest says ampere+ (the layout before ampere-plus folders) over a
+    # plan that matches in everything else: a plain build must compare the folder's own level,
+    # not overwrite it with the wanted one first and then keep a plan the manifest misdescribes.
+    bundle = onnx_bundle(tmp_path / "bundle")
+    identity = _identity(env)
+    plan = engine_for(bundle, "classifier", "fp32", identity=identity)
+    data = manifest.read_manifest(plan.parent)
+    manifest.write_manifest(plan.parent, {**data, "hardware_compatibility": "ampere+"})
+    timed = env.gpu.stats["timed"]
+    assert engine_for(bundle, "classifier", "fp32", identity=identity) == plan
+    assert env.gpu.stats["timed"] > timed  # rebuilt
+    assert manifest.read_manifest(plan.parent)["hardware_compatibility"] == "none"
+    assert read_plan(plan.read_bytes())[0]["hardware_compat"] == "NONE"
+
+
+def test_build_engines_step_makes_then_keeps(env: Env, tmp_path: Path) -> None:
+    from edgecrystal.converters.build import Options, Report, make_engines
+
+    bundle = onnx_bundle(tmp_path / "bundle")
+    lines: list[str] = []
+    first = Report()
+    summary = make_engines(bundle, ["classifier"], Options(), first, lines.append)
+    assert [s["action"] for s in first.steps] == ["made", "made", "made"]
+    assert f"trt{env.trt.__version__}" in summary
+    second = Report()
+    make_engines(bundle, ["classifier"], Options(), second, lines.append)
+    assert [s["action"] for s in second.steps] == ["kept", "kept", "kept"]
+    third = Report()
+    make_engines(bundle, ["classifier"], Options(hardware_compat=True), third, lines.append)
+    assert [s["action"] for s in third.steps] == ["made", "made", "made"]
+    assert third.steps[0]["file"].startswith(f"engines/ampere-plus-trt{env.trt.__version__}/")
+
+
 def test_hardware_compat_engines_serve_every_ampere_gpu(env: Env, tmp_path: Path) -> None:
     from edgecrystal.runtime.tensorrt_runner import TensorRTRunner
 
