@@ -15,7 +15,7 @@ extension binds. So, per wheel:
 
 1. `readelf -d` lists the NVIDIA sonames the extension needs; `nm -D --undefined-only` lists
    the symbols it imports, and those not provided by the C/C++ runtime or Python are the
-   libnvinfer entry points (9 to 13 factory functions such as createInferBuilder_INTERNAL; 8.6
+   libnvinfer entry points (9 to 12 factory functions such as createInferBuilder_INTERNAL; 8.6
    also needs the UFF/Caffe parser factories, C++-mangled).
 2. One C file defines each of them as a function that prints its name and aborts: the
    introspection below never calls into TensorRT, and a call would be a bug to see at once.
