@@ -168,3 +168,19 @@ def add_precision_variants(root: Path, calibration_data: Path) -> Path:
               lambda _line: None)
     bundle.save()
     return root
+
+
+def write_wells(folder: Path, count: int) -> list[Path]:
+    """`count` small JPEG wells (a light drop on a dark plate, the fixture finder's kind of
+    picture) named A01_1.jpg, A02_1.jpg ... in `folder`."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        img = np.full((90, 120, 3), 70 + i, np.uint8)
+        cv2.circle(img, (60, 45), 30, (200, 180, 150), -1)
+        path = folder / f"A{i + 1:02d}_1.jpg"
+        cv2.imwrite(str(path), img)
+        paths.append(path)
+    return paths

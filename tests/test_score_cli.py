@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+from onnx_fixtures import write_wells
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -15,23 +15,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
-def _images(folder: Path, n: int) -> list[Path]:
-    import cv2
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        img = np.full((90, 120, 3), 70 + i, np.uint8)
-        cv2.circle(img, (60, 45), 30, (200, 180, 150), -1)
-        p = folder / f"A{i + 1:02d}_1.jpg"
-        cv2.imwrite(str(p), img)
-        out.append(p)
-    return out
-
-
 def test_score_folder_skip_force_and_exit_codes(fast_bundle: Path, tmp_path: Path) -> None:
     plate = tmp_path / "plate"
-    images = _images(plate, 3) + _images(plate / "day3", 2)
+    images = write_wells(plate, 3) + write_wells(plate / "day3", 2)
     (plate / "notes.txt").write_text("not an image, not a .jpg: ignored in folders")
     res = _run(str(fast_bundle), str(plate), "--recursive", "--backend", "onnxruntime",
                "--batch", "2", "--threads", "1", "--overlay")
@@ -56,7 +42,7 @@ def test_score_folder_skip_force_and_exit_codes(fast_bundle: Path, tmp_path: Pat
 
 def test_broken_image_exits_1_and_missing_path_exits_2(fast_bundle: Path,
                                                        tmp_path: Path) -> None:
-    good = _images(tmp_path / "p", 1)[0]
+    good = write_wells(tmp_path / "p", 1)[0]
     bad = tmp_path / "p" / "B01_1.jpg"
     bad.write_text("hello")
     res = _run(str(fast_bundle), str(tmp_path / "p"), "--backend", "onnxruntime")

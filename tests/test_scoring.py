@@ -5,30 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
+from onnx_fixtures import write_wells
 
 from edgecrystal.errors import UsageError
 from edgecrystal.results import result_path
 from edgecrystal.scoring import ScoreOptions, score_paths
 
 
-def _wells(folder: Path, count: int) -> list[Path]:
-    import cv2
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        img = np.full((120, 160, 3), 70, np.uint8)
-        cv2.circle(img, (80, 60), 40, (210, 190, 170), -1)
-        path = folder / f"A{i + 1:02d}_1.png"
-        cv2.imwrite(str(path), img)
-        paths.append(path)
-    return paths
-
-
 def test_report_counts_labels_errors_and_skips(fast_bundle: Path, tmp_path: Path) -> None:
-    images = _wells(tmp_path / "plate", 3)
+    images = write_wells(tmp_path / "plate", 3)
     (tmp_path / "plate" / "B01_1.jpg").write_text("not a picture")
     lines: list[str] = []
     options = ScoreOptions(backend="onnxruntime", batch=2, threads=1)
