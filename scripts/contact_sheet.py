@@ -20,8 +20,8 @@ import numpy as np
 
 from edgecrystal import DEFAULT_CLASSES
 from edgecrystal.imageio import read_image
-from edgecrystal.synth import render_well
 from edgecrystal.synth.generate import image_rng
+from edgecrystal.synth.scene import render_any
 from edgecrystal.synth.styles import ALL_STYLES, RANDOM_STYLE
 
 
@@ -32,7 +32,7 @@ def label(tile: np.ndarray, text: str) -> None:
 
 
 def synth_tile(seed: int, size: int, tile: int, cls: str, style: str, outline: bool) -> np.ndarray:
-    rgb, mask, meta = render_well(image_rng(seed, 0), size, cls, style)
+    rgb, mask, meta = render_any(image_rng(seed, 0), size, size, cls, style)
     if outline:
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
                                        cv2.CHAIN_APPROX_NONE)

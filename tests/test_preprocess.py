@@ -129,7 +129,7 @@ def test_unsure_haze_is_no_drop() -> None:
     haze = np.zeros(img.shape[:2], np.float32)
     haze[30:170, 30:270] = 0.6
     assert not crop_drop(img, haze, 64).found
-    assert drop_region(haze) is None
+    assert largest_drop(haze) is None
     haze[80:120, 100:200] = 0.95  # somewhere it is sure: the whole region is the drop
     crop = crop_drop(img, haze, 64, margin=0.0)
     assert crop.found and crop.box == (30, 30, 270, 170)

@@ -15,9 +15,10 @@ import pytest
 
 from edgecrystal.errors import UsageError
 from edgecrystal.imageio import read_image
-from edgecrystal.synth import check_styles, generate_dataset, render_scene
+from edgecrystal.synth import check_styles, generate_dataset
 from edgecrystal.synth.generate import image_rng, image_size
 from edgecrystal.synth.randomized import render_random, well_radius_field
+from edgecrystal.synth.scene import render_any
 from edgecrystal.train.augment import augment_finder
 from edgecrystal.train.profiles import FINDER_PROFILES
 
@@ -83,9 +84,9 @@ def test_same_seed_other_class_same_scene() -> None:
     assert b_meta["habit"]
 
 
-def test_render_scene_accepts_random_and_is_deterministic() -> None:
-    one = render_scene(image_rng(2, 4), 128, 96, "other", "random")
-    two = render_scene(image_rng(2, 4), 128, 96, "other", "random")
+def test_render_any_draws_random_and_is_deterministic() -> None:
+    one = render_any(image_rng(2, 4), 128, 96, "other", "random")
+    two = render_any(image_rng(2, 4), 128, 96, "other", "random")
     assert (one[0] == two[0]).all() and (one[1] == two[1]).all()
     assert check_styles(["random"]) == ("random",)
     with pytest.raises(UsageError):

@@ -19,7 +19,7 @@ from .. import DEFAULT_CLASSES
 from ..dataset import Dataset, load_dataset, write_labels_csv
 from ..errors import UsageError
 from .contents import check_classes
-from .styles import ALL_STYLES, RANDOM_STYLE, STYLES
+from .styles import ALL_STYLES, STYLES
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -80,17 +80,12 @@ def image_size(seed: int, index: int, size: int | tuple[int, int],
 def _render_one(job: tuple[Path, int, int, int | tuple[int, int], float, float, str, str]
                 ) -> dict[str, str]:
     from ..imageio import write_image
-    from .well import render_scene
+    from .scene import render_any
 
     out, seed, index, size, max_aspect, empty_fraction, label, style = job
     width, height = image_size(seed, index, size, max_aspect)
-    if style == RANDOM_STYLE:
-        from .randomized import render_random
-
-        rgb, mask, meta = render_random(image_rng(seed, index), width, height, label,
-                                        empty_chance=empty_fraction)
-    else:
-        rgb, mask, meta = render_scene(image_rng(seed, index), width, height, label, style)
+    rgb, mask, meta = render_any(image_rng(seed, index), width, height, label, style,
+                                 empty_chance=empty_fraction)
     if not mask.any():
         label = ""  # an empty well has no class: it teaches the finder "no drop", nothing else
     name = f"synth_{index:06d}"

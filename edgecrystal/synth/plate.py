@@ -73,10 +73,10 @@ def make_plate(out: Path, seed: int = 0, rows: int = 8, cols: int = 12, width: i
 def _write_well(job: tuple[Path, int, int, int, int, str, str]) -> Path:
     import cv2
 
-    from .well import render_scene
+    from .scene import render_any
 
     path, seed, index, width, height, label, style = job
-    rgb, _, _ = render_scene(image_rng(seed, index), width, height, label, style)
+    rgb, _, _ = render_any(image_rng(seed, index), width, height, label, style)
     ok, enc = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:

@@ -42,7 +42,7 @@ def random_style(rng: np.random.Generator) -> Style:
         return base
     colour = str(rng.choice(["rgb", "grey", "sepia"], p=[0.55, 0.3, 0.15]))
     floor = _floor_colour(rng)
-    palette = tuple(tuple(float(v) for v in np.clip(floor + rng.normal(0, 0.06, 3), 0.3, 1.0))
+    palette = tuple(_rgb(np.clip(floor + rng.normal(0, 0.06, 3), 0.3, 1.0))
                     for _ in range(int(rng.integers(2, 5))))
     rim_dark = rng.random() < 0.6
     rim_value = (0.0, 0.12) if rim_dark else (0.1, 0.55)
@@ -54,10 +54,10 @@ def random_style(rng: np.random.Generator) -> Style:
         rim_value=(lo, lo + 0.05),
         rim_grain=float(rng.uniform(0.0, 0.1)),
         rim_soft=float(rng.choice([rng.uniform(0.002, 0.01), rng.uniform(0.01, 0.08)])),
-        floor=tuple(float(v) for v in floor),
+        floor=_rgb(floor),
         palette=palette,
         tint=float(rng.uniform(0.0, 0.9)),
-        plastic=tuple(float(v) for v in np.clip(floor * rng.uniform(0.1, 1.0), 0.02, 1.0)),
+        plastic=_rgb(np.clip(floor * rng.uniform(0.1, 1.0), 0.02, 1.0)),
         vignette=(0.0, float(rng.choice([0.1, 0.3, 0.7]))),
         drop_shade=(float(rng.uniform(0.6, 0.95)), 1.03),
         dome=float(rng.uniform(0.0, 0.35)),
@@ -70,6 +70,10 @@ def random_style(rng: np.random.Generator) -> Style:
         noise=(0.003, float(rng.uniform(0.01, 0.05))),
         blur=(0.3, float(rng.uniform(0.8, 3.0))),
     )
+
+
+def _rgb(values: np.ndarray) -> tuple[float, float, float]:
+    return float(values[0]), float(values[1]), float(values[2])
 
 
 def _floor_colour(rng: np.random.Generator) -> np.ndarray:
@@ -349,4 +353,5 @@ def _jpeg(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
 
     quality = int(rng.integers(25, 95))
     ok, enc = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(enc, cv2.IMREAD_UNCHANGED) if ok else rgb
+    decoded = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED) if ok else None
+    return rgb if decoded is None else decoded

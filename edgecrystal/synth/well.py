@@ -14,7 +14,7 @@ from . import contents
 from .drop import SHAPES, Drop, dome, fill, meniscus, outline
 from .fields import colour_field, offsets, smooth_noise, superellipse_radius
 from .layers import Layers
-from .styles import ALL_STYLES, RANDOM_STYLE, STYLE_TABLE, Style, uniform
+from .styles import RANDOM_STYLE, STYLE_TABLE, STYLES, Style, uniform
 
 # The drop mask must cover a plausible part of the image: smaller is a speck, larger is not a
 # sitting drop seen whole.
@@ -34,12 +34,9 @@ def render_scene(rng: np.random.Generator, width: int, height: int, label: str,
     """A well image of any size (plates are 1280x960), its drop mask and metadata."""
     if width < 32 or height < 32:
         raise UsageError(f"image size {width}x{height} is too small (at least 32 px)")
-    if style == RANDOM_STYLE:
-        from .randomized import render_random
-
-        return render_random(rng, width, height, label)
     if style not in STYLE_TABLE:
-        raise UsageError(f"unknown style {style} (choose from {', '.join(ALL_STYLES)})")
+        raise UsageError(f"unknown style {style} (choose from {', '.join(STYLES)}; the style "
+                         f"{RANDOM_STYLE} is synth.scene.render_any's)")
     st = STYLE_TABLE[style]
     # Separate streams for the scene, the class contents and the extras: the same seed drawn
     # as another class gives the same well, drop and camera, so only the contents differ.

@@ -57,7 +57,7 @@ def photometric_finder(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """What another imager's camera and light change, and a finder must not care about:
     brightness, contrast, per-channel gain (white balance), hue, greyscale, defocus blur, noise
     and JPEG. Each is applied with its own probability, so a batch holds mild and hard cases."""
-    out = img.astype(np.float32)
+    out: np.ndarray = img.astype(np.float32)
     if rng.random() < 0.8:
         mean = out.mean()
         out = (out - mean) * rng.uniform(0.6, 1.4) + mean * rng.uniform(0.7, 1.3)
@@ -78,8 +78,9 @@ def photometric_finder(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = np.clip(out + noise, 0, 255).astype(np.uint8)
     if rng.random() < 0.3:
         ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
-        if ok:
-            out = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
+        decoded = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED) if ok else None
+        if decoded is not None:
+            out = decoded
     return out
 
 
