@@ -89,9 +89,9 @@ def demo(
     force: Annotated[bool, typer.Option("--force", help="Start again in a workdir that "
                                                         "already holds a demo.")] = False,
 ) -> None:
-    """The whole chain on the embedded synthetic default: synthesize, train the finder and the
-    classifier, evaluate, export to ONNX, calibrate INT8, build engines where there is a GPU,
-    score a plate as the daemon would, and a bench summary."""
+    """The whole chain on the embedded synthetic default: synthesize, take the shipped finder,
+    train the classifier on its crops, evaluate, export to ONNX, calibrate INT8, build engines
+    where there is a GPU, score a plate as the daemon would, and a bench summary."""
     from ..demo import run_demo
 
     run_demo(workdir, n_images=images, seed=seed, force=force)
