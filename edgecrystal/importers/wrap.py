@@ -218,7 +218,6 @@ def wrap(model: Any, norm: Normalisation, size: int, role: str, head: str,
     graph.initializer.extend([
         numpy_helper.from_array(norm.scale.reshape(1, 1, 1, 3), name("scale")),
         numpy_helper.from_array(norm.offset.reshape(1, 1, 1, 3), name("offset")),
-        numpy_helper.from_array(np.array([2, 1, 0], np.int64), name("bgr_order")),
     ])
     front = [
         helper.make_node("Cast", [INPUT_NAME], [name("float")], to=TensorProto.FLOAT,
@@ -230,6 +229,8 @@ def wrap(model: Any, norm: Normalisation, size: int, role: str, head: str,
     ]
     last = name("normalised")
     if norm.bgr:
+        graph.initializer.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64),
+                                                         name("bgr_order")))
         front.append(helper.make_node("Gather", [last, name("bgr_order")], [name("bgr")],
                                       axis=3, name=name("to_bgr")))
         last = name("bgr")
