@@ -97,6 +97,7 @@ def test_savedmodel_round_trip_onnx_fp32_and_int8_against_tensorflow(tmp_path: P
     assert provenance["output_kind"] == "probabilities" and provenance["head_added"] == "none"
     np.testing.assert_allclose(provenance["measured_scaling"]["scale"], [1 / 255] * 3,
                                rtol=1e-3)
+    assert provenance["tensorflow_check"]["max_abs_diff"] < 1e-3
 
     data = tmp_path / "calib"
     made = _edgecrystal("synth", str(data), "--n", "12", "--size", "128")

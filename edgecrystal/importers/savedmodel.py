@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 DECODE_OPS = frozenset({"DecodeJpeg", "DecodeImage", "DecodePng", "DecodeBmp", "DecodeGif",
                         "DecodeAndCropJpeg", "DecodeWebP"})
 CUT_NAME = "edgecrystal_pixels"
+# Signature on bytes vs ONNX on the same decoded pixels: float rounding only.
+TENSORFLOW_TOLERANCE = 1e-3
 # Names a model may use for a bundle class (compared lower-case, trailing "s" ignored).
 SYNONYMS = {"crystal": "crystals", "crystals": "crystals", "others": "other", "other": "other",
             "clear": "clear", "precipitate": "precipitate", "precipitates": "precipitate"}
@@ -87,8 +89,50 @@ def import_savedmodel(bundle: Path, model_dir: Path, *, classes: list[str] | Non
         source = ModelSource(onnx_path, norm, cut.size, "probabilities" if _is_softmax(
             function, input_key, score_key, cut.size) else "auto", origin, order)
         summary = import_onnx(bundle, source, target, crop=crop, finder=finder, force=force)
-    say(f"classes: model {names} -> bundle {target}")
+    check = check_against_tensorflow(bundle, function, input_key, score_key, order, cut.size)
+    say(f"classes: model {names} -> bundle {target}; ONNX FP32 vs TensorFlow on "
+        f"{check['images']} JPEGs: max diff {check['max_abs_diff']:.2g}")
+    summary["classifier"]["tensorflow_check"] = check
     return summary
+
+
+def check_against_tensorflow(bundle_path: Path, function: Any, input_key: str, score_key: str,
+                             order: list[int] | None, size: int) -> dict[str, Any]:
+    """The signature itself on JPEG bytes vs the bundle's FP32 ONNX on the pixels TensorFlow
+    decoded from the same bytes: the whole cut-convert-wrap chain in one number, recorded."""
+    import cv2
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from edgecrystal.converters.keras_to_onnx import synthetic_wells
+
+    from ..bundle import Bundle
+    from ..errors import BundleError
+
+    blobs = []
+    for rgb in synthetic_wells(6, seed=21, size=size):
+        ok, data = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        assert ok
+        blobs.append(data.tobytes())
+    want = function(**{input_key: tf.constant(blobs)})[score_key].numpy().astype(np.float64)
+    if order is not None:
+        want = want[:, order]
+    pixels = np.stack([tf.io.decode_jpeg(b, channels=3).numpy() for b in blobs])
+    bundle = Bundle.open(bundle_path)
+    sess = ort.InferenceSession(str(bundle.onnx_variant("classifier", "fp32")),
+                                providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"pixels": pixels})[0].astype(np.float64)
+    check = {"images": len(blobs), "max_abs_diff": float(np.abs(got - want).max()),
+             "mean_abs_diff": float(np.abs(got - want).mean())}
+    if check["max_abs_diff"] > TENSORFLOW_TOLERANCE:
+        raise BundleError(f"the imported classifier differs from the SavedModel by "
+                          f"{check['max_abs_diff']:.3g} on the same JPEGs (tolerance "
+                          f"{TENSORFLOW_TOLERANCE:g}); the cut at "
+                          f"{bundle.meta['classifier']['imported'].get('cut')} is not where the "
+                          "network starts")
+    bundle.meta["classifier"]["imported"]["tensorflow_check"] = check
+    bundle.save()
+    return check
 
 
 # ----------------------------------------------------------------- the signature
@@ -106,6 +150,8 @@ def _tensorflow() -> Any:
     import tensorflow as tf
 
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    # TF1-API deprecation notices from inside tf2onnx and graph_util: not the user's business.
+    tf.get_logger().setLevel(logging.ERROR)
     return tf
 
 
@@ -384,7 +430,11 @@ def convert_cut(frozen: Any, cut: Cut, output_keys: list[str], score_key: str,
 
     from edgecrystal.converters.keras_to_onnx import DEFAULT_OPSET, _patch_tf2onnx_numpy2
 
-    _patch_tf2onnx_numpy2()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the patch probes np.object
+        _patch_tf2onnx_numpy2()
     graph_def = frozen.graph.as_graph_def()
     score_tensor = _score_tensor(frozen, output_keys, score_key)
     cut_node = tf.compat.v1.NodeDef(name=CUT_NAME, op="Placeholder")
