@@ -425,12 +425,12 @@ def map_classes(model_names: list[str], bundle_classes: list[str]) -> list[int] 
 def convert_cut(frozen: Any, cut: Cut, output_keys: list[str], score_key: str,
                 out: Path) -> None:
     """tf2onnx on the graph between a new Placeholder at the cut and the scores."""
+    import warnings
+
     import tensorflow as tf
     import tf2onnx
 
     from edgecrystal.converters.keras_to_onnx import DEFAULT_OPSET, _patch_tf2onnx_numpy2
-
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the patch probes np.object

@@ -54,6 +54,7 @@ class ClassifierHP:
     channel_shift: float = 100.0
     val_fraction: float = 0.4  # the paper's 3:2 split
     seed: int = 0
+    backbone: str = "inception_v3"  # models.BACKBONES
 
 
 FINDER_PROFILES: dict[str, FinderHP] = {
