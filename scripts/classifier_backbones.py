@@ -73,13 +73,14 @@ def baseline(train: list, test: list, y_train: np.ndarray, y_test: np.ndarray,
 
 
 def train_arm(backbone: str, x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray,
-              classes: list[str], size: int, epochs: int, work: Path) -> dict:
+              classes: list[str], size: int, epochs: int, work: Path,
+              sets: dict[str, str]) -> dict:
     from edgecrystal.train import classifier as clf
     from edgecrystal.train import profiles
 
     hp = profiles.resolve("classifier", "tiny", {
         "input_size": size, "epochs": epochs, "batch_size": 32, "lr": 1e-3,
-        "backbone": backbone})
+        "backbone": backbone, **sets})
     started = time.perf_counter()
     result = clf.fit_classifier(x, y, xt, yt, len(classes), hp, work / backbone, verbose=2,
                                 restore_best=False)
@@ -87,7 +88,7 @@ def train_arm(backbone: str, x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: n
     scores = clf.score(result.model, xt, yt, classes)
     from edgecrystal.models import count_flops
 
-    return {"backbone": backbone, "seconds": round(seconds, 1),
+    return {"backbone": backbone, "recipe": sets, "seconds": round(seconds, 1),
             "macro_auc": scores["roc_auc"]["macro"], "accuracy": scores["accuracy"],
             "per_class_auc": {k: v for k, v in scores["roc_auc"].items() if k != "macro"},
             "val_auc_by_epoch": [round(float(h.get("val_auc", float("nan"))), 3)
@@ -110,6 +111,12 @@ def latency(model: object, role_inputs: np.ndarray, work: Path) -> dict:
             "int8_mb": round(int8.stat().st_size / 1e6, 1)}
 
 
+def parse_sets(items: list[str]) -> dict[str, str]:
+    from edgecrystal.train.profiles import parse_sets as parse
+
+    return parse(items)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("train", type=Path)
@@ -122,6 +129,8 @@ def main() -> None:
     parser.add_argument("--latency-also", default="",
                         help="Backbones measured for latency only (untrained, same size).")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--set", action="append", default=[],
+                        help="Recipe field key=value for every trained arm (repeatable).")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -136,7 +145,8 @@ def main() -> None:
     report["arms"] = []
     with tempfile.TemporaryDirectory(prefix="backbones-") as tmp:
         for backbone in args.backbones.split(","):
-            arm = train_arm(backbone, x, y, xt, yt, classes, args.size, args.epochs, Path(tmp))
+            arm = train_arm(backbone, x, y, xt, yt, classes, args.size, args.epochs, Path(tmp),
+                            parse_sets(args.set))
             model = arm.pop("model")
             if args.latency:
                 arm.update(latency(model, x[:64], Path(tmp)))

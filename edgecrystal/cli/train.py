@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-PROFILE_HELP = "Recipe: paper (as published), lite (edge devices, CPU minutes), tiny (seconds)."
+PROFILE_HELP = ("Recipe: paper (as published), lite (edge devices, CPU minutes), edge (lite with a "
+                "MobileNetV3-Small classifier), tiny (seconds).")
 
 ProfileOpt = Annotated[str, typer.Option("--profile", help=PROFILE_HELP)]
 BundleOpt = Annotated[Path, typer.Option("--bundle", "-b", help="Bundle folder to write into "
