@@ -144,7 +144,7 @@ def main() -> None:
     del train_samples, test_samples
     report["arms"] = []
     with tempfile.TemporaryDirectory(prefix="backbones-") as tmp:
-        for backbone in args.backbones.split(","):
+        for backbone in filter(None, args.backbones.split(",")):
             arm = train_arm(backbone, x, y, xt, yt, classes, args.size, args.epochs, Path(tmp),
                             parse_sets(args.set))
             model = arm.pop("model")
