@@ -3,7 +3,7 @@ is, all hash-keyed so that re-running with nothing changed rebuilds nothing.
 
 Steps per model: FP32 export (keras_to_onnx) -> FP16 (fp16) -> INT8 Q/DQ for TensorRT and for
 ONNX Runtime (calibration.quantize, images chosen by calibration.select, the record kept in
-bundle/calibration/) -> engines (trt_build) into engines/<gpu>-sm<cc>-trt<version>/.
+bundle/calibration/) -> engines (edgecrystal.engines) into engines/<gpu>-sm<cc>-trt<version>/.
 Each variant in bundle.json carries the sha256 of its source and the options that made it; a
 variant whose key matches is kept.
 """
@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from edgecrystal.bundle import MODELS, Bundle
+from edgecrystal.engines import manifest
+from edgecrystal.engines.store import engine_for
 from edgecrystal.errors import BackendError, BundleError, UsageError
+from edgecrystal.interface import INPUT_NAME, PRECISIONS
 
-from . import manifest
 from .keras_to_onnx import onnx_rel, parity_batch
 
-PRECISIONS = ("fp32", "fp16", "int8")
 FP16_CONVERTER = "1"
 QUANTIZER = "1"
 FP16_TOLERANCE = 2e-2
@@ -105,7 +106,7 @@ def make_fp16(bundle: Bundle, model: str, force: bool) -> tuple[str, float | Non
                           f"(tolerance {FP16_TOLERANCE:g}): FP16 overflows in this model")
     bundle.meta["onnx"][model]["fp16"] = {
         "file": rel, "precision": "fp16", "backends": ["tensorrt", "onnxruntime"], **key,
-        "sha256": bundle.register_file(rel), "input": src.get("input", "pixels"),
+        "sha256": bundle.register_file(rel), "input": src.get("input", INPUT_NAME),
         "input_dtype": src.get("input_dtype", "uint8"), "output": src.get("output"),
         "check": {"reference": "fp32", **diff}}
     return "made", diff["max_abs_diff"]
@@ -121,8 +122,8 @@ def compare(reference: Path, candidate: Path, batch: np.ndarray) -> dict[str, fl
 
     a = ort.InferenceSession(str(reference), providers=["CPUExecutionProvider"])
     b = ort.InferenceSession(str(candidate), providers=["CPUExecutionProvider"])
-    want = a.run(None, {"pixels": batch})[0].astype(np.float64)
-    got = b.run(None, {"pixels": batch})[0].astype(np.float64)
+    want = a.run(None, {INPUT_NAME: batch})[0].astype(np.float64)
+    got = b.run(None, {INPUT_NAME: batch})[0].astype(np.float64)
     err = np.abs(got - want)
     return {"max_abs_diff": float(err.max()), "mean_abs_diff": float(err.mean()),
             "images": len(batch)}
@@ -165,8 +166,9 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
         else:
             if sets is None:
                 sets = _calibration_sets(bundle, models, Path(data), opts)
-            cset = sets[model]
-            inputs, images, how = cset.inputs, cset.images, f"calibrated on {len(cset.inputs)}"
+            calibration_set = sets[model]
+            inputs, images = calibration_set.inputs, calibration_set.images
+            how = f"calibrated on {len(inputs)}"
             for t in _TARGETS:
                 bundle.path(_ranges_rel(model, t)).unlink(missing_ok=True)
         detail = _quantize_model(bundle, model, inputs, opts.calib_method, key)
@@ -226,7 +228,7 @@ def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
             ["onnxruntime"] if variant == ort_variant else [])
         bundle.meta["onnx"][model][variant] = {
             "file": rel, "precision": "int8", "backends": backends, **key,
-            "sha256": bundle.register_file(rel), "input": src.get("input", "pixels"),
+            "sha256": bundle.register_file(rel), "input": src.get("input", INPUT_NAME),
             "input_dtype": src.get("input_dtype", "uint8"), "output": src.get("output"),
             "quantization": info, "ort_latency": timing,
             "check": {"reference": "fp32", **compare(fp32, bundle.path(rel), check)}}
@@ -275,21 +277,21 @@ def make_engines(bundle: Bundle, models: list[str], opts: Options, report: Repor
     if identity is None:
         return ("engines need an NVIDIA GPU with TensorRT: made and checked the ONNX variants "
                 "only")
-    from .trt_build import BuildOptions
+    from edgecrystal.engines.trt_build import BuildOptions
 
-    folder = manifest.engines_folder(bundle.root, identity)
+    folder = manifest.engines_folder(bundle.root, identity, opts.hardware_compat)
     for model in models:
         for precision in opts.precisions:
             legacy = precision == "int8" and opts.legacy_int8_calibrator
             source = bundle.onnx_variant(model, "fp32" if legacy else precision, "tensorrt")
-            bopts = BuildOptions(precision=precision,
+            build_options = BuildOptions(precision=precision,
                                  opt_batch=opts.opt_batch, max_batch=opts.max_batch,
                                  workspace_mb=opts.workspace_mb,
                                  hardware_compat=opts.hardware_compat)
             if legacy:
-                bopts.legacy_int8_calibrator = _legacy_calibrator(bundle, model, opts)
+                build_options.legacy_int8_calibrator = _legacy_calibrator(bundle, model, opts)
             before = _plan_sha(folder, f"{model}.{precision}")
-            plan = engine_for(bundle, model, precision, source, bopts, identity, opts.force)
+            plan = engine_for(bundle, model, precision, source, build_options, identity, opts.force)
             action = "kept" if before and before == _plan_sha(folder, plan.stem) else "made"
             report.add("engine", model, precision, action, file=str(plan.relative_to(bundle.root)))
             log(f"{model} {precision} engine: {action}")
@@ -314,50 +316,3 @@ def _legacy_calibrator(bundle: Bundle, model: str, opts: Options) -> Any:
         return EntropyCalibrator(None, cache)
     sets = _calibration_sets(bundle, [model], opts.calib, opts)
     return EntropyCalibrator(sets[model].inputs, bundle.path(f"{CALIB_DIR}/{model}.legacy.cache"))
-
-
-def engine_for(bundle: Bundle, model: str, precision: str, onnx_path: Path | None = None,
-               options: Any = None, identity: dict[str, Any] | None = None,
-               force: bool = False) -> Path:
-    """Build (or keep) engines/<device>/<model>.<precision>.plan; update engine.json."""
-    from edgecrystal.hashing import sha256_file
-
-    from .trt_build import BuildOptions, build_plan
-
-    identity = identity or manifest.device_identity()
-    if identity is None:
-        raise BackendError("engines need an NVIDIA GPU with TensorRT")
-    options = options or BuildOptions(precision=precision)
-    onnx_path = onnx_path or bundle.onnx_variant(model, precision, "tensorrt")
-    folder = manifest.engines_folder(bundle.root, identity)
-    data = manifest.new_manifest(identity, options.hardware_compat)
-    if (folder / manifest.MANIFEST).is_file():
-        existing = manifest.read_manifest(folder)
-        reason = manifest.check_manifest(existing, identity)
-        if reason and not force:
-            raise BackendError(f"{folder}: {reason}; remove the folder or rebuild with --force")
-        if not reason:
-            data["engines"] = existing.get("engines", {})
-    key = f"{model}.{precision}"
-    source_sha = sha256_file(onnx_path)
-    wanted = options.as_dict()
-    entry = data["engines"].get(key)
-    plan = folder / f"{key}.plan"
-    if (not force and entry and entry.get("sha256_source") == source_sha
-            and entry.get("options") == wanted and plan.is_file()
-            and data.get("hardware_compatibility") == ("ampere+" if options.hardware_compat
-                                                         else "none")):
-        return plan
-    facts = build_plan(onnx_path, plan, options, timing_cache=folder / "timing.cache")
-    data["hardware_compatibility"] = "ampere+" if options.hardware_compat else "none"
-    data["engines"][key] = manifest.engine_entry(
-        model=model, precision=precision, plan=plan.name,
-        source=str(onnx_path.relative_to(bundle.root)), sha256_source=source_sha,
-        sha256=sha256_file(plan), profile=facts["profile"], input_dtype=facts["input_dtype"],
-        options=wanted,
-        build_seconds=facts["build_seconds"])
-    data["engines"][key]["build"] = {"strongly_typed": facts["strongly_typed"],
-                                     "builder_flags": facts["builder_flags"]}
-    manifest.write_manifest(folder, data)
-    return plan
-
