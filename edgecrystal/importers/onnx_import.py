@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import PREPROCESS_VERSION, preprocess
 from ..bundle import Bundle
-from ..errors import BundleError, UsageError
+from ..errors import BundleError, UsageError, one_line
 from ..models import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
 from . import wrap
 from .wrap import Normalisation
@@ -158,7 +158,7 @@ def _import_model(bundle: Bundle, role: str, source: ModelSource, pictures: np.n
         original = onnx.load(str(source.path))
     except Exception as exc:  # onnx's DecodeError and friends
         raise UsageError(f"--{role} {source.path} is not an ONNX model: "
-                         f"{_first_line(exc)}") from None
+                         f"{one_line(exc)}") from None
     original = wrap.upgrade_opset(original)
     sig = wrap.signature(original)
     size = wrap.spatial_size(sig, source.norm.layout, source.input_size)
@@ -235,7 +235,7 @@ def _run_original(model: Any, source: ModelSource, inputs: np.ndarray, role: str
                                     providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT's own exception types
         raise UsageError(f"--{role} {source.path} does not load in ONNX Runtime: "
-                         f"{_first_line(exc)}") from None
+                         f"{one_line(exc)}") from None
     name = sess.get_inputs()[0].name
     kind = sess.get_inputs()[0].type
     dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -249,7 +249,7 @@ def _run_original(model: Any, source: ModelSource, inputs: np.ndarray, role: str
                    for i in range(len(normalised))]
     except Exception as exc:  # ORT's own exception types
         raise UsageError(f"--{role} {source.path} fails on a normalised picture: "
-                         f"{_first_line(exc)} (check --layout and --input-size)") from None
+                         f"{one_line(exc)} (check --layout and --input-size)") from None
     return np.concatenate(outputs).astype(np.float32)
 
 
@@ -322,7 +322,7 @@ def _parity(path: Path, inputs: np.ndarray, expected: np.ndarray) -> dict[str, f
         got = sess.run(None, {INPUT_NAME: inputs})[0]
     except Exception as exc:  # ORT's own exception types
         raise UsageError(f"the wrapped model does not run on a batch of {len(inputs)} "
-                         f"({_first_line(exc)}); re-export the model with a dynamic batch "
+                         f"({one_line(exc)}); re-export the model with a dynamic batch "
                          "axis") from None
     if got.shape != expected.shape:
         raise UsageError(f"the wrapped model gives shape {list(got.shape)} for a batch of "
@@ -341,8 +341,3 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .. import DEFAULT_CLASSES
-from ..errors import UsageError
+from ..errors import UsageError, one_line
 from .onnx_import import ModelSource, import_onnx
 from .wrap import Normalisation
 
@@ -166,7 +166,7 @@ def load_signature(model_dir: Path, signature: str) -> tuple[Any, str, dict[str,
         loaded = tf.saved_model.load(str(model_dir))
     except Exception as exc:  # TensorFlow raises many types here
         raise UsageError(f"{model_dir} does not load as a SavedModel: "
-                         f"{_first_line(exc)}") from None
+                         f"{one_line(exc)}") from None
     signatures = dict(loaded.signatures)
     if signature not in signatures:
         raise UsageError(f"{model_dir} has no signature {signature!r} (it has "
@@ -459,7 +459,7 @@ def convert_cut(frozen: Any, cut: Cut, output_keys: list[str], score_key: str,
             opset=DEFAULT_OPSET)
     except Exception as exc:  # tf2onnx raises many types
         raise UsageError(f"tf2onnx could not convert the graph after the cut {cut.tensor}: "
-                         f"{_first_line(exc)}") from None
+                         f"{one_line(exc)}") from None
     out.write_bytes(proto.SerializeToString())
 
 
@@ -474,8 +474,3 @@ def _score_tensor(frozen: Any, output_keys: list[str], score_key: str) -> str:
     """The frozen graph's tensor for an output key: a signature's outputs are flattened in
     sorted key order, and freezing keeps that order."""
     return frozen.outputs[sorted(output_keys).index(score_key)].name
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
