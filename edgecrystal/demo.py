@@ -27,8 +27,8 @@ MARKER = ".edgecrystal-demo"
 FINDER_OVERRIDES = {"input_size": 128, "base_filters": 8, "epochs": 8, "batch_size": 8,
                     "lr": 3e-3}
 CLASSIFIER_BACKBONE = "mobilenet_v3_small"
-CLASSIFIER_OVERRIDES = {"backbone": CLASSIFIER_BACKBONE, "input_size": 96, "epochs": 24,
-                        "batch_size": 32, "lr": 1e-3, "val_fraction": 0.2}
+CLASSIFIER_OVERRIDES = {"backbone": CLASSIFIER_BACKBONE, "input_size": 96, "epochs": 36,
+                        "batch_size": 32, "lr": 1e-3, "val_fraction": 0.1}
 SYNTH_SIZE = 256
 TEST_IMAGES = 96
 CALIBRATION_IMAGES = 64
