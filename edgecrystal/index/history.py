@@ -24,7 +24,8 @@ class DropHistory:
     @property
     def changes(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(before, after) for every inspection whose label differs from the one before."""
-        return [(before, after) for before, after in zip(self.inspections, self.inspections[1:])
+        return [(before, after) for before, after in zip(self.inspections, self.inspections[1:],
+                                                     strict=False)
                 if effective_label(before) != effective_label(after)]
 
     def as_dict(self) -> dict[str, Any]:

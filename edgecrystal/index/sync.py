@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..results import RESULT_SUFFIX, load_result
 from ..naming import NameReader
+from ..results import RESULT_SUFFIX, load_result
 from .rows import IndexRow, image_of_result, row_from_record
 from .store import BATCH_ROWS, Index, iter_chunks
 

@@ -174,8 +174,8 @@ def read_synthetic(path: PurePath) -> ImageName | None:
         inspection = folder
         if date_match:
             when = _parse_date(date_match["date"], date_match["time"])
-    return ImageName(plate=plate or "(root)", well=well, drop=int(match["drop"]), inspection=inspection,
-                     inspected_at=when, layout="synthetic", understood=True)
+    return ImageName(plate=plate or "(root)", well=well, drop=int(match["drop"]),
+                     inspection=inspection, inspected_at=when, layout="synthetic", understood=True)
 
 
 def _parse_date(date: str, time: str | None = None, *,
