@@ -80,3 +80,13 @@ def trained_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     train_finder(data, bundle, profile="tiny", overrides={"epochs": 2})
     train_classifier(data, bundle, crop="finder", profile="tiny", overrides={"epochs": 1})
     return bundle, data
+
+
+@pytest.fixture(scope="session")
+def postgres():  # -> index_helpers.PostgresServer
+    """A real PostgreSQL server for the session (Debian's, in a temporary folder, run as the
+    `postgres` user under root); skipped where PostgreSQL is not installed."""
+    from index_helpers import postgres_server
+
+    with postgres_server() as server:
+        yield server
