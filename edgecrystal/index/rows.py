@@ -37,8 +37,8 @@ def row_from_record(image: str | os.PathLike[str], record: dict[str, Any],
     info = record.get("image") or {}
     model = record.get("model") or {}
     drop = record.get("drop") or {}
-    box = drop.get("box") if isinstance(drop.get("box"), list) and len(drop["box"]) == 4 \
-        else [None] * 4
+    given = drop.get("box")
+    box: list[Any] = given if isinstance(given, list) and len(given) == 4 else [None] * 4
     scores = {str(k): float(v) for k, v in (record.get("scores") or {}).items()}
     label = record.get("label")
     error = record.get("error") or {}

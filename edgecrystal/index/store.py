@@ -214,9 +214,9 @@ class Index:
                                      or when > plate["last_inspected"]):
                 plate["last_inspected"] = when
         with self.engine.connect() as connection:
-            counts = dict(connection.execute(
+            counts: dict[str, int] = dict(connection.execute(
                 sa.select(images.c.plate, sa.func.count()).group_by(images.c.plate)).all())
-            inspections = dict(connection.execute(
+            inspections: dict[str, int] = dict(connection.execute(
                 sa.select(images.c.plate, sa.func.count(sa.distinct(images.c.inspection)))
                 .group_by(images.c.plate)).all())
         return [{"plate": name, "images": counts.get(name, 0), "wells": len(info["wells"]),
@@ -328,11 +328,10 @@ def _row(mapping: Any) -> dict[str, Any]:
 
 
 def _dialect_insert(connection: sa.Connection) -> Any:
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+    """The dialect's INSERT with ON CONFLICT (both spell it alike)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
 
 
 def one_line(exc: BaseException) -> str:

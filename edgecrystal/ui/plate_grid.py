@@ -41,8 +41,8 @@ def plate_grid(rows: list[dict[str, Any]]) -> Grid:
     cells: dict[str, Cell] = {}
     max_row = max_column = 0
     for row in rows:
-        well = row.get("well")
-        match = re.fullmatch(r"([A-Z]{1,2})(\d{2})", well or "")
+        well = str(row.get("well") or "")
+        match = re.fullmatch(r"([A-Z]{1,2})(\d{2})", well)
         if not match:
             continue
         cells.setdefault(well, Cell(well)).drops.append(row)
