@@ -90,3 +90,13 @@ def postgres():  # -> index_helpers.PostgresServer
 
     with postgres_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """serve keeps its default index under $XDG_STATE_HOME/edgecrystal: tests' daemons (and
+    the daemons they start) write to a temporary one, never the user's."""
+    import os
+
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state-home"))
+    os.environ.pop("STATE_DIRECTORY", None)

@@ -40,6 +40,9 @@ def score(
         "--force", help="Score again even where a matching result file exists.")] = False,
     max_pixels: Annotated[int, typer.Option(
         min=1, help="Refuse images larger than this (before decoding).")] = 64_000_000,
+    index: Annotated[str | None, typer.Option(
+        "--index", help="Also put every result into this index: sqlite:///FILE or "
+                        "postgresql://USER@HOST/DB (docs/review.md).")] = None,
 ) -> None:
     """Score images now and write a result file beside each (IMAGE.edgecrystal.json) plus
     edgecrystal-summary.csv per folder. Images already scored with this bundle (same size and
@@ -51,8 +54,9 @@ def score(
 
     from ..bundle import Bundle
     from ..errors import UsageError
+    from ..index.hook import open_writer
     from ..pipeline import Pipeline
-    from ..results import Summaries, is_done, write_result
+    from ..results import Summaries, is_done, result_path, write_result
     from ..runtime.select import open_runners
 
     missing = [str(p) for p in paths if not p.exists()]
@@ -69,6 +73,11 @@ def score(
     labels: Counter[str] = Counter()
     errors: list[str] = []
     summaries = Summaries(b.classes)
+    index_writer = open_writer(index)
+    if index_writer is not None:  # scored before: into the index all the same
+        waiting = set(todo)
+        for done in (p for p in images if p not in waiting):
+            index_writer.add(result_path(done))
     with Pipeline(b, sel.finder, sel.classifier, backend=sel.backend, precision=precision,
                   max_pixels=max_pixels, outlines=overlay) as pipe:
         for i in range(0, len(todo), batch):
@@ -76,7 +85,9 @@ def score(
                 if r.error_kind == "missing":
                     errors.append(f"{r.path}: {r.error_reason}")
                     continue  # no result file beside a file that is not there
-                write_result(r, pipe.model, overlay=overlay)
+                result = write_result(r, pipe.model, overlay=overlay)
+                if index_writer is not None:
+                    index_writer.add(result)
                 if r.ok:
                     labels[r.label or "?"] += 1
                 else:
@@ -85,6 +96,9 @@ def score(
         for folder in sorted({p.parent for p in images}):
             summaries.update(folder)
     elapsed = time.perf_counter() - start
+    if index_writer is not None and index_writer.close(timeout=60):
+        typer.echo("warning: the index is behind (database unavailable); the results are in "
+                   "the result files: run `edgecrystal index sync`", err=True)
     for line in errors:
         typer.echo(f"error: {line}", err=True)
     rate = f", {len(todo) / elapsed:.1f} images/s" if todo and elapsed > 0 else ""
