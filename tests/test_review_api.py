@@ -126,3 +126,17 @@ def test_pages_escape_names_and_guard_the_host(indexed: tuple[Index, Path]) -> N
     assert remote.get("/api/plates").status_code == 401
     assert remote.get("/api/plates",
                       headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_ui_refuses_other_addresses_without_a_token(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "EDGECRYSTAL_UI_TOKEN"}
+    done = subprocess.run([sys.executable, "-m", "edgecrystal", "ui", "--host", "0.0.0.0",
+                           "--index", f"sqlite:///{tmp_path}/index.db"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("edgecrystal: error: --host 0.0.0.0 is reachable from other "
+                                   "machines: set a token (EDGECRYSTAL_UI_TOKEN or `token` in "
+                                   "--config) first")
