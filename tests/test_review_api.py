@@ -102,6 +102,16 @@ def test_only_indexed_images_are_served(indexed: tuple[Index, Path], tmp_path: P
     for probe in ("/images/999999/file", "/images/..%2F..%2Fetc%2Fpasswd/file",
                   "/static/../app.py", "/static/%2e%2e/app.py", "/images/-1/file"):
         assert api.get(probe).status_code == 404, probe
+    # The overlay picture beside it is served (and shown on the well page) while it is a file.
+    assert api.get(f"/images/{row['id']}/overlay").status_code == 404
+    overlay = Path(f"{row['path']}.edgecrystal.png")
+    overlay.write_bytes(b"\x89PNG overlay")
+    assert api.get(f"/images/{row['id']}/overlay").content == b"\x89PNG overlay"
+    well_page = api.get(f"/plates/plateA/wells/{row['well']}").text
+    assert f"/images/{row['id']}/overlay" in well_page
+    overlay.unlink()
+    os.symlink(tmp_path / "secret.png", overlay)
+    assert api.get(f"/images/{row['id']}/overlay").status_code == 404
     # The indexed file replaced by a link to something else: refused, not followed.
     secret = tmp_path / "secret.jpg"
     secret.write_bytes(b"not for the browser")

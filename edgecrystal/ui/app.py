@@ -30,6 +30,7 @@ from .. import DEFAULT_CLASSES
 from ..imageio import is_image_name
 from ..index.history import drop_histories
 from ..index.store import Index, UnknownPlate, effective_label
+from ..results import OVERLAY_SUFFIX
 from .plate_grid import plate_grid
 
 HERE = Path(__file__).resolve().parent
@@ -64,6 +65,8 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
     pages.filters["score"] = lambda value: "" if value is None else f"{value:.2f}"
     pages.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M") if value else ""
     pages.globals["label_of"] = effective_label
+    pages.globals["has_overlay"] = lambda row: (
+        (path := safe_image_path(row["path"])) is not None and overlay_of(path) is not None)
 
     def render(name: str, **context: Any) -> HTMLResponse:
         context.setdefault("labels", label_choices(index))
@@ -112,6 +115,10 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
         path = safe_image_path(row["path"])
         if path is None:
             raise ApiError(404, "the image is no longer where it was indexed")
+        if request.url.path.endswith("/overlay"):
+            path = overlay_of(path)
+            if path is None:
+                raise ApiError(404, "no overlay picture beside this image")
         return FileResponse(path, headers={"Cache-Control": "private, max-age=60"})
 
     # ------------------------------------------------------------------ API
@@ -192,6 +199,7 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
         Route("/plates/{plate}/wells/{well}", well_page),
         Route("/images/{image_id:int}", image_page),
         Route("/images/{image_id:int}/file", image_file),
+        Route("/images/{image_id:int}/overlay", image_file),
         Route("/hits", hits_page),
         Route("/api/plates", api_plates),
         Route("/api/plates/{plate}", api_plate),
@@ -285,6 +293,15 @@ def box_of(row: dict[str, Any]) -> list[int] | None:
 def label_choices(index: Index) -> list[str]:
     known = index.known_classes()
     return list(dict.fromkeys([*DEFAULT_CLASSES, *known]))
+
+
+def overlay_of(image: Path) -> Path | None:
+    """The overlay picture score/serve drew beside the image (drop outline and label), if it is
+    a plain file in the same folder."""
+    overlay = Path(f"{image}{OVERLAY_SUFFIX}")
+    if os.path.realpath(overlay) != str(overlay) or not overlay.is_file():
+        return None
+    return overlay
 
 
 def safe_image_path(stored: str) -> Path | None:
