@@ -74,6 +74,10 @@ def shoot(url: str, out: Path) -> None:
             except OSError:
                 time.sleep(0.2)
         well = pick_well(base)
+        history = subprocess.run([sys.executable, "-m", "edgecrystal", "history", "screen-07",
+                                  "--well", well, "--index", url], capture_output=True,
+                                 text=True, check=True)
+        print(f"$ edgecrystal history screen-07 --well {well}\n{history.stdout}")
         browser.get(f"{base}/plates/screen-07")
         save(browser, out / "review-plate.png")
         browser.set_window_size(1100, 900)
