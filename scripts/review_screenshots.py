@@ -1,5 +1,6 @@
 """The screenshots in docs/review.md: a synthetic plate imaged four times, scored into an index,
-one call corrected by a person, and the review page photographed by headless chromium.
+the model's wrong calls corrected by a reviewer through the API (from the plate's truth.csv), and
+the review page photographed by headless chromium.
 
     .venv/bin/python scripts/review_screenshots.py BUNDLE [--out docs]
 
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--out", type=Path, default=REPO / "docs")
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="edgecrystal-shots-"))
     url = f"sqlite:///{work}/results.db"
     try:
@@ -45,12 +47,12 @@ def main() -> None:
                         "--seed", str(seed), "--style", "marco")
         edgecrystal("score", str(args.bundle), str(work / "imager"), "--recursive",
                     "--index", url)
-        shoot(url, args.out)
+        shoot(url, args.out, work / "imager" / "screen-07")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def shoot(url: str, out: Path) -> None:
+def shoot(url: str, out: Path, plate: Path) -> None:
     from index_helpers import free_port
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -73,6 +75,7 @@ def shoot(url: str, out: Path) -> None:
                 break
             except OSError:
                 time.sleep(0.2)
+        correct_calls(base, plate)
         well = pick_well(base)
         history = subprocess.run([sys.executable, "-m", "edgecrystal", "history", "screen-07",
                                   "--well", well, "--index", url], capture_output=True,
@@ -89,21 +92,45 @@ def shoot(url: str, out: Path) -> None:
         server.wait(timeout=30)
 
 
-def pick_well(base: str) -> str:
-    """A well whose label changed over the inspections; its latest call corrected by a person
-    through the API, so the page shows a human label too."""
+def correct_calls(base: str, plate: Path) -> int:
+    """A reviewer's pass: every call that differs from the synthetic truth gets the true label
+    through the API (what a person does on the well page)."""
+    import csv
+
+    truth = {}
+    for day, _ in DAYS:
+        with open(plate / day / "truth.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                truth[os.path.realpath(plate / day / row["image"])] = row["label"]
     with urllib.request.urlopen(f"{base}/api/plates/screen-07/history") as reply:
         drops = json.load(reply)["drops"]
-    changed = [d for d in drops if d["changes"] and d["first_crystals"]] or drops
-    drop = changed[0]
-    latest = drop["inspections"][-1]
-    new_label = "precipitate" if latest["label"] != "precipitate" else "clear"
-    request = urllib.request.Request(
-        f"{base}/api/images/{latest['id']}/label", method="POST",
-        data=json.dumps({"label": new_label, "who": "ana"}).encode(),
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
-    urllib.request.urlopen(request).close()
-    return str(drop["well"])
+    corrected = 0
+    for drop in drops:
+        for seen in drop["inspections"]:
+            right = truth[seen["image"]]
+            if seen["label"] == right:
+                continue
+            request = urllib.request.Request(
+                f"{base}/api/images/{seen['id']}/label", method="POST",
+                data=json.dumps({"label": right, "who": "ana"}).encode(),
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+            urllib.request.urlopen(request).close()
+            corrected += 1
+    print(f"corrected {corrected} of {sum(len(d['inspections']) for d in drops)} calls")
+    return corrected
+
+
+def pick_well(base: str) -> str:
+    """A well where crystals appeared after the first inspection and stayed."""
+    with urllib.request.urlopen(f"{base}/api/plates/screen-07/history") as reply:
+        drops = json.load(reply)["drops"]
+
+    def story(drop: dict) -> tuple[bool, int]:
+        labels = [i["label"] for i in drop["inspections"]]
+        first = labels.index("crystals") if "crystals" in labels else 0
+        return (first > 0 and labels[-1] == "crystals", -len(drop["changes"]))
+
+    return str(max(drops, key=story)["well"])
 
 
 def save(browser: object, path: Path) -> None:
