@@ -96,9 +96,8 @@ def score(
         for folder in sorted({p.parent for p in images}):
             summaries.update(folder)
     elapsed = time.perf_counter() - start
-    if index_writer is not None and index_writer.close(timeout=60):
-        typer.echo("warning: the index is behind (database unavailable); the results are in "
-                   "the result files: run `edgecrystal index sync`", err=True)
+    if index_writer is not None:
+        index_writer.close(timeout=60)  # logs one line when it could not catch up
     for line in errors:
         typer.echo(f"error: {line}", err=True)
     rate = f", {len(todo) / elapsed:.1f} images/s" if todo and elapsed > 0 else ""
