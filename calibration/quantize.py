@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgecrystal.errors import UsageError
+from edgecrystal.interface import INPUT_NAME
 
 METHODS = ("entropy", "minmax", "percentile")
 TRT_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm", "MaxPool", "AveragePool",
@@ -47,7 +48,7 @@ def method_enum(name: str) -> Any:
 class _Batches:
     """CalibrationDataReader over a uint8 N x H x W x 3 array, CALIB_BATCH images at a time."""
 
-    def __init__(self, inputs: np.ndarray, name: str = "pixels") -> None:
+    def __init__(self, inputs: np.ndarray, name: str = INPUT_NAME) -> None:
         self.inputs, self.name, self.pos = inputs, name, 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:

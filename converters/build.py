@@ -22,10 +22,10 @@ from edgecrystal.bundle import MODELS, Bundle
 from edgecrystal.engines import manifest
 from edgecrystal.engines.store import engine_for
 from edgecrystal.errors import BackendError, BundleError, UsageError
+from edgecrystal.interface import INPUT_NAME, PRECISIONS
 
 from .keras_to_onnx import onnx_rel, parity_batch
 
-PRECISIONS = ("fp32", "fp16", "int8")
 FP16_CONVERTER = "1"
 QUANTIZER = "1"
 FP16_TOLERANCE = 2e-2
@@ -106,7 +106,7 @@ def make_fp16(bundle: Bundle, model: str, force: bool) -> tuple[str, float | Non
                           f"(tolerance {FP16_TOLERANCE:g}): FP16 overflows in this model")
     bundle.meta["onnx"][model]["fp16"] = {
         "file": rel, "precision": "fp16", "backends": ["tensorrt", "onnxruntime"], **key,
-        "sha256": bundle.register_file(rel), "input": src.get("input", "pixels"),
+        "sha256": bundle.register_file(rel), "input": src.get("input", INPUT_NAME),
         "input_dtype": src.get("input_dtype", "uint8"), "output": src.get("output"),
         "check": {"reference": "fp32", **diff}}
     return "made", diff["max_abs_diff"]
@@ -122,8 +122,8 @@ def compare(reference: Path, candidate: Path, batch: np.ndarray) -> dict[str, fl
 
     a = ort.InferenceSession(str(reference), providers=["CPUExecutionProvider"])
     b = ort.InferenceSession(str(candidate), providers=["CPUExecutionProvider"])
-    want = a.run(None, {"pixels": batch})[0].astype(np.float64)
-    got = b.run(None, {"pixels": batch})[0].astype(np.float64)
+    want = a.run(None, {INPUT_NAME: batch})[0].astype(np.float64)
+    got = b.run(None, {INPUT_NAME: batch})[0].astype(np.float64)
     err = np.abs(got - want)
     return {"max_abs_diff": float(err.max()), "mean_abs_diff": float(err.mean()),
             "images": len(batch)}
@@ -166,8 +166,9 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
         else:
             if sets is None:
                 sets = _calibration_sets(bundle, models, Path(data), opts)
-            cset = sets[model]
-            inputs, images, how = cset.inputs, cset.images, f"calibrated on {len(cset.inputs)}"
+            calibration_set = sets[model]
+            inputs, images = calibration_set.inputs, calibration_set.images
+            how = f"calibrated on {len(inputs)}"
             for t in _TARGETS:
                 bundle.path(_ranges_rel(model, t)).unlink(missing_ok=True)
         detail = _quantize_model(bundle, model, inputs, opts.calib_method, key)
@@ -227,7 +228,7 @@ def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
             ["onnxruntime"] if variant == ort_variant else [])
         bundle.meta["onnx"][model][variant] = {
             "file": rel, "precision": "int8", "backends": backends, **key,
-            "sha256": bundle.register_file(rel), "input": src.get("input", "pixels"),
+            "sha256": bundle.register_file(rel), "input": src.get("input", INPUT_NAME),
             "input_dtype": src.get("input_dtype", "uint8"), "output": src.get("output"),
             "quantization": info, "ort_latency": timing,
             "check": {"reference": "fp32", **compare(fp32, bundle.path(rel), check)}}
@@ -283,14 +284,14 @@ def make_engines(bundle: Bundle, models: list[str], opts: Options, report: Repor
         for precision in opts.precisions:
             legacy = precision == "int8" and opts.legacy_int8_calibrator
             source = bundle.onnx_variant(model, "fp32" if legacy else precision, "tensorrt")
-            bopts = BuildOptions(precision=precision,
+            build_options = BuildOptions(precision=precision,
                                  opt_batch=opts.opt_batch, max_batch=opts.max_batch,
                                  workspace_mb=opts.workspace_mb,
                                  hardware_compat=opts.hardware_compat)
             if legacy:
-                bopts.legacy_int8_calibrator = _legacy_calibrator(bundle, model, opts)
+                build_options.legacy_int8_calibrator = _legacy_calibrator(bundle, model, opts)
             before = _plan_sha(folder, f"{model}.{precision}")
-            plan = engine_for(bundle, model, precision, source, bopts, identity, opts.force)
+            plan = engine_for(bundle, model, precision, source, build_options, identity, opts.force)
             action = "kept" if before and before == _plan_sha(folder, plan.stem) else "made"
             report.add("engine", model, precision, action, file=str(plan.relative_to(bundle.root)))
             log(f"{model} {precision} engine: {action}")
