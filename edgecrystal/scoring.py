@@ -15,8 +15,8 @@ from .bundle import Bundle
 from .discovery import collect_images
 from .errors import UsageError
 from .imageio import DEFAULT_MAX_PIXELS
-from .pipeline import Pipeline
 from .index.hook import open_writer
+from .pipeline import Pipeline
 from .results import Summaries, is_done, result_path, write_result
 from .runtime.select import open_runners
 
