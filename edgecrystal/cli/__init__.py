@@ -9,7 +9,7 @@ import sys
 import typer
 
 from ..errors import EdgeCrystalError
-from . import bench, convert, data, importers, runtime, train
+from . import bench, convert, data, importers, index, runtime, train
 
 app = typer.Typer(
     name="edgecrystal",
@@ -26,7 +26,7 @@ def _root() -> None:
     """Score protein crystallization images where they are taken."""
 
 
-for area in (data, train, importers, convert, runtime, bench):
+for area in (data, train, importers, convert, runtime, bench, index):
     area.register(app)
 
 
