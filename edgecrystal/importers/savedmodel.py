@@ -173,7 +173,7 @@ def load_signature(model_dir: Path, signature: str) -> tuple[Any, str, dict[str,
                          f"{', '.join(sorted(signatures)) or 'none'}); pass --signature")
     function = signatures[signature]
     # Keep the loaded object alive as long as the function (its variables live there).
-    function._edgecrystal_owner = loaded  # type: ignore[attr-defined]
+    function._edgecrystal_owner = loaded
     inputs = function.structured_input_signature[1]
     if len(inputs) != 1:
         raise UsageError(f"signature {signature} takes {len(inputs)} inputs "
@@ -321,8 +321,9 @@ def measure_scaling(function: Any, input_key: str, frozen: Any,
         ok, data = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
         assert ok
         blobs.append(data.tobytes())
-        decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
-        pixels.append(decoded.reshape(-1, 3).mean(axis=0))
+        decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        assert decoded is not None  # just encoded above
+        pixels.append(decoded[..., ::-1].reshape(-1, 3).mean(axis=0))
     values = _cut_values(frozen, cut, blobs)
     px = np.array(pixels, np.float64)
     scale = (values[1] - values[0]) / (px[1] - px[0])

@@ -88,7 +88,7 @@ def parse_triple(text: str, what: str) -> tuple[float, float, float]:
         raise UsageError(f"--{what} expects three numbers R,G,B, got {text!r}")
     if what.endswith("std") and any(v <= 0 for v in values):
         raise UsageError(f"--{what} values must be positive, got {text!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 @dataclass(frozen=True)
