@@ -9,7 +9,7 @@ import sys
 import typer
 
 from ..errors import EdgeCrystalError
-from . import bench, convert, data, runtime, shipped, train
+from . import bench, convert, data, importers, index, runtime, shipped, train
 
 app = typer.Typer(
     name="edgecrystal",
@@ -26,7 +26,7 @@ def _root() -> None:
     """Score protein crystallization images where they are taken."""
 
 
-for area in (data, train, convert, runtime, bench, shipped):
+for area in (data, train, importers, convert, runtime, bench, index, shipped):
     area.register(app)
 
 

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-PROFILE_HELP = ("Recipe: paper (as published), lite (edge devices, CPU minutes), tiny (seconds); "
-                "finder also sim2real (the shipped finder's: synthetic to real imagers).")
+PROFILE_HELP = ("Recipe: paper (as published), lite (edge devices, CPU minutes), edge (lite with a "
+                "MobileNetV3-Small classifier), tiny (seconds); finder also sim2real (the "
+                "shipped finder's: synthetic to real imagers).")
 
 ProfileOpt = Annotated[str, typer.Option("--profile", help=PROFILE_HELP)]
 BundleOpt = Annotated[Path, typer.Option("--bundle", "-b", help="Bundle folder to write into "
@@ -86,8 +87,9 @@ def train_classifier_cmd(
                                       "finder masks the drop), manual (ground-truth masks), none "
                                       "(whole image).")] = "finder",
     imagenet_weights: Annotated[Path | None, typer.Option(
-        "--imagenet-weights", help="Local Keras inception_v3 no-top .h5 to start the backbone "
-        "from (never downloaded).")] = None,
+        "--imagenet-weights", help="Start the backbone from ImageNet: a local Keras no-top "
+        ".h5, or 'imagenet' for the file Keras downloads once and caches in "
+        "~/.keras/models.")] = None,
     profile: ProfileOpt = "lite", epochs: EpochsOpt = None, batch_size: BatchOpt = None,
     lr: LrOpt = None, input_size: SizeOpt = None, seed: SeedOpt = None, sets: SetOpt = None,
     resume: ResumeOpt = False, classes: ClassesOpt = None, verbose: VerboseOpt = 0,
@@ -131,8 +133,9 @@ def finder_vs_full_cmd(
     finder_sets: Annotated[list[str] | None, typer.Option(
         "--finder-set", help="Finder hyperparameter key=value (repeatable).")] = None,
     imagenet_weights: Annotated[Path | None, typer.Option(
-        "--imagenet-weights", help="Local Keras inception_v3 no-top .h5: every arm's backbone "
-        "starts from ImageNet, as in the paper (nothing is downloaded).")] = None,
+        "--imagenet-weights", help="Local Keras inception_v3 no-top .h5, or 'imagenet' (Keras' "
+        "download and cache): every arm's backbone starts from ImageNet, as in the "
+        "paper.")] = None,
     verbose: VerboseOpt = 0,
 ) -> None:
     """The paper's comparison: full-image CNN vs manual-mask CNN vs U-Net-finder CNN, same
