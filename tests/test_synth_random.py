@@ -54,12 +54,12 @@ def test_scenes_cover_shapes_framings_and_drop_counts(scenes) -> None:
 
 
 def test_octagon_cuts_the_corners() -> None:
-    dx = np.array([[0.0, 0.9, 0.0, 0.8]], np.float32)
-    dy = np.array([[0.0], [0.0], [0.9], [0.8]], np.float32)[:, 0][None, :]
-    pts_x, pts_y = dx, dy
-    square = well_radius_field("square", pts_x, pts_y, 1.0, 1.0, 1.4)[0]
-    octagon = well_radius_field("octagon", pts_x, pts_y, 1.0, 1.0, 1.4)[0]
-    round_ = well_radius_field("round", pts_x, pts_y, 1.0, 1.0, 1.4)[0]
+    # Four points, (x, y) pairwise: centre, on the x axis, on the y axis, near a corner.
+    dx = np.array([0.0, 0.9, 0.0, 0.8], np.float32)
+    dy = np.array([0.0, 0.0, 0.9, 0.8], np.float32)
+    square = well_radius_field("square", dx, dy, 1.0, 1.0, 1.4)
+    octagon = well_radius_field("octagon", dx, dy, 1.0, 1.0, 1.4)
+    round_ = well_radius_field("round", dx, dy, 1.0, 1.0, 1.4)
     assert (square[:3] < 1).all() and (octagon[:3] < 1).all()
     corner = 3  # (0.8, 0.8): inside the square, cut off the octagon and outside the circle
     assert square[corner] < 1 < octagon[corner] and round_[corner] > 1
