@@ -59,11 +59,18 @@ def score(
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     images = collect_images(paths, recursive)
+    if not images and not recursive:
+        nested = [str(p) for p in paths if p.is_dir() and any(c.is_dir() for c in p.iterdir())]
+        if nested:
+            raise UsageError(f"no images directly in {', '.join(nested)} (it has subfolders: "
+                             "pass --recursive to score them)")
     b = Bundle.open(bundle)
-    todo = images if force else [p for p in images if not is_done(p, b.fingerprint)]
-    skipped = len(images) - len(todo)
     sel = open_runners(b, backend=backend, precision=precision, threads=threads,
                        providers=[p for p in providers.split(",") if p])
+    # What already has a result from exactly these models (variant hashes, backend, precision).
+    fingerprint = b.runtime_fingerprint(sel.backend, precision)
+    todo = images if force else [p for p in images if not is_done(p, fingerprint)]
+    skipped = len(images) - len(todo)
     typer.echo(f"backend: {sel.describe()}", err=True)
     start = time.perf_counter()
     labels: Counter[str] = Counter()
@@ -92,7 +99,7 @@ def score(
     for label in b.classes:
         typer.echo(f"{label:<14}{labels.get(label, 0):>8}")
     typer.echo(f"{'errors':<14}{len(errors):>8}")
-    typer.echo(f"{'skipped':<14}{skipped:>8}  (already scored with this bundle)")
+    typer.echo(f"{'skipped':<14}{skipped:>8}  (already scored with these models)")
     typer.echo(f"{len(todo)} scored in {elapsed:.1f} s{rate}; backend {sel.backend} {precision}")
     if errors:
         raise typer.Exit(1)
