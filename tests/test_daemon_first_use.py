@@ -22,7 +22,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("daemon-built")
     bundle = build_tiny_bundle(root / "bundle")
-    build_engines(bundle, Options(calib=write_class_folders(root / "data", 3), calib_count=12))
+    build_engines(bundle, Options(calib=write_class_folders(root / "data", 4), calib_count=16))
     return bundle
 
 
