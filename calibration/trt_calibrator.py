@@ -4,7 +4,8 @@ calibration; the Q/DQ ONNX (calibration.quantize) is the way everywhere else.
 
 It feeds the same preprocessed uint8 batches the Q/DQ calibration uses, through device memory
 from cuda-python (pycuda as the fallback: edgecrystal.runtime.cuda_memory), and reads/writes a
-calibration cache so a rebuild does not calibrate again.
+calibration cache so a rebuild does not calibrate again. `close()` frees its device buffer and
+stream: build_plan and engine_for call it when the build ends, however it ends.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from edgecrystal.engines.tensorrt_module import load_tensorrt
 from edgecrystal.errors import BackendError
 
 BATCH = 8
 
 
 def _base() -> Any:
-    try:
-        import tensorrt as trt
-    except (ImportError, OSError) as exc:
-        raise BackendError(f"TensorRT is not importable here ({exc})") from None
+    trt = load_tensorrt()
     base = getattr(trt, "IInt8EntropyCalibrator2", None)
     if base is None:
         raise BackendError(f"TensorRT {trt.__version__} has no implicit INT8 calibrator; "
@@ -65,6 +64,13 @@ def EntropyCalibrator(inputs: np.ndarray | None, cache: Path) -> Any:
             self.cuda.h2d(self.device, batch, batch.nbytes)
             self.cuda.synchronize()
             return [self.device]
+
+        def close(self) -> None:
+            """Free the device buffer and the stream (idempotent)."""
+            if self.cuda is not None:
+                self.cuda.free()
+                self.cuda = None
+                self.device = 0
 
         def read_calibration_cache(self) -> bytes | None:
             return self.cache.read_bytes() if self.cache.is_file() else None

@@ -3,7 +3,7 @@ is, all hash-keyed so that re-running with nothing changed rebuilds nothing.
 
 Steps per model: FP32 export (keras_to_onnx) -> FP16 (fp16) -> INT8 Q/DQ for TensorRT and for
 ONNX Runtime (calibration.quantize, images chosen by calibration.select, the record kept in
-bundle/calibration/) -> engines (trt_build) into engines/<gpu>-sm<cc>-trt<version>/.
+bundle/calibration/) -> engines (edgecrystal.engines) into engines/<gpu>-sm<cc>-trt<version>/.
 Each variant in bundle.json carries the sha256 of its source and the options that made it; a
 variant whose key matches is kept.
 """
@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from edgecrystal.bundle import MODELS, Bundle
+from edgecrystal.engines import manifest
+from edgecrystal.engines.store import engine_for
 from edgecrystal.errors import BackendError, BundleError, UsageError
 
-from . import manifest
 from .keras_to_onnx import onnx_rel, parity_batch
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -321,9 +322,9 @@ def make_engines(bundle: Bundle, models: list[str], opts: Options, report: Repor
     if identity is None:
         return ("engines need an NVIDIA GPU with TensorRT: made and checked the ONNX variants "
                 "only")
-    from .trt_build import BuildOptions
+    from edgecrystal.engines.trt_build import BuildOptions
 
-    folder = manifest.engines_folder(bundle.root, identity)
+    folder = manifest.engines_folder(bundle.root, identity, opts.hardware_compat)
     for model in models:
         for precision in opts.precisions:
             legacy = precision == "int8" and opts.legacy_int8_calibrator
@@ -360,50 +361,3 @@ def _legacy_calibrator(bundle: Bundle, model: str, opts: Options) -> Any:
         return EntropyCalibrator(None, cache)
     sets = _calibration_sets(bundle, [model], calibration_settings(opts, {}))
     return EntropyCalibrator(sets[model].inputs, bundle.path(f"{CALIB_DIR}/{model}.legacy.cache"))
-
-
-def engine_for(bundle: Bundle, model: str, precision: str, onnx_path: Path | None = None,
-               options: Any = None, identity: dict[str, Any] | None = None,
-               force: bool = False) -> Path:
-    """Build (or keep) engines/<device>/<model>.<precision>.plan; update engine.json."""
-    from edgecrystal.hashing import sha256_file
-
-    from .trt_build import BuildOptions, build_plan
-
-    identity = identity or manifest.device_identity()
-    if identity is None:
-        raise BackendError("engines need an NVIDIA GPU with TensorRT")
-    options = options or BuildOptions(precision=precision)
-    onnx_path = onnx_path or bundle.onnx_variant(model, precision, "tensorrt")
-    folder = manifest.engines_folder(bundle.root, identity)
-    data = manifest.new_manifest(identity, options.hardware_compat)
-    if (folder / manifest.MANIFEST).is_file():
-        existing = manifest.read_manifest(folder)
-        reason = manifest.check_manifest(existing, identity)
-        if reason and not force:
-            raise BackendError(f"{folder}: {reason}; remove the folder or rebuild with --force")
-        if not reason:
-            data["engines"] = existing.get("engines", {})
-    key = f"{model}.{precision}"
-    source_sha = sha256_file(onnx_path)
-    wanted = options.as_dict()
-    entry = data["engines"].get(key)
-    plan = folder / f"{key}.plan"
-    if (not force and entry and entry.get("sha256_source") == source_sha
-            and entry.get("options") == wanted and plan.is_file()
-            and data.get("hardware_compatibility") == ("ampere+" if options.hardware_compat
-                                                         else "none")):
-        return plan
-    facts = build_plan(onnx_path, plan, options, timing_cache=folder / "timing.cache")
-    data["hardware_compatibility"] = "ampere+" if options.hardware_compat else "none"
-    data["engines"][key] = manifest.engine_entry(
-        model=model, precision=precision, plan=plan.name,
-        source=str(onnx_path.relative_to(bundle.root)), sha256_source=source_sha,
-        sha256=sha256_file(plan), profile=facts["profile"], input_dtype=facts["input_dtype"],
-        options=wanted,
-        build_seconds=facts["build_seconds"])
-    data["engines"][key]["build"] = {"strongly_typed": facts["strongly_typed"],
-                                     "builder_flags": facts["builder_flags"]}
-    manifest.write_manifest(folder, data)
-    return plan
-

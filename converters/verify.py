@@ -103,7 +103,7 @@ def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
 
 def _run_engines(bundle: Bundle, model: str, inputs: np.ndarray,
                  log: Callable[[str], None]) -> Any:
-    from . import manifest
+    from edgecrystal.engines import manifest
 
     identity = manifest.device_identity()
     if identity is None:

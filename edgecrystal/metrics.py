@@ -102,6 +102,29 @@ def macro_roc_curve(
     return fpr_grid, tpr_mean
 
 
+def rank_correlation(first: np.ndarray, second: np.ndarray) -> float:
+    """Spearman's rank correlation of two score vectors (ties get their mean rank): how well one
+    precision's scores keep another's order, which is what thresholds and ROC curves use."""
+    a, b = np.asarray(first, np.float64).ravel(), np.asarray(second, np.float64).ravel()
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError("rank_correlation needs two score vectors of the same length >= 2")
+    ranks_a, ranks_b = _mean_ranks(a), _mean_ranks(b)
+    if ranks_a.std() == 0 or ranks_b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+
+
+def _mean_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), np.float64)
+    ranks[order] = np.arange(len(values), dtype=np.float64)
+    # Equal values share the mean of the ranks they span.
+    unique, inverse = np.unique(values, return_inverse=True)
+    sums = np.bincount(inverse, weights=ranks, minlength=len(unique))
+    counts = np.bincount(inverse, minlength=len(unique))
+    return (sums / counts)[inverse]
+
+
 def confusion_matrix(
     labels: Sequence[int] | np.ndarray, predicted: Sequence[int] | np.ndarray, num_classes: int
 ) -> np.ndarray:

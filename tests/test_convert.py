@@ -13,8 +13,8 @@ import onnxruntime as ort
 import pytest
 
 from edgecrystal.bundle import Bundle
-from edgecrystal.converters import manifest
 from edgecrystal.converters.build import Options, build_engines
+from edgecrystal.engines import manifest
 
 REPO = Path(__file__).resolve().parents[1]
 

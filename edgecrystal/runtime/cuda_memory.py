@@ -1,35 +1,49 @@
 """Device memory, page-locked host buffers, one stream and timing events for the TensorRT runner.
 
-cuda-python is what NVIDIA's samples use now (`cuda.bindings.runtime` from 12.6/13, `cuda.cudart`
-before); pycuda is the fallback where that is what a Jetson image has. Both sit behind the same
-five calls here so the runner stays thin. All of it belongs to the thread that created it.
+cuda-python is what NVIDIA's samples use now (`cuda.bindings.runtime` from cuda-bindings 12.8
+and in 13.x, `cuda.cudart` in 12.0 to 12.7: edgecrystal.engines.cuda_binding finds it); pycuda is
+the fallback where cuda-python is missing or answers with an error (cuda-python 13 on a driver
+older than 580 answers cudaErrorInsufficientDriver to every call). Both sit behind the same
+calls here so the runner stays thin. All of it belongs to the thread that created it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 from typing import Any
 
 import numpy as np
 
+from ..engines.cuda_binding import cuda_runtime, value_of
 from ..errors import BackendError
+
+log = logging.getLogger(__name__)
 
 
 def open_cuda() -> Cuda:
-    try:
-        from cuda.bindings import runtime as rt  # cuda-python >= 12.6
-    except ImportError:
+    """cuda-python where it works, else pycuda; a BackendError naming both reasons otherwise."""
+    reasons = []
+    runtime = cuda_runtime()
+    if runtime is None:
+        reasons.append("cuda-python is not installed")
+    else:
         try:
-            from cuda import cudart as rt  # cuda-python 12.0 - 12.5
-        except ImportError:
-            rt = None
-    if rt is not None:
-        return CudaPython(rt)
+            return CudaPython(runtime)
+        except BackendError as exc:
+            reasons.append(str(exc))
     try:
-        return PyCuda()
+        cuda: Cuda = PyCuda()
     except ImportError:
-        raise BackendError("TensorRT needs cuda-python or pycuda for device memory: "
-                           "pip install edgecrystal[tensorrt]") from None
+        reasons.append("pycuda is not installed")
+    except Exception as exc:  # pycuda's own error classes: no driver, no device
+        reasons.append(f"pycuda cannot use the GPU ({exc})")
+    else:
+        if reasons:
+            log.info("device memory through pycuda: %s", "; ".join(reasons))
+        return cuda
+    raise BackendError("TensorRT needs cuda-python or pycuda for device memory, and neither "
+                       f"works here: {'; '.join(reasons)}")
 
 
 class Cuda:
@@ -53,16 +67,12 @@ class CudaPython(Cuda):
         self._device: list[int] = []
         self._host: list[int] = []
         self._events: list[Any] = []
-        self.stream = self._ok(rt.cudaStreamCreate(), "cudaStreamCreate")
+        self.stream: Any = self._ok(rt.cudaStreamCreate(), "cudaStreamCreate")
         self.stream_handle = int(self.stream)
 
     def _ok(self, ret: Any, what: str) -> Any:
-        err, *value = ret if isinstance(ret, tuple) else (ret,)
-        if int(err) != 0:
-            name = self.rt.cudaGetErrorString(err)[1]
-            text = name.decode() if isinstance(name, bytes) else str(name)
-            raise BackendError(f"CUDA {what} failed: {text}")
-        return value[0] if len(value) == 1 else value
+        """cuda-python answers `(err, value...)` and never raises: check err on every call."""
+        return value_of(self.rt, ret, what)
 
     def malloc(self, nbytes: int) -> int:
         ptr = int(self._ok(self.rt.cudaMalloc(max(1, nbytes)), "cudaMalloc"))
@@ -101,14 +111,19 @@ class CudaPython(Cuda):
         return float(self._ok(self.rt.cudaEventElapsedTime(start, end), "cudaEventElapsedTime"))
 
     def free(self) -> None:
-        for ptr in self._device:
-            self.rt.cudaFree(ptr)
-        for ptr in self._host:
-            self.rt.cudaFreeHost(ptr)
-        for ev in self._events:
-            self.rt.cudaEventDestroy(ev)
-        self.rt.cudaStreamDestroy(self.stream)
-        self._device, self._host, self._events = [], [], []
+        """Everything this object allocated, once; errors are logged, not raised (a free at
+        shutdown has nobody to tell)."""
+        calls = [(self.rt.cudaFree, ptr) for ptr in self._device]
+        calls += [(self.rt.cudaFreeHost, ptr) for ptr in self._host]
+        calls += [(self.rt.cudaEventDestroy, ev) for ev in self._events]
+        if self.stream is not None:
+            calls.append((self.rt.cudaStreamDestroy, self.stream))
+        self._device, self._host, self._events, self.stream = [], [], [], None
+        for call, handle in calls:
+            try:
+                self._ok(call(handle), call.__name__)
+            except BackendError as exc:
+                log.warning("%s", exc)
 
 
 class PyCuda(Cuda):

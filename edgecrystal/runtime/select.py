@@ -2,17 +2,21 @@
 
 auto: TensorRT where an engine for this GPU and TensorRT version exists (or can be built from
 the bundle's ONNX), else ONNX Runtime on the CPU, and always one line saying which and why.
-An engine whose manifest does not match this machine is never loaded.
+An engine whose manifest does not match this machine is never loaded. Finding and building
+engines is edgecrystal.engines' work (TensorFlow-free); this module only asks it.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..bundle import Bundle
 from ..errors import BackendError, BundleError, EdgeCrystalError
 from .base import Runner
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -58,15 +62,24 @@ def open_runners(bundle: Bundle, *, backend: str = "auto", precision: str = "fp3
     except EdgeCrystalError as exc:
         if backend == "tensorrt":
             raise
-        return _open_ort(bundle, models, precision, threads, providers,
-                         f"TensorRT not used: {exc}")
+        return _fall_back(bundle, models, precision, threads, providers,
+                          f"TensorRT not used: {exc}")
     try:
-        return _open_trt(engines, precision, why)
+        selection = _open_trt(engines, precision, why)
     except EdgeCrystalError as exc:
         if backend == "tensorrt":
             raise
-        return _open_ort(bundle, models, precision, threads, providers,
-                         f"TensorRT engine did not load: {exc}")
+        return _fall_back(bundle, models, precision, threads, providers,
+                          f"TensorRT engine did not load: {exc}")
+    log.info("backend tensorrt %s: %s", precision, why)
+    return selection
+
+
+def _fall_back(bundle: Bundle, models: list[str], precision: str, threads: int,
+               providers: list[str] | None, reason: str) -> Selection:
+    """--backend auto without TensorRT: ONNX Runtime, and the reason in the log."""
+    log.warning("%s; using ONNX Runtime", reason)
+    return _open_ort(bundle, models, precision, threads, providers, reason)
 
 
 def _open_ort(bundle: Bundle, models: list[str], precision: str, threads: int,
@@ -104,21 +117,19 @@ def _open_trt(engines: dict[str, Path], precision: str, why: str) -> Selection:
 def _tensorrt_engines(bundle: Bundle, models: list[str], precision: str,
                       allow_build: bool) -> tuple[dict[str, Path], str]:
     """Engine files for this machine, or a BackendError saying in one line why there are none.
+    Manifest matching and building are edgecrystal.engines' (no TensorFlow anywhere below)."""
+    from edgecrystal.engines import manifest, store
+    from edgecrystal.engines.device import probe_device
+    from edgecrystal.engines.tensorrt_module import load_tensorrt
 
-    Manifest matching and building belong to the converters package (converters.manifest,
-    converters.trt_build); this only asks them."""
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        raise BackendError("tensorrt is not installed") from None
-    try:
-        from edgecrystal.converters import manifest, trt_build
-    except ImportError as exc:
-        raise BackendError(f"engine tools unavailable ({exc})") from None
+    load_tensorrt()  # one clear BackendError where TensorRT cannot be used
+    probe = probe_device()
+    if probe.identity is None:
+        raise BackendError(f"no GPU for TensorRT ({probe.reason})")
     engines: dict[str, Path] = {}
     built = []
     for model in models:
-        found = manifest.find_engine(bundle, model, precision)
+        found = manifest.find_engine(bundle, model, precision, probe.identity)
         if isinstance(found, Path):
             engines[model] = found
             continue
@@ -129,7 +140,9 @@ def _tensorrt_engines(bundle: Bundle, models: list[str], precision: str,
             onnx = bundle.onnx_variant(model, precision, "tensorrt")
         except BundleError as exc:
             raise BackendError(f"{model}: {found}, and no ONNX to build from ({exc})") from None
-        engines[model] = trt_build.build_engine(bundle, model, precision, onnx)
+        log.info("%s %s: %s; building the engine", model, precision, found)
+        engines[model] = store.engine_for(bundle, model, precision, onnx,
+                                          identity=probe.identity)
         built.append(model)
     why = (f"built engines for {', '.join(built)} on this GPU" if built
            else "engines match this GPU and TensorRT version")

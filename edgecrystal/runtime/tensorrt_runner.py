@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from ..engines.tensorrt_module import load_tensorrt
 from ..errors import BackendError
 from .base import Runner, TensorInfo
 from .cuda_memory import open_cuda
@@ -27,20 +28,30 @@ class TensorRTRunner(Runner):
 
     def __init__(self, engine_path: str | os.PathLike[str]) -> None:
         super().__init__(str(engine_path))
-        try:
-            import tensorrt as trt
-        except ImportError:
-            raise BackendError("tensorrt is not installed (JetPack: python3-libnvinfer; "
-                               "workstation: pip install tensorrt)") from None
+        trt = load_tensorrt()
         self.trt = trt
-        self.cuda = open_cuda()
+        try:
+            with open(self.path, "rb") as fh:
+                plan = fh.read()
+        except OSError as exc:
+            raise BackendError(f"cannot read engine {self.path}: {exc.strerror}") from None
         self._logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._logger)
-        with open(self.path, "rb") as fh:
-            self.engine = runtime.deserialize_cuda_engine(fh.read())
+        # TensorRT logs why (version, GPU, corrupt file) and answers None: one line here.
+        self.engine = runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
-            raise BackendError(f"TensorRT could not deserialize {self.path} (built by another "
-                               "TensorRT version or for another GPU?); rebuild the engine")
+            raise BackendError(f"TensorRT {trt.__version__} could not deserialize {self.path} "
+                               "(corrupt, or built by another TensorRT version or for another "
+                               "GPU); rebuild it with `edgecrystal build-engines --force`")
+        self.cuda = open_cuda()
+        try:
+            self._open_context()
+        except BaseException:
+            self.cuda.free()  # the buffers allocated before the failure
+            raise
+
+    def _open_context(self) -> None:
+        trt = self.trt
         self.context = self.engine.create_execution_context()
         self.last_timings: dict[str, float] = {}
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
@@ -82,7 +93,9 @@ class TensorRTRunner(Runner):
             device, host, per_item = self._buffers[info.name]
             nbytes = per_item * n
             host[:nbytes] = arr.reshape(-1).view(np.uint8)
-            self.context.set_input_shape(info.name, arr.shape)
+            if not self.context.set_input_shape(info.name, arr.shape):
+                raise BackendError(f"{self.path}: input shape {tuple(arr.shape)} is outside "
+                                   f"the engine's profile (batch 1..{self.max_batch})")
             self.cuda.h2d(device, host, nbytes)
         self.cuda.record(ev[1])
         if not self.context.execute_async_v3(self.cuda.stream_handle):
@@ -113,12 +126,4 @@ class TensorRTRunner(Runner):
         del self.context
         del self.engine
         self.cuda.free()
-
-
-def tensorrt_version() -> str | None:
-    try:
-        import tensorrt as trt
-    except ImportError:
-        return None
-    return str(trt.__version__)
 

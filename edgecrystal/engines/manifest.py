@@ -1,10 +1,13 @@
 """engine.json: how a folder of TensorRT engines was built, and whether this machine can load it.
 
 Engines are specific to a GPU model (compute capability) and a TensorRT version, so they live in
-engines/<gpu-slug>-sm<major><minor>-trt<version>/ beside an engine.json that says so. The runtime
-calls `device_identity()` and `check_manifest()` before it deserializes anything: a mismatch is
-a plain sentence, never a crash deep inside TensorRT. No heavy imports at module level (the
-daemon imports this); tensorrt and cuda-python load inside device_identity().
+engines/<gpu-slug>-sm<major><minor>-trt<version>/ beside an engine.json that says so. Engines
+built with hardware compatibility (AMPERE_PLUS: any sm >= 8.0 GPU, same TensorRT) are not tied to
+one GPU, so they live in engines/ampere-plus-trt<version>/, where every Ampere-or-newer GPU
+looks after its own folder. The runtime calls `device_identity()` and `check_manifest()` before
+it deserializes anything: a mismatch is a plain sentence, never a crash deep inside TensorRT. No
+heavy imports at module level (the daemon imports this); tensorrt and the CUDA binding load
+inside device_identity().
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecrystal.errors import BackendError
+
+from .device import device_identity
 
 MANIFEST = "engine.json"
 FORMAT = "edgecrystal-engines"
@@ -31,59 +36,33 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "gpu"
 
 
-def folder_name(identity: dict[str, Any]) -> str:
+def folder_name(identity: dict[str, Any], hardware_compat: bool = False) -> str:
+    if hardware_compat:
+        return f"ampere-plus-trt{identity['tensorrt']}"
     major, minor = _cc(identity["compute_capability"])
     return f"{slug(identity['gpu'])}-sm{major}{minor}-trt{identity['tensorrt']}"
 
 
-def engines_folder(bundle_root: Path, identity: dict[str, Any]) -> Path:
-    return Path(bundle_root) / ENGINES_DIR / folder_name(identity)
+def engines_folder(bundle_root: Path, identity: dict[str, Any],
+                   hardware_compat: bool = False) -> Path:
+    return Path(bundle_root) / ENGINES_DIR / folder_name(identity, hardware_compat)
 
 
-def device_identity(device: int = 0) -> dict[str, Any] | None:
-    """{"gpu", "compute_capability" ("8.7"), "tensorrt" ("10.3.0"), "cuda_driver"} of this
-    machine, or None when there is no TensorRT or no NVIDIA GPU."""
-    try:
-        import tensorrt as trt
-    except (ImportError, OSError):
-        return None
-    props = _gpu_properties(device)
-    if props is None:
-        return None
-    name, major, minor, driver = props
-    return {"gpu": name, "compute_capability": f"{major}.{minor}", "tensorrt": trt.__version__,
-            "cuda_driver": driver}
+def candidate_folders(bundle_root: Path, identity: dict[str, Any]) -> list[Path]:
+    """Where this machine looks for engines, best first: the folder built on this very GPU,
+    then (on Ampere or newer) the hardware-compatible folder of this TensorRT version."""
+    folders = [engines_folder(bundle_root, identity)]
+    if hardware_compat_problem(identity) is None:
+        folders.append(engines_folder(bundle_root, identity, hardware_compat=True))
+    return folders
 
 
-def _gpu_properties(device: int) -> tuple[str, int, int, int] | None:
-    """Name, compute capability and driver version through cuda-python, pycuda as a fallback."""
-    try:
-        try:
-            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-        except ImportError:
-            from cuda import cudart  # type: ignore[no-redef]
-        err, count = cudart.cudaGetDeviceCount()
-        if int(err) != 0 or count <= device:
-            return None
-        err, props = cudart.cudaGetDeviceProperties(device)
-        if int(err) != 0:
-            return None
-        _, driver = cudart.cudaDriverGetVersion()
-        name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else props.name
-        return name.rstrip("\x00"), int(props.major), int(props.minor), int(driver)
-    except (ImportError, OSError, RuntimeError):
-        pass
-    try:
-        import pycuda.driver as drv
-
-        drv.init()
-        if drv.Device.count() <= device:
-            return None
-        dev = drv.Device(device)
-        major, minor = dev.compute_capability()
-        return dev.name(), int(major), int(minor), int(drv.get_driver_version())
-    except Exception:  # pycuda raises its own error types, or no driver at all
-        return None
+def hardware_compat_problem(identity: dict[str, Any]) -> str | None:
+    """None when `identity`'s GPU can build and run AMPERE_PLUS engines; otherwise why not."""
+    if _cc(identity.get("compute_capability", "0.0")) < AMPERE_PLUS_MIN_SM:
+        return (f"hardware-compatible (Ampere+) engines need an Ampere or newer GPU (sm80+); "
+                f"this is {describe(identity)}")
+    return None
 
 
 def _cc(value: str) -> tuple[int, int]:
@@ -146,8 +125,9 @@ def check_manifest(manifest: dict[str, Any], identity: dict[str, Any] | None) ->
     want, have = _cc(manifest.get("compute_capability", "0.0")), _cc(
         identity["compute_capability"])
     if manifest.get("hardware_compatibility") == "ampere+":
+        # AMPERE_PLUS: any sm >= 8.0 GPU runs it; the building GPU does not matter.
         if have < AMPERE_PLUS_MIN_SM:
-            return (f"engines were built for Ampere or newer GPUs, this machine has {here}")
+            return f"engines were built for Ampere or newer GPUs, this machine has {here}"
         return None
     if want != have:
         return f"engines were built for {built}, this machine has {here} (GPU differs)"
@@ -170,18 +150,31 @@ def check_engine(manifest: dict[str, Any], key: str, onnx_sha256: str | None = N
 def find_engine(bundle: Any, model: str, precision: str,
                 identity: dict[str, Any] | None = None) -> Path | str:
     """The .plan of `model` at `precision` that this machine can load, or the reason (one line)
-    why there is none. `bundle` is an edgecrystal.bundle.Bundle."""
-    from edgecrystal.hashing import sha256_file
-
+    why there is none. Looks in this GPU's folder, then in the hardware-compatible one.
+    `bundle` is an edgecrystal.bundle.Bundle."""
     identity = device_identity() if identity is None else identity
     if identity is None:
         return "this machine has no NVIDIA GPU with TensorRT"
-    folder = engines_folder(bundle.root, identity)
-    if not (folder / MANIFEST).is_file():
-        others = sorted(p.name for p in (Path(bundle.root) / ENGINES_DIR).glob("*")
-                        if (p / MANIFEST).is_file())
-        seen = f" (engines exist for {', '.join(others)})" if others else ""
-        return f"no engines were built for {describe(identity)}{seen}"
+    reasons = []
+    for folder in candidate_folders(bundle.root, identity):
+        if not (folder / MANIFEST).is_file():
+            continue
+        found = _engine_in(folder, bundle, model, precision, identity)
+        if isinstance(found, Path):
+            return found
+        reasons.append(f"{folder.name}: {found}")
+    if reasons:
+        return "; ".join(reasons)
+    others = sorted(p.name for p in (Path(bundle.root) / ENGINES_DIR).glob("*")
+                    if (p / MANIFEST).is_file())
+    seen = f" (engines exist for {', '.join(others)})" if others else ""
+    return f"no engines were built for {describe(identity)}{seen}"
+
+
+def _engine_in(folder: Path, bundle: Any, model: str, precision: str,
+               identity: dict[str, Any]) -> Path | str:
+    from edgecrystal.hashing import sha256_file
+
     try:
         data = read_manifest(folder)
     except BackendError as exc:

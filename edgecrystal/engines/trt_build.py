@@ -10,7 +10,10 @@ What changes across versions, and what this module does about it:
 - The implicit calibrator (IInt8EntropyCalibrator2) for TensorRT < 10 on request only.
 - set_memory_pool_limit (8.4+), timing cache (create/serialize), hardware_compatibility_level
   (8.6+), uint8 network inputs (ONNX parser 8.5+).
-Nothing here runs without TensorRT and a GPU; import tensorrt happens inside the functions.
+- TF32: on by default in every version; an FP32 engine clears it (strict FP32, so it matches
+  ONNX Runtime's FP32 within the FP32 tolerance) unless BuildOptions.tf32 asks for it.
+Nothing here runs without TensorRT and a GPU; tensorrt loads inside the functions
+(tensorrt_module.load_tensorrt).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecrystal.errors import BackendError, UsageError
+
+from .tensorrt_module import load_tensorrt, version_tuple
 
 INPUT = "pixels"
 
@@ -33,6 +38,8 @@ class BuildOptions:
     max_batch: int = 16
     workspace_mb: int = 1024
     hardware_compat: bool = False
+    # TF32 math in an FP32 engine (faster on Ampere+, ~1e-3 relative error); off: strict FP32.
+    tf32: bool = False
     # Weakly typed network + builder flags + implicit calibrator (TensorRT < 10 only).
     legacy_int8_calibrator: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -48,21 +55,8 @@ class BuildOptions:
         return {"precision": self.precision, "batch": [self.min_batch, self.opt_batch,
                                                        self.max_batch],
                 "workspace_mb": self.workspace_mb, "hardware_compat": self.hardware_compat,
+                "tf32": self.tf32,
                 "legacy_int8_calibrator": self.legacy_int8_calibrator is not None}
-
-
-def trt_module() -> Any:
-    try:
-        import tensorrt as trt
-    except (ImportError, OSError) as exc:
-        raise BackendError(f"TensorRT is not importable here ({exc}); engines need an NVIDIA "
-                           "GPU with TensorRT") from None
-    return trt
-
-
-def version_tuple(trt: Any) -> tuple[int, int]:
-    major, minor = [*trt.__version__.split("."), "0"][:2]
-    return int(major), int(minor)
 
 
 def network_flags(trt: Any, strongly_typed: bool) -> int:
@@ -94,22 +88,23 @@ def parse_errors(parser: Any) -> list[str]:
     return lines
 
 
-def build_engine(bundle: Any, model: str, precision: str, onnx_path: Path | None = None,
-                 options: BuildOptions | None = None) -> Path:
-    """Build (or reuse) the engine of `model` at `precision` for this machine into the bundle's
-    engine folder, recording it in engine.json; returns the .plan path. What the runtime calls
-    when no matching engine exists."""
-    from .build import engine_for
-
-    return engine_for(bundle, model, precision, onnx_path, options)
-
-
 def build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
                timing_cache: Path | None = None) -> dict[str, Any]:
     """Parse `onnx_path`, build a serialized engine into `plan_path`; returns build facts
-    (profile shapes, input dtype, TensorRT version, seconds, flags used)."""
+    (profile shapes, input dtype, TensorRT version, seconds, flags used). A legacy calibrator in
+    `options` is closed (device buffer and stream freed) when this returns or fails."""
+    try:
+        return _build_plan(onnx_path, plan_path, options, timing_cache)
+    finally:
+        close = getattr(options.legacy_int8_calibrator, "close", None)
+        if close is not None:
+            close()
+
+
+def _build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
+                timing_cache: Path | None) -> dict[str, Any]:
     options.check()
-    trt = trt_module()
+    trt = load_tensorrt()
     major = version_tuple(trt)[0]
     legacy = options.legacy_int8_calibrator is not None
     if legacy and major >= 10:
@@ -129,6 +124,7 @@ def build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
     flags_used = _precision_flags(trt, config, options, strongly_typed)
+    flags_used += _tf32_flag(trt, config, options)
     if legacy:
         config.int8_calibrator = options.legacy_int8_calibrator
         # Calibration runs at one fixed shape: the calibrator's batch size.
@@ -174,6 +170,16 @@ def _precision_flags(trt: Any, config: Any, options: BuildOptions,
             config.set_flag(flag)
             used.append(name)
     return used
+
+
+def _tf32_flag(trt: Any, config: Any, options: BuildOptions) -> list[str]:
+    """Strict FP32 for an FP32 engine: TensorRT enables TF32 by default, which on Ampere and
+    newer rounds FP32 matrix maths to a 10-bit mantissa."""
+    tf32 = getattr(trt.BuilderFlag, "TF32", None)
+    if tf32 is None or options.precision != "fp32" or options.tf32:
+        return []
+    config.clear_flag(tf32)
+    return ["-TF32"]
 
 
 def _add_profile(builder: Any, network: Any, config: Any,

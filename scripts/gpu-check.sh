@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The GPU check that needs no TensorRT: on a machine with an NVIDIA GPU and cuda-python
+# (cuda-bindings), run the project's own CUDA memory path (edgecrystal.runtime.cuda_memory:
+# page-locked host buffers, a device buffer, one stream, events, H2D and D2H copies, freeing)
+# and its device identity (edgecrystal.engines.device), and print one summary line.
+#   bash scripts/gpu-check.sh            # uses .venv/bin/python if there, else python3
+# Exit 0 and "gpu-check ok: ..." when everything held; "gpu-check FAILED: ..." and exit 1 else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" - <<'PY'
+import sys
+from importlib import metadata
+
+import numpy as np
+
+from edgecrystal.engines.device import probe_gpu
+from edgecrystal.errors import EdgeCrystalError
+from edgecrystal.runtime.cuda_memory import CudaPython, open_cuda
+
+MIB = 64
+
+
+def binding_version() -> str:
+    for name in ("cuda-bindings", "cuda-python"):
+        try:
+            return f"{name} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return "cuda-python (version unknown)"
+
+
+def main() -> str:
+    probe = probe_gpu()
+    if probe.identity is None:
+        raise EdgeCrystalError(f"no GPU identified: {probe.reason}")
+    if probe.binding != "cuda-python":
+        raise EdgeCrystalError(f"GPU identified through {probe.binding}, not cuda-python: "
+                               f"{probe.reason}")
+    cuda = open_cuda()
+    if not isinstance(cuda, CudaPython):
+        cuda.free()
+        raise EdgeCrystalError("device memory fell back to pycuda")
+    try:
+        nbytes = MIB << 20
+        device = cuda.malloc(nbytes)
+        _, sent = cuda.host_empty(nbytes)
+        _, back = cuda.host_empty(nbytes)
+        sent[:] = np.random.default_rng(0).integers(0, 256, nbytes, dtype=np.uint8)
+        back[:] = 0
+        start, middle, end = cuda.event(), cuda.event(), cuda.event()
+        cuda.record(start)
+        cuda.h2d(device, sent, nbytes)
+        cuda.record(middle)
+        cuda.d2h(back, device, nbytes)
+        cuda.record(end)
+        cuda.synchronize()
+        h2d_ms, d2h_ms = cuda.elapsed_ms(start, middle), cuda.elapsed_ms(middle, end)
+        if not np.array_equal(sent, back):
+            raise EdgeCrystalError("the bytes copied back differ from those sent")
+    finally:
+        cuda.free()
+    identity = probe.identity
+    major, minor = str(identity["compute_capability"]).split(".")
+    driver = int(identity["cuda_driver"])
+    rate = lambda ms: MIB / 1024 / (ms / 1000) if ms > 0 else float("inf")  # noqa: E731
+    return (f"gpu-check ok: {identity['gpu']} sm{major}{minor}, driver CUDA "
+            f"{driver // 1000}.{driver % 1000 // 10}, {binding_version()} "
+            f"({cuda.rt.__name__}); {MIB} MiB page-locked H2D "
+            f"{h2d_ms:.2f} ms ({rate(h2d_ms):.1f} GiB/s), D2H {d2h_ms:.2f} ms "
+            f"({rate(d2h_ms):.1f} GiB/s), round trip identical, all freed")
+
+
+try:
+    print(main())
+except EdgeCrystalError as exc:
+    print(f"gpu-check FAILED: {exc}")
+    sys.exit(1)
+PY

@@ -1,0 +1,67 @@
+"""The engine layer is TensorFlow-free and the serving path reaches no training code: every
+import statement in edgecrystal/engines, edgecrystal/runtime and edgecrystal/daemon, including
+those inside functions, and the modules a real import of them loads."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "edgecrystal"
+FORBIDDEN = ("tensorflow", "keras", "tf2onnx", "edgecrystal.train", "edgecrystal.converters",
+             "edgecrystal.calibration.select", "edgecrystal.models", "edgecrystal.experiment")
+# The Keras reference runner is the one runtime module that loads Keras by design (bench and
+# verify compare against it); nothing on the serving path imports it (checked below).
+REFERENCE_ONLY = {PACKAGE / "runtime" / "keras_runner.py"}
+SERVING = ["edgecrystal.engines.store", "edgecrystal.engines.device", "edgecrystal.runtime.select",
+           "edgecrystal.runtime.tensorrt_runner", "edgecrystal.runtime.onnxruntime_runner",
+           "edgecrystal.daemon.service", "edgecrystal.calibration.trt_calibrator"]
+
+
+def _imports(path: Path) -> list[str]:
+    """Absolute names of every module `path` imports, wherever the statement stands."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            names += [base] + [f"{base}.{alias.name}" for alias in node.names]
+    return names
+
+
+def test_engines_runtime_and_daemon_import_no_training_code() -> None:
+    offending = []
+    for folder in ("engines", "runtime", "daemon"):
+        for path in sorted((PACKAGE / folder).glob("*.py")):
+            if path in REFERENCE_ONLY:
+                continue
+            for name in _imports(path):
+                if any(name == f or name.startswith(f + ".") for f in FORBIDDEN):
+                    offending.append(f"{path.relative_to(REPO)}: {name}")
+    assert offending == []
+
+
+def test_nothing_imports_the_converters_from_the_engine_layer() -> None:
+    # The old cycle: converters.build -> trt_build -> converters.build.
+    for path in sorted((PACKAGE / "engines").glob("*.py")):
+        assert not any("converters" in name for name in _imports(path)), path
+
+
+def test_serving_modules_load_no_training_module() -> None:
+    code = ("import sys\n"
+            f"for name in {SERVING!r}:\n"
+            "    __import__(name)\n"
+            f"loaded = [m for m in sys.modules if m.startswith({FORBIDDEN!r})]\n"
+            "print(loaded)\n"
+            "assert loaded == [], loaded\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

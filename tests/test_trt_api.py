@@ -1,0 +1,453 @@
+"""Every TensorRT and CUDA path of the project, run on the CPU against fakes generated from the
+real bindings of TensorRT 8.6, 10.3, 10.13 and 11.4 (tests/fakes, tests/binding_api).
+
+These tests check the project's control flow and its use of each version's API (names,
+parameters, flags that exist or not, the (err, value) convention of cuda-python), not the real
+libraries: docs/conversion.md says what stays unverifiable without TensorRT.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from fakes.cuda import FakeGpu, hide, install_cuda_python, install_pycuda
+from fakes.onnx_models import classifier, expected, onnx_bundle, pixels
+from fakes.tensorrt import install_tensorrt, read_plan
+
+from edgecrystal.bundle import Bundle
+from edgecrystal.engines import manifest
+from edgecrystal.engines.device import probe_device
+from edgecrystal.engines.store import engine_for
+from edgecrystal.engines.trt_build import BuildOptions, build_plan
+from edgecrystal.errors import BackendError, UsageError
+
+pytestmark = pytest.mark.trt_api
+
+VERSIONS = ["8.6", "10.3", "10.13", "11.4"]
+# The CUDA binding each TensorRT version meets in the field: JetPack 6 (8.6, 10.3) has CUDA 12
+# and cuda-python 12.x; 10.13 and 11.4 ship for CUDA 13 with drivers 580+.
+BINDING = {"8.6": ("12.6", 12060), "10.3": ("12.6", 12060), "10.13": ("13.0", 13000),
+           "11.4": ("13.0", 13000)}
+PYCUDA = ("pycuda", "pycuda.driver", "pycuda.autoinit")
+
+
+@dataclass
+class Env:
+    version: str
+    trt: ModuleType
+    gpu: FakeGpu
+    monkeypatch: pytest.MonkeyPatch
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+
+@pytest.fixture(params=VERSIONS, ids=VERSIONS)
+def env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Env:
+    binding, driver = BINDING[request.param]
+    gpu = FakeGpu(driver=driver)
+    trt = install_tensorrt(monkeypatch, request.param, gpu)
+    install_cuda_python(monkeypatch, gpu, binding)
+    hide(monkeypatch, *PYCUDA)
+    return Env(request.param, trt, gpu, monkeypatch)
+
+
+def _onnx(tmp_path: Path, precision: str = "fp32", **kwargs: Any) -> Path:
+    path = tmp_path / f"model.{precision}.onnx"
+    onnx.save(classifier(precision, **kwargs), path)
+    return path
+
+
+def _identity(env: Env) -> dict[str, Any]:
+    identity = probe_device().identity
+    assert identity is not None
+    return identity
+
+
+# ----------------------------------------------------------------- build_plan
+@pytest.mark.parametrize("compat", [False, True], ids=["plain", "ampere-plus"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_build_plan(env: Env, tmp_path: Path, precision: str, compat: bool) -> None:
+    plan = tmp_path / "model.plan"
+    facts = build_plan(_onnx(tmp_path, precision), plan,
+                       BuildOptions(precision=precision, hardware_compat=compat))
+    header, _ = read_plan(plan.read_bytes())
+    assert header["tensorrt"] == env.trt.__version__ == facts["tensorrt"]
+    assert header["hardware_compat"] == ("AMPERE_PLUS" if compat else "NONE")
+    assert facts["profile"] == {"min": [1, 4, 4, 3], "opt": [4, 4, 4, 3], "max": [16, 4, 4, 3]}
+    assert facts["input_dtype"] == "uint8"
+    # 10+: strongly typed, the ONNX states the precision and no precision flag is set;
+    # 8.6: weakly typed with the flag the ONNX needs (Q/DQ needs INT8 there).
+    assert facts["strongly_typed"] is (env.major >= 10) is header["strongly_typed"]
+    wanted = {"fp32": set(), "fp16": {"FP16"}, "int8": {"INT8"}}[precision]
+    assert set(header["flags"]) - {"TF32"} == (wanted if env.major < 10 else set())
+    # Strict FP32: TF32 (on by default in every version) is cleared for an FP32 engine only.
+    assert header["tf32"] is (precision != "fp32")
+    assert ("-TF32" in facts["builder_flags"]) is (precision == "fp32")
+
+
+def test_tf32_only_when_asked(env: Env, tmp_path: Path) -> None:
+    plan = tmp_path / "model.plan"
+    build_plan(_onnx(tmp_path), plan, BuildOptions(precision="fp32", tf32=True))
+    assert read_plan(plan.read_bytes())[0]["tf32"] is True
+
+
+def test_timing_cache_is_reused(env: Env, tmp_path: Path) -> None:
+    cache = tmp_path / "timing.cache"
+    options = BuildOptions(precision="fp16")
+    build_plan(_onnx(tmp_path, "fp16"), tmp_path / "a.plan", options, timing_cache=cache)
+    timed = env.gpu.stats["timed"]
+    assert timed > 0 and env.gpu.stats["reused"] == 0 and cache.stat().st_size > 0
+    build_plan(_onnx(tmp_path, "fp16"), tmp_path / "b.plan", options, timing_cache=cache)
+    assert env.gpu.stats["timed"] == timed  # nothing timed again
+    assert env.gpu.stats["reused"] == timed
+
+
+def test_parser_error_names_the_node(env: Env, tmp_path: Path) -> None:
+    with pytest.raises(BackendError) as caught:
+        build_plan(_onnx(tmp_path, unknown_op=True), tmp_path / "x.plan",
+                   BuildOptions(precision="fp32"))
+    message = str(caught.value)
+    assert "\n" not in message and "NotARealOp" in message and "node 2" in message
+    # node_name / node_operator exist from 10 on; 8.6's ParserError has node() only.
+    assert ("name odd_node" in message) is (env.major >= 10)
+    assert not (tmp_path / "x.plan").exists()
+
+
+def test_unreadable_onnx_is_one_line(env: Env, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"\x08\x07 not protobuf \xff" * 5)
+    with pytest.raises(BackendError, match=r"cannot parse broken\.onnx: \[graph\]") as caught:
+        build_plan(bad, tmp_path / "x.plan", BuildOptions(precision="fp32"))
+    assert "\n" not in str(caught.value)
+
+
+# ----------------------------------------------------------------- INT8 calibration
+def test_legacy_entropy_calibrator(env: Env, tmp_path: Path) -> None:
+    from edgecrystal.calibration.trt_calibrator import EntropyCalibrator
+
+    cache = tmp_path / "legacy.cache"
+    if env.major >= 11:  # removed in 11: one clear error, no calibrator object
+        with pytest.raises(BackendError, match="no implicit INT8 calibrator"):
+            EntropyCalibrator(pixels(20), cache)
+        return
+    calibrator = EntropyCalibrator(pixels(20), cache)
+    assert env.gpu.live()["device"] == 1 and env.gpu.live()["streams"] == 1
+    options = BuildOptions(precision="int8", legacy_int8_calibrator=calibrator)
+    if env.major >= 10:  # deprecated in 10: refused before any build, and still freed
+        with pytest.raises(UsageError, match="needs TensorRT < 10"):
+            build_plan(_onnx(tmp_path, "fp32"), tmp_path / "x.plan", options)
+    else:
+        facts = build_plan(_onnx(tmp_path, "fp32"), tmp_path / "x.plan", options)
+        assert facts["builder_flags"] == ["INT8"] and not facts["strongly_typed"]
+        assert env.gpu.stats["calibration_batches"] == 3  # 20 images, batches of 8
+        assert cache.read_text().startswith(f"TRT-{env.trt.__version__}-EntropyCalibration2")
+    assert env.gpu.live() == {"device": 0, "host": 0, "streams": 0, "events": 0}
+
+
+def test_legacy_calibrator_cache_skips_calibration(env: Env, tmp_path: Path) -> None:
+    if env.major >= 10:
+        with pytest.raises(UsageError if env.major == 10 else BackendError):
+            from edgecrystal.calibration.trt_calibrator import EntropyCalibrator
+
+            build_plan(_onnx(tmp_path), tmp_path / "x.plan", BuildOptions(
+                precision="int8", legacy_int8_calibrator=EntropyCalibrator(None, tmp_path / "c")))
+        return
+    from edgecrystal.calibration.trt_calibrator import EntropyCalibrator
+
+    cache = tmp_path / "legacy.cache"
+    cache.write_text("TRT-8601-EntropyCalibration2\npixels: 3c010a14\n")
+    build_plan(_onnx(tmp_path), tmp_path / "x.plan", BuildOptions(
+        precision="int8", legacy_int8_calibrator=EntropyCalibrator(None, cache)))
+    assert env.gpu.stats["calibration_batches"] == 0
+
+
+def test_qdq_int8_is_strongly_typed_from_10(env: Env, tmp_path: Path) -> None:
+    facts = build_plan(_onnx(tmp_path, "int8"), tmp_path / "x.plan", BuildOptions("int8"))
+    if env.major >= 10:
+        assert facts["strongly_typed"] and facts["builder_flags"] == []
+    else:
+        assert not facts["strongly_typed"] and facts["builder_flags"] == ["INT8"]
+
+
+# ----------------------------------------------------------------- the runner
+def _engine(env: Env, tmp_path: Path, precision: str = "fp32", max_batch: int = 16) -> Path:
+    plan = tmp_path / f"{precision}.plan"
+    build_plan(_onnx(tmp_path, precision), plan,
+               BuildOptions(precision, opt_batch=min(4, max_batch), max_batch=max_batch))
+    return plan
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_runner_reads_io_from_the_engine(env: Env, tmp_path: Path, precision: str) -> None:
+    from edgecrystal.runtime.tensorrt_runner import TensorRTRunner
+
+    with TensorRTRunner(_engine(env, tmp_path, precision)) as runner:
+        assert [(i.name, i.shape, i.dtype) for i in runner.inputs] == [
+            ("pixels", (None, 4, 4, 3), np.dtype(np.uint8))]
+        assert [(o.name, o.shape, o.dtype) for o in runner.outputs] == [
+            ("scores", (None, 3), np.dtype(np.float32))]
+        assert runner.max_batch == 16
+        batch = pixels(5)
+        scores = runner.predict(batch)
+        assert set(runner.last_timings) == {"h2d_ms", "compute_ms", "d2h_ms"}
+    np.testing.assert_allclose(scores, expected(batch, precision), atol=1e-3)
+    assert env.gpu.live() == {"device": 0, "host": 0, "streams": 0, "events": 0}
+
+
+def test_runner_splits_a_batch_over_the_profile_in_order(env: Env, tmp_path: Path) -> None:
+    from edgecrystal.runtime.tensorrt_runner import TensorRTRunner
+
+    batch = pixels(11, seed=3)
+    with TensorRTRunner(_engine(env, tmp_path, max_batch=4)) as runner:
+        assert runner.max_batch == 4
+        scores = runner.predict(batch)
+    assert scores.shape == (11, 3)
+    np.testing.assert_allclose(scores, expected(batch), atol=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other-version"])
+def test_unloadable_plan_is_one_line(env: Env, tmp_path: Path, damage: str) -> None:
+    from edgecrystal.runtime.tensorrt_runner import TensorRTRunner
+
+    plan = _engine(env, tmp_path)
+    blob = plan.read_bytes()
+    if damage == "garbage":
+        plan.write_bytes(b"\x00not an engine" * 10)
+    elif damage == "truncated":
+        plan.write_bytes(blob[: len(blob) // 3])
+    else:
+        plan.write_bytes(blob.replace(env.trt.__version__.encode(), b"7.0.0", 1))
+    with pytest.raises(BackendError) as caught:
+        TensorRTRunner(plan)
+    assert "\n" not in str(caught.value) and "could not deserialize" in str(caught.value)
+    assert env.gpu.live()["device"] == 0
+
+
+# ----------------------------------------------------------------- engine_for
+def test_engine_for_keeps_rebuilds_and_forces(env: Env, tmp_path: Path) -> None:
+    bundle = onnx_bundle(tmp_path / "bundle")
+    identity = _identity(env)
+    plan = engine_for(bundle, "classifier", "fp16", identity=identity)
+    assert plan.parent == manifest.engines_folder(bundle.root, identity)
+    entry = manifest.read_manifest(plan.parent)["engines"]["classifier.fp16"]
+    timed = env.gpu.stats["timed"]
+    assert engine_for(bundle, "classifier", "fp16", identity=identity) == plan  # kept
+    assert env.gpu.stats["timed"] == timed and env.gpu.stats["reused"] == 0
+    again = manifest.read_manifest(plan.parent)["engines"]["classifier.fp16"]
+    assert again["built"] == entry["built"]
+    # --force rebuilds (from the timing cache: nothing is timed again)
+    engine_for(bundle, "classifier", "fp16", identity=identity, force=True)
+    assert env.gpu.stats["reused"] == timed
+    # a changed ONNX rebuilds, and the manifest records the new source hash
+    changed = classifier("fp16")
+    changed.doc_string = "re-exported"  # same graph, other bytes
+    onnx.save(changed, bundle.path("onnx/classifier.fp16.onnx"))
+    engine_for(bundle, "classifier", "fp16", identity=identity)
+    rebuilt = manifest.read_manifest(plan.parent)["engines"]["classifier.fp16"]
+    assert rebuilt["sha256_source"] != entry["sha256_source"]
+    assert rebuilt["options"]["tf32"] is False
+    assert manifest.find_engine(bundle, "classifier", "fp16", identity) == plan
+
+
+def test_engine_for_refuses_a_mismatched_folder_without_force(env: Env, tmp_path: Path) -> None:
+    bundle = onnx_bundle(tmp_path / "bundle")
+    identity = _identity(env)
+    folder = manifest.engines_folder(bundle.root, identity)
+    manifest.write_manifest(folder, manifest.new_manifest({**identity, "tensorrt": "7.2.3"}))
+    with pytest.raises(BackendError, match=r"TensorRT differs.*--force"):
+        engine_for(bundle, "classifier", "fp32", identity=identity)
+    plan = engine_for(bundle, "classifier", "fp32", identity=identity, force=True)
+    data = manifest.read_manifest(folder)
+    assert data["tensorrt"] == env.trt.__version__ and plan.is_file()
+    assert manifest.check_manifest(data, identity) is None
+
+
+def test_engine_for_does_not_take_the_wanted_compat_for_the_folders(env: Env,
+                                                                    tmp_path: Path) -> None:
+    # A GPU folder whose manifest says ampere+ (the layout before ampere-plus folders) over a
+    # plan that matches in everything else: a plain build must compare the folder's own level,
+    # not overwrite it with the wanted one first and then keep a plan the manifest misdescribes.
+    bundle = onnx_bundle(tmp_path / "bundle")
+    identity = _identity(env)
+    plan = engine_for(bundle, "classifier", "fp32", identity=identity)
+    data = manifest.read_manifest(plan.parent)
+    manifest.write_manifest(plan.parent, {**data, "hardware_compatibility": "ampere+"})
+    builds = env.gpu.stats["timed"] + env.gpu.stats["reused"]
+    assert engine_for(bundle, "classifier", "fp32", identity=identity) == plan
+    assert env.gpu.stats["timed"] + env.gpu.stats["reused"] > builds  # rebuilt
+    assert manifest.read_manifest(plan.parent)["hardware_compatibility"] == "none"
+    assert read_plan(plan.read_bytes())[0]["hardware_compat"] == "NONE"
+
+
+def test_build_engines_step_makes_then_keeps(env: Env, tmp_path: Path) -> None:
+    from edgecrystal.converters.build import Options, Report, make_engines
+
+    bundle = onnx_bundle(tmp_path / "bundle")
+    lines: list[str] = []
+    first = Report()
+    summary = make_engines(bundle, ["classifier"], Options(), first, lines.append)
+    assert [s["action"] for s in first.steps] == ["made", "made", "made"]
+    assert f"trt{env.trt.__version__}" in summary
+    second = Report()
+    make_engines(bundle, ["classifier"], Options(), second, lines.append)
+    assert [s["action"] for s in second.steps] == ["kept", "kept", "kept"]
+    third = Report()
+    make_engines(bundle, ["classifier"], Options(hardware_compat=True), third, lines.append)
+    assert [s["action"] for s in third.steps] == ["made", "made", "made"]
+    assert third.steps[0]["file"].startswith(f"engines/ampere-plus-trt{env.trt.__version__}/")
+
+
+def test_hardware_compat_engines_serve_every_ampere_gpu(env: Env, tmp_path: Path) -> None:
+    from edgecrystal.runtime.tensorrt_runner import TensorRTRunner
+
+    bundle = onnx_bundle(tmp_path / "bundle")
+    built_on = _identity(env)  # RTX 4090, sm89
+    plan = engine_for(bundle, "classifier", "fp32", options=BuildOptions(
+        "fp32", hardware_compat=True), identity=built_on)
+    assert plan.parent.name == f"ampere-plus-trt{env.trt.__version__}"
+    assert manifest.read_manifest(plan.parent)["hardware_compatibility"] == "ampere+"
+    # Another GPU, sm80: finds and loads the same plan.
+    env.gpu.name, env.gpu.major, env.gpu.minor = "NVIDIA A100-SXM4-40GB", 8, 0
+    a100 = _identity(env)
+    assert manifest.find_engine(bundle, "classifier", "fp32", a100) == plan
+    with TensorRTRunner(plan) as runner:
+        np.testing.assert_allclose(runner.predict(pixels(2)), expected(pixels(2)), atol=1e-6)
+    # Kept, not rebuilt, when asked again from that GPU.
+    timed = env.gpu.stats["timed"]
+    assert engine_for(bundle, "classifier", "fp32", options=BuildOptions(
+        "fp32", hardware_compat=True), identity=a100) == plan
+    assert env.gpu.stats["timed"] == timed
+    # Turing (sm75) neither finds it nor may build one.
+    env.gpu.name, env.gpu.major, env.gpu.minor = "Tesla T4", 7, 5
+    turing = _identity(env)
+    assert not isinstance(manifest.find_engine(bundle, "classifier", "fp32", turing), Path)
+    with pytest.raises(UsageError, match="Ampere or newer"):
+        engine_for(bundle, "classifier", "fp32",
+                   options=BuildOptions("fp32", hardware_compat=True), identity=turing)
+
+
+# ----------------------------------------------------------------- --backend auto
+def test_backend_auto_builds_and_uses_tensorrt(env: Env, tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    from edgecrystal.runtime.select import open_runners
+
+    bundle = onnx_bundle(tmp_path / "bundle")
+    with caplog.at_level(logging.INFO, logger="edgecrystal"):
+        selection = open_runners(bundle, backend="auto", precision="int8")
+    try:
+        assert selection.backend == "tensorrt"
+        assert "built engines for classifier" in selection.reason
+        batch = pixels(6)
+        np.testing.assert_allclose(selection.classifier.predict(batch),
+                                   expected(batch, "int8"), atol=1e-6)
+    finally:
+        selection.close()
+    assert "building the engine" in caplog.text
+    again = open_runners(Bundle.open(bundle.root), backend="auto", precision="int8")
+    assert again.backend == "tensorrt" and "engines match" in again.reason
+    again.close()
+
+
+@pytest.mark.parametrize("cause", ["driver-too-old", "no-tensorrt", "corrupt-engine"])
+def test_backend_auto_falls_back_with_the_reason_logged(
+        env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture, cause: str) -> None:
+    from edgecrystal.runtime.select import open_runners
+
+    bundle = onnx_bundle(tmp_path / "bundle")
+    expected_reason = {"driver-too-old": "cudaErrorInsufficientDriver",
+                       "no-tensorrt": "TensorRT is not importable",
+                       "corrupt-engine": "could not deserialize"}[cause]
+    if cause == "driver-too-old":
+        env.gpu.driver = 11080  # below what the installed cuda-python needs; no pycuda
+    elif cause == "no-tensorrt":
+        hide(env.monkeypatch, "tensorrt")
+    else:
+        plan = engine_for(bundle, "classifier", "fp32", identity=_identity(env))
+        plan.write_bytes(b"damaged")
+    with caplog.at_level(logging.WARNING, logger="edgecrystal.runtime.select"):
+        selection = open_runners(bundle, backend="auto", precision="fp32")
+    selection.close()
+    assert selection.backend == "onnxruntime"
+    assert expected_reason in selection.reason
+    assert expected_reason in caplog.text and "using ONNX Runtime" in caplog.text
+    with pytest.raises(BackendError, match=expected_reason):
+        open_runners(bundle, backend="tensorrt", precision="fp32")
+
+
+# ----------------------------------------------------------------- device identity
+@pytest.mark.parametrize("binding", ["cuda-python-12.6", "cuda-python-12.9", "cuda-python-13.0"])
+def test_device_identity_through_cuda_python(env: Env, binding: str) -> None:
+    version = binding.rsplit("-", 1)[1]
+    env.gpu.driver = 13000 if version.startswith("13") else 12060
+    install_cuda_python(env.monkeypatch, env.gpu, version)
+    probe = probe_device()
+    assert probe.binding == "cuda-python" and probe.reasons == []
+    assert probe.identity == {"gpu": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9",
+                              "tensorrt": env.trt.__version__, "cuda_driver": env.gpu.driver}
+    assert manifest.folder_name(probe.identity) == f"geforce-rtx-4090-sm89-trt{env.trt.__version__}"
+
+
+def test_driver_too_old_for_cuda_python_13_falls_back_to_pycuda(env: Env) -> None:
+    env.gpu.driver = 12060  # JetPack 6 / a 560-series driver
+    install_cuda_python(env.monkeypatch, env.gpu, "13.0")
+    install_pycuda(env.monkeypatch, env.gpu)
+    probe = probe_device()
+    assert probe.binding == "pycuda"
+    assert probe.identity is not None and probe.identity["compute_capability"] == "8.9"
+    assert "cudaErrorInsufficientDriver" in probe.reason
+    assert "edgecrystal[tensorrt-cu12]" in probe.reason
+
+
+def test_runner_memory_through_pycuda_when_cuda_python_fails(env: Env, tmp_path: Path) -> None:
+    from edgecrystal.runtime.cuda_memory import PyCuda, open_cuda
+    from edgecrystal.runtime.tensorrt_runner import TensorRTRunner
+
+    plan = _engine(env, tmp_path)
+    env.gpu.driver = 12020  # JetPack 6.0 (CUDA 12.2)
+    install_cuda_python(env.monkeypatch, env.gpu, "13.0")
+    install_pycuda(env.monkeypatch, env.gpu)
+    cuda = open_cuda()
+    assert isinstance(cuda, PyCuda)
+    cuda.free()
+    with TensorRTRunner(plan) as runner:
+        batch = pixels(7)
+        np.testing.assert_allclose(runner.predict(batch), expected(batch), atol=1e-6)
+
+
+def test_no_working_binding_gives_every_reason(env: Env) -> None:
+    from edgecrystal.runtime.cuda_memory import open_cuda
+
+    env.gpu.driver = 12020
+    install_cuda_python(env.monkeypatch, env.gpu, "13.0")
+    probe = probe_device()
+    assert probe.identity is None
+    assert "cudaErrorInsufficientDriver" in probe.reason and "pycuda is not installed" in \
+        probe.reason
+    with pytest.raises(BackendError, match=r"neither works here.*pycuda is not installed"):
+        open_cuda()
+
+
+# ----------------------------------------------------------------- the fakes themselves
+def test_the_fake_lacks_what_the_real_version_lacks(env: Env) -> None:
+    trt = env.trt
+    # Spot checks against what each release notes say, so a fixture that lost its contents
+    # would fail here rather than let every other test pass on an empty module.
+    assert hasattr(trt.BuilderFlag, "FP16") is (env.major < 11)
+    assert hasattr(trt, "IInt8EntropyCalibrator2") is (env.major < 11)
+    assert hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") is (env.major >= 10)
+    assert hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") is (env.major < 11)
+    assert hasattr(trt.ParserError, "node_name") is (env.major >= 10)
+    assert hasattr(trt.BuilderFlag, "TF32")
+    with pytest.raises(AttributeError):
+        trt.Builder(trt.Logger()).build_engine_with_magic  # noqa: B018
+    with pytest.raises(TypeError):
+        trt.Builder(trt.Logger()).create_network(0, 1)
