@@ -28,9 +28,11 @@ from .keras_to_onnx import onnx_rel, parity_batch
 
 PRECISIONS = ("fp32", "fp16", "int8")
 _PRECISION_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8-u8": "int8"}
-# INT8 collapse: outputs that hardly vary over the calibration images, or labels that agree with
-# FP32 less often than this, mean the calibration failed (too few or too similar images).
-COLLAPSE_STD = 1e-3
+# INT8 collapse: outputs that vary over the images less than this share of the FP32 model's
+# variation, or labels that agree with FP32's less often than COLLAPSE_AGREEMENT, mean the
+# calibration failed (too few or too similar images). A model whose FP32 outputs hardly vary
+# (untrained) is not INT8's fault and gets no warning.
+COLLAPSE_SPREAD = 0.2
 COLLAPSE_AGREEMENT = 0.5
 FP16_CONVERTER = "1"
 QUANTIZER = "1"
@@ -141,7 +143,12 @@ def compare(reference: Path, candidate: Path, batch: np.ndarray) -> dict[str, fl
     err = np.abs(got - want)
     return {"max_abs_diff": float(err.max()), "mean_abs_diff": float(err.mean()),
             "images": len(batch), "agreement": _agreement(got, want),
-            "output_std": float(got.std(axis=0).mean()) if len(got) > 1 else math.nan}
+            "output_std": _spread(got), "reference_std": _spread(want)}
+
+
+def _spread(outputs: np.ndarray) -> float:
+    """Mean over output values of their standard deviation across the images."""
+    return float(outputs.std(axis=0).mean()) if len(outputs) > 1 else math.nan
 
 
 def _agreement(got: np.ndarray, want: np.ndarray) -> float:
@@ -152,13 +159,15 @@ def _agreement(got: np.ndarray, want: np.ndarray) -> float:
 
 
 def collapse_warning(model: str, variant: str, check: dict[str, Any]) -> str | None:
-    """One line when an INT8 model's outputs barely vary or disagree with FP32's (a failed
-    calibration: verify then reports chance-level AUC without saying why)."""
-    std, agreement = check.get("output_std", math.nan), check.get("agreement", math.nan)
-    if std < COLLAPSE_STD or agreement < COLLAPSE_AGREEMENT:
-        return (f"warning: {model} {variant} looks collapsed (output spread {std:.2g} over "
-                f"{check.get('images')} images, agreement with fp32 {agreement:.2f}): calibrate "
-                "on more, more varied images (--calib-count, --calib) or use fp16")
+    """One line when an INT8 model lost most of FP32's variation over the images, or disagrees
+    with its labels (a failed calibration: verify then reports chance-level AUC)."""
+    std, reference = check.get("output_std", math.nan), check.get("reference_std", math.nan)
+    agreement = check.get("agreement", math.nan)
+    if std < COLLAPSE_SPREAD * reference or agreement < COLLAPSE_AGREEMENT:
+        return (f"warning: {model} {variant} looks collapsed (output spread {std:.2g} against "
+                f"fp32's {reference:.2g} over {check.get('images')} images, label agreement "
+                f"{agreement:.2f}): calibrate on more, more varied images (--calib-count, "
+                "--calib) or use fp16")
     return None
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from edgecrystal.bundle import MODELS, Bundle
 from edgecrystal.errors import BundleError, DataError, UsageError
 
-from .build import COLLAPSE_AGREEMENT, COLLAPSE_STD
+from .build import collapse_warning
 
 BATCH = 8
 
@@ -175,12 +175,13 @@ def format_table(result: dict[str, Any]) -> str:
             shown = f"{q:>8.4f}" if not math.isnan(q) else f"{'-':>8}"
             lines.append(f"  {name:<20}{row['max_abs_diff']:>11.2e}{row['mean_abs_diff']:>12.2e}"
                          f"{row['agreement']:>8.3f}{shown}")
-            if "int8" in name and (row.get("output_std", 1.0) < COLLAPSE_STD
-                                   or row["agreement"] < COLLAPSE_AGREEMENT):
-                notes.append(f"warning: {model} {name} looks collapsed (output spread "
-                             f"{row.get('output_std', math.nan):.2g}, agreement "
-                             f"{row['agreement']:.2f}): its {quality} means nothing; "
-                             "recalibrate on more, more varied images or use fp16")
+            reference = info["variants"].get(info["reference"], {})
+            check = {"output_std": row.get("output_std", math.nan), "images": result["images"],
+                     "reference_std": reference.get("output_std", math.nan),
+                     "agreement": row["agreement"]}
+            warning = collapse_warning(model, name, check) if "int8" in name else None
+            if warning:
+                notes.append(f"{warning} (its {quality} means little)")
         first = next(iter(info["variants"].values()), {})
         if model == "finder" and first.get("masks") == 0:
             notes.append("finder: no Dice: none of these images has a drop mask")

@@ -279,6 +279,17 @@ class Bundle:
         return [(model, name) for model in MODELS for name in self.variants(model)
                 if self.is_stale(model, name)]
 
+    def check_precision_current(self, models: list[str], precision: str) -> None:
+        """BundleError in one line when a variant of `models` at `precision` is stale: asked
+        before any backend is tried, so the refusal is the only line the user sees."""
+        for model in models:
+            for name, entry in self.variants(model).items():
+                if entry.get("precision") == precision and self.is_stale(model, name):
+                    raise BundleError(
+                        f"bundle {self.root}: {entry['file']} was made from an older {model} "
+                        f"than the bundle's current one; run `edgecrystal build-engines "
+                        f"{self.root}`")
+
     def check_current(self) -> None:
         """BundleError in one line when any ONNX variant is stale (verify, export)."""
         stale = self.stale_variants()

@@ -271,7 +271,8 @@ def test_bundle_export_runtime_copies_what_scoring_needs(bundle: Path, images: P
     assert scored.returncode == 0, scored.stderr
     source_print = Bundle.open(bundle).runtime_fingerprint("onnxruntime", "int8")
     assert {r["model"]["fingerprint"] for r in results(images)} == {source_print}
-    assert one_error_line(cli("score", str(out), str(images), "--precision", "fp16"))
+    assert "no fp16" in one_error_line(cli("score", str(out), str(images), "--precision",
+                                           "fp16", "--backend", "onnxruntime"))
     damaged = Bundle.open(bundle).onnx_variant("classifier", "int8")
     damaged.write_bytes(damaged.read_bytes()[:-10])
     line = one_error_line(cli("bundle", "export", str(bundle), str(tmp_path / "again"),
@@ -312,26 +313,36 @@ def test_train_prints_a_short_summary_and_the_record_with_verbose(
     assert len(capsys.readouterr().out.splitlines()) > 20
 
 
-def test_verify_says_why_a_figure_is_missing_and_warns_on_a_collapsed_int8(
-        tmp_path: Path) -> None:
-    from edgecrystal.converters.build import Options, build_engines
-
-    data = write_class_folders(tmp_path / "data", per_class=3)
-    bundle = build_tiny_bundle(tmp_path / "bundle", spread=1e-6)  # every image scores alike
-    logged: list[str] = []
-    report = build_engines(bundle, Options(calib=data, calib_count=12), log=logged.append)
-    assert any("looks collapsed" in w for w in report.warnings), logged
-    # Keras blocked: the stand-in Keras file is not a model; the reference is ONNX FP32.
-    res = cli("verify", str(bundle), "--data", str(data), "--n", "12",
-              block=("keras", "tensorflow"))
-    assert res.returncode == 0, res.stderr
-    assert "looks collapsed" in res.stdout
+def test_verify_says_why_a_figure_is_missing(bundle: Path, tmp_path: Path) -> None:
     unlabelled = tmp_path / "unlabelled"
     write_wells(unlabelled / "x", 4)  # one class folder whose name is no class
+    # Keras blocked: the stand-in Keras file is not a model; the reference is ONNX FP32.
     res = cli("verify", str(bundle), "--data", str(unlabelled), "--n", "4",
               block=("keras", "tensorflow"))
+    assert res.returncode == 0, res.stderr
     assert "no AUC: none of these images has a label" in res.stdout, res.stdout + res.stderr
-    assert "nan" not in res.stdout
+    assert "nan" not in res.stdout and "looks collapsed" not in res.stdout
+
+
+def test_a_collapsed_int8_is_warned_about() -> None:
+    from edgecrystal.converters.build import collapse_warning
+    from edgecrystal.converters.verify import format_table
+
+    healthy = {"output_std": 0.09, "reference_std": 0.1, "agreement": 0.9, "images": 8}
+    untrained = {"output_std": 0.0001, "reference_std": 0.0001, "agreement": 1.0, "images": 8}
+    assert collapse_warning("classifier", "int8", healthy) is None
+    assert collapse_warning("classifier", "int8", untrained) is None  # not INT8's doing
+    same_scores = dict(healthy, output_std=0.0)  # every image scored alike: the reported case
+    assert "looks collapsed" in collapse_warning("classifier", "int8", same_scores)
+    assert "looks collapsed" in collapse_warning("classifier", "int8",
+                                                 dict(healthy, agreement=0.25))
+    row = {"max_abs_diff": 0.5, "mean_abs_diff": 0.2, "agreement": 0.25, "auc": 0.5,
+           "output_std": 0.0}
+    table = format_table({"images": 8, "data": "d", "models": {"classifier": {
+        "reference": "onnx-fp32", "variants": {
+            "onnx-fp32": {**row, "agreement": 1.0, "auc": 0.9, "output_std": 0.1},
+            "onnx-int8": row}}}})
+    assert "warning: classifier onnx-int8 looks collapsed" in table
 
 
 def test_the_interrupt_message_names_the_epoch_that_was_cut(tmp_path: Path) -> None:
