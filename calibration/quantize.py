@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgecrystal.errors import UsageError
+from edgecrystal.interface import INPUT_NAME
 
 METHODS = ("entropy", "minmax", "percentile")
 TRT_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm", "MaxPool", "AveragePool",
@@ -54,7 +55,7 @@ def calibration_batch(count: int) -> int:
 class _Batches:
     """CalibrationDataReader over a uint8 N x H x W x 3 array, in equal batches."""
 
-    def __init__(self, inputs: np.ndarray, name: str = "pixels") -> None:
+    def __init__(self, inputs: np.ndarray, name: str = INPUT_NAME) -> None:
         self.inputs, self.name, self.pos = inputs, name, 0
         self.batch = calibration_batch(len(inputs))
 

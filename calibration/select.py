@@ -19,6 +19,7 @@ import numpy as np
 
 from edgecrystal.dataset import Record, load_dataset
 from edgecrystal.errors import DataError, ImageError, UsageError
+from edgecrystal.interface import INPUT_NAME
 
 DEFAULT_COUNT = 256
 MAX_COUNT = 1024
@@ -149,5 +150,5 @@ class _FinderOnnx:
         from edgecrystal import preprocess
 
         x = preprocess.finder_input(rgb, self.size)[None]
-        prob = self.sess.run(None, {"pixels": x})[0][0]
+        prob = self.sess.run(None, {INPUT_NAME: x})[0][0]
         return preprocess.mask_to_image(prob, rgb.shape[0], rgb.shape[1])

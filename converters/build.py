@@ -23,10 +23,10 @@ from edgecrystal.bundle import MODELS, Bundle
 from edgecrystal.engines import manifest
 from edgecrystal.engines.store import engine_for
 from edgecrystal.errors import BackendError, BundleError, UsageError
+from edgecrystal.interface import INPUT_NAME, PRECISIONS
 
 from .keras_to_onnx import onnx_rel, parity_batch
 
-PRECISIONS = ("fp32", "fp16", "int8")
 _PRECISION_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8-u8": "int8"}
 # INT8 collapse: outputs that vary over the images less than this share of the FP32 model's
 # variation, or labels that agree with FP32's less often than COLLAPSE_AGREEMENT, mean the
@@ -138,8 +138,8 @@ def compare(reference: Path, candidate: Path, batch: np.ndarray) -> dict[str, fl
 
     a = ort.InferenceSession(str(reference), providers=["CPUExecutionProvider"])
     b = ort.InferenceSession(str(candidate), providers=["CPUExecutionProvider"])
-    want = a.run(None, {"pixels": batch})[0].astype(np.float64)
-    got = b.run(None, {"pixels": batch})[0].astype(np.float64)
+    want = a.run(None, {INPUT_NAME: batch})[0].astype(np.float64)
+    got = b.run(None, {INPUT_NAME: batch})[0].astype(np.float64)
     err = np.abs(got - want)
     return {"max_abs_diff": float(err.max()), "mean_abs_diff": float(err.mean()),
             "images": len(batch), "agreement": _agreement(got, want),
@@ -338,14 +338,14 @@ def make_engines(bundle: Bundle, models: list[str], opts: Options, report: Repor
         for precision in opts.precisions:
             legacy = precision == "int8" and opts.legacy_int8_calibrator
             source = bundle.onnx_variant(model, "fp32" if legacy else precision, "tensorrt")
-            bopts = BuildOptions(precision=precision,
+            build_options = BuildOptions(precision=precision,
                                  opt_batch=opts.opt_batch, max_batch=opts.max_batch,
                                  workspace_mb=opts.workspace_mb,
                                  hardware_compat=opts.hardware_compat)
             if legacy:
-                bopts.legacy_int8_calibrator = _legacy_calibrator(bundle, model, opts)
+                build_options.legacy_int8_calibrator = _legacy_calibrator(bundle, model, opts)
             before = _plan_sha(folder, f"{model}.{precision}")
-            plan = engine_for(bundle, model, precision, source, bopts, identity, opts.force)
+            plan = engine_for(bundle, model, precision, source, build_options, identity, opts.force)
             action = "kept" if before and before == _plan_sha(folder, plan.stem) else "made"
             report.add("engine", model, precision, action, file=str(plan.relative_to(bundle.root)))
             log(f"{model} {precision} engine: {action}")

@@ -17,10 +17,10 @@ import numpy as np
 
 from edgecrystal import PREPROCESS_VERSION
 from edgecrystal.bundle import MODELS, Bundle
-from edgecrystal.errors import BundleError, UsageError
-from edgecrystal.models import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
+from edgecrystal.errors import BundleError, UsageError, one_line
+from edgecrystal.interface import INPUT_NAME, MODEL_OUTPUTS
 
-OUTPUTS = {"finder": FINDER_OUTPUT, "classifier": CLASSIFIER_OUTPUT}
+OUTPUTS = MODEL_OUTPUTS
 OPSETS = range(13, 18)
 DEFAULT_OPSET = 17
 BATCH_DIM = "batch"
@@ -94,7 +94,7 @@ def _load_keras(path: Path) -> Any:
     try:
         return load_model(path)
     except (ValueError, OSError, TypeError) as exc:
-        raise BundleError(f"{path} is not a loadable Keras model: {first_line(exc)}") from None
+        raise BundleError(f"{path} is not a loadable Keras model: {one_line(exc)}") from None
 
 
 def export_model(keras_model: Any, out: Path, role: str, classes: list[str], opset: int) -> None:
@@ -207,15 +207,9 @@ def parity(keras_model: Any, onnx_path: Path, batch: np.ndarray) -> dict[str, fl
     try:
         sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types
-        raise BundleError(f"{onnx_path} does not load in ONNX Runtime: {first_line(exc)}") from None
+        raise BundleError(f"{onnx_path} does not load in ONNX Runtime: {one_line(exc)}") from None
     got = sess.run(None, {INPUT_NAME: batch})[0]
     want = np.asarray(keras_model(batch, training=False))
     err = np.abs(got.astype(np.float64) - want.astype(np.float64))
     return {"max_abs_diff": float(err.max()), "mean_abs_diff": float(err.mean()),
             "images": len(batch)}
-
-
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (its type name when it has none)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from edgecrystal.bundle import MODELS, Bundle
-from edgecrystal.errors import BundleError, DataError, UsageError
+from edgecrystal.errors import BundleError, DataError, UsageError, one_line
+from edgecrystal.interface import INPUT_NAME
 
 from .build import collapse_warning
 
@@ -92,13 +93,17 @@ def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
         try:
             sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT's own exception types
-            from .keras_to_onnx import first_line
-
             raise BundleError(f"{entry['file']} does not load in ONNX Runtime: "
-                              f"{first_line(exc)}") from None
-        yield f"onnx-{variant}", _batched(lambda x, s=sess: s.run(None, {"pixels": x})[0],
-                                          inputs)
+                              f"{one_line(exc)}") from None
+        yield f"onnx-{variant}", _batched(_session_runner(sess), inputs)
     yield from _run_engines(bundle, model, inputs, log)
+
+
+def _session_runner(session: Any) -> Callable[[np.ndarray], np.ndarray]:
+    def run(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run(None, {INPUT_NAME: batch})[0])
+
+    return run
 
 
 def _run_engines(bundle: Bundle, model: str, inputs: np.ndarray,

@@ -35,6 +35,7 @@ from . import DEFAULT_CLASSES, PREPROCESS_VERSION, __version__
 from .atomic import write_json
 from .errors import BundleError
 from .hashing import sha256_file
+from .interface import INPUT_NAME
 
 BUNDLE_FILE = "bundle.json"
 FORMAT = "edgecrystal-bundle"
@@ -250,7 +251,7 @@ class Bundle:
         options that made it, with its source's sha256) for the skip check."""
         rel = f"onnx/{model}.{name}.onnx"
         entry = {"file": rel, "precision": precision, "backends": backends, **key,
-                 "sha256": self.register_file(rel), "input": source.get("input", "pixels"),
+                 "sha256": self.register_file(rel), "input": source.get("input", INPUT_NAME),
                  "input_dtype": source.get("input_dtype", "uint8"),
                  "output": source.get("output"), **detail}
         self.section("onnx").setdefault(model, {})[name] = entry

@@ -1,6 +1,22 @@
-"""Errors a user can meet. Each carries a one-line message that says what was wrong."""
+"""Errors a user can meet. Each carries a one-line message that says what was wrong.
+
+`one_line(exc)` is the one way to turn some library's exception (ONNX Runtime, Keras, TensorRT,
+the OS) into text for such a message or a result file: first non-empty line, whitespace
+collapsed, capped in length.
+"""
 
 from __future__ import annotations
+
+# Long enough for a path and a reason; short enough for a log line or a result file.
+ONE_LINE_LIMIT = 300
+
+
+def one_line(exc: BaseException, limit: int = ONE_LINE_LIMIT) -> str:
+    """The first non-empty line of `exc`'s message with whitespace collapsed, at most `limit`
+    characters (the exception's type name when the message is empty)."""
+    lines = [" ".join(line.split()) for line in str(exc).splitlines()]
+    text = next((line for line in lines if line), "") or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class EdgeCrystalError(Exception):

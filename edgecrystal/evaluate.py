@@ -9,6 +9,7 @@ Uses the Keras models (the reference); the runtime's own accuracy checks live wi
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from .bundle import Bundle
 from .dataset import load_dataset
 from .errors import DataError, UsageError
 from .metrics import json_safe
+
+log = logging.getLogger(__name__)
 
 
 def evaluate(data_dir: str | Path, bundle: str | Path, out: str | Path,
@@ -47,7 +50,7 @@ def evaluate(data_dir: str | Path, bundle: str | Path, out: str | Path,
         masked = ds.with_masks()
         if masked:
             if verbose:
-                print(f"finder: {len(masked)} images with masks")
+                log.info("finder: %d images with masks", len(masked))
             samples = data.load_samples(masked, masks=True)
             scores = fnd.mask_scores(finder_model[0], samples, finder_model[1], finder_model[2])
             report["finder"] = {
@@ -65,15 +68,15 @@ def evaluate(data_dir: str | Path, bundle: str | Path, out: str | Path,
         classes = b.classes
         records = [r for r in ds.records if r.label]
         if records:
-            unknown = sorted({r.label for r in records} - set(classes))  # type: ignore[misc]
+            unknown = sorted({r.label for r in records if r.label} - set(classes))
             if unknown:
                 raise DataError(f"unknown class label(s) {', '.join(unknown)} in {ds.root} "
                                 f"(the bundle knows {', '.join(classes)})")
             if verbose:
-                print(f"classifier: {len(records)} labelled images, crop={crop}")
+                log.info("classifier: %d labelled images, crop=%s", len(records), crop)
             samples = data.load_samples(records, masks=crop == "manual")
             x = clf.crops_for(b, samples, crop, size, finder_model)
-            y = np.array([classes.index(s.label) for s in samples])
+            y = data.label_indices(samples, classes)
             model = models.load_model(b.model_file("classifier"))
             scores = clf.score(model, x, y, classes)
             probs = scores.pop("probs")

@@ -14,11 +14,11 @@ are scored: the test side is never used to pick a model.
 
 from __future__ import annotations
 
+import logging
 import shutil
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,12 @@ from .atomic import write_json, write_text
 from .dataset import load_dataset
 from .errors import DataError, UsageError
 from .metrics import json_safe, macro_roc_curve, mean_std
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
+    from .train.profiles import ClassifierHP, FinderHP
+
+log = logging.getLogger(__name__)
 
 ARMS = {"full": "none", "manual": "manual", "finder": "finder"}
 
@@ -54,8 +60,8 @@ def finder_vs_full(
         raise UsageError(f"output {out} is a file, not a folder")
     if repeats < 1:
         raise UsageError("--repeats must be at least 1")
-    chp = profiles.resolve("classifier", profile, classifier_overrides)
-    fhp = profiles.resolve("finder", profile, finder_overrides)
+    classifier_hp = profiles.resolve("classifier", profile, classifier_overrides)
+    finder_hp = profiles.resolve("finder", profile, finder_overrides)
     ds = load_dataset(data_dir)
     records = [r for r in ds.records if r.label and r.mask is not None]
     if len(records) < 10:
@@ -64,43 +70,44 @@ def finder_vs_full(
     classes = data.resolve_classes(ds, None, None)
     out.mkdir(parents=True, exist_ok=True)
     samples = data.load_samples(records, masks=True)
-    labels = np.array([classes.index(s.label) for s in samples])
+    labels = data.label_indices(samples, classes)
 
     started = time.time()
     runs: list[dict[str, Any]] = []
     curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {a: [] for a in ARMS}
     for r in range(repeats):
-        seed = chp.seed + r
-        tr, te = data.split_stratified(labels, chp.val_fraction, seed)
+        seed = classifier_hp.seed + r
+        tr, te = data.split_stratified(labels, classifier_hp.val_fraction, seed)
         if train_size:
             tr = data.subsample_stratified(tr, labels, train_size, seed)
         run: dict[str, Any] = {"repeat": r, "seed": seed, "train": len(tr), "test": len(te),
                                "arms": {}}
         # The finder learns from the training side only (its own 7:3 split inside it).
-        ftr, fva = data.split_random(len(tr), fhp.val_fraction, seed)
-        f_hp = profiles.apply_overrides(fhp, {"seed": seed})
+        ftr, fva = data.split_random(len(tr), finder_hp.val_fraction, seed)
+        run_finder_hp = profiles.apply_overrides(finder_hp, {"seed": seed})
         work = out / "runs" / f"repeat{r}"
         t0 = time.time()
         fres = finder.fit_finder([samples[tr[i]] for i in ftr], [samples[tr[i]] for i in fva],
-                                 f_hp, work / "finder", verbose=verbose)
-        fscore = finder.mask_scores(fres.model, [samples[i] for i in te], f_hp.input_size,
-                                    f_hp.threshold)
+                                 run_finder_hp, work / "finder", verbose=verbose)
+        fscore = finder.mask_scores(fres.model, [samples[i] for i in te], run_finder_hp.input_size,
+                                    run_finder_hp.threshold)
         run["finder"] = {k: fscore[k] for k in ("dice_mean", "dice_std", "iou_mean", "iou_std")}
         run["finder"]["seconds"] = round(time.time() - t0, 1)
         _say(verbose, f"repeat {r}: finder test Dice {fscore['dice_mean']:.3f} "
                       f"IoU {fscore['iou_mean']:.3f} ({run['finder']['seconds']} s)")
         idx = np.concatenate([tr, te])
         sub = [samples[i] for i in idx]
-        masks = data.predict_masks(fres.model, sub, f_hp.input_size)
+        masks = data.predict_masks(fres.model, sub, run_finder_hp.input_size)
         for arm, crop in ARMS.items():
             t0 = time.time()
-            x = data.classifier_arrays(sub, crop, chp.input_size, masks, f_hp.threshold)
+            x = data.classifier_arrays(sub, crop, classifier_hp.input_size, masks,
+                                       run_finder_hp.threshold)
             x_tr, x_te = x[: len(tr)], x[len(tr):]
             res = clf.fit_classifier(x_tr, labels[tr], x_te, labels[te], len(classes),
-                                     profiles.apply_overrides(chp, {"seed": seed}),
+                                     profiles.apply_overrides(classifier_hp, {"seed": seed}),
                                      work / arm, imagenet_weights=imagenet_weights,
                                      verbose=verbose, restore_best=False)
-            score = clf.score(res.model, x_te, labels[te], classes, chp.batch_size)
+            score = clf.score(res.model, x_te, labels[te], classes, classifier_hp.batch_size)
             probs = score.pop("probs")
             curves[arm].append(macro_roc_curve(labels[te], probs))
             run["arms"][arm] = {**score, "seconds": round(time.time() - t0, 1)}
@@ -111,8 +118,8 @@ def finder_vs_full(
         if not keep_checkpoints:
             shutil.rmtree(work, ignore_errors=True)
         runs.append(run)
-        result = _summarise(runs, classes, chp, fhp, profile, train_size, repeats, ds,
-                            time.time() - started)
+        result = _summarise(runs, classes, classifier_hp, finder_hp, profile, train_size,
+                            repeats, ds, time.time() - started)
         # Written after every repeat: a long run that is stopped still leaves its results.
         write_json(out / "report.json", json_safe(result))
         write_text(out / "report.md", render_markdown(result))
@@ -123,8 +130,9 @@ def finder_vs_full(
     return result
 
 
-def _summarise(runs: list[dict[str, Any]], classes: list[str], chp: Any, fhp: Any, profile: str,
-               train_size: int | None, repeats: int, ds: Any, seconds: float) -> dict[str, Any]:
+def _summarise(runs: list[dict[str, Any]], classes: list[str], classifier_hp: ClassifierHP,
+               finder_hp: FinderHP, profile: str, train_size: int | None, repeats: int,
+               ds: Dataset, seconds: float) -> dict[str, Any]:
     from .train.profiles import as_dict
 
     summary: dict[str, Any] = {}
@@ -142,8 +150,8 @@ def _summarise(runs: list[dict[str, Any]], classes: list[str], chp: Any, fhp: An
         "iou": mean_std([run["finder"]["iou_mean"] for run in runs])}
     return {"experiment": "finder-vs-full", "data": ds.summary(), "classes": classes,
             "profile": profile, "train_size": train_size, "repeats_planned": repeats,
-            "repeats_done": len(runs), "classifier_hyperparameters": as_dict(chp),
-            "finder_hyperparameters": as_dict(fhp), "seconds": round(seconds, 1),
+            "repeats_done": len(runs), "classifier_hyperparameters": as_dict(classifier_hp),
+            "finder_hyperparameters": as_dict(finder_hp), "seconds": round(seconds, 1),
             "summary": summary, "runs": runs, "figure": "roc_arms.png"}
 
 
@@ -176,4 +184,4 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 def _say(verbose: int, text: str) -> None:
     if verbose:
-        print(text, file=sys.stderr, flush=True)
+        log.info(text)

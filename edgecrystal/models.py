@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import UsageError, one_line
+from .interface import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
 
-INPUT_NAME = "pixels"
-FINDER_OUTPUT = "mask"
-CLASSIFIER_OUTPUT = "scores"
+__all__ = ["CLASSIFIER_OUTPUT", "FINDER_OUTPUT", "INPUT_NAME", "build_classifier",
+           "build_finder", "load_model"]
 # keras.applications.InceptionV3 refuses smaller inputs.
 MIN_INCEPTION_SIZE = 75
 
@@ -152,8 +152,7 @@ def load_backbone_weights(backbone: Any, path: str | Path) -> None:
             warnings.simplefilter("ignore")
             backbone.load_weights(str(path))
     except (ValueError, OSError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first = first.split(" Example error message")[0]
+        first = one_line(exc).split(" Example error message")[0]
         raise UsageError(
             f"{path} does not fit Inception-V3 without top "
             f"(expected inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5): {first}"

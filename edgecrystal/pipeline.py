@@ -134,8 +134,8 @@ class Pipeline:
                                         threshold=self.threshold, margin=self.margin)
             r.found, r.box, r.area_px = crop.found, crop.box, crop.area
             r.searched = self.finder is not None
-            if self.outlines and mask is not None and crop.found:
-                r.outline = _outline(mask, self.threshold)
+            if self.outlines:
+                r.outline = crop.outline
             crops.append(crop.pixels)
             r.timings_ms["crop"] = _ms(t)
         del pixels, masks
@@ -177,22 +177,11 @@ class Pipeline:
         batch = np.stack([preprocess.finder_input(px, self.finder_size) for px in pixels])
         probs = self.finder.predict(batch)
         per_image = _ms(t) / len(pixels)
-        masks = []
+        masks: list[np.ndarray | None] = []
         for r, px, prob in zip(results, pixels, probs, strict=True):
             r.timings_ms["finder"] = per_image
             masks.append(preprocess.mask_to_image(prob, px.shape[0], px.shape[1]))
         return masks
-
-
-def _outline(mask: np.ndarray, threshold: float) -> np.ndarray | None:
-    import cv2
-
-    region = preprocess.drop_region(mask, threshold)
-    if region is None:
-        return None
-    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_SIMPLE)
-    return max(contours, key=cv2.contourArea) if contours else None
 
 
 def _preview(rgb: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:

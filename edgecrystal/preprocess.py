@@ -32,6 +32,9 @@ class Crop:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), original pixels
     area: int  # drop area in original pixels (0 when no drop was found)
     found: bool  # False: no drop in the mask, the whole image was used
+    # The drop's outer contour (OpenCV points, original pixels) when one was found: what the
+    # overlay draws, from the same region the crop was cut from.
+    outline: np.ndarray | None = None
 
 
 def resize(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -58,16 +61,19 @@ def mask_to_image(prob: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(p, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def drop_region(mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray | None:
-    """Largest connected component of `mask >= threshold`, holes filled; None when there is none."""
-    found = _largest_filled(mask, threshold)
-    return None if found is None else found[0].astype(bool)
+@dataclass(frozen=True)
+class DropRegion:
+    """The largest component of a thresholded mask, holes filled."""
+
+    filled: np.ndarray  # uint8 0/1 at the mask's size
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+    area: int
+    outline: np.ndarray  # outer contour, OpenCV points in the mask's pixels
 
 
-def _largest_filled(
-    mask: np.ndarray, threshold: float
-) -> tuple[np.ndarray, tuple[int, int, int, int], int] | None:
-    """(filled region as uint8 0/1, its box x0,y0,x1,y1, its area) or None.
+def largest_drop(mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> DropRegion | None:
+    """Largest connected component of `mask >= threshold`, holes filled; None when no component
+    is large enough to be a drop.
 
     Everything stays in OpenCV calls on uint8 images: on a 1280x960 frame this is a few
     milliseconds, where numpy boolean indexing over the whole frame costs several times more."""
@@ -90,7 +96,8 @@ def _largest_filled(
     cv2.drawContours(filled_box, contours, -1, 1, thickness=cv2.FILLED)
     filled = np.zeros_like(binary)
     filled[y : y + h, x : x + w] = filled_box
-    return filled, (x, y, x + w, y + h), int(cv2.countNonZero(filled_box))
+    outline = max(contours, key=cv2.contourArea) + np.array([x, y], dtype=np.int32)
+    return DropRegion(filled, (x, y, x + w, y + h), int(cv2.countNonZero(filled_box)), outline)
 
 
 def crop_drop(
@@ -107,16 +114,17 @@ def crop_drop(
     -> padded to a square -> resized to `size`. No drop (or no mask): the whole image, squared.
     """
     h, w = rgb.shape[:2]
-    found = None if mask is None else _largest_filled(mask, threshold)
+    found = None if mask is None else largest_drop(mask, threshold)
     if found is None:
         return Crop(_square(rgb, size), (0, 0, w, h), 0, False)
-    region, (x0, y0, x1, y1), area = found
+    region = found.filled
+    x0, y0, x1, y1 = found.box
     my, mx = round((y1 - y0) * margin), round((x1 - x0) * margin)
     y0, y1 = max(0, y0 - my), min(h, y1 + my)
     x0, x1 = max(0, x0 - mx), min(w, x1 + mx)
     patch = rgb[y0:y1, x0:x1].copy()
     patch[region[y0:y1, x0:x1] == 0] = BACKGROUND
-    return Crop(_square(patch, size), (x0, y0, x1, y1), area, True)
+    return Crop(_square(patch, size), (x0, y0, x1, y1), found.area, True, found.outline)
 
 
 def full_image(rgb: np.ndarray, size: int) -> Crop:

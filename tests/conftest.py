@@ -1,13 +1,51 @@
-"""Shared fixtures. Helpers only append fixtures here."""
+"""Shared fixtures. Helpers only append fixtures here.
+
+Two tiers: `pytest -m "not slow"` (the fast tier) needs no TensorFlow, Keras or tf2onnx; its
+models come from `fast_bundle` (onnx.helper graphs, tests/onnx_fixtures.py). Tests that use the
+Keras fixtures (`untrained_bundle`, `onnx_bundle`, `trained_bundle`) or training/export code are
+marked `slow`; collection refuses an unmarked one. With EDGECRYSTAL_BLOCK_TF=1 those imports
+fail, in this process and in every subprocess the tests start (tests/tf_blocked/).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_SAMPLES = REPO.parent / "shared" / "real-samples"
+TF_BLOCK_DIR = Path(__file__).resolve().parent / "tf_blocked"
+KERAS_FIXTURES = ("untrained_bundle", "onnx_bundle", "trained_bundle")
+
+
+def _block_tensorflow() -> None:
+    """Make tensorflow/keras/tf2onnx imports fail here and in child Pythons (PYTHONPATH)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("edgecrystal_tf_block",
+                                                  TF_BLOCK_DIR / "sitecustomize.py")
+    assert spec is not None and spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    hook.install()
+    rest = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TF_BLOCK_DIR), rest]))
+
+
+if os.environ.get("EDGECRYSTAL_BLOCK_TF") == "1":
+    _block_tensorflow()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that builds Keras models must say so: unmarked, the fast tier would need TF."""
+    unmarked = [item.nodeid for item in items
+                if set(KERAS_FIXTURES) & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError("these tests use Keras fixtures but are not marked slow: "
+                                + ", ".join(unmarked))
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +118,24 @@ def trained_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     train_finder(data, bundle, profile="tiny", overrides={"epochs": 2})
     train_classifier(data, bundle, crop="finder", profile="tiny", overrides={"epochs": 1})
     return bundle, data
+
+
+@pytest.fixture(scope="session")
+def fast_calibration_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight small synthetic images with labels: enough to calibrate the fast INT8 variants."""
+    from edgecrystal.synth.generate import generate_dataset
+
+    out = tmp_path_factory.mktemp("fast-calib") / "data"
+    generate_dataset(out, 8, seed=3, size=96, workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fast_bundle(tmp_path_factory: pytest.TempPathFactory, fast_calibration_data: Path) -> Path:
+    """A complete bundle without TensorFlow: onnx.helper finder (marks light drops on a dark
+    plate) and classifier, fp32 + fp16 + int8 ONNX, calibration records. Copy it before
+    changing it."""
+    from onnx_fixtures import add_precision_variants, build_fast_bundle
+
+    root = build_fast_bundle(tmp_path_factory.mktemp("fast") / "bundle")
+    return add_precision_variants(root, fast_calibration_data)

@@ -17,6 +17,7 @@ def _edgecrystal(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[
                           text=True, timeout=timeout, check=False)
 
 
+@pytest.mark.slow
 def test_bench_report_has_every_field(onnx_bundle: Path, tmp_path: Path) -> None:
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     done = _edgecrystal("bench", str(onnx_bundle), "--backend", "keras,onnxruntime,tensorrt",
@@ -44,10 +45,28 @@ def test_bench_report_has_every_field(onnx_bundle: Path, tmp_path: Path) -> None
     assert png.stat().st_size > 1000
 
 
-def test_bench_on_real_images(onnx_bundle: Path, real_samples: Path, tmp_path: Path) -> None:
+def test_bench_of_onnx_precisions_without_keras(fast_bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = _edgecrystal("bench", str(fast_bundle), "--backend", "onnxruntime,tensorrt",
+                        "--precision", "fp32,int8", "--iterations", "4", "--warmup", "1",
+                        "--count", "2", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    runs = {(r["backend"], r["precision"]): r for r in report["runs"]}
+    assert set(runs) == {("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    assert report["baseline"] is None  # no Keras run: no ratio is made up
+    assert "tensorrt/fp32" in " ".join(report["config"]["skipped"])
+    for run in runs.values():
+        assert run["images"] == 4 and run["throughput_ips"] > 0
+        assert run["ratio_vs_baseline"] is None
+        s = run["latency_ms"]["end_to_end"]
+        assert s["min"] <= s["median"] <= s["max"]
+
+
+def test_bench_on_real_images(fast_bundle: Path, real_samples: Path, tmp_path: Path) -> None:
     before = sorted(p.name for p in (real_samples / "marco-gsk").iterdir())
     out = tmp_path / "b.json"
-    done = _edgecrystal("bench", str(onnx_bundle), "--backend", "onnxruntime", "--precision",
+    done = _edgecrystal("bench", str(fast_bundle), "--backend", "onnxruntime", "--precision",
                         "fp32", "--iterations", "4", "--warmup", "0", "--count", "4",
                         "--images", str(real_samples / "marco-gsk"), "--json", str(out))
     assert done.returncode == 0, done.stderr
@@ -56,10 +75,10 @@ def test_bench_on_real_images(onnx_bundle: Path, real_samples: Path, tmp_path: P
     assert sorted(p.name for p in (real_samples / "marco-gsk").iterdir()) == before
 
 
-def test_bench_bad_input_is_one_line(onnx_bundle: Path, tmp_path: Path) -> None:
+def test_bench_bad_input_is_one_line(fast_bundle: Path, tmp_path: Path) -> None:
     for args in (["bench", str(tmp_path / "nope")],
-                 ["bench", str(onnx_bundle), "--backend", "cuda-magic"],
-                 ["bench", str(onnx_bundle), "--images", str(tmp_path / "missing")]):
+                 ["bench", str(fast_bundle), "--backend", "cuda-magic"],
+                 ["bench", str(fast_bundle), "--images", str(tmp_path / "missing")]):
         done = _edgecrystal(*args, timeout=120)
         assert done.returncode != 0
         lines = done.stderr.strip().splitlines()
@@ -78,12 +97,12 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     assert done.returncode == 2 and "is a file" in done.stderr
 
 
-def test_bench_of_the_runtime_backends_never_loads_tensorflow(onnx_bundle: Path) -> None:
+def test_bench_of_the_runtime_backends_never_loads_tensorflow(fast_bundle: Path) -> None:
     code = (
         "import sys\n"
         "from edgecrystal.cli import main\n"
         "try:\n"
-        f"    main(['bench', {str(onnx_bundle)!r}, '--backend', 'onnxruntime,tensorrt',\n"
+        f"    main(['bench', {str(fast_bundle)!r}, '--backend', 'onnxruntime,tensorrt',\n"
         "          '--iterations', '2', '--warmup', '0', '--count', '2'])\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"

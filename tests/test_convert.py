@@ -15,6 +15,7 @@ import pytest
 from edgecrystal.bundle import Bundle
 from edgecrystal.converters.build import Options, build_engines
 from edgecrystal.engines import manifest
+from edgecrystal.interface import INPUT_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,7 +40,7 @@ def built(onnx_bundle: Path, calib_data: Path,
 
 def _run(path: Path, x: np.ndarray) -> np.ndarray:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"pixels": x})[0]
+    return sess.run(None, {INPUT_NAME: x})[0]
 
 
 def _inputs(bundle: Bundle, model: str, n: int = 3) -> np.ndarray:
@@ -47,6 +48,7 @@ def _inputs(bundle: Bundle, model: str, n: int = 3) -> np.ndarray:
     return np.random.default_rng(5).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
+@pytest.mark.slow
 def test_variants_registered_and_close_to_fp32(built: tuple[Path, object]) -> None:
     root, report = built
     bundle = Bundle.open(root)
@@ -65,6 +67,7 @@ def test_variants_registered_and_close_to_fp32(built: tuple[Path, object]) -> No
     assert bundle.verify_files() == []
 
 
+@pytest.mark.slow
 def test_tensorrt_int8_has_only_zero_zero_points(built: tuple[Path, object]) -> None:
     from edgecrystal.calibration.quantize import zero_points
 
@@ -80,6 +83,7 @@ def test_tensorrt_int8_has_only_zero_zero_points(built: tuple[Path, object]) -> 
     assert cache[0].startswith("TRT-") and ":" in cache[1]
 
 
+@pytest.mark.slow
 def test_rerun_rebuilds_nothing(built: tuple[Path, object], calib_data: Path) -> None:
     root, _ = built
     files = sorted((root / "onnx").glob("*.onnx"))
@@ -89,6 +93,25 @@ def test_rerun_rebuilds_nothing(built: tuple[Path, object], calib_data: Path) ->
     assert {p: p.stat().st_mtime_ns for p in files} == before
     # Without --calib the calibration record stands in for the data.
     assert build_engines(root, Options(precisions=("fp32", "int8"), calib_count=8)).made == []
+
+
+def test_fast_bundle_variants_close_to_fp32_and_symmetric(fast_bundle: Path) -> None:
+    """The converters' FP16 and INT8 steps on onnx.helper models (no TensorFlow)."""
+    from edgecrystal.calibration.quantize import zero_points
+
+    bundle = Bundle.open(fast_bundle)
+    for model in ("finder", "classifier"):
+        x = _inputs(bundle, model)
+        ref = _run(bundle.onnx_variant(model, "fp32"), x)
+        fp16 = _run(bundle.onnx_variant(model, "fp16", "tensorrt"), x)
+        assert fp16.dtype == np.float32 and np.abs(fp16 - ref).max() < 2e-2
+        for backend in ("tensorrt", "onnxruntime"):
+            q = _run(bundle.onnx_variant(model, "int8", backend), x)
+            assert q.shape == ref.shape and np.abs(q - ref).max() < 0.1
+        zps = zero_points(bundle.onnx_variant(model, "int8", "tensorrt"))
+        assert zps and [z for z in zps if z[1] != 0] == []
+    assert bundle.meta["calibration"]["classifier"]["images"] == 8
+    assert bundle.verify_files() == []
 
 
 IDENTITY = {"gpu": "Orin (nvgpu)", "compute_capability": "8.7", "tensorrt": "10.3.0",
@@ -122,9 +145,8 @@ def test_manifest_folder_and_mismatch_reasons(tmp_path: Path) -> None:
     assert "no classifier.int8" in manifest.check_engine(back, "classifier.int8")
 
 
-def test_find_engine_names_the_reason(built: tuple[Path, object]) -> None:
-    root, _ = built
-    bundle = Bundle.open(root)
+def test_find_engine_names_the_reason(fast_bundle: Path) -> None:
+    bundle = Bundle.open(fast_bundle)
     assert "no engines were built" in manifest.find_engine(bundle, "finder", "fp16", IDENTITY)
 
 
@@ -133,6 +155,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, cwd=REPO, timeout=300)
 
 
+@pytest.mark.slow
 def test_bad_inputs_fail_in_one_line(tmp_path: Path, untrained_bundle: Path) -> None:
     empty = tmp_path / "empty"
     Bundle.open(empty, create=True).save()
@@ -158,6 +181,7 @@ def test_bad_inputs_fail_in_one_line(tmp_path: Path, untrained_bundle: Path) -> 
     assert "a.jpg" in res.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 def test_engine_builds_loads_and_matches_onnx(built: tuple[Path, object],
                                                calib_data: Path) -> None:

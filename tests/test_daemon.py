@@ -39,7 +39,7 @@ def jpeg_bytes(seed: int) -> bytes:
     return enc.tobytes()
 
 
-class Daemon:
+class ServeProcess:
     """One `edgecrystal serve` process with its own NOTIFY_SOCKET and log file."""
 
     def __init__(self, tmp: Path, config: Path, name: str = "daemon") -> None:
@@ -109,7 +109,7 @@ def write_config(path: Path, bundle: Path, watch: Path, **extra: object) -> Path
     return path
 
 
-def wait_results(images: list[Path], timeout: float, daemon: Daemon | None = None) -> None:
+def wait_results(images: list[Path], timeout: float, daemon: ServeProcess | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if all(Path(f"{p}{RESULT}").exists() for p in images):
@@ -140,12 +140,12 @@ def plate(tmp_path: Path) -> Path:
     return root
 
 
-def test_arrivals_scored_once_and_match_score(onnx_bundle: Path, tmp_path: Path,
+def test_arrivals_scored_once_and_match_score(fast_bundle: Path, tmp_path: Path,
                                               plate: Path) -> None:
-    cfg = write_config(tmp_path / "serve.toml", onnx_bundle, plate)
+    cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate)
     early = plate / "A01_1.jpg"  # arrived while the daemon was down
     early.write_bytes(jpeg_bytes(1))
-    d = Daemon(tmp_path, cfg)
+    d = ServeProcess(tmp_path, cfg)
     try:
         log = d.text()
         assert "heavy_modules=none" in log
@@ -197,7 +197,7 @@ def test_arrivals_scored_once_and_match_score(onnx_bundle: Path, tmp_path: Path,
     other.mkdir()
     for img in images:
         (other / img.name).write_bytes(img.read_bytes())
-    out = subprocess.run([sys.executable, "-m", "edgecrystal", "score", str(onnx_bundle),
+    out = subprocess.run([sys.executable, "-m", "edgecrystal", "score", str(fast_bundle),
                           str(other), "--backend", "onnxruntime"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -219,15 +219,15 @@ def _png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-def test_bad_inputs_get_error_results_and_daemon_stays_up(onnx_bundle: Path, tmp_path: Path,
+def test_bad_inputs_get_error_results_and_daemon_stays_up(fast_bundle: Path, tmp_path: Path,
                                                           plate: Path) -> None:
     import cv2
 
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.jpg").write_bytes(jpeg_bytes(5))
-    cfg = write_config(tmp_path / "serve.toml", onnx_bundle, plate, max_pixels=4_000_000)
-    d = Daemon(tmp_path, cfg)
+    cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate, max_pixels=4_000_000)
+    d = ServeProcess(tmp_path, cfg)
     try:
         good = jpeg_bytes(3)
         (plate / "empty.jpg").write_bytes(b"")
@@ -277,11 +277,11 @@ def test_bad_inputs_get_error_results_and_daemon_stays_up(onnx_bundle: Path, tmp
     assert "Traceback" not in log
 
 
-def test_kill_9_during_burst_loses_nothing(onnx_bundle: Path, tmp_path: Path,
+def test_kill_9_during_burst_loses_nothing(fast_bundle: Path, tmp_path: Path,
                                            plate: Path) -> None:
-    cfg = write_config(tmp_path / "serve.toml", onnx_bundle, plate)
+    cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate)
     images = [plate / f"{chr(65 + i // 12)}{i % 12 + 1:02d}_1.jpg" for i in range(40)]
-    d = Daemon(tmp_path, cfg, "first")
+    d = ServeProcess(tmp_path, cfg, "first")
     for i, p in enumerate(images):
         p.write_bytes(jpeg_bytes(i))
     deadline = time.monotonic() + 60
@@ -297,7 +297,7 @@ def test_kill_9_during_burst_loses_nothing(onnx_bundle: Path, tmp_path: Path,
     for text in before.values():
         json.loads(text)  # nothing torn
 
-    d2 = Daemon(tmp_path, cfg, "second")
+    d2 = ServeProcess(tmp_path, cfg, "second")
     try:
         wait_results(images, 60, d2)
         time.sleep(1.2)
@@ -317,17 +317,17 @@ def test_kill_9_during_burst_loses_nothing(onnx_bundle: Path, tmp_path: Path,
         assert Path(f"{p}{RESULT}").read_text() == text
 
 
-def test_sighup_reload_keeps_old_config_when_new_one_is_bad(onnx_bundle: Path, tmp_path: Path,
+def test_sighup_reload_keeps_old_config_when_new_one_is_bad(fast_bundle: Path, tmp_path: Path,
                                                             plate: Path) -> None:
-    cfg = write_config(tmp_path / "serve.toml", onnx_bundle, plate)
-    d = Daemon(tmp_path, cfg)
+    cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate)
+    d = ServeProcess(tmp_path, cfg)
     try:
         cfg.write_text(cfg.read_text() + "no_such_key = 1\n")
         d.proc.send_signal(signal.SIGHUP)
         d.wait_for_log("keeping the old one", 20)
         (plate / "A01_1.jpg").write_bytes(jpeg_bytes(1))
         wait_results([plate / "A01_1.jpg"], 30, d)
-        write_config(cfg, onnx_bundle, plate, overlay=True)
+        write_config(cfg, fast_bundle, plate, overlay=True)
         d.proc.send_signal(signal.SIGHUP)
         d.wait_for_log("reloaded config", 30)
         (plate / "A02_1.jpg").write_bytes(jpeg_bytes(2))

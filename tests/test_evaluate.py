@@ -11,6 +11,9 @@ import pytest
 
 from edgecrystal.evaluate import evaluate
 
+# Keras models and TensorFlow in every test: the slow tier.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 

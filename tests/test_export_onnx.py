@@ -8,9 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from edgecrystal.bundle import Bundle
 from edgecrystal.converters.keras_to_onnx import export_bundle, read_metadata
+
+# Keras models and TensorFlow in every test: the slow tier.
+pytestmark = pytest.mark.slow
 
 
 def _session(path: Path) -> ort.InferenceSession:

@@ -11,6 +11,9 @@ from edgecrystal import models
 from edgecrystal.errors import UsageError
 from edgecrystal.train.profiles import CLASSIFIER_PROFILES, FINDER_PROFILES
 
+# Keras models and TensorFlow in every test: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 def test_finder_shapes_and_profile_flop_ratio() -> None:
     tiny = FINDER_PROFILES["tiny"]

@@ -25,19 +25,20 @@ def _well(path: Path, seed: int, w: int = 200, h: int = 150) -> Path:
 
 def _pipeline(root: Path, **kw: object) -> Pipeline:
     b = Bundle.open(root)
-    sel = open_runners(b, backend="onnxruntime", threads=1)
-    return Pipeline(b, sel.finder, sel.classifier, backend=sel.backend, precision="fp32", **kw)
+    selection = open_runners(b, backend="onnxruntime", threads=1)
+    return Pipeline(b, selection.finder, selection.classifier, backend=selection.backend,
+                    precision="fp32", **kw)
 
 
-def test_batch_with_a_broken_image_goes_on(onnx_bundle: Path, tmp_path: Path) -> None:
+def test_batch_with_a_broken_image_goes_on(fast_bundle: Path, tmp_path: Path) -> None:
     paths = [_well(tmp_path / f"A0{i}_1.jpg", i) for i in range(1, 4)]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    with _pipeline(onnx_bundle, outlines=True) as pipe:
+    with _pipeline(fast_bundle, outlines=True) as pipe:
         results = pipe.score([paths[0], broken, *paths[1:]])
         classes = pipe.classes
         # The models that ran: the fp32 ONNX files, through ONNX Runtime.
-        assert pipe.model.fingerprint == Bundle.open(onnx_bundle).runtime_fingerprint(
+        assert pipe.model.fingerprint == Bundle.open(fast_bundle).runtime_fingerprint(
             "onnxruntime", "fp32")
     assert [r.path for r in results] == [paths[0], broken, *paths[1:]]
     bad = results[1]
@@ -49,15 +50,20 @@ def test_batch_with_a_broken_image_goes_on(onnx_bundle: Path, tmp_path: Path) ->
         assert abs(sum(r.scores.values()) - 1.0) < 1e-4
         assert r.label == max(r.scores, key=r.scores.get)
         assert (r.width, r.height) == (200, 150)
+        # The fixture finder marks the light ellipse (centre 100,75, half-axes 66,50): its box,
+        # grown by the 5 % margin, and its area.
+        assert r.found and r.outline is not None
         x0, y0, x1, y1 = r.box
-        assert 0 <= x0 < x1 <= 200 and 0 <= y0 < y1 <= 150
+        for got, want in zip((x0, y0, x1, y1), (27, 20, 173, 130), strict=True):
+            assert abs(got - want) <= 8, r.box
+        assert abs(r.area_px - np.pi * 66 * 50) < 0.2 * np.pi * 66 * 50
         assert set(r.timings_ms) == {"read", "finder", "crop", "classifier"}
         assert r.sha256 and r.stat is not None and r.preview is not None
 
 
-def test_same_image_same_answer_alone_or_in_a_batch(onnx_bundle: Path, tmp_path: Path) -> None:
+def test_same_image_same_answer_alone_or_in_a_batch(fast_bundle: Path, tmp_path: Path) -> None:
     paths = [_well(tmp_path / f"B0{i}.png", 10 + i) for i in range(4)]
-    with _pipeline(onnx_bundle) as pipe:
+    with _pipeline(fast_bundle) as pipe:
         together = pipe.score(paths)
         alone = pipe.score(paths[2:3])[0]
     assert alone.box == together[2].box
@@ -65,9 +71,9 @@ def test_same_image_same_answer_alone_or_in_a_batch(onnx_bundle: Path, tmp_path:
         assert abs(p - together[2].scores[c]) < 1e-5
 
 
-def test_crop_mode_none_skips_the_finder(onnx_bundle: Path, tmp_path: Path) -> None:
+def test_crop_mode_none_skips_the_finder(fast_bundle: Path, tmp_path: Path) -> None:
     root = tmp_path / "bundle"
-    shutil.copytree(onnx_bundle, root)
+    shutil.copytree(fast_bundle, root)
     meta = json.loads((root / "bundle.json").read_text())
     meta["classifier"]["crop"] = "none"
     (root / "bundle.json").write_text(json.dumps(meta))
@@ -79,14 +85,14 @@ def test_crop_mode_none_skips_the_finder(onnx_bundle: Path, tmp_path: Path) -> N
     assert r.timings_ms["finder"] == 0.0
 
 
-def test_pixel_limit_refuses_before_decoding(onnx_bundle: Path, tmp_path: Path) -> None:
+def test_pixel_limit_refuses_before_decoding(fast_bundle: Path, tmp_path: Path) -> None:
     path = _well(tmp_path / "big.jpg", 4)
-    with _pipeline(onnx_bundle, max_pixels=100 * 100) as pipe:
+    with _pipeline(fast_bundle, max_pixels=100 * 100) as pipe:
         r = pipe.score([path])[0]
     assert r.error_kind == "too_large"
 
 
-def test_missing_file_is_an_error_not_a_crash(onnx_bundle: Path, tmp_path: Path) -> None:
-    with _pipeline(onnx_bundle) as pipe:
+def test_missing_file_is_an_error_not_a_crash(fast_bundle: Path, tmp_path: Path) -> None:
+    with _pipeline(fast_bundle) as pipe:
         r = pipe.score([tmp_path / "nothere.jpg"])[0]
     assert r.error_kind == "missing" and r.stat is None

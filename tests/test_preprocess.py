@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgecrystal import preprocess
-from edgecrystal.preprocess import crop_drop, drop_region, finder_input, full_image, mask_to_image
+from edgecrystal.preprocess import crop_drop, finder_input, full_image, largest_drop, mask_to_image
 
 
 def _image(h: int = 200, w: int = 300) -> np.ndarray:
@@ -60,8 +60,21 @@ def test_holes_are_filled() -> None:
     mask = np.zeros((100, 100), np.uint8)
     cv2.circle(mask, (50, 50), 40, 1, thickness=-1)
     cv2.circle(mask, (50, 50), 10, 0, thickness=-1)  # a bubble inside the drop
-    region = drop_region(mask)
-    assert region is not None and region[50, 50]
+    region = largest_drop(mask)
+    assert region is not None and region.filled[50, 50] == 1
+
+
+def test_outline_is_the_cropped_region_in_image_pixels() -> None:
+    img = _image()
+    mask = np.zeros(img.shape[:2], np.uint8)
+    cv2.ellipse(mask, (200, 130), (60, 40), 0, 0, 360, 1, thickness=-1)
+    crop = crop_drop(img, mask, 64, margin=0.0)
+    assert crop.found and crop.outline is not None
+    points = crop.outline.reshape(-1, 2)
+    assert (points.min(axis=0) == crop.box[:2]).all()
+    assert (points.max(axis=0) + 1 == crop.box[2:]).all()
+    assert abs(cv2.contourArea(crop.outline) - crop.area) < 0.05 * crop.area
+    assert crop_drop(img, np.zeros_like(mask), 64).outline is None
 
 
 def test_empty_mask_falls_back_to_whole_image() -> None:

@@ -14,8 +14,8 @@ from edgecrystal.runtime.onnxruntime_runner import OnnxRuntimeRunner
 from edgecrystal.runtime.select import open_runners
 
 
-def test_onnxruntime_runner_io_and_casting(onnx_bundle: Path) -> None:
-    b = Bundle.open(onnx_bundle)
+def test_onnxruntime_runner_io_and_casting(fast_bundle: Path) -> None:
+    b = Bundle.open(fast_bundle)
     size = b.section("finder")["input_size"]
     with OnnxRuntimeRunner(b.onnx_variant("finder", "fp32"), threads=1) as r:
         assert r.inputs[0].shape[1:] == (size, size, 3)
@@ -39,8 +39,8 @@ def test_onnxruntime_runner_io_and_casting(onnx_bundle: Path) -> None:
         r.predict(x)
 
 
-def test_onnxruntime_missing_provider_is_one_line(onnx_bundle: Path) -> None:
-    b = Bundle.open(onnx_bundle)
+def test_onnxruntime_missing_provider_is_one_line(fast_bundle: Path) -> None:
+    b = Bundle.open(fast_bundle)
     with pytest.raises(BackendError, match=r"no .*ExecutionProvider"):
         OnnxRuntimeRunner(b.onnx_variant("finder", "fp32"), providers=["NoSuchExecutionProvider"])
 
@@ -54,20 +54,20 @@ def test_bad_onnx_file_is_backend_error(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None,
                     reason="TensorRT installed: auto would pick it")
-def test_auto_falls_back_to_onnxruntime_and_says_why(onnx_bundle: Path) -> None:
-    sel = open_runners(Bundle.open(onnx_bundle), backend="auto", threads=1)
+def test_auto_falls_back_to_onnxruntime_and_says_why(fast_bundle: Path) -> None:
+    selection = open_runners(Bundle.open(fast_bundle), backend="auto", threads=1)
     try:
-        assert sel.backend == "onnxruntime"
-        assert "tensorrt" in sel.reason.lower()
-        assert sel.finder is not None and sel.classifier is not None
+        assert selection.backend == "onnxruntime"
+        assert "tensorrt" in selection.reason.lower()
+        assert selection.finder is not None and selection.classifier is not None
     finally:
-        sel.close()
+        selection.close()
     with pytest.raises(BackendError, match="tensorrt"):
-        open_runners(Bundle.open(onnx_bundle), backend="tensorrt")
+        open_runners(Bundle.open(fast_bundle), backend="tensorrt")
 
 
-def test_selection_refuses_unknown_and_missing_variants(onnx_bundle: Path) -> None:
-    b = Bundle.open(onnx_bundle)
+def test_selection_refuses_unknown_and_missing_variants(fast_bundle: Path) -> None:
+    b = Bundle.open(fast_bundle)
     with pytest.raises(BackendError, match="unknown backend"):
         open_runners(b, backend="keras")
     with pytest.raises(BackendError, match="unknown precision"):
@@ -79,19 +79,19 @@ def test_selection_refuses_unknown_and_missing_variants(onnx_bundle: Path) -> No
 
 
 @pytest.mark.gpu
-def test_tensorrt_runner_matches_onnxruntime(onnx_bundle: Path) -> None:
+def test_tensorrt_runner_matches_onnxruntime(fast_bundle: Path) -> None:
     pytest.importorskip("tensorrt")
     try:
-        sel = open_runners(Bundle.open(onnx_bundle), backend="tensorrt")
+        selection = open_runners(Bundle.open(fast_bundle), backend="tensorrt")
     except BackendError as exc:
         pytest.skip(f"no usable TensorRT here: {exc}")
-    b = Bundle.open(onnx_bundle)
+    b = Bundle.open(fast_bundle)
     size = b.section("classifier")["input_size"]
     x = np.random.default_rng(1).integers(0, 256, (5, size, size, 3), dtype=np.uint8)
     try:
         with OnnxRuntimeRunner(b.onnx_variant("classifier", "fp32")) as ref:
-            np.testing.assert_allclose(sel.classifier.predict(x), ref.predict(x), atol=1e-3)
-        timings = getattr(sel.classifier, "last_timings", {})
+            np.testing.assert_allclose(selection.classifier.predict(x), ref.predict(x), atol=1e-3)
+        timings = getattr(selection.classifier, "last_timings", {})
         assert set(timings) == {"h2d_ms", "compute_ms", "d2h_ms"}
     finally:
-        sel.close()
+        selection.close()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+from onnx_fixtures import write_wells
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -15,25 +15,11 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
-def _images(folder: Path, n: int) -> list[Path]:
-    import cv2
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        img = np.full((90, 120, 3), 70 + i, np.uint8)
-        cv2.circle(img, (60, 45), 30, (200, 180, 150), -1)
-        p = folder / f"A{i + 1:02d}_1.jpg"
-        cv2.imwrite(str(p), img)
-        out.append(p)
-    return out
-
-
-def test_score_folder_skip_force_and_exit_codes(onnx_bundle: Path, tmp_path: Path) -> None:
+def test_score_folder_skip_force_and_exit_codes(fast_bundle: Path, tmp_path: Path) -> None:
     plate = tmp_path / "plate"
-    images = _images(plate, 3) + _images(plate / "day3", 2)
+    images = write_wells(plate, 3) + write_wells(plate / "day3", 2)
     (plate / "notes.txt").write_text("not an image, not a .jpg: ignored in folders")
-    res = _run(str(onnx_bundle), str(plate), "--recursive", "--backend", "onnxruntime",
+    res = _run(str(fast_bundle), str(plate), "--recursive", "--backend", "onnxruntime",
                "--batch", "2", "--threads", "1", "--overlay")
     assert res.returncode == 0, res.stderr
     assert "5 scored" in res.stdout and "backend: onnxruntime" in res.stderr
@@ -46,26 +32,26 @@ def test_score_folder_skip_force_and_exit_codes(onnx_bundle: Path, tmp_path: Pat
     assert not Path(f"{plate / 'notes.txt'}.edgecrystal.json").exists()
     created = Path(f"{images[0]}.edgecrystal.json").read_text()
 
-    again = _run(str(onnx_bundle), str(plate), "-r", "--backend", "onnxruntime")
+    again = _run(str(fast_bundle), str(plate), "-r", "--backend", "onnxruntime")
     assert again.returncode == 0 and "0 scored" in again.stdout
     assert Path(f"{images[0]}.edgecrystal.json").read_text() == created
 
-    forced = _run(str(onnx_bundle), str(images[0]), "--backend", "onnxruntime", "--force")
+    forced = _run(str(fast_bundle), str(images[0]), "--backend", "onnxruntime", "--force")
     assert forced.returncode == 0 and "1 scored" in forced.stdout
 
 
-def test_broken_image_exits_1_and_missing_path_exits_2(onnx_bundle: Path,
+def test_broken_image_exits_1_and_missing_path_exits_2(fast_bundle: Path,
                                                        tmp_path: Path) -> None:
-    good = _images(tmp_path / "p", 1)[0]
+    good = write_wells(tmp_path / "p", 1)[0]
     bad = tmp_path / "p" / "B01_1.jpg"
     bad.write_text("hello")
-    res = _run(str(onnx_bundle), str(tmp_path / "p"), "--backend", "onnxruntime")
+    res = _run(str(fast_bundle), str(tmp_path / "p"), "--backend", "onnxruntime")
     assert res.returncode == 1
     assert "not_an_image" in res.stderr
     assert json.loads(Path(f"{bad}.edgecrystal.json").read_text())["status"] == "error"
     assert json.loads(Path(f"{good}.edgecrystal.json").read_text())["status"] == "ok"
 
-    res = _run(str(onnx_bundle), str(tmp_path / "nothere"))
+    res = _run(str(fast_bundle), str(tmp_path / "nothere"))
     assert res.returncode == 2
     assert res.stderr.strip().startswith("edgecrystal: error: no such file or folder")
     assert "Traceback" not in res.stderr

@@ -90,6 +90,7 @@ def test_splits_follow_the_paper() -> None:
 
 
 # ------------------------------------------------------------------------- trained bundle
+@pytest.mark.slow
 def test_trained_bundle_records_everything(trained_bundle: tuple[Path, Path]) -> None:
     bundle_path, _ = trained_bundle
     b = Bundle.open(bundle_path)
@@ -110,6 +111,7 @@ def test_trained_bundle_records_everything(trained_bundle: tuple[Path, Path]) ->
         assert (bundle_path / "logs" / model).is_dir()
 
 
+@pytest.mark.slow
 def test_train_classifier_manual_crop_via_cli(trained_bundle: tuple[Path, Path],
                                               tmp_path: Path) -> None:
     _, data_path = trained_bundle
@@ -124,6 +126,7 @@ def test_train_classifier_manual_crop_via_cli(trained_bundle: tuple[Path, Path],
 
 
 # ------------------------------------------------------------------------- resume after SIGINT
+@pytest.mark.slow
 def test_resume_after_sigint_continues_the_epoch_count(trained_bundle: tuple[Path, Path],
                                                        tmp_path: Path) -> None:
     _, data_path = trained_bundle
@@ -164,6 +167,7 @@ def _one_line_error(r: subprocess.CompletedProcess[str], needle: str) -> None:
     assert lines[0].startswith("edgecrystal: error:") and needle in lines[0]
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_one_line_errors(trained_bundle: tuple[Path, Path],
                                          tmp_path: Path) -> None:
     _, data_path = trained_bundle
@@ -187,6 +191,7 @@ def test_bad_inputs_give_one_line_errors(trained_bundle: tuple[Path, Path],
                          "--profile", "tiny", "--set", "bogus=1"), "unknown hyperparameter")
 
 
+@pytest.mark.slow
 def test_wrong_imagenet_weights_file_is_one_line(trained_bundle: tuple[Path, Path],
                                                  tmp_path: Path) -> None:
     from edgecrystal import models

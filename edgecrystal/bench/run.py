@@ -8,6 +8,7 @@ measured against a baseline taken in the same run.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -18,11 +19,16 @@ from typing import Any
 
 from ..bundle import Bundle
 from ..errors import EdgeCrystalError, UsageError
+from ..interface import PRECISIONS, REFERENCE_BACKEND, RUNTIME_BACKENDS
+from ..pipeline import Pipeline
 from .report import STAGES, RunTimings
 
-ALL_BACKENDS = ("keras", "onnxruntime", "tensorrt")
-ALL_PRECISIONS = ("fp32", "fp16", "int8")
+ALL_BACKENDS = (REFERENCE_BACKEND, *RUNTIME_BACKENDS)
+ALL_PRECISIONS = PRECISIONS
 DEFAULT_SYNTHETIC = 24
+
+# `log` is the progress callback the command passes; this logger is its default.
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ def prepare_images(cfg: BenchConfig, workdir: Path) -> tuple[list[Path], str]:
     if cfg.images is not None:
         if not cfg.images.is_dir():
             raise UsageError(f"--images {cfg.images} is not a folder")
-        from ..cli.runtime import collect_images
+        from ..discovery import collect_images
 
         # The same choice `score` makes in a folder: images, never our outputs or temporaries.
         found = collect_images([cfg.images], recursive=True)
@@ -62,8 +68,9 @@ def prepare_images(cfg: BenchConfig, workdir: Path) -> tuple[list[Path], str]:
 
 
 def run_bench(bundle_path: Path, cfg: BenchConfig,
-              log: Callable[[str], None] = print) -> tuple[list[RunTimings], dict[str, Any]]:
+              log: Callable[[str], None] | None = None) -> tuple[list[RunTimings], dict[str, Any]]:
     """Measure every backend/precision asked for that can run here; say why others are skipped."""
+    log = log or logger.info
     bundle = Bundle.open(bundle_path)
     bundle.check_preprocess()
     skipped: list[str] = []
@@ -92,8 +99,9 @@ def run_bench(bundle_path: Path, cfg: BenchConfig,
 
 
 def measure(bundle_path: Path, cfg: BenchConfig,
-            log: Callable[[str], None] = print) -> tuple[dict[str, Any], list[RunTimings]]:
+            log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], list[RunTimings]]:
     """run_bench, then the machine's FP32 peak and the assembled report (JSON-ready)."""
+    log = log or logger.info
     from . import machine
     from .report import build_report
 
@@ -120,26 +128,25 @@ def _combinations(cfg: BenchConfig) -> list[tuple[str, str]]:
     return combos
 
 
-def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Any:
-    from ..pipeline import Pipeline
-
+def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Pipeline:
     if backend == "keras":
-        from ..runtime.keras_runner import KerasRunner
+        from .keras_runner import KerasRunner
 
         finder = KerasRunner(bundle.model_file("finder")) if bundle.has("finder") else None
         classifier = KerasRunner(bundle.model_file("classifier"))
         return Pipeline(bundle, finder, classifier, backend="keras", precision="fp32")
     from ..runtime.select import open_runners
 
-    sel = open_runners(bundle, backend=backend, precision=precision, threads=threads,
-                       allow_build=False)
-    if sel.backend != backend:
-        sel.close()
+    selection = open_runners(bundle, backend=backend, precision=precision, threads=threads,
+                             allow_build=False)
+    if selection.backend != backend:
+        selection.close()
         raise UsageError(f"{backend} is not usable here")
-    return Pipeline(bundle, sel.finder, sel.classifier, backend=sel.backend, precision=precision)
+    return Pipeline(bundle, selection.finder, selection.classifier, backend=selection.backend,
+                    precision=precision)
 
 
-def _measure(pipeline: Any, images: list[Path], cfg: BenchConfig) -> RunTimings:
+def _measure(pipeline: Pipeline, images: list[Path], cfg: BenchConfig) -> RunTimings:
     from ..results import write_result
 
     def batches(count: int, start: int) -> list[list[Path]]:
@@ -178,7 +185,7 @@ def _measure(pipeline: Any, images: list[Path], cfg: BenchConfig) -> RunTimings:
                       gpu_ms={k: v for k, v in gpu.items() if v}, note=note)
 
 
-def _collect_gpu(pipeline: Any, gpu: dict[str, list[float]], n: int) -> None:
+def _collect_gpu(pipeline: Pipeline, gpu: dict[str, list[float]], n: int) -> None:
     """Sum the TensorRT runners' CUDA-event timings of the last batch, per image."""
     totals = {"h2d": 0.0, "compute": 0.0, "d2h": 0.0}
     seen = False

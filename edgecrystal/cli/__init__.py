@@ -38,8 +38,24 @@ def version() -> None:
     typer.echo(f"edgecrystal {__version__} (preprocessing {PREPROCESS_VERSION})")
 
 
+def _console_logging() -> None:
+    """Library modules log through `edgecrystal.*` loggers; at the console their INFO lines
+    (progress, what was chosen) go to stderr as plain text. `serve` replaces this with its own
+    handler (timestamps, or journald priorities)."""
+    import logging
+
+    package = logging.getLogger("edgecrystal")
+    if not package.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        package.addHandler(handler)
+        package.setLevel(logging.INFO)
+        package.propagate = False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: expected failures become one line on stderr and a non-zero exit."""
+    _console_logging()
     try:
         # Outside standalone mode Click returns a command's typer.Exit code instead of exiting.
         code = app(args=argv, prog_name="edgecrystal", standalone_mode=False)

@@ -47,8 +47,9 @@ def build_engines(
 ) -> None:
     """Make the ONNX variants (FP32, FP16, INT8 Q/DQ) and, with an NVIDIA GPU and TensorRT,
     engines for it. Re-running with nothing changed rebuilds nothing."""
-    from edgecrystal.converters.build import PRECISIONS, Options
+    from edgecrystal.converters.build import Options
     from edgecrystal.converters.build import build_engines as run
+    from edgecrystal.interface import PRECISIONS
 
     if precision == "all":
         precisions = PRECISIONS

@@ -8,12 +8,16 @@ the commands.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 DEFAULT_N = 400
 data_app = typer.Typer(name="data", help="Inspect data sets.", no_args_is_help=True)
@@ -135,18 +139,19 @@ class _progress:
     """A rich progress bar on stderr (stdout keeps the report) for long checks only."""
 
     def __init__(self, total: int, what: str) -> None:
-        self.total, self.what, self.bar = total, what, None
+        self.total, self.what = total, what
+        self.bar: Progress | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[], None] | None:
         if self.total < 200:
             return None
         from rich.console import Console
         from rich.progress import Progress
 
-        self.bar = Progress(console=Console(stderr=True), transient=True)
-        self.bar.start()
-        task = self.bar.add_task(self.what, total=self.total)
-        return lambda: self.bar.advance(task)
+        bar = self.bar = Progress(console=Console(stderr=True), transient=True)
+        bar.start()
+        task = bar.add_task(self.what, total=self.total)
+        return lambda: bar.advance(task)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

@@ -5,7 +5,6 @@ load inside the commands, so `edgecrystal --help` stays instant."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -46,90 +45,26 @@ def score(
     mtime) are skipped unless --force. Exit status: 0 when every image was scored, 1 when any
     image got an error result (unreadable, truncated, not an image...), 2 on a usage error
     (a missing path, a bad bundle or backend)."""
-    import time
-    from collections import Counter
+    from ..scoring import ScoreOptions, score_paths
 
-    from ..bundle import Bundle
-    from ..errors import UsageError
-    from ..pipeline import Pipeline
-    from ..results import Summaries, is_done, write_result
-    from ..runtime.select import open_runners
-
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    images = collect_images(paths, recursive)
-    if not images and not recursive:
-        nested = [str(p) for p in paths if p.is_dir() and any(c.is_dir() for c in p.iterdir())]
-        if nested:
-            raise UsageError(f"no images directly in {', '.join(nested)} (it has subfolders: "
-                             "pass --recursive to score them)")
-    b = Bundle.open(bundle)
-    sel = open_runners(b, backend=backend, precision=precision, threads=threads,
-                       providers=[p for p in providers.split(",") if p])
-    # What already has a result from exactly these models (variant hashes, backend, precision).
-    fingerprint = b.runtime_fingerprint(sel.backend, precision)
-    todo = images if force else [p for p in images if not is_done(p, fingerprint)]
-    skipped = len(images) - len(todo)
-    typer.echo(f"backend: {sel.describe()}", err=True)
-    start = time.perf_counter()
-    labels: Counter[str] = Counter()
-    errors: list[str] = []
-    summaries = Summaries(b.classes)
-    with Pipeline(b, sel.finder, sel.classifier, backend=sel.backend, precision=precision,
-                  max_pixels=max_pixels, outlines=overlay) as pipe:
-        for i in range(0, len(todo), batch):
-            for r in pipe.score(todo[i : i + batch]):
-                if r.error_kind == "missing":
-                    errors.append(f"{r.path}: {r.error_reason}")
-                    continue  # no result file beside a file that is not there
-                write_result(r, pipe.model, overlay=overlay)
-                if r.ok:
-                    labels[r.label or "?"] += 1
-                else:
-                    errors.append(f"{r.path}: {r.error_kind}: {r.error_reason}")
-            typer.echo(f"scored {min(i + batch, len(todo))}/{len(todo)}", err=True)
-        for folder in sorted({p.parent for p in images}):
-            summaries.update(folder)
-    elapsed = time.perf_counter() - start
-    for line in errors:
+    options = ScoreOptions(recursive=recursive, overlay=overlay, backend=backend,
+                           precision=precision, batch=batch, threads=threads,
+                           providers=tuple(p for p in providers.split(",") if p), force=force,
+                           max_pixels=max_pixels)
+    report = score_paths(bundle, paths, options, progress=lambda line: typer.echo(line, err=True))
+    for line in report.errors:
         typer.echo(f"error: {line}", err=True)
-    rate = f", {len(todo) / elapsed:.1f} images/s" if todo and elapsed > 0 else ""
+    rate = report.images_per_second
     typer.echo(f"{'label':<14}{'images':>8}")
-    for label in b.classes:
-        typer.echo(f"{label:<14}{labels.get(label, 0):>8}")
-    typer.echo(f"{'errors':<14}{len(errors):>8}")
-    typer.echo(f"{'skipped':<14}{skipped:>8}  (already scored with these models)")
-    typer.echo(f"{len(todo)} scored in {elapsed:.1f} s{rate}; backend {sel.backend} {precision}")
-    if errors:
+    for label in report.classes:
+        typer.echo(f"{label:<14}{report.labels.get(label, 0):>8}")
+    typer.echo(f"{'errors':<14}{len(report.errors):>8}")
+    typer.echo(f"{'skipped':<14}{report.skipped:>8}  (already scored with these models)")
+    typer.echo(f"{report.scored} scored in {report.elapsed_s:.1f} s"
+               f"{f', {rate:.1f} images/s' if rate else ''}; "
+               f"backend {report.backend} {report.precision}")
+    if report.errors:
         raise typer.Exit(1)
-
-
-def collect_images(paths: list[Path], recursive: bool) -> list[Path]:
-    """Named files as given (whatever their suffix: a named file is meant to be scored); image
-    files inside named folders, without edgecrystal's own outputs and temporary files."""
-    from ..imageio import is_image_name
-    from ..results import is_own_output
-
-    out: list[Path] = []
-    seen: set[Path] = set()
-    for p in paths:
-        if p.is_file():
-            found = [p]
-        elif recursive:
-            found = sorted(Path(root) / name for root, _dirs, names in os.walk(p)
-                           for name in names)
-        else:
-            found = sorted(c for c in p.iterdir() if c.is_file())
-        if p.is_dir():
-            found = [f for f in found
-                     if is_image_name(f.name) and not is_own_output(f.name)
-                     and not f.name.startswith(".")]
-        for f in found:
-            if f not in seen:
-                seen.add(f)
-                out.append(f)
-    return out
 
 
 def serve(

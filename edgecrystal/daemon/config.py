@@ -5,6 +5,7 @@ typo never silently falls back to a default."""
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -122,11 +123,11 @@ def load_config(path: str | os.PathLike[str] | None,
 
 
 def _check(cfg: Config) -> None:
-    from ..runtime.select import BACKENDS, PRECISIONS
+    from ..interface import BACKEND_CHOICES, PRECISIONS
 
     problems = []
-    if cfg.backend not in BACKENDS:
-        problems.append(f"backend must be one of {', '.join(BACKENDS)}")
+    if cfg.backend not in BACKEND_CHOICES:
+        problems.append(f"backend must be one of {', '.join(BACKEND_CHOICES)}")
     if cfg.precision not in PRECISIONS:
         problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
     if cfg.log_level not in LOG_LEVELS:
@@ -173,8 +174,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 
 
 def _toml() -> Any:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10 (JetPack 6)
+    else:  # Python 3.10 (JetPack 6)
         import tomli as tomllib
     return tomllib

@@ -20,15 +20,20 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-from ..errors import EdgeCrystalError
+from ..discovery import scan
+from ..errors import EdgeCrystalError, one_line
 from .config import Config, load_config
 from .lock import RootLocks
 from .sdnotify import Notifier, watchdog_interval
-from .watcher import Filter, Pending, Watcher, open_for_writing, scan
+from .watcher import Filter, Pending, Watcher, open_for_writing
 
-log = logging.getLogger("edgecrystal.serve")
+if TYPE_CHECKING:  # loaded inside the daemon's start, after the config is checked
+    from ..pipeline import Scored
+
+log = logging.getLogger(__name__)
 
 # Modules the daemon must never have loaded (the runtime is numpy, OpenCV and one backend).
 HEAVY_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx", "torch", "jax")
@@ -99,7 +104,7 @@ class Daemon:
         self.ready: deque[tuple[Path, float]] = deque()  # complete files: (path, when)
         self.queued: set[Path] = set()
         self.pending = Pending(cfg.settle_ms / 1000, cfg.trust_close_write)
-        self.flt = Filter(cfg.roots(), cfg.extensions)
+        self.input_filter = Filter(cfg.roots(), cfg.extensions)
         self.done: dict[Path, tuple[int, int]] = {}  # scored this run: (size, mtime_ns)
         self.attempts: dict[Path, int] = {}
         self.skipped: set[tuple[Path, str]] = set()
@@ -165,10 +170,10 @@ class Daemon:
         os.close(self.wake_w)
 
     def _install_signals(self) -> None:
-        def on_stop(signum: int, _frame: Any) -> None:
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
             self.stop = True
 
-        def on_hup(signum: int, _frame: Any) -> None:
+        def on_hup(signum: int, _frame: FrameType | None) -> None:
             self.reload = True
 
         signal.signal(signal.SIGTERM, on_stop)
@@ -216,18 +221,19 @@ class Daemon:
         from ..runtime.select import open_runners
 
         bundle = Bundle.open(cfg.bundle)
-        sel = open_runners(bundle, backend=cfg.backend, precision=cfg.precision,
-                           threads=cfg.threads, providers=list(cfg.providers),
-                           allow_build=cfg.build_engines)
+        selection = open_runners(bundle, backend=cfg.backend, precision=cfg.precision,
+                                 threads=cfg.threads, providers=list(cfg.providers),
+                                 allow_build=cfg.build_engines)
         try:
-            pipe = Pipeline(bundle, sel.finder, sel.classifier, backend=sel.backend,
-                            precision=cfg.precision, max_pixels=cfg.max_pixels,
-                            read_threads=cfg.read_threads, outlines=cfg.overlay)
+            pipe = Pipeline(bundle, selection.finder, selection.classifier,
+                            backend=selection.backend, precision=cfg.precision,
+                            max_pixels=cfg.max_pixels, read_threads=cfg.read_threads,
+                            outlines=cfg.overlay)
         except BaseException:
-            sel.close()
+            selection.close()
             raise
         old = self.pipeline
-        self.pipeline, self.selection = pipe, sel
+        self.pipeline, self.selection = pipe, selection
         self.summaries = Summaries(bundle.classes)
         if old is not None:
             old.close()
@@ -258,7 +264,7 @@ class Daemon:
                 cfg.watch, cfg.recursive = self.cfg.watch, self.cfg.recursive
         self.cfg = cfg
         setup_logging(cfg.log_level)
-        self.flt = Filter(cfg.roots(), cfg.extensions)
+        self.input_filter = Filter(cfg.roots(), cfg.extensions)
         self.pending.settle = cfg.settle_ms / 1000
         self.pending.trust_close = cfg.trust_close_write
         if roots_changed and self.watcher is not None:
@@ -280,7 +286,7 @@ class Daemon:
     def _rescan(self, why: str) -> None:
         t = time.monotonic()
         n = 0
-        for path in scan(self.cfg.roots(), self.cfg.recursive, self.flt):
+        for path in scan(self.cfg.roots(), self.cfg.recursive, self.input_filter.wanted_name):
             if self._consider(path, closed=False):
                 n += 1
         self.next_rescan = time.monotonic() + self.cfg.rescan_interval_s
@@ -294,17 +300,17 @@ class Daemon:
             if path.is_dir() and not path.is_symlink():
                 # A folder created or moved in may already hold images.
                 if self.cfg.recursive:
-                    for p in scan([path], True, self.flt):
+                    for p in scan([path], True, self.input_filter.wanted_name):
                         self._consider(p, closed=True)
                 continue
-            if self.flt.wanted_name(path):
+            if self.input_filter.wanted_name(path):
                 self._consider(path, closed=closed)
 
     def _consider(self, path: Path, *, closed: bool) -> bool:
         """Queue `path` unless it is done, skipped or already queued; True when queued."""
         if path in self.queued:
             return False
-        reason = self.flt.check(path)
+        reason = self.input_filter.check(path)
         if reason is not None:
             if (path, reason) not in self.skipped:  # one log line per file and reason
                 self.skipped.add((path, reason))
@@ -364,9 +370,9 @@ class Daemon:
         try:
             results = self.pipeline.score(batch)
         except Exception as exc:  # an inference failure is not the images' fault: retry
-            log.error("batch failed size=%d error=%s", len(batch), _one_line(exc))
+            log.error("batch failed size=%d error=%s", len(batch), one_line(exc))
             for p in batch:
-                self._retry(p, f"inference failed: {_one_line(exc)}")
+                self._retry(p, f"inference failed: {one_line(exc)}")
             return
         for r in results:
             path = r.path
@@ -400,7 +406,7 @@ class Daemon:
         log.debug("batch size=%d ms=%.0f", len(batch), (time.monotonic() - t) * 1000)
         self.notifier.status(self._status())
 
-    def _still_arriving(self, r: Any) -> bool:
+    def _still_arriving(self, r: Scored) -> bool:
         """An empty or cut-short file that changed while we read it, or is younger than the
         settle time, is most likely still being written: wait for it instead of failing it."""
         try:
@@ -460,7 +466,3 @@ def _q(path: Path) -> str:
     """A path on one log line: quoted when it holds spaces, newlines escaped."""
     s = str(path).replace("\n", "\\n")
     return f'"{s}"' if (" " in s or '"' in s) else s
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__

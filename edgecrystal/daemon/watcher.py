@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..results import is_own_output
+from ..discovery import is_input_name
 
 
 def within(path: Path, roots: list[Path]) -> bool:
@@ -30,10 +30,7 @@ class Filter:
         self.extensions = tuple(e.lower() for e in extensions)
 
     def wanted_name(self, path: Path) -> bool:
-        name = path.name
-        # Dot files are uploaders' in-flight copies (and ours); results/overlays/summaries are ours.
-        return (name.lower().endswith(self.extensions) and not name.startswith(".")
-                and not is_own_output(name))
+        return is_input_name(path.name, self.extensions)
 
     def check(self, path: Path) -> str | None:
         """None when `path` may be scored; otherwise why it is skipped."""
@@ -52,28 +49,6 @@ class Filter:
         except OSError as exc:
             return f"cannot stat: {exc.strerror or exc}"
         return None
-
-
-def scan(roots: list[Path], recursive: bool, flt: Filter) -> Iterator[Path]:
-    """Every wanted file name under the roots. Symlinked folders are not entered (they could
-    lead out of the roots or round in a loop); symlinked files are checked later."""
-    for root in roots:
-        if recursive:
-            for folder, dirs, names in os.walk(root, followlinks=False):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                for name in names:
-                    p = Path(folder) / name
-                    if flt.wanted_name(p):
-                        yield p
-        else:
-            try:
-                entries = list(os.scandir(root))
-            except OSError:
-                continue
-            for entry in entries:
-                p = Path(entry.path)
-                if flt.wanted_name(p):
-                    yield p
 
 
 @dataclass

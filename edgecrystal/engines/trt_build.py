@@ -27,8 +27,6 @@ from edgecrystal.errors import BackendError, UsageError
 
 from .tensorrt_module import load_tensorrt, version_tuple
 
-INPUT = "pixels"
-
 
 @dataclass
 class BuildOptions:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -46,7 +46,7 @@ def open_cuda() -> Cuda:
                        f"works here: {'; '.join(reasons)}")
 
 
-class Cuda:
+class Cuda(Protocol):
     """The calls the runner needs. Pointers are ints; host buffers are numpy views."""
 
     def malloc(self, nbytes: int) -> int: ...

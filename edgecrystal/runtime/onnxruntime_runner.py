@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError
+from ..errors import BackendError, one_line
 from .base import Runner, TensorInfo
 
 # Short names accepted on the command line and in the daemon config.
@@ -78,7 +78,7 @@ class OnnxRuntimeRunner(Runner):
                                                 providers=self.providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"onnxruntime cannot load {self.path}: "
-                               f"{' '.join(str(exc).split())[:300]}") from None
+                               f"{one_line(exc)}") from None
         self.threads = threads
         self.inputs = [_info(i) for i in self.session.get_inputs()]
         self.outputs = [_info(o) for o in self.session.get_outputs()]

@@ -14,12 +14,10 @@ from pathlib import Path
 
 from ..bundle import Bundle
 from ..errors import BackendError, BundleError, EdgeCrystalError
+from ..interface import BACKEND_CHOICES, PRECISIONS
 from .base import Runner
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass
@@ -49,8 +47,9 @@ def needs_finder(bundle: Bundle) -> bool:
 def open_runners(bundle: Bundle, *, backend: str = "auto", precision: str = "fp32",
                  threads: int = 0, providers: list[str] | None = None,
                  allow_build: bool = True) -> Selection:
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend not in BACKEND_CHOICES:
+        raise BackendError(f"unknown backend {backend!r}: choose one of "
+                           f"{', '.join(BACKEND_CHOICES)}")
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision {precision!r}: choose one of "
                            f"{', '.join(PRECISIONS)}")

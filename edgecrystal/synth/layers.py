@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 SHIFT = 4  # sub-pixel bits for cv2 drawing
 GREY = np.array([1.0, 1.0, 1.0], np.float32)
@@ -61,7 +62,7 @@ class Layers:
 def _as_float(density: np.ndarray, blur: float) -> np.ndarray:
     import cv2
 
-    d = density.astype(np.float32)
+    d: np.ndarray = density.astype(np.float32)
     if density.dtype == np.uint8:
         d *= np.float32(1.0 / 255.0)
     if blur > 0:
@@ -74,7 +75,7 @@ def pts(poly: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(poly) * (1 << SHIFT)).astype(np.int32)
 
 
-def line(img: np.ndarray, p0, p1, value: int, thickness: int = 1) -> None:
+def line(img: np.ndarray, p0: ArrayLike, p1: ArrayLike, value: int, thickness: int = 1) -> None:
     import cv2
 
     a = pts(np.asarray(p0, np.float64))
@@ -96,7 +97,7 @@ def fill(img: np.ndarray, poly: np.ndarray, value: int) -> None:
     cv2.fillPoly(img, [pts(poly)], int(value), cv2.LINE_AA, SHIFT)
 
 
-def circle(img: np.ndarray, c, r: float, value: int, thickness: int = -1) -> None:
+def circle(img: np.ndarray, c: ArrayLike, r: float, value: int, thickness: int = -1) -> None:
     import cv2
 
     cc = pts(np.asarray(c, np.float64))

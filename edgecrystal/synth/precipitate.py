@@ -19,7 +19,7 @@ def _grains(rng: np.random.Generator, layers: Layers, mask: np.ndarray, n: int,
             weight: np.ndarray, sigma: float) -> np.ndarray:
     import cv2
 
-    out = np.zeros((layers.h, layers.w), np.float32)
+    out: np.ndarray = np.zeros((layers.h, layers.w), np.float32)
     p = points_in(rng, mask, n, weight)
     if len(p) == 0:
         return out

@@ -242,7 +242,7 @@ def _camera(rng: np.random.Generator, st: Style, img: np.ndarray, dx: np.ndarray
             img = grey[..., None] * np.array([1.08, 0.95, 0.74], F32)
         else:
             img = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
-    img = cv2.GaussianBlur(img, (0, 0), uniform(rng, st.blur) * short / 512)
+    img = np.asarray(cv2.GaussianBlur(img, (0, 0), uniform(rng, st.blur) * short / 512), F32)
     # Luminance noise, as a camera's output after demosaic and denoise has it.
     noise = rng.standard_normal(img.shape[:2], dtype=F32)
     noise *= F32(uniform(rng, st.noise))

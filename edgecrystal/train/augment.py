@@ -36,7 +36,7 @@ def augment_finder(
     m = _affine(rng, size, hp.shift, (hp.zoom_min, hp.zoom_max))
     out = cv2.warpAffine(out, m, (size, size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
-    msk = np.asarray(mask, dtype=np.float32).reshape(size, size)
+    msk: np.ndarray = np.asarray(mask, dtype=np.float32).reshape(size, size)
     msk = cv2.warpAffine(msk, m, (size, size), flags=cv2.INTER_NEAREST,
                          borderMode=cv2.BORDER_REPLICATE)
     return out, msk[..., None]

@@ -127,7 +127,7 @@ def _train_into(b: Bundle, ds: Any, records: Any, class_list: list[str], crop: s
                 verbose: int) -> dict[str, Any]:
     started = time.time()
     samples = data.load_samples(records, masks=crop == "manual")
-    labels = np.array([class_list.index(s.label) for s in samples])
+    labels = data.label_indices(samples, class_list)
     tr, va = data.split_stratified(labels, hp.val_fraction, hp.seed)
     x_all = crops_for(b, samples, crop, hp.input_size, finder)
     result = fit_classifier(x_all[tr], labels[tr], x_all[va], labels[va], len(class_list), hp,

@@ -99,13 +99,26 @@ def split_random(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def split_stratified(labels: Sequence[int], val_fraction: float,
+# Class indices, as a list or an integer array.
+Labels = Sequence[int] | np.ndarray
+
+
+def label_indices(samples: Sequence[Sample], classes: Sequence[str]) -> np.ndarray:
+    """Each sample's class index in `classes` (samples come from labelled records)."""
+    missing = [str(s.path) for s in samples if s.label is None]
+    if missing:
+        raise DataError(f"{missing[0]} has no label (and {len(missing) - 1} more)")
+    return np.array([list(classes).index(str(s.label)) for s in samples], dtype=np.int64)
+
+
+def split_stratified(labels: Labels, val_fraction: float,
                      seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The classifier's split: per class a seeded shuffle with `val_fraction` held out, so both
     sides keep the class mix (a class with one image goes to training)."""
     y = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    train, val = [], []
+    train: list[int] = []
+    val: list[int] = []
     for k in np.unique(y):
         idx = rng.permutation(np.nonzero(y == k)[0])
         n_val = round(idx.size * val_fraction) if idx.size > 1 else 0
@@ -114,10 +127,10 @@ def split_stratified(labels: Sequence[int], val_fraction: float,
         train.extend(idx[n_val:])
     if not val:
         raise DataError("too few labelled images to hold any out for validation")
-    return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
 
 
-def subsample_stratified(idx: np.ndarray, labels: Sequence[int], n: int, seed: int) -> np.ndarray:
+def subsample_stratified(idx: np.ndarray, labels: Labels, n: int, seed: int) -> np.ndarray:
     """`n` of `idx`, keeping the class mix (largest-remainder allocation per class)."""
     if n >= idx.size:
         return idx
@@ -180,7 +193,7 @@ def classifier_arrays(samples: Sequence[Sample], crop: str, size: int,
     return np.stack(out)
 
 
-def onehot(labels: Sequence[int], num_classes: int) -> np.ndarray:
+def onehot(labels: Labels, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[np.asarray(labels, dtype=int)]
 
 
@@ -193,7 +206,9 @@ def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
 
     keras = _keras()
 
-    class Batches(keras.utils.PyDataset):
+    dataset_base: Any = keras.utils.PyDataset  # Keras has no type information
+
+    class Batches(dataset_base):
         def __init__(self) -> None:
             super().__init__(workers=1, use_multiprocessing=False)
             self.epoch = 0

@@ -56,8 +56,10 @@ def mask_scores(finder: Any, samples: Sequence[data.Sample], hp_size: int,
     """The paper's Table 1 for the finder: Dice and IoU per image (finder output mapped back
     to the image's size, thresholded), their mean and standard deviation."""
     probs = data.predict_masks(finder, samples, hp_size)
-    d = [metrics.dice(p >= threshold, s.mask) for p, s in zip(probs, samples, strict=True)]
-    i = [metrics.iou(p >= threshold, s.mask) for p, s in zip(probs, samples, strict=True)]
+    pairs = [(p >= threshold, s.mask) for p, s in zip(probs, samples, strict=True)
+             if s.mask is not None]  # mask_records() gives only images with masks
+    d = [metrics.dice(found, truth) for found, truth in pairs]
+    i = [metrics.iou(found, truth) for found, truth in pairs]
     ds, is_ = metrics.mean_std(d), metrics.mean_std(i)
     return {"dice_mean": ds["mean"], "dice_std": ds["std"], "iou_mean": is_["mean"],
             "iou_std": is_["std"], "images": len(samples), "dice": d, "iou": i}
@@ -77,7 +79,7 @@ def train_finder(
     ds = load_dataset(data_dir)
     records = data.mask_records(ds)
     with removed_on_failure(bundle):
-        b = Bundle.open(bundle, create=True, classes=classes)
+        b = Bundle.open(bundle, create=True, classes=list(classes) if classes else None)
         if classes:
             b.set_classes(list(classes))
         elif not b.has("classifier") and ds.classes_seen:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -18,6 +19,8 @@ from typing import Any
 from ..atomic import write_json
 from ..errors import EdgeCrystalError, UsageError
 from ..models import _keras
+
+log = logging.getLogger(__name__)
 
 STATE = "state.json"
 LAST = "last.keras"
@@ -70,7 +73,9 @@ class EpochCheckpoint:
              on_epoch: Callable[[int], None], stop: dict[str, bool]) -> Any:
         keras = _keras()
 
-        class _Checkpoint(keras.callbacks.Callback):
+        callback_base: Any = keras.callbacks.Callback  # Keras has no type information
+
+        class _Checkpoint(callback_base):
             def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
                 on_epoch(epoch)
 
@@ -143,7 +148,7 @@ def fit(
             model = keras.models.load_model(str(ckpt_dir / LAST))
             initial_epoch = int(state["epoch"])
             if verbose:
-                print(f"resuming from epoch {initial_epoch} of {hp.epochs} ({ckpt_dir})")
+                log.info("resuming from epoch %d of %d (%s)", initial_epoch, hp.epochs, ckpt_dir)
         else:
             model = build()
             compile_model(model)

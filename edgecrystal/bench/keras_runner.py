@@ -1,7 +1,7 @@
-"""Keras runner: the reference the other backends are compared against (bench, verify).
+"""Keras runner: the reference the other backends are compared against (`bench --backend keras`).
 
-It imports TensorFlow, so nothing on the serving path may import this module: only `bench
---backend keras` and accuracy comparisons load it.
+It imports TensorFlow, so it lives here with the benchmark and not in edgecrystal.runtime: the
+runtime never imports Keras (an import contract, .importlinter, checks it).
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from .base import Runner, TensorInfo
+from ..interface import INPUT_NAME, REFERENCE_BACKEND
+from ..runtime.base import Runner, TensorInfo
 
 
 class KerasRunner(Runner):
-    backend = "keras"
+    backend = REFERENCE_BACKEND
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__(str(path))
@@ -24,7 +25,7 @@ class KerasRunner(Runner):
         self.model: Any = load_model(self.path)
         shape = tuple(None if d is None else int(d) for d in self.model.input_shape)
         self.inputs = [TensorInfo(self.model.input_names[0] if hasattr(self.model, "input_names")
-                                  else "pixels", shape, np.dtype(np.uint8))]
+                                  else INPUT_NAME, shape, np.dtype(np.uint8))]
         out_shape = tuple(None if d is None else int(d) for d in self.model.output_shape)
         self.outputs = [TensorInfo("output", out_shape, np.dtype(np.float32))]
 

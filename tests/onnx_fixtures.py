@@ -1,0 +1,186 @@
+"""TensorFlow-free model bundles for the fast test tier, built with onnx.helper.
+
+The graphs have the exported models' interface (uint8 NHWC input named INPUT_NAME, scaling
+inside, the same output names, metadata and bundle.json records) but hand-set weights instead
+of training, so they cost milliseconds to make and need no Keras:
+
+- finder: a 5x5 averaging filter over the grey level, then a steep sigmoid around a brightness
+  level. On a synthetic well (a dark plate, a lighter drop) it marks the drop, so pipeline and
+  daemon tests see found drops with plausible boxes.
+- classifier: one seeded 3x3 conv (stride 2), ReLU, global average pool, a dense layer and a
+  softmax over the bundle's classes. Untrained, but deterministic and input-dependent.
+
+`build_fast_bundle` writes the fp32 files and registers them as converters.keras_to_onnx does;
+`add_precision_variants` then makes the FP16 and INT8 Q/DQ variants with the project's own
+converters (converters.build + calibration.quantize: ONNX and ONNX Runtime, no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecrystal import DEFAULT_CLASSES, PREPROCESS_VERSION
+from edgecrystal.bundle import Bundle
+from edgecrystal.converters.keras_to_onnx import (
+    BATCH_DIM,
+    DEFAULT_OPSET,
+    EXPORTER_VERSION,
+    OUTPUTS,
+    onnx_rel,
+    save_model,
+    set_metadata,
+)
+from edgecrystal.hashing import sha256_file
+from edgecrystal.models import INPUT_NAME
+
+FINDER_SIZE = 64
+CLASSIFIER_SIZE = 48
+# Grey level (0..1) between a synthetic well's plate (<= 0.43) and its drop (>= 0.47 on average).
+DROP_LEVEL = 0.45
+DROP_GAIN = 25.0
+EXPORTER = "tests/onnx_fixtures.py (onnx.helper, hand-set weights)"
+# ONNX Runtime >= 1.16 reads IR 8 with opset 17.
+IR_VERSION = 8
+
+
+def finder_graph(size: int = FINDER_SIZE) -> Any:
+    """pixels (uint8 N x size x size x 3) -> mask (float32 N x size x size x 1, in [0, 1])."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.full((1, 3, 5, 5), 1.0 / 75.0, np.float32)  # mean of 3 channels over 5x5
+    initializers = [
+        numpy_helper.from_array(np.array(1.0 / 255.0, np.float32), "scale"),
+        numpy_helper.from_array(weights, "smooth_w"),
+        numpy_helper.from_array(np.array([-DROP_LEVEL], np.float32), "smooth_b"),
+        numpy_helper.from_array(np.array(DROP_GAIN, np.float32), "gain"),
+    ]
+    nodes = [
+        helper.make_node("Cast", [INPUT_NAME], ["as_float"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["as_float", "scale"], ["scaled"]),
+        helper.make_node("Transpose", ["scaled"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "smooth_w", "smooth_b"], ["level"],
+                         kernel_shape=[5, 5], pads=[2, 2, 2, 2]),
+        helper.make_node("Mul", ["level", "gain"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["prob"]),
+        helper.make_node("Transpose", ["prob"], [OUTPUTS["finder"]], perm=[0, 2, 3, 1]),
+    ]
+    return _model("finder", nodes, initializers, size, [BATCH_DIM, size, size, 1])
+
+
+def classifier_graph(num_classes: int, size: int = CLASSIFIER_SIZE, seed: int = 0) -> Any:
+    """pixels (uint8 N x size x size x 3) -> scores (float32 N x num_classes, rows sum to 1)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    features = 8
+    initializers = [
+        numpy_helper.from_array(np.array(1.0 / 127.5, np.float32), "scale"),
+        numpy_helper.from_array(np.array(-1.0, np.float32), "offset"),
+        numpy_helper.from_array(rng.normal(0, 0.4, (features, 3, 3, 3)).astype(np.float32),
+                                "conv_w"),
+        numpy_helper.from_array(rng.normal(0, 0.1, features).astype(np.float32), "conv_b"),
+        numpy_helper.from_array(rng.normal(0, 1.0, (features, num_classes)).astype(np.float32),
+                                "dense_w"),
+        numpy_helper.from_array(np.zeros(num_classes, np.float32), "dense_b"),
+    ]
+    nodes = [
+        helper.make_node("Cast", [INPUT_NAME], ["as_float"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["as_float", "scale"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "offset"], ["centred"]),
+        helper.make_node("Transpose", ["centred"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "conv_w", "conv_b"], ["conv"],
+                         kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "dense_w", "dense_b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], [OUTPUTS["classifier"]], axis=1),
+    ]
+    return _model("classifier", nodes, initializers, size, [BATCH_DIM, num_classes])
+
+
+def _model(role: str, nodes: list[Any], initializers: list[Any], size: int,
+           output_shape: list[Any]) -> Any:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes, f"{role}_fixture",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8,
+                                       [BATCH_DIM, size, size, 3])],
+        [helper.make_tensor_value_info(OUTPUTS[role], TensorProto.FLOAT, output_shape)],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DEFAULT_OPSET)],
+                              producer_name="edgecrystal-tests")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def build_fast_bundle(root: Path, classes: tuple[str, ...] = DEFAULT_CLASSES) -> Path:
+    """A complete bundle at `root` with fp32 ONNX finder and classifier (no Keras files)."""
+    bundle = Bundle.open(root, create=True, classes=classes)
+    bundle.section("finder").update(
+        {"input_size": FINDER_SIZE, "profile": "fixture", "threshold": 0.5})
+    bundle.section("classifier").update(
+        {"input_size": CLASSIFIER_SIZE, "crop": "finder", "margin": 0.05, "profile": "fixture"})
+    protos = {"finder": finder_graph(), "classifier": classifier_graph(len(classes))}
+    for role, proto in protos.items():
+        size = FINDER_SIZE if role == "finder" else CLASSIFIER_SIZE
+        set_metadata(proto, {
+            "role": role, "classes": json.dumps(list(classes)),
+            "preprocess_version": PREPROCESS_VERSION, "input_size": str(size),
+            "input_dtype": "uint8", "input_layout": "NHWC", "precision": "fp32",
+            "exporter": EXPORTER,
+        })
+        rel = onnx_rel(role, "fp32")
+        out = bundle.path(rel)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_model(proto, out)
+        sha = bundle.register_file(rel)
+        # The graph stands in for its own source: there is no Keras file to hash.
+        bundle.section("onnx").setdefault(role, {})["fp32"] = {
+            "file": rel, "precision": "fp32", "backends": ["onnxruntime", "tensorrt"],
+            "sha256_source": sha256_file(out), "opset": DEFAULT_OPSET,
+            "exporter": EXPORTER_VERSION, "sha256": sha, "input": INPUT_NAME,
+            "input_dtype": "uint8", "output": OUTPUTS[role],
+            "parity": {"reference": "onnx.helper fixture", "max_abs_diff": 0.0},
+        }
+    bundle.save()
+    return root
+
+
+def add_precision_variants(root: Path, calibration_data: Path) -> Path:
+    """FP16 and INT8 (Q/DQ for TensorRT, u8 for ONNX Runtime) variants of a fast bundle, made by
+    the project's converters from `calibration_data` (an images/labels data set)."""
+    from edgecrystal.converters.build import Options, Report, make_fp16, make_int8
+
+    bundle = Bundle.open(root)
+    models = ["finder", "classifier"]
+    for model in models:
+        make_fp16(bundle, model, force=False)
+    make_int8(bundle, models, Options(calib=calibration_data, calib_count=8), Report(),
+              lambda _line: None)
+    bundle.save()
+    return root
+
+
+def write_wells(folder: Path, count: int) -> list[Path]:
+    """`count` small JPEG wells (a light drop on a dark plate, the fixture finder's kind of
+    picture) named A01_1.jpg, A02_1.jpg ... in `folder`."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        img = np.full((90, 120, 3), 70 + i, np.uint8)
+        cv2.circle(img, (60, 45), 30, (200, 180, 150), -1)
+        path = folder / f"A{i + 1:02d}_1.jpg"
+        cv2.imwrite(str(path), img)
+        paths.append(path)
+    return paths
