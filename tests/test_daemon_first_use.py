@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_daemon import Daemon, jpeg_bytes, load, wait_results, write_config
+from test_daemon import ServeProcess as Daemon
+from test_daemon import jpeg_bytes, load, wait_results, write_config
 from tiny_onnx_bundle import build_tiny_bundle, write_class_folders
 
 

@@ -163,7 +163,7 @@ def test_a_missing_extra_is_one_line(tmp_path: Path) -> None:
 
 
 def test_a_bug_is_reported_in_one_line_with_the_traceback_kept(tmp_path: Path) -> None:
-    script = ("import sys\nimport edgecrystal.cli.runtime as r\n"
+    script = ("import sys\nimport edgecrystal.scoring as r\n"
               "def broken(*a, **k):\n    raise RuntimeError('deliberate bug')\n"
               "r.collect_images = broken\nfrom edgecrystal.cli import main\n"
               "main(sys.argv[1:])\n")
