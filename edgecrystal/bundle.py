@@ -46,13 +46,15 @@ MODELS = ("finder", "classifier")
 @contextlib.contextmanager
 def removed_on_failure(path: str | Path) -> Iterator[None]:
     """Delete the bundle folder again when the work inside fails and the folder was new: a
-    failed first `train` leaves nothing behind to confuse the next command."""
+    failed first `train` leaves nothing behind to confuse the next command. A folder holding a
+    complete epoch's checkpoint (an interrupted training, continued with --resume) is kept."""
     root = Path(path)
     new = not root.exists()
     try:
         yield
     except BaseException:
-        if new and root.is_dir():
+        resumable = any((root / "checkpoints").glob("*/state.json"))
+        if new and root.is_dir() and not resumable:
             shutil.rmtree(root, ignore_errors=True)
         raise
 
