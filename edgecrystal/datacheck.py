@@ -214,8 +214,8 @@ def class_problems(ds: Dataset, classes: Sequence[str]) -> list[Issue]:
             label, list(classes), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         problems.append(Issue("label_unknown", first, (
-            f"label {label!r} ({n} images) is not one of {', '.join(classes)}{hint} "
-            "(--classes adds classes)")))
+            f"unknown class label {label!r} ({n} images): not one of {', '.join(classes)}"
+            f"{hint} (--classes adds classes)")))
     nested = [r for r in ds.records if ds.layout == "class-folders" and any(
         part.lower() in MASK_FOLDERS for part in r.image.relative_to(ds.root).parts[1:-1])]
     if nested:
