@@ -122,7 +122,9 @@ def _write_config(workdir: Path, bundle: Path, plate: Path) -> Path:
         f"watch = [{json.dumps(str(plate.resolve()))}]\n"
         'backend = "auto"\n'
         'precision = "int8"\n'
-        "overlay = true\n",
+        "overlay = true\n"
+        "# The results index (docs/review.md): `edgecrystal ui --index` shows it.\n"
+        f"index = {json.dumps('sqlite:///' + str((workdir / 'results.db').resolve()))}\n",
         encoding="utf-8",
     )
     return config
@@ -177,6 +179,7 @@ edgecrystal demo finished in {seconds / 60:.1f} min. Everything is in {w}/
                           overlay) beside each image, edgecrystal-summary.csv
   bench/                  bench.txt, bench.json, bench.png
   serve.toml              the daemon config the plate was scored with
+  results.db              the results index the daemon fed (plates, wells, history)
 
 Held-out wells: finder Dice {_fmt(fnd.get('dice_mean'))}, IoU {_fmt(fnd.get('iou_mean'))}; \
 classifier macro AUC {_fmt(auc)}, accuracy {_fmt(cls.get('accuracy'))}
@@ -186,6 +189,7 @@ Plate labels: {dict(labels)}
 Next:
   edgecrystal serve --config {config}          # watch the plate folder (drop new images in)
   edgecrystal bench {bundle} --images {plate}  # latency on your machine
+  edgecrystal ui --index sqlite:///{w}/results.db   # review page: http://127.0.0.1:8765/
   edgecrystal data check YOUR_DATA && edgecrystal train finder YOUR_DATA --bundle my-bundle
       --profile lite                           # then train classifier, build-engines, serve
   (see README.md and docs/)""", flush=True)

@@ -13,7 +13,6 @@ import datetime as dt
 import io
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,6 @@ FILE_MODE = 0o644
 # such a result is only trusted while the file's ctime is unchanged too (chmod changes ctime).
 TRANSIENT_KINDS = ("unreadable", "missing")
 
-# A well name as a token of the file name: A01, H12, P24, AF48 (1536-well plates).
-_WELL = re.compile(r"(?:^|[_\-\s.])([A-Za-z]{1,2})(\d{1,2})(?=$|[_\-\s.])")
 
 
 def result_path(image: str | os.PathLike[str]) -> Path:
@@ -52,12 +49,11 @@ def is_own_output(name: str) -> bool:
 
 
 def well_of(name: str) -> str | None:
-    """The well a file name points at ("A01_1.jpg" -> "A01", "plate3-h7.png" -> "H07")."""
-    stem = name.rsplit(".", 1)[0]
-    m = _WELL.search(stem)
-    if not m:
-        return None
-    return f"{m.group(1).upper()}{int(m.group(2)):02d}"
+    """The well an imager's file name names ("A01_1.jpg" -> "A01"; a Minstrel name -> its
+    well); None for a name no known layout understands: a wrong well is worse than none."""
+    from .naming import NameReader
+
+    return NameReader().read(name).well
 
 
 # ---------------------------------------------------------------------- one result file

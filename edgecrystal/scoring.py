@@ -15,8 +15,9 @@ from .bundle import Bundle
 from .discovery import collect_images
 from .errors import UsageError
 from .imageio import DEFAULT_MAX_PIXELS
+from .index.hook import open_writer
 from .pipeline import Pipeline
-from .results import Summaries, is_done, write_result
+from .results import Summaries, is_done, result_path, write_result
 from .runtime.select import open_runners
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class ScoreOptions:
     providers: tuple[str, ...] = ("cpu",)
     force: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    index: str | None = None  # results index URL (docs/review.md); None: none
 
 
 @dataclass
@@ -77,6 +79,11 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
                          skipped=len(images) - len(todo))
     start = time.perf_counter()
     summaries = Summaries(bundle.classes)
+    index = open_writer(options.index)
+    if index is not None:  # scored before: into the index all the same
+        waiting = set(todo)
+        for done in (p for p in images if p not in waiting):
+            index.add(result_path(done))
     with Pipeline(bundle, selection.finder, selection.classifier, backend=selection.backend,
                   precision=options.precision, max_pixels=options.max_pixels,
                   outlines=options.overlay) as pipeline:
@@ -85,7 +92,9 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
                 if scored.error_kind == "missing":
                     report.errors.append(f"{scored.path}: {scored.error_reason}")
                     continue  # no result file beside a file that is not there
-                write_result(scored, pipeline.model, overlay=options.overlay)
+                result = write_result(scored, pipeline.model, overlay=options.overlay)
+                if index is not None:
+                    index.add(result)  # queued only: the index never holds scoring back
                 if scored.ok:
                     report.labels[scored.label or "?"] += 1
                 else:
@@ -96,4 +105,6 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
             summaries.update(folder)
     report.scored = len(todo)
     report.elapsed_s = time.perf_counter() - start
+    if index is not None:
+        index.close(timeout=60)  # logs one line when it could not catch up
     return report

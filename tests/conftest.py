@@ -139,3 +139,23 @@ def fast_bundle(tmp_path_factory: pytest.TempPathFactory, fast_calibration_data:
 
     root = build_fast_bundle(tmp_path_factory.mktemp("fast") / "bundle")
     return add_precision_variants(root, fast_calibration_data)
+
+
+@pytest.fixture(scope="session")
+def postgres():  # -> index_helpers.PostgresServer
+    """A real PostgreSQL server for the session (Debian's, in a temporary folder, run as the
+    `postgres` user under root); skipped where PostgreSQL is not installed."""
+    from index_helpers import postgres_server
+
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """serve keeps its default index under $XDG_STATE_HOME/edgecrystal: tests' daemons (and
+    the daemons they start) write to a temporary one, never the user's."""
+    import os
+
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state-home"))
+    os.environ.pop("STATE_DIRECTORY", None)

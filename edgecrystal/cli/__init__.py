@@ -9,7 +9,7 @@ import sys
 import typer
 
 from ..errors import EdgeCrystalError
-from . import bench, bundle, convert, data, runtime, train
+from . import bench, bundle, convert, data, index, runtime, train
 
 app = typer.Typer(
     name="edgecrystal",
@@ -26,7 +26,7 @@ def _root() -> None:
     """Score protein crystallization images where they are taken."""
 
 
-for area in (data, train, convert, runtime, bench, bundle):
+for area in (data, train, convert, runtime, bench, index, bundle):
     area.register(app)
 
 

@@ -39,6 +39,9 @@ def score(
         "--force", help="Score again even where a matching result file exists.")] = False,
     max_pixels: Annotated[int, typer.Option(
         min=1, help="Refuse images larger than this (before decoding).")] = 64_000_000,
+    index: Annotated[str | None, typer.Option(
+        "--index", help="Also put every result into this index: sqlite:///FILE or "
+                        "postgresql://USER@HOST/DB (docs/review.md).")] = None,
 ) -> None:
     """Score images now and write a result file beside each (IMAGE.edgecrystal.json) plus
     edgecrystal-summary.csv per folder. Images already scored with this bundle (same size and
@@ -50,7 +53,7 @@ def score(
     options = ScoreOptions(recursive=recursive, overlay=overlay, backend=backend,
                            precision=precision, batch=batch, threads=threads,
                            providers=tuple(p for p in providers.split(",") if p), force=force,
-                           max_pixels=max_pixels)
+                           max_pixels=max_pixels, index=index)
     report = score_paths(bundle, paths, options, progress=lambda line: typer.echo(line, err=True))
     for line in report.errors:
         typer.echo(f"error: {line}", err=True)

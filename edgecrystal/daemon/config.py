@@ -67,6 +67,15 @@ class Config:
     retry_max: int = 5
     retry_backoff_s: float = 2.0
     retry_max_backoff_s: float = 300.0
+    # The results index (docs/review.md): "default" (results.db in the systemd state directory,
+    # else ~/.local/state/edgecrystal; off without the `index` extra), "off", sqlite:///FILE or
+    # postgresql://USER@HOST/DB. The index never holds the daemon back.
+    index: str = "default"
+    # Your imager's file names, tried before the built-in layouts: regexes with named groups
+    # plate, well (or row and column), drop, inspection, date, time.
+    name_patterns: tuple[str, ...] = ()
+    # Columns of Formulatrix Rock Maker plates (12: 96 wells; 24: 384) for wellNum -> well.
+    rock_maker_columns: int = 12
     # debug | info | warning | error
     log_level: str = "info"
     # Where this config came from (not a key).
@@ -146,6 +155,12 @@ def _check(cfg: Config) -> None:
             problems.append(f"watch folder {w} does not exist")
     if not Path(cfg.bundle).is_dir():
         problems.append(f"bundle {cfg.bundle} does not exist")
+    try:
+        from ..naming import NameReader
+
+        NameReader(cfg.name_patterns, cfg.rock_maker_columns)
+    except UsageError as exc:
+        problems.append(str(exc))
     if problems:
         raise UsageError(f"config {cfg.source}: " + "; ".join(problems))
 

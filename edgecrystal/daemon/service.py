@@ -101,6 +101,7 @@ class Daemon:
         self.selection: Any = None
         self.watcher: Watcher | None = None
         self.summaries: Any = None
+        self.index: Any = None  # an IndexWriter when an index is kept (docs/review.md)
         self.ready: deque[tuple[Path, float]] = deque()  # complete files: (path, when)
         self.queued: set[Path] = set()
         self.pending = Pending(cfg.settle_ms / 1000, cfg.trust_close_write)
@@ -124,6 +125,10 @@ class Daemon:
         self._install_signals()
         self.notifier.status("loading the bundle")
         self._open_models(self.cfg)
+        from ..index.hook import open_writer
+
+        self.index = open_writer(self.cfg.index, name_patterns=self.cfg.name_patterns,
+                                 rock_maker_columns=self.cfg.rock_maker_columns)
         self._start_watcher()
         self._rescan("start")
         heavy = heavy_modules()
@@ -164,6 +169,8 @@ class Daemon:
             log.warning("summary not written at exit: %s", exc)
         if self.pipeline is not None:
             self.pipeline.close()
+        if self.index is not None:
+            self.index.close(timeout=10)
         log.info("stopped scored=%d errors=%d", self.counts["scored"], self.counts["errors"])
         self.notifier.close()
         os.close(self.wake_r)
@@ -383,10 +390,12 @@ class Daemon:
                 self.pending.touch(path)
                 continue
             try:
-                write_result(r, self.pipeline.model, overlay=self.cfg.overlay)
+                out = write_result(r, self.pipeline.model, overlay=self.cfg.overlay)
             except OSError as exc:  # disk full, folder removed, read-only share
                 self._retry(path, f"cannot write result: {exc.strerror or exc}")
                 continue
+            if self.index is not None:
+                self.index.add(out)  # queued only: the index never holds the daemon back
             self.attempts.pop(path, None)
             if r.stat is not None:
                 self.done[path] = (r.stat.st_size, r.stat.st_mtime_ns)

@@ -1,0 +1,13 @@
+"""Alembic's environment: always online, on the connection the caller hands over."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from edgecrystal.index.schema import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=metadata,
+                  render_as_batch=connection.dialect.name == "sqlite")
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,69 @@
+"""images and scores
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "images",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("path", sa.String(4096), nullable=False, unique=True),
+        sa.Column("sha256", sa.String(64)),
+        sa.Column("size_bytes", sa.BigInteger),
+        sa.Column("width", sa.Integer),
+        sa.Column("height", sa.Integer),
+        sa.Column("plate", sa.String(255), nullable=False),
+        sa.Column("well", sa.String(8)),
+        sa.Column("drop_number", sa.Integer),
+        sa.Column("inspection", sa.String(255)),
+        sa.Column("inspected_at", sa.DateTime(timezone=True)),
+        sa.Column("name_layout", sa.String(64), nullable=False),
+        sa.Column("name_understood", sa.Boolean, nullable=False),
+        sa.Column("name_note", sa.String(255)),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("error_kind", sa.String(64)),
+        sa.Column("error_reason", sa.Text),
+        sa.Column("label", sa.String(64)),
+        sa.Column("label_score", sa.Float),
+        sa.Column("drop_found", sa.Boolean),
+        sa.Column("box_x0", sa.Integer),
+        sa.Column("box_y0", sa.Integer),
+        sa.Column("box_x1", sa.Integer),
+        sa.Column("box_y1", sa.Integer),
+        sa.Column("area_fraction", sa.Float),
+        sa.Column("fingerprint", sa.String(128)),
+        sa.Column("backend", sa.String(32)),
+        sa.Column("precision", sa.String(16)),
+        sa.Column("scored_at", sa.DateTime(timezone=True)),
+        sa.Column("indexed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("human_label", sa.String(64)),
+        sa.Column("human_by", sa.String(128)),
+        sa.Column("human_at", sa.DateTime(timezone=True)),
+    )
+    op.create_index("ix_images_plate_well", "images", ["plate", "well", "drop_number"])
+    op.create_table(
+        "scores",
+        sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("class_name", sa.String(64), primary_key=True),
+        sa.Column("score", sa.Float, nullable=False),
+    )
+    op.create_index("ix_scores_class_score", "scores", ["class_name", "score"])
+
+
+def downgrade() -> None:
+    op.drop_table("scores")
+    op.drop_table("images")

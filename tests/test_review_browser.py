@@ -1,0 +1,128 @@
+"""The review page in a real headless browser (Debian's chromium through chromedriver) against
+`edgecrystal ui` in its own process over a PostgreSQL index: open the plate list, open a plate,
+click a well, relabel it, and find the label in the database. Steps are in docs/review.md."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from index_helpers import free_port, plate_over_time, wait_until, write_image, write_result_for
+
+from edgecrystal.index.store import Index
+from edgecrystal.index.sync import sync
+from edgecrystal.naming import NameReader
+
+TOKEN = "browser-test-token"
+NASTY_PLATE = "<img src=x onerror=alert(1)>"
+
+
+def find_browser() -> tuple[str, str]:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.skip("chromium and chromium-driver are not installed (scripts/setup.sh "
+                    "installs them)")
+    return browser, driver
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = find_browser()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1280,1000"):
+        options.add_argument(argument)
+    # Selenium Manager would try to download a driver: the system one is named instead.
+    session = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    session.implicitly_wait(5)
+    yield session
+    session.quit()
+
+
+@pytest.fixture
+def review_server(postgres: object, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    url = postgres.url  # type: ignore[attr-defined]
+    root = tmp_path / "imager"
+    plate_over_time(root, "browserplate", ["2026-11-01", "2026-11-08"],
+                    {"A01": ["clear", "clear"], "B07": ["clear", "crystals"]})
+    write_result_for(write_image(root / NASTY_PLATE / "C03_1.jpg"), "clear")
+    with Index.open(url) as index:
+        sync(index, root, NameReader())
+    port = free_port()
+    env = {**os.environ, "EDGECRYSTAL_UI_TOKEN": TOKEN}
+    server = subprocess.Popen([sys.executable, "-m", "edgecrystal", "ui", "--index", url,
+                               "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(f"{base}/api/plates", timeout=2) as reply:
+                    return reply.status == 200
+            except OSError:
+                return False
+
+        assert wait_until(up, timeout=30), "edgecrystal ui did not come up"
+        yield base, url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_relabel_a_well_in_the_browser(browser: object, review_server: tuple[str, str]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    page = browser  # a selenium WebDriver
+    base, url = review_server
+    # 1. The plate list; a folder name full of markup shows as text, not as an element.
+    page.get(base + "/")
+    names = [link.text for link in page.find_elements(By.CSS_SELECTOR, "a.plate-link")]
+    assert NASTY_PLATE in names
+    assert not page.find_elements(By.CSS_SELECTOR, "#plates img")
+    # 2. Open the plate: a 96-well grid coloured by the latest label.
+    page.find_element(By.LINK_TEXT, "browserplate").click()
+    cells = page.find_elements(By.CSS_SELECTOR, "#plate-grid td.well")
+    assert len(cells) == 96
+    b07 = page.find_element(By.CSS_SELECTOR, 'td.well[data-well="B07"]')
+    assert "label-crystals" in b07.get_attribute("class")
+    # 3. Click well A01: its image with the drop box, and its two inspections.
+    page.find_element(By.CSS_SELECTOR, 'td.well[data-well="A01"] a').click()
+    assert page.find_element(By.TAG_NAME, "h1").text == "Plate browserplate, well A01"
+    assert page.find_element(By.CSS_SELECTOR, "svg.drop-image rect.drop-box")
+    rows = page.find_elements(By.CSS_SELECTOR, "table.history-table tbody tr")
+    assert len(rows) == 2
+    # 4. Relabel the latest inspection as crystals, with the token and a name.
+    page.find_element(By.ID, "token").send_keys(TOKEN)
+    page.find_element(By.ID, "who").send_keys("ana")
+    latest = rows[-1]
+    Select(latest.find_element(By.NAME, "label")).select_by_value("crystals")
+    latest.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    status = latest.find_element(By.CSS_SELECTOR, ".status")
+    WebDriverWait(page, 10).until(lambda _: status.text in ("saved",) or
+                                  status.text.startswith("not saved"))
+    assert status.text == "saved"
+    assert latest.find_element(By.CSS_SELECTOR, ".label-cell .chip").text == "crystals"
+    # 5. The database has the person's label, who set it, and when.
+    image_id = int(latest.get_attribute("data-image-id"))
+    with Index.open(url) as index:
+        row = index.image(image_id)
+    assert row is not None
+    assert (row["human_label"], row["human_by"], row["label"]) == ("crystals", "ana", "clear")
+    assert row["human_at"] is not None
+    # 6. Back on the plate, A01 now shows the person's label.
+    page.get(base + "/plates/browserplate")
+    a01 = page.find_element(By.CSS_SELECTOR, 'td.well[data-well="A01"]')
+    assert "label-crystals" in a01.get_attribute("class") and "✎" in a01.text
