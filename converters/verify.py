@@ -187,7 +187,7 @@ def format_table(result: dict[str, Any]) -> str:
             warning = collapse_warning(model, name, check) if "int8" in name else None
             if warning:
                 notes.append(f"{warning} (its {quality} means little)")
-        first = next(iter(info["variants"].values()), {})
+        first: dict[str, Any] = next(iter(info["variants"].values()), {})
         if model == "finder" and first.get("masks") == 0:
             notes.append("finder: no Dice: none of these images has a drop mask")
         if model == "classifier" and first.get("labelled") == 0:

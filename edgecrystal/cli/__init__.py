@@ -5,6 +5,7 @@ heavy libraries (TensorFlow, ONNX Runtime, TensorRT) load inside the command tha
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
 
@@ -101,7 +102,7 @@ def missing_extra(exc: ImportError) -> str | None:
     return next((extra for extra, mods in EXTRA_MODULES.items() if top in mods), None)
 
 
-def _internal_error(exc: BaseException) -> None:
+def _internal_error(exc: BaseException) -> NoReturn:
     """A bug, not a user's mistake: say so in one line and keep the traceback in a file (or on
     stderr with EDGECRYSTAL_DEBUG=1) so it can be reported."""
     import os
@@ -125,6 +126,6 @@ def _internal_error(exc: BaseException) -> None:
           f"rerun with {DEBUG_ENV}=1 to print it", INTERNAL_ERROR_EXIT)
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     print(f"edgecrystal: error: {message}", file=sys.stderr)
     sys.exit(code)

@@ -254,21 +254,23 @@ class Daemon:
             log.error("reload: bad config, keeping the old one: %s", exc)
             self.notifier.ready(self._status())
             return
-        old_fp = self.pipeline.model.fingerprint
-        try:
-            self._open_models(cfg)
-        except EdgeCrystalError as exc:
-            log.error("reload: cannot open the bundle, keeping the old one: %s", exc)
-            self.notifier.ready(self._status())
-            return
         roots_changed = (cfg.watch, cfg.recursive) != (self.cfg.watch, self.cfg.recursive)
         if roots_changed:
             try:
                 self.locks.retarget(cfg.roots())
             except EdgeCrystalError as exc:
-                log.error("reload: keeping the old folders: %s", exc)
-                roots_changed = False
-                cfg.watch, cfg.recursive = self.cfg.watch, self.cfg.recursive
+                log.error("reload: keeping the old config: %s", exc)
+                self.notifier.ready(self._status())
+                return
+        old_fp = self.pipeline.model.fingerprint
+        try:
+            self._open_models(cfg)
+        except EdgeCrystalError as exc:
+            log.error("reload: cannot open the bundle, keeping the old one: %s", exc)
+            if roots_changed:
+                self.locks.retarget(self.cfg.roots())  # held before this reload: free again
+            self.notifier.ready(self._status())
+            return
         self.cfg = cfg
         setup_logging(cfg.log_level)
         self.input_filter = Filter(cfg.roots(), cfg.extensions)
