@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
 EXTRA_MODULES = {
     "train": ("tensorflow", "keras", "tf2onnx", "onnx", "matplotlib", "tensorboard"),
     "tensorrt": ("tensorrt", "cuda", "pycuda"),
+    "index": ("sqlalchemy", "alembic", "psycopg"),
+    "ui": ("starlette", "uvicorn", "jinja2"),
 }
 # An unexpected exception: one line for the user, the traceback kept for the bug report.
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE
