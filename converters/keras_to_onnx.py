@@ -58,6 +58,15 @@ def export_bundle(
     if not present:
         raise BundleError(f"bundle {bundle.root} has no models to export (train one first)")
     for model in present:
+        if bundle.is_imported(model):
+            # `edgecrystal import` wrote and checked the FP32 ONNX: it is the source here.
+            entry = bundle.meta.get("onnx", {}).get(model, {}).get("fp32", {})
+            if not entry or not (bundle.root / entry.get("file", "")).is_file():
+                raise BundleError(f"the {model} of bundle {bundle.root} was imported but its "
+                                  "FP32 ONNX is missing; import it again")
+            results[model] = {"action": "kept", "file": entry["file"],
+                              "max_abs_diff": entry.get("parity", {}).get("max_abs_diff")}
+            continue
         keras_path = bundle.model_file(model)
         source_sha = bundle.register_file(str(keras_path.relative_to(bundle.root)))
         rel = onnx_rel(model, "fp32")

@@ -76,6 +76,16 @@ def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
 
 def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
                   log: Callable[[str], None]) -> Any:
+    if bundle.is_imported(model):
+        log(f"{model}: imported, no Keras model; the reference is ONNX FP32")
+    else:
+        yield from _run_keras(bundle, model, inputs, log)
+    yield from _run_onnx(bundle, model, inputs, log)
+    yield from _run_engines(bundle, model, inputs, log)
+
+
+def _run_keras(bundle: Bundle, model: str, inputs: np.ndarray,
+               log: Callable[[str], None]) -> Any:
     try:
         from edgecrystal.models import load_model
 
@@ -83,6 +93,10 @@ def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
         yield "keras", _batched(lambda x: np.asarray(keras_model(x, training=False)), inputs)
     except ImportError:
         log(f"{model}: Keras is not installed here; the reference is ONNX FP32")
+
+
+def _run_onnx(bundle: Bundle, model: str, inputs: np.ndarray,
+              log: Callable[[str], None]) -> Any:
     import onnxruntime as ort
 
     for variant, entry in bundle.variants(model).items():
@@ -96,7 +110,6 @@ def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
             raise BundleError(f"{entry['file']} does not load in ONNX Runtime: "
                               f"{one_line(exc)}") from None
         yield f"onnx-{variant}", _batched(_session_runner(sess), inputs)
-    yield from _run_engines(bundle, model, inputs, log)
 
 
 def _session_runner(session: Any) -> Callable[[np.ndarray], np.ndarray]:

@@ -159,8 +159,16 @@ class Bundle:
         """The sha256 bundle.json records for file `rel` (None when not registered)."""
         return self.meta.get("files", {}).get(rel)
 
+    def is_imported(self, model: str) -> bool:
+        """True when `model` came from `edgecrystal import` (ONNX only, no Keras file)."""
+        return bool(self.meta.get(model, {}).get("imported"))
+
     def model_file(self, model: str) -> Path:
         """The Keras file of `model` ("finder" or "classifier"), checked to exist."""
+        if self.is_imported(model):
+            fmt = self.meta[model]["imported"].get("format", "another framework")
+            raise BundleError(f"the {model} of bundle {self.root} was imported from {fmt}: it "
+                              "has no Keras model (its reference is the ONNX FP32)")
         rel = self.require(model).get("model", f"{model}.keras")
         path = self.root / rel
         if not path.is_file():

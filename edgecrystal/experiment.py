@@ -54,8 +54,11 @@ def finder_vs_full(
     from .train import data, finder, profiles
 
     out = Path(out)
-    if imagenet_weights is not None and not Path(imagenet_weights).is_file():
-        raise UsageError(f"ImageNet weights file {imagenet_weights} does not exist")
+    if imagenet_weights is not None:
+        # A missing file, or no network for "imagenet": one line now, before any data loads.
+        from .models import resolve_imagenet_weights
+
+        imagenet_weights = resolve_imagenet_weights(imagenet_weights)
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} is a file, not a folder")
     if repeats < 1:

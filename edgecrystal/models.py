@@ -111,36 +111,106 @@ def build_finder(input_size: int = 512, base_filters: int = 64, depth: int = 4) 
     return keras.Model(inputs, outputs, name="finder_unet")
 
 
+# Classifier backbones from keras.applications, built without weights: the paper's Inception-V3
+# and MobileNetV3-Small, an edge backbone (~25x fewer FLOPs at the same input size).
+BACKBONES = ("inception_v3", "mobilenet_v3_small")
+MIN_INPUT_SIZE = {"inception_v3": MIN_INCEPTION_SIZE, "mobilenet_v3_small": 32}
+BACKBONE_NAMES = {"inception_v3": "Inception-V3", "mobilenet_v3_small": "MobileNetV3-Small"}
+
+
 def build_classifier(
     num_classes: int,
     input_size: int = 299,
     imagenet_weights: str | Path | None = None,
     dropout: float = 0.2,
+    backbone: str = "inception_v3",
 ) -> Any:
-    """Inception-V3 (weights=None) with a new head for `num_classes`. With `imagenet_weights`
-    (the standard Keras no-top weights file, local), the backbone starts from ImageNet."""
+    """A keras.applications backbone (weights=None) with a new head for `num_classes`. With
+    `imagenet_weights` (a Keras no-top weights file, local, or "imagenet" for Keras' own
+    download and cache), the backbone starts from ImageNet."""
     keras = _keras()
     layers = keras.layers
-    if input_size < MIN_INCEPTION_SIZE:
-        raise UsageError(f"classifier input size {input_size} is below Inception-V3's minimum "
-                         f"of {MIN_INCEPTION_SIZE}")
+    if backbone not in BACKBONES:
+        raise UsageError(f"unknown classifier backbone {backbone!r} (choose "
+                         f"{', '.join(BACKBONES)})")
+    if input_size < MIN_INPUT_SIZE[backbone]:
+        raise UsageError(f"classifier input size {input_size} is below "
+                         f"{BACKBONE_NAMES[backbone]}'s minimum of {MIN_INPUT_SIZE[backbone]}")
     inputs = keras.Input((input_size, input_size, 3), dtype="uint8", name=INPUT_NAME)
-    # Inception-V3's own range: [-1, 1].
+    shape = (input_size, input_size, 3)
+    # Both backbones' own range: [-1, 1] (MobileNetV3's built-in rescaling is left out so
+    # that the scaling is one visible layer, as for Inception-V3).
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
-    backbone = keras.applications.InceptionV3(
-        include_top=False, weights=None, input_shape=(input_size, input_size, 3), pooling="avg"
-    )
+    if backbone == "inception_v3":
+        net = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=shape,
+                                             pooling="avg")
+    else:
+        net = keras.applications.MobileNetV3Small(include_top=False, weights=None,
+                                                  input_shape=shape, pooling="avg",
+                                                  include_preprocessing=False)
     if imagenet_weights is not None:
-        load_backbone_weights(backbone, imagenet_weights)
-    x = backbone(x)
+        load_backbone_weights(net, resolve_imagenet_weights(imagenet_weights, backbone),
+                              backbone)
+    x = net(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name=CLASSIFIER_OUTPUT,
                            dtype="float32")(x)
-    return keras.Model(inputs, outputs, name="classifier_inception_v3")
+    return keras.Model(inputs, outputs, name=f"classifier_{backbone}")
 
 
-def load_backbone_weights(backbone: Any, path: str | Path) -> None:
+IMAGENET = "imagenet"
+NOTOP_FILES = {"inception_v3": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+               "mobilenet_v3_small": "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"}
+
+
+def resolve_imagenet_weights(value: str | Path, backbone: str = "inception_v3") -> Path:
+    """`--imagenet-weights`: a local no-top weights file, or "imagenet" for the file Keras
+    itself downloads and caches (~/.keras/models, or $KERAS_HOME/models): the first use needs
+    the network, later ones read the cache. Offline without a cached copy: one UsageError line
+    that says to pass a local file."""
+    if str(value) != IMAGENET:
+        path = Path(value)
+        if not path.is_file():
+            raise UsageError(f"ImageNet weights file {path} does not exist")
+        return path
+    keras = _keras()
+    before = _cached_notop(backbone)
+    if before is not None:
+        return before
+    builder = {"inception_v3": keras.applications.InceptionV3,
+               "mobilenet_v3_small": keras.applications.MobileNetV3Small}[backbone]
+    extra = {"include_preprocessing": False} if backbone == "mobilenet_v3_small" else {}
+    try:
+        # Keras' own path: building with weights="imagenet" fetches the no-top file into its
+        # cache with keras.utils.get_file and checks the file's hash.
+        builder(include_top=False, weights=IMAGENET, input_shape=(224, 224, 3), **extra)
+    except Exception as exc:  # Keras raises a bare Exception for a failed download
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            f"could not download the ImageNet weights through Keras ({reason.split(': ')[-1]}); "
+            f"offline, pass a local file instead: --imagenet-weights "
+            f"PATH/{NOTOP_FILES[backbone]}") from None
+    cached = _cached_notop(backbone)
+    if cached is None:
+        raise UsageError(f"Keras did not leave {NOTOP_FILES[backbone]} in its cache "
+                         f"({_keras_cache()}); pass a local file with --imagenet-weights")
+    return cached
+
+
+def _keras_cache() -> Path:
+    import os
+
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def _cached_notop(backbone: str) -> Path | None:
+    path = _keras_cache() / NOTOP_FILES[backbone]
+    return path if path.is_file() else None
+
+
+def load_backbone_weights(backbone: Any, path: str | Path,
+                          name: str = "inception_v3") -> None:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"ImageNet weights file {path} does not exist")
@@ -154,8 +224,8 @@ def load_backbone_weights(backbone: Any, path: str | Path) -> None:
     except (ValueError, OSError, KeyError) as exc:
         first = one_line(exc).split(" Example error message")[0]
         raise UsageError(
-            f"{path} does not fit Inception-V3 without top "
-            f"(expected inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5): {first}"
+            f"{path} does not fit {BACKBONE_NAMES.get(name, name)} without top "
+            f"(expected {NOTOP_FILES.get(name, 'its no-top weights file')}): {first}"
         ) from None
 
 

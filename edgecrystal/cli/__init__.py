@@ -10,7 +10,7 @@ from typing import NoReturn
 import typer
 
 from ..errors import EdgeCrystalError
-from . import bench, bundle, convert, data, index, runtime, train
+from . import bench, bundle, convert, data, importers, index, runtime, train
 
 app = typer.Typer(
     name="edgecrystal",
@@ -27,7 +27,7 @@ def _root() -> None:
     """Score protein crystallization images where they are taken."""
 
 
-for area in (data, train, convert, runtime, bench, index, bundle):
+for area in (data, train, importers, convert, runtime, bench, index, bundle):
     area.register(app)
 
 

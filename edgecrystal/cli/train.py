@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-PROFILE_HELP = "Recipe: paper (as published), lite (edge devices, CPU minutes), tiny (seconds)."
+PROFILE_HELP = ("Recipe: paper (as published), lite (edge devices, CPU minutes), edge (lite with a "
+                "MobileNetV3-Small classifier), tiny (seconds).")
 
 ProfileOpt = Annotated[str, typer.Option("--profile", help=PROFILE_HELP)]
 BundleOpt = Annotated[Path, typer.Option("--bundle", "-b", help="Bundle folder to write into "
@@ -100,8 +101,9 @@ def train_classifier_cmd(
                                       "finder masks the drop), manual (ground-truth masks), none "
                                       "(whole image).")] = "finder",
     imagenet_weights: Annotated[Path | None, typer.Option(
-        "--imagenet-weights", help="Local Keras inception_v3 no-top .h5 to start the backbone "
-        "from (never downloaded).")] = None,
+        "--imagenet-weights", help="Start the backbone from ImageNet: a local Keras no-top "
+        ".h5, or 'imagenet' for the file Keras downloads once and caches in "
+        "~/.keras/models.")] = None,
     finder: Annotated[Path | None, typer.Option(
         "--finder", help="Another bundle whose finder this bundle uses (for data without "
         "drop masks).")] = None,
@@ -146,8 +148,9 @@ def finder_vs_full_cmd(
     finder_sets: Annotated[list[str] | None, typer.Option(
         "--finder-set", help="Finder hyperparameter key=value (repeatable).")] = None,
     imagenet_weights: Annotated[Path | None, typer.Option(
-        "--imagenet-weights", help="Local Keras inception_v3 no-top .h5: every arm's backbone "
-        "starts from ImageNet, as in the paper (nothing is downloaded).")] = None,
+        "--imagenet-weights", help="Local Keras inception_v3 no-top .h5, or 'imagenet' (Keras' "
+        "download and cache): every arm's backbone starts from ImageNet, as in the "
+        "paper.")] = None,
     verbose: VerboseOpt = 0,
 ) -> None:
     """The paper's comparison: full-image CNN vs manual-mask CNN vs U-Net-finder CNN, same

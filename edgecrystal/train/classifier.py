@@ -17,12 +17,13 @@ from ..errors import BundleError, UsageError
 from . import augment, data, loop, profiles
 from .profiles import ClassifierHP
 
-ARCH_KEYS = ("input_size", "seed", "val_fraction")
+ARCH_KEYS = ("input_size", "seed", "val_fraction", "backbone")
 
 
 def build(hp: ClassifierHP, num_classes: int, imagenet_weights: str | Path | None = None) -> Any:
     return loop.set_bn_momentum(
-        models.build_classifier(num_classes, hp.input_size, imagenet_weights, hp.dropout),
+        models.build_classifier(num_classes, hp.input_size, imagenet_weights, hp.dropout,
+                                hp.backbone),
         hp.bn_momentum)
 
 
@@ -99,8 +100,9 @@ def train_classifier(
     if crop not in preprocess.CROP_MODES:
         raise UsageError(f"unknown crop mode {crop!r} (choose {', '.join(preprocess.CROP_MODES)})")
     hp = profiles.resolve("classifier", profile, overrides)
-    if imagenet_weights is not None and not Path(imagenet_weights).is_file():
-        raise UsageError(f"ImageNet weights file {imagenet_weights} does not exist")
+    if imagenet_weights is not None:
+        # A missing file, or no network for "imagenet": one line now, before any data loads.
+        imagenet_weights = models.resolve_imagenet_weights(imagenet_weights, hp.backbone)
     # Everything that can be refused is checked before the bundle folder is created.
     existing = Bundle.open(bundle) if (Path(bundle) / BUNDLE_FILE).is_file() else None
     ds = load_dataset(data_dir)
@@ -144,7 +146,7 @@ def _train_into(b: Bundle, ds: Any, records: Any, class_list: list[str], crop: s
         "crop": crop,
         "margin": preprocess.DEFAULT_MARGIN,
         "profile": profile,
-        "backbone": "inception_v3",
+        "backbone": hp.backbone,
         "imagenet_init": bool(imagenet_weights),
         "flops": models.count_flops(result.model),
         "hyperparameters": profiles.as_dict(hp),

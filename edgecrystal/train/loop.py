@@ -135,7 +135,9 @@ def fit(
     state: dict[str, Any] | None = None
     if resume and state_path.is_file() and (ckpt_dir / LAST).is_file():
         state = json.loads(state_path.read_text(encoding="utf-8"))
-        changed = [k for k in arch_keys if state["hyperparameters"].get(k) != hp_dict.get(k)]
+        # A key the checkpoint predates (the classifier's backbone) is not a change.
+        saved = state["hyperparameters"]
+        changed = [k for k in arch_keys if k in saved and saved[k] != hp_dict.get(k)]
         if changed:
             raise UsageError(f"cannot resume {ckpt_dir}: {', '.join(changed)} differ from the "
                              "checkpoint (drop --resume to start over)")
