@@ -45,17 +45,25 @@ def method_enum(name: str) -> Any:
     return table[name]
 
 
+def calibration_batch(count: int) -> int:
+    """Images per calibration batch: the largest size up to CALIB_BATCH that divides `count`.
+    ONNX Runtime's histogram calibrators stack every batch's activations into one array, so a
+    short last batch makes it fail ("inhomogeneous shape"); equal batches never do."""
+    return max(b for b in range(1, CALIB_BATCH + 1) if count % b == 0) if count else 1
+
+
 class _Batches:
-    """CalibrationDataReader over a uint8 N x H x W x 3 array, CALIB_BATCH images at a time."""
+    """CalibrationDataReader over a uint8 N x H x W x 3 array, in equal batches."""
 
     def __init__(self, inputs: np.ndarray, name: str = INPUT_NAME) -> None:
         self.inputs, self.name, self.pos = inputs, name, 0
+        self.batch = calibration_batch(len(inputs))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self.pos >= len(self.inputs):
             return None
-        batch = self.inputs[self.pos : self.pos + CALIB_BATCH]
-        self.pos += CALIB_BATCH
+        batch = self.inputs[self.pos : self.pos + self.batch]
+        self.pos += self.batch
         return {self.name: batch}
 
     def rewind(self) -> None:

@@ -11,6 +11,7 @@ variant whose key matches is kept.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,13 @@ from edgecrystal.interface import INPUT_NAME, PRECISIONS
 
 from .keras_to_onnx import onnx_rel, parity_batch
 
+_PRECISION_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8-u8": "int8"}
+# INT8 collapse: outputs that vary over the images less than this share of the FP32 model's
+# variation, or labels that agree with FP32's less often than COLLAPSE_AGREEMENT, mean the
+# calibration failed (too few or too similar images). A model whose FP32 outputs hardly vary
+# (untrained) is not INT8's fault and gets no warning.
+COLLAPSE_SPREAD = 0.2
+COLLAPSE_AGREEMENT = 0.5
 FP16_CONVERTER = "1"
 QUANTIZER = "1"
 FP16_TOLERANCE = 2e-2
@@ -36,9 +44,11 @@ CALIB_DIR = "calibration"
 class Options:
     precisions: tuple[str, ...] = PRECISIONS
     calib: Path | None = None
-    calib_count: int = 256
-    calib_method: str = "entropy"
-    seed: int = 0
+    # None: as the bundle's calibration record says (else the defaults below), so a plain
+    # re-run of build-engines keeps what an earlier --calib-count/--calib-method/--seed made.
+    calib_count: int | None = None
+    calib_method: str | None = None
+    seed: int | None = None
     opt_batch: int = 4
     max_batch: int = 16
     workspace_mb: int = 1024
@@ -51,6 +61,7 @@ class Options:
 class Report:
     steps: list[dict[str, Any]] = field(default_factory=list)
     engines: str = ""  # one line about engines (built, kept, or why none)
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, what: str, model: str, precision: str, action: str, **detail: Any) -> None:
         self.steps.append({"what": what, "model": model, "precision": precision,
@@ -72,17 +83,25 @@ def build_engines(root: Path, opts: Options,
     if not models:
         raise BundleError(f"bundle {root} has no models (train one first)")
     report = Report()
+    # Variants made from an older model are rebuilt whatever --precision asks for: a stale
+    # FP16 or INT8 file must never go on scoring with the old weights.
+    stale = {_PRECISION_OF[name] for _model, name in bundle.stale_variants()}
+    keras_changed = {model for model in models if bundle.is_stale(model, "fp32")}
+    stale |= {_PRECISION_OF[name] for model in keras_changed for name in bundle.variants(model)}
+    wanted = set(opts.precisions) | stale
+    for precision in sorted(stale - set(opts.precisions)):
+        log(f"{precision} variants were made from an older model: rebuilding them too")
     from .keras_to_onnx import export_bundle
 
     for model, res in export_bundle(bundle, models=models, force=opts.force).items():
         report.add("onnx", model, "fp32", res["action"], max_abs_diff=res.get("max_abs_diff"))
         log(f"{model} fp32 onnx: {res['action']}")
-    if "fp16" in opts.precisions:
+    if "fp16" in wanted:
         for model in models:
             action, diff = make_fp16(bundle, model, opts.force)
             report.add("onnx", model, "fp16", action, max_abs_diff=diff)
             log(f"{model} fp16 onnx: {action}")
-    if "int8" in opts.precisions:
+    if "int8" in wanted:
         make_int8(bundle, models, opts, report, log)
     bundle.save()
     report.engines = make_engines(bundle, models, opts, report, log)
@@ -93,10 +112,10 @@ def build_engines(root: Path, opts: Options,
 def make_fp16(bundle: Bundle, model: str, force: bool) -> tuple[str, float | None]:
     from .fp16 import convert_file
 
-    src = bundle.meta["onnx"][model]["fp32"]
+    src = bundle.variant(model, "fp32")
     rel = onnx_rel(model, "fp16")
     key = {"sha256_source": src["sha256"], "converter": FP16_CONVERTER}
-    entry = bundle.meta["onnx"][model].get("fp16", {})
+    entry = bundle.variant(model, "fp16")
     if not force and _matches(bundle, entry, rel, key):
         return "kept", entry.get("check", {}).get("max_abs_diff")
     convert_file(bundle.path(src["file"]), bundle.path(rel))
@@ -104,11 +123,8 @@ def make_fp16(bundle: Bundle, model: str, force: bool) -> tuple[str, float | Non
     if not diff["max_abs_diff"] <= FP16_TOLERANCE:
         raise BundleError(f"{rel} differs from the FP32 model by {diff['max_abs_diff']:.3g} "
                           f"(tolerance {FP16_TOLERANCE:g}): FP16 overflows in this model")
-    bundle.meta["onnx"][model]["fp16"] = {
-        "file": rel, "precision": "fp16", "backends": ["tensorrt", "onnxruntime"], **key,
-        "sha256": bundle.register_file(rel), "input": src.get("input", INPUT_NAME),
-        "input_dtype": src.get("input_dtype", "uint8"), "output": src.get("output"),
-        "check": {"reference": "fp32", **diff}}
+    bundle.add_variant(model, "fp16", precision="fp16", backends=["tensorrt", "onnxruntime"],
+                       key=key, source=src, check={"reference": "fp32", **diff})
     return "made", diff["max_abs_diff"]
 
 
@@ -126,7 +142,33 @@ def compare(reference: Path, candidate: Path, batch: np.ndarray) -> dict[str, fl
     got = b.run(None, {INPUT_NAME: batch})[0].astype(np.float64)
     err = np.abs(got - want)
     return {"max_abs_diff": float(err.max()), "mean_abs_diff": float(err.mean()),
-            "images": len(batch)}
+            "images": len(batch), "agreement": _agreement(got, want),
+            "output_std": _spread(got), "reference_std": _spread(want)}
+
+
+def _spread(outputs: np.ndarray) -> float:
+    """Mean over output values of their standard deviation across the images."""
+    return float(outputs.std(axis=0).mean()) if len(outputs) > 1 else math.nan
+
+
+def _agreement(got: np.ndarray, want: np.ndarray) -> float:
+    """Share of images given the same label (classifier) or the same mask pixels (finder)."""
+    if got.ndim == 2:
+        return float(np.mean(got.argmax(axis=1) == want.argmax(axis=1)))
+    return float(np.mean((got >= 0.5) == (want >= 0.5)))
+
+
+def collapse_warning(model: str, variant: str, check: dict[str, Any]) -> str | None:
+    """One line when an INT8 model lost most of FP32's variation over the images, or disagrees
+    with its labels (a failed calibration: verify then reports chance-level AUC)."""
+    std, reference = check.get("output_std", math.nan), check.get("reference_std", math.nan)
+    agreement = check.get("agreement", math.nan)
+    if std < COLLAPSE_SPREAD * reference or agreement < COLLAPSE_AGREEMENT:
+        return (f"warning: {model} {variant} looks collapsed (output spread {std:.2g} against "
+                f"fp32's {reference:.2g} over {check.get('images')} images, label agreement "
+                f"{agreement:.2f}): calibrate on more, more varied images (--calib-count, "
+                "--calib) or use fp16")
+    return None
 
 
 # ----------------------------------------------------------------- INT8
@@ -136,23 +178,17 @@ def _record_path(model: str) -> str:
 
 def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
               log: Callable[[str], None]) -> None:
-    from edgecrystal.calibration.select import check_count
-
-    check_count(opts.calib_count)
     sets: dict[str, Any] | None = None
     for model in models:
-        src = bundle.meta["onnx"][model]["fp32"]
+        src = bundle.variant(model, "fp32")
         record = _read_record(bundle, model)
-        data = str(Path(opts.calib).resolve()) if opts.calib else record.get("data")
-        if not data:
+        settings = calibration_settings(opts, record)
+        if not settings["data"]:
             raise UsageError("--precision int8 needs --calib DATA (the bundle has no "
                              f"calibration record for the {model})")
-        key = {"sha256_source": src["sha256"], "quantizer": QUANTIZER,
-               "calibration": {"data": data, "count": opts.calib_count, "seed": opts.seed,
-                               "method": opts.calib_method}}
-        entries = bundle.meta["onnx"][model]
-        if not opts.force and all(_matches(bundle, entries.get(v, {}), onnx_rel(model, v), key)
-                                  for v in ("int8", "int8-u8")):
+        key = {"sha256_source": src["sha256"], "quantizer": QUANTIZER, "calibration": settings}
+        if not opts.force and all(_matches(bundle, bundle.variant(model, v), onnx_rel(model, v),
+                                           key) for v in ("int8", "int8-u8")):
             report.add("onnx", model, "int8", "kept")
             log(f"{model} int8 onnx: kept")
             continue
@@ -165,17 +201,22 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
             how = "reused calibration record"
         else:
             if sets is None:
-                sets = _calibration_sets(bundle, models, Path(data), opts)
-            calibration_set = sets[model]
-            inputs, images = calibration_set.inputs, calibration_set.images
-            how = f"calibrated on {len(inputs)}"
+                sets = _calibration_sets(bundle, models, settings)
+            calibration = sets[model]
+            inputs, images = calibration.inputs, calibration.images
+            how = f"calibrated on {len(calibration.inputs)}"
             for t in _TARGETS:
                 bundle.path(_ranges_rel(model, t)).unlink(missing_ok=True)
-        detail = _quantize_model(bundle, model, inputs, opts.calib_method, key)
+        detail = _quantize_model(bundle, model, inputs, settings["method"], key)
         _write_record(bundle, model, key, images, detail,
                       crop=getattr(sets.get(model) if sets else None, "crop", record.get("crop")))
         report.add("onnx", model, "int8", "made", how=how, **detail["summary"])
         log(f"{model} int8 onnx: made ({how}; ORT uses {detail['summary']['onnxruntime_uses']})")
+        for variant in ("int8", "int8-u8"):
+            warning = collapse_warning(model, variant, bundle.variant(model, variant)["check"])
+            if warning:
+                report.warnings.append(warning)
+                log(warning)
 
 
 _TARGETS = ("tensorrt", "onnxruntime")
@@ -186,26 +227,41 @@ def _ranges_rel(model: str, target: str) -> str:
     return f"{CALIB_DIR}/{model}.{_VARIANT[target]}.ranges.json"
 
 
-def _calibration_sets(bundle: Bundle, models: list[str], data: Path, opts: Options) -> Any:
+def calibration_settings(opts: Options, record: dict[str, Any]) -> dict[str, Any]:
+    """What calibrates: each of data, count, seed, method from the command line when given,
+    else from the model's calibration record, else the defaults."""
+    from edgecrystal.calibration.select import DEFAULT_COUNT, check_count
+
+    recorded = record.get("key") or {}
+
+    def pick(given: Any, name: str, default: Any) -> Any:
+        return given if given is not None else recorded.get(name, default)
+
+    return {"data": str(Path(opts.calib).resolve()) if opts.calib else record.get("data"),
+            "count": check_count(pick(opts.calib_count, "count", DEFAULT_COUNT)),
+            "seed": pick(opts.seed, "seed", 0),
+            "method": pick(opts.calib_method, "method", "entropy")}
+
+
+def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any]) -> Any:
     from edgecrystal.calibration.select import calibration_sets
 
+    data = Path(settings["data"])
     if not data.exists():
         raise UsageError(f"calibration data {data} does not exist")
-    sizes = {m: int(bundle.require(m)["input_size"]) for m in models}
+    sizes = {m: bundle.input_size(m) for m in models}
     finder = None
-    if "finder" in bundle.meta.get("onnx", {}):
-        finder = bundle.path(bundle.meta["onnx"]["finder"]["fp32"]["file"])
-    cls = bundle.meta.get("classifier", {})
-    threshold = float(bundle.meta.get("finder", {}).get("threshold", 0.5))
-    return calibration_sets(data, sizes, opts.calib_count, opts.seed, finder, threshold,
-                            float(cls.get("margin", 0.05)))
+    if bundle.variant("finder", "fp32"):
+        finder = bundle.path(bundle.variant("finder", "fp32")["file"])
+    return calibration_sets(data, sizes, settings["count"], settings["seed"], finder,
+                            bundle.threshold, bundle.margin)
 
 
 def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
                     key: dict[str, Any]) -> dict[str, Any]:
     from edgecrystal.calibration.quantize import choose_for_ort, quantize, zero_points
 
-    src = bundle.meta["onnx"][model]["fp32"]
+    src = bundle.variant(model, "fp32")
     fp32 = bundle.path(src["file"])
     (bundle.root / CALIB_DIR).mkdir(exist_ok=True)
     made = {}
@@ -226,12 +282,10 @@ def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
         rel = onnx_rel(model, variant)
         backends = (["tensorrt"] if variant == "int8" else []) + (
             ["onnxruntime"] if variant == ort_variant else [])
-        bundle.meta["onnx"][model][variant] = {
-            "file": rel, "precision": "int8", "backends": backends, **key,
-            "sha256": bundle.register_file(rel), "input": src.get("input", INPUT_NAME),
-            "input_dtype": src.get("input_dtype", "uint8"), "output": src.get("output"),
-            "quantization": info, "ort_latency": timing,
-            "check": {"reference": "fp32", **compare(fp32, bundle.path(rel), check)}}
+        bundle.add_variant(model, variant, precision="int8", backends=backends, key=key,
+                           source=src, quantization=info, ort_latency=timing,
+                           check={"reference": "fp32",
+                                  **compare(fp32, bundle.path(rel), inputs[:32])})
     for target in _TARGETS:
         if bundle.path(_ranges_rel(model, target)).is_file():
             bundle.register_file(_ranges_rel(model, target))
@@ -314,5 +368,5 @@ def _legacy_calibrator(bundle: Bundle, model: str, opts: Options) -> Any:
             raise UsageError("--legacy-int8-calibrator needs --calib DATA (no legacy "
                              "calibration cache in the bundle)")
         return EntropyCalibrator(None, cache)
-    sets = _calibration_sets(bundle, [model], opts.calib, opts)
+    sets = _calibration_sets(bundle, [model], calibration_settings(opts, {}))
     return EntropyCalibrator(sets[model].inputs, bundle.path(f"{CALIB_DIR}/{model}.legacy.cache"))

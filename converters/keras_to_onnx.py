@@ -60,7 +60,7 @@ def export_bundle(
     for model in present:
         if bundle.is_imported(model):
             # `edgecrystal import` wrote and checked the FP32 ONNX: it is the source here.
-            entry = bundle.meta.get("onnx", {}).get(model, {}).get("fp32", {})
+            entry = bundle.variant(model, "fp32")
             if not entry or not (bundle.root / entry.get("file", "")).is_file():
                 raise BundleError(f"the {model} of bundle {bundle.root} was imported but its "
                                   "FP32 ONNX is missing; import it again")
@@ -70,11 +70,11 @@ def export_bundle(
         keras_path = bundle.model_file(model)
         source_sha = bundle.register_file(str(keras_path.relative_to(bundle.root)))
         rel = onnx_rel(model, "fp32")
-        entry = bundle.meta.get("onnx", {}).get(model, {}).get("fp32", {})
+        entry = bundle.variant(model, "fp32")
         key = {"sha256_source": source_sha, "opset": opset, "exporter": EXPORTER_VERSION}
         if (not force and (bundle.root / rel).is_file()
                 and all(entry.get(k) == v for k, v in key.items())
-                and bundle.meta.get("files", {}).get(rel)):
+                and bundle.is_registered(rel)):
             results[model] = {"action": "kept", "file": rel,
                               "max_abs_diff": entry.get("parity", {}).get("max_abs_diff")}
             continue
@@ -88,12 +88,10 @@ def export_bundle(
             raise BundleError(
                 f"exported {rel} differs from {keras_path.name} by {diff['max_abs_diff']:.3g} "
                 f"(tolerance {tolerance:g}): the export is wrong, not kept")
-        sha = bundle.register_file(rel)
-        bundle.section("onnx").setdefault(model, {})["fp32"] = {
-            "file": rel, "precision": "fp32", "backends": ["onnxruntime", "tensorrt"],
-            **key, "sha256": sha, "input": INPUT_NAME, "input_dtype": "uint8",
-            "output": OUTPUTS[model], "parity": {"reference": "keras", **diff},
-        }
+        bundle.add_variant(model, "fp32", precision="fp32", backends=["onnxruntime", "tensorrt"],
+                           key=key, source={"input": INPUT_NAME, "input_dtype": "uint8",
+                                            "output": OUTPUTS[model]},
+                           parity={"reference": "keras", **diff})
         results[model] = {"action": "exported", "file": rel, **diff}
         bundle.save()
     return results
@@ -185,7 +183,7 @@ def parity_batch(bundle: Bundle, model: str, images: list[np.ndarray] | None) ->
     """Model inputs made with the runtime's preprocessing from `images` (or synthetic drops)."""
     from edgecrystal import preprocess
 
-    size = int(bundle.require(model)["input_size"])
+    size = bundle.input_size(model)
     pictures = images if images else synthetic_wells(4)
     if model == "finder":
         return np.stack([preprocess.finder_input(p, size) for p in pictures])

@@ -21,6 +21,8 @@ from edgecrystal.bundle import MODELS, Bundle
 from edgecrystal.errors import BundleError, DataError, UsageError, one_line
 from edgecrystal.interface import INPUT_NAME
 
+from .build import collapse_warning
+
 BATCH = 8
 
 
@@ -37,17 +39,18 @@ def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
     models = [m for m in MODELS if bundle.has(m)]
     if not models:
         raise BundleError(f"bundle {root} has no models (train one first)")
-    if not bundle.meta.get("onnx"):
+    if not any(bundle.variants(m) for m in models):
         raise BundleError(f"bundle {root} has no ONNX variants; run `edgecrystal build-engines "
                           f"{root}` first")
+    bundle.check_current()  # comparing variants of an older model would measure nothing
     dataset = load_dataset(data)
     pictures, skipped = load_pictures(choose(dataset.records, n, seed), 1)
     classes = bundle.classes
-    threshold = float(bundle.meta.get("finder", {}).get("threshold", 0.5))
+    threshold = bundle.threshold
     result: dict[str, Any] = {"bundle": str(root), "data": str(data), "images": len(pictures),
                               "skipped": skipped, "models": {}}
     for model in models:
-        size = int(bundle.require(model)["input_size"])
+        size = bundle.input_size(model)
         if model == "finder":
             inputs = np.stack([preprocess.finder_input(rgb, size) for _, rgb, _, _ in pictures])
         else:
@@ -96,7 +99,7 @@ def _run_onnx(bundle: Bundle, model: str, inputs: np.ndarray,
               log: Callable[[str], None]) -> Any:
     import onnxruntime as ort
 
-    for variant, entry in bundle.meta.get("onnx", {}).get(model, {}).items():
+    for variant, entry in bundle.variants(model).items():
         path = bundle.path(entry["file"])
         if not path.is_file():
             log(f"{model} {variant}: {entry['file']} is missing; skipped")
@@ -160,7 +163,7 @@ def _dice(prob: np.ndarray, pictures: list, threshold: float) -> dict[str, float
             continue
         full = preprocess.mask_to_image(p, rgb.shape[0], rgb.shape[1]) >= threshold
         scores.append(metrics.dice(full, mask))
-    return {"dice": float(np.mean(scores)) if scores else math.nan}
+    return {"dice": float(np.mean(scores)) if scores else math.nan, "masks": len(scores)}
 
 
 def _auc(scores: np.ndarray, pictures: list, classes: list[str]) -> dict[str, float]:
@@ -169,15 +172,17 @@ def _auc(scores: np.ndarray, pictures: list, classes: list[str]) -> dict[str, fl
     index = {c: i for i, c in enumerate(classes)}
     keep = [i for i, (r, _, _, _) in enumerate(pictures) if r.label in index]
     if not keep:
-        return {"auc": math.nan, "accuracy": math.nan}
+        return {"auc": math.nan, "accuracy": math.nan, "labelled": 0}
     labels = np.array([index[pictures[i][0].label] for i in keep])
     probs = scores[keep]
     auc = metrics.roc_auc_ovr(labels, probs, classes)["macro"]
-    return {"auc": float(auc), "accuracy": metrics.accuracy(labels, probs.argmax(axis=1))}
+    return {"auc": float(auc), "accuracy": metrics.accuracy(labels, probs.argmax(axis=1)),
+            "labelled": len(keep), "output_std": float(probs.std(axis=0).mean())}
 
 
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"{result['images']} images from {result['data']}"]
+    notes: list[str] = []
     for model, info in result["models"].items():
         quality = "dice" if model == "finder" else "auc"
         lines.append(f"\n{model} (reference: {info['reference']})")
@@ -185,6 +190,20 @@ def format_table(result: dict[str, Any]) -> str:
                      f"{quality:>8}")
         for name, row in info["variants"].items():
             q = row.get(quality, math.nan)
+            shown = f"{q:>8.4f}" if not math.isnan(q) else f"{'-':>8}"
             lines.append(f"  {name:<20}{row['max_abs_diff']:>11.2e}{row['mean_abs_diff']:>12.2e}"
-                         f"{row['agreement']:>8.3f}{q:>8.4f}")
-    return "\n".join(lines)
+                         f"{row['agreement']:>8.3f}{shown}")
+            reference = info["variants"].get(info["reference"], {})
+            check = {"output_std": row.get("output_std", math.nan), "images": result["images"],
+                     "reference_std": reference.get("output_std", math.nan),
+                     "agreement": row["agreement"]}
+            warning = collapse_warning(model, name, check) if "int8" in name else None
+            if warning:
+                notes.append(f"{warning} (its {quality} means little)")
+        first: dict[str, Any] = next(iter(info["variants"].values()), {})
+        if model == "finder" and first.get("masks") == 0:
+            notes.append("finder: no Dice: none of these images has a drop mask")
+        if model == "classifier" and first.get("labelled") == 0:
+            notes.append("classifier: no AUC: none of these images has a label in the "
+                         "bundle's classes")
+    return "\n".join(lines + (["", *notes] if notes else []))

@@ -21,9 +21,12 @@ This module never imports TensorFlow or ONNX: the runtime reads bundles through 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +35,33 @@ from . import DEFAULT_CLASSES, PREPROCESS_VERSION, __version__
 from .atomic import write_json
 from .errors import BundleError
 from .hashing import sha256_file
+from .interface import INPUT_NAME
 
 BUNDLE_FILE = "bundle.json"
 FORMAT = "edgecrystal-bundle"
 FORMAT_VERSION = 1
 MODELS = ("finder", "classifier")
+
+
+@contextlib.contextmanager
+def removed_on_failure(path: str | Path) -> Iterator[None]:
+    """Delete the bundle folder again when the work inside fails and the folder was new: a
+    failed first `train` leaves nothing behind to confuse the next command. A folder holding a
+    complete epoch's checkpoint (an interrupted training, continued with --resume) is kept."""
+    root = Path(path)
+    new = not root.exists()
+    try:
+        yield
+    except BaseException:
+        resumable = any((root / "checkpoints").glob("*/state.json"))
+        if new and root.is_dir() and not resumable:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _differs(recorded: str | None, current: str | None) -> bool:
+    """Both hashes known and different (a record without one cannot be proven stale)."""
+    return recorded is not None and current is not None and recorded != current
 
 
 def _now() -> str:
@@ -73,7 +98,7 @@ class Bundle:
         if not create:
             if not root.exists():
                 raise BundleError(f"bundle {root} does not exist (train one with "
-                                  "`edgecrystal train finder DATA --bundle {root}`)")
+                                  f"`edgecrystal train classifier DATA --bundle {root}`)")
             raise BundleError(f"{root} has no {BUNDLE_FILE}: not a model bundle")
         root.mkdir(parents=True, exist_ok=True)
         meta = {
@@ -127,6 +152,13 @@ class Bundle:
         self.meta.setdefault("files", {})[rel] = digest
         return digest
 
+    def is_registered(self, rel: str) -> bool:
+        return bool(self.registered_sha256(rel))
+
+    def registered_sha256(self, rel: str) -> str | None:
+        """The sha256 bundle.json records for file `rel` (None when not registered)."""
+        return self.meta.get("files", {}).get(rel)
+
     def is_imported(self, model: str) -> bool:
         """True when `model` came from `edgecrystal import` (ONNX only, no Keras file)."""
         return bool(self.meta.get(model, {}).get("imported"))
@@ -143,21 +175,56 @@ class Bundle:
             raise BundleError(f"bundle {self.root} lists {rel} but the file is missing")
         return path
 
-    def onnx_variant(self, model: str, precision: str, backend: str = "onnxruntime") -> Path:
-        """The ONNX file of `model` at `precision` meant for `backend`, checked to exist."""
-        variants = self.meta.get("onnx", {}).get(model, {})
-        for name, entry in variants.items():
-            if entry.get("precision") == precision and backend in entry.get("backends", [backend]):
-                path = self.root / entry["file"]
-                if not path.is_file():
-                    raise BundleError(f"bundle lists {entry['file']} ({name}) but it is missing")
-                return path
+    def onnx_variant(self, model: str, precision: str, backend: str = "onnxruntime",
+                     *, check_hash: bool = True) -> Path:
+        """The ONNX file of `model` at `precision` meant for `backend`, checked to exist, to be
+        made from the bundle's current model (not stale), and (check_hash) to hold the bytes
+        bundle.json records: what runs is what the fingerprint names."""
+        found = self.variant_for(model, precision, backend)
+        if found is not None:
+            name, entry = found
+            path = self.root / entry["file"]
+            if not path.is_file():
+                raise BundleError(f"bundle lists {entry['file']} ({name}) but it is missing")
+            if self.is_stale(model, name):
+                raise BundleError(
+                    f"bundle {self.root}: {entry['file']} was made from an older {model} than "
+                    f"the bundle's current one; run `edgecrystal build-engines {self.root}`")
+            if check_hash and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+                raise BundleError(
+                    f"bundle {self.root}: {entry['file']} changed after it was built; run "
+                    f"`edgecrystal build-engines {self.root} --force`")
+            return path
+        variants = self.variants(model)
         have = sorted({e.get("precision", "?") for e in variants.values()})
         hint = (f"it has {', '.join(have)}" if have else "it has none")
         raise BundleError(
             f"bundle {self.root} has no {precision} ONNX {model} for {backend} ({hint}); "
             f"run `edgecrystal build-engines {self.root} --precision {precision}`"
         )
+
+    def adopt_finder(self, other: Bundle, adopted_from: str | None = None) -> None:
+        """Use `other`'s trained finder in this bundle: its Keras file and settings (and the
+        provenance of a shipped model). This bundle's own finder ONNX variants are dropped, so
+        build-engines remakes them from the adopted model instead of scoring with stale ones."""
+        section = json.loads(json.dumps(other.require("finder")))
+        rel = section.get("model", "finder.keras")
+        (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(other.model_file("finder"), self.root / rel)
+        section["adopted_from"] = adopted_from or str(other.root.resolve())
+        if "provenance" in other.meta:
+            section["provenance"] = other.meta["provenance"]
+        self.meta["finder"] = section
+        self.meta.get("onnx", {}).pop("finder", None)
+        self.register_file(rel)
+
+    def set_classes(self, classes: list[str]) -> None:
+        self.meta["classes"] = list(dict.fromkeys(classes))
+
+    def set_section(self, name: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Replace section `name` (a model's training record) with `values`."""
+        self.meta[name] = values
+        return values
 
     def check_preprocess(self) -> None:
         if self.preprocess_version != PREPROCESS_VERSION:
@@ -175,6 +242,118 @@ class Bundle:
             if not path.is_file() or sha256_file(path) != digest:
                 bad.append(rel)
         return bad
+
+    # ----------------------------------------------------------------- ONNX variants
+    def variants(self, model: str) -> dict[str, dict[str, Any]]:
+        """bundle.json's ONNX variants of `model` ({"fp32": {...}, "int8": {...}}), maybe empty."""
+        return dict(self.meta.get("onnx", {}).get(model, {}))
+
+    def variant(self, model: str, name: str) -> dict[str, Any]:
+        """One variant's record (empty when the bundle has none)."""
+        return dict(self.meta.get("onnx", {}).get(model, {}).get(name, {}))
+
+    def variant_for(self, model: str, precision: str,
+                    backend: str) -> tuple[str, dict[str, Any]] | None:
+        """(name, record) of the variant of `model` at `precision` that `backend` runs."""
+        for name, entry in self.variants(model).items():
+            if entry.get("precision") == precision and backend in entry.get("backends", [backend]):
+                return name, entry
+        return None
+
+    def add_variant(self, model: str, name: str, *, precision: str, backends: list[str],
+                    key: dict[str, Any], source: dict[str, Any],
+                    **detail: Any) -> dict[str, Any]:
+        """Record onnx/<model>.<name>.onnx (already written) as a variant made from `source`
+        (the record it was converted from): registers and hashes the file, keeps `key` (the
+        options that made it, with its source's sha256) for the skip check."""
+        rel = f"onnx/{model}.{name}.onnx"
+        entry = {"file": rel, "precision": precision, "backends": backends, **key,
+                 "sha256": self.register_file(rel), "input": source.get("input", INPUT_NAME),
+                 "input_dtype": source.get("input_dtype", "uint8"),
+                 "output": source.get("output"), **detail}
+        self.section("onnx").setdefault(model, {})[name] = entry
+        return entry
+
+    def model_sha256(self, model: str) -> str | None:
+        """The sha256 of `model`'s current trained model: from the registered Keras file, or,
+        in a runtime export without Keras files, the hash the export recorded."""
+        rel = self.meta.get(model, {}).get("model", f"{model}.keras")
+        return (self.meta.get("files", {}).get(rel)
+                or self.meta.get("runtime_export", {}).get("model_sha256", {}).get(model))
+
+    def is_stale(self, model: str, name: str) -> bool:
+        """True when variant `name` of `model` was not made from the bundle's current model:
+        FP32 from another Keras file, FP16/INT8 from another FP32 (or from a stale one)."""
+        fp32 = self.variant(model, "fp32")
+        fp32_stale = _differs(fp32.get("sha256_source"), self.model_sha256(model))
+        if name == "fp32":
+            return fp32_stale
+        entry = self.variant(model, name)
+        return bool(entry) and (fp32_stale or _differs(entry.get("sha256_source"),
+                                                       fp32.get("sha256")))
+
+    def stale_variants(self) -> list[tuple[str, str]]:
+        """Every (model, variant) that is stale; empty when all are current."""
+        return [(model, name) for model in MODELS for name in self.variants(model)
+                if self.is_stale(model, name)]
+
+    def check_precision_current(self, models: list[str], precision: str) -> None:
+        """BundleError in one line when a variant of `models` at `precision` is stale: asked
+        before any backend is tried, so the refusal is the only line the user sees."""
+        for model in models:
+            for name, entry in self.variants(model).items():
+                if entry.get("precision") == precision and self.is_stale(model, name):
+                    raise BundleError(
+                        f"bundle {self.root}: {entry['file']} was made from an older {model} "
+                        f"than the bundle's current one; run `edgecrystal build-engines "
+                        f"{self.root}`")
+
+    def check_current(self) -> None:
+        """BundleError in one line when any ONNX variant is stale (verify, export)."""
+        stale = self.stale_variants()
+        if stale:
+            names = ", ".join(f"{m} {v}" for m, v in stale)
+            raise BundleError(f"bundle {self.root}: {names} made from an older model than the "
+                              f"bundle's current one; run `edgecrystal build-engines {self.root}`")
+
+    # ----------------------------------------------------------------- runtime settings
+    def input_size(self, model: str) -> int:
+        return int(self.require(model)["input_size"])
+
+    @property
+    def crop(self) -> str:
+        """How the classifier's input is made: finder, manual (finder at runtime) or none."""
+        return str(self.meta.get("classifier", {}).get("crop", "finder"))
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta.get("finder", {}).get("threshold", 0.5))
+
+    @property
+    def margin(self) -> float:
+        return float(self.meta.get("classifier", {}).get("margin", 0.05))
+
+    def runtime_models(self) -> list[str]:
+        """The models scoring runs: the classifier, and the finder unless crop is none."""
+        return ["classifier"] if self.crop == "none" else ["finder", "classifier"]
+
+    def runtime_fingerprint(self, backend: str, precision: str) -> str:
+        """A short id of what scores an image: the hashes of the model files that run (ONNX
+        variant, or Keras file for the keras reference), backend, precision, classes and the
+        crop settings. Result files carry it: a change of any of these rescores."""
+        runs: dict[str, str | None] = {}
+        for model in self.runtime_models():
+            if backend == "keras":
+                runs[model] = self.model_sha256(model)
+                continue
+            found = self.variant_for(model, precision,
+                                     "tensorrt" if backend == "tensorrt" else "onnxruntime")
+            runs[model] = found[1].get("sha256") if found else None
+        blob = json.dumps({"runs": runs, "backend": backend, "precision": precision,
+                           "classes": self.classes, "crop": self.crop,
+                           "threshold": self.threshold, "margin": self.margin,
+                           "preprocess": self.preprocess_version}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
     def fingerprint(self) -> str:

@@ -49,6 +49,35 @@ class DataCheckReport:
     def usable(self) -> bool:
         return not self.errors
 
+    def verdicts(self) -> dict[str, str]:
+        """Per purpose, "usable ..." or "NOT usable: why": the finder needs drop masks, the
+        classifier needs labels from the class list."""
+        unreadable = [e for e in self.errors if e.kind.startswith("image_")
+                      or e.kind == "unloadable"]
+        mask_errors = [e for e in self.errors if e.kind.startswith("mask_")]
+        label_errors = [e for e in self.errors if e.kind in LABEL_KINDS]
+        labelled = sum(n for c, n in self.counts.items() if c in self.classes)
+        out = {}
+        if unreadable:
+            why = f"{len(unreadable)} unreadable image(s)"
+            return {"finder": f"NOT usable: {why}", "classifier": f"NOT usable: {why}"}
+        if self.masks < 2:
+            out["finder"] = (f"NOT usable: {self.masks} image(s) with a drop mask (needs 2+); "
+                             "train the classifier with --crop none, or use another bundle's "
+                             "finder with --finder BUNDLE")
+        elif mask_errors:
+            out["finder"] = f"NOT usable: {len(mask_errors)} mask error(s)"
+        else:
+            out["finder"] = f"usable ({self.masks} images with masks)"
+        if label_errors:
+            out["classifier"] = f"NOT usable: {len(label_errors)} label problem(s)"
+        elif labelled < 2:
+            out["classifier"] = f"NOT usable: {labelled} labelled image(s) (needs 2+)"
+        else:
+            used = sum(1 for c in self.classes if self.counts.get(c))
+            out["classifier"] = f"usable ({labelled} labelled images in {used} classes)"
+        return out
+
     def error(self, kind: str, path: str, message: str) -> None:
         self.errors.append(Issue(kind, path, message))
 
@@ -58,6 +87,7 @@ class DataCheckReport:
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["usable"] = self.usable
+        d["verdicts"] = self.verdicts()
         return d
 
     def to_json(self) -> str:
@@ -85,6 +115,7 @@ class DataCheckReport:
         verdict = ("usable" if self.usable else "NOT usable") + (
             f": {len(self.errors)} error(s), {len(self.warnings)} warning(s)")
         lines.append(verdict)
+        lines.extend(f"  {purpose}: {text}" for purpose, text in self.verdicts().items())
         return "\n".join(lines)
 
 
@@ -114,6 +145,7 @@ def check_dataset(path: str | Path, classes: Sequence[str] | None = None,
                 hashes[found.sha256].append(rec)
             if progress:
                 progress()
+    report.errors.extend(class_problems(ds, report.classes))
     _check_counts(report, ds)
     for image, n in listed.items():
         if n > 1:
@@ -151,12 +183,46 @@ def _rel(ds: Dataset, p: Path) -> str:
 
 
 def _label_issues(report: DataCheckReport, ds: Dataset, rec: Record) -> None:
-    name = _rel(ds, rec.image)
     if not rec.label:
-        report.error("label_missing", name, "no label")
-    elif rec.label not in report.classes:
-        report.error("label_unknown", name,
-                     f"label {rec.label!r} is not one of {', '.join(report.classes)}")
+        report.error("label_missing", _rel(ds, rec.image), "no label")
+
+
+# Folder names that hold masks, never a class.
+MASK_FOLDERS = ("masks", "mask")
+# Issues that stop a classifier from training (the finder needs no labels).
+LABEL_KINDS = ("label_missing", "label_unknown", "masks_as_class", "masks_in_class_folder")
+
+
+def class_problems(ds: Dataset, classes: Sequence[str]) -> list[Issue]:
+    """Labels that are not in `classes`, one issue per label (with the closest class when it
+    looks like a typo), and mask folders read as images of a class. Shared by `data check`
+    and `train`, which refuses to turn any of these into a class."""
+    import difflib
+
+    problems: list[Issue] = []
+    counts = Counter(r.label for r in ds.records if r.label)
+    for label, n in counts.items():
+        if label in classes:
+            continue
+        first = _rel(ds, next(r.image for r in ds.records if r.label == label))
+        if ds.layout == "class-folders" and label.lower() in MASK_FOLDERS:
+            problems.append(Issue("masks_as_class", first, (
+                f"folder {label}/ ({n} images) would become a class; masks cannot be used with "
+                "class folders: move it out, or use labels.csv with a mask column (docs/data.md)")))
+            continue
+        close = [c for c in classes if c.lower() == label.lower()] or difflib.get_close_matches(
+            label, list(classes), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(Issue("label_unknown", first, (
+            f"unknown class label {label!r} ({n} images): not one of {', '.join(classes)}"
+            f"{hint} (--classes adds classes)")))
+    nested = [r for r in ds.records if ds.layout == "class-folders" and any(
+        part.lower() in MASK_FOLDERS for part in r.image.relative_to(ds.root).parts[1:-1])]
+    if nested:
+        problems.append(Issue("masks_in_class_folder", _rel(ds, nested[0].image), (
+            f"{len(nested)} file(s) in a masks/ folder inside a class folder would train as "
+            "drop photos of that class: move the masks out")))
+    return problems
 
 
 def _inspect(ds: Dataset, rec: Record) -> _Found:

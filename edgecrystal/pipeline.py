@@ -39,6 +39,7 @@ class Scored:
     label: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
     found: bool = False
+    searched: bool = True  # False when no finder ran (crop none): `found` means nothing then
     box: tuple[int, int, int, int] | None = None
     area_px: int = 0
     width: int = 0
@@ -65,11 +66,12 @@ class ModelInfo:
     classes: tuple[str, ...]
     backend: str
     precision: str
+    crop: str = "finder"  # "none": no finder ran, the classifier saw the whole image
 
     def as_dict(self) -> dict[str, Any]:
         return {"bundle": self.bundle, "fingerprint": self.fingerprint,
                 "classes": list(self.classes), "backend": self.backend,
-                "precision": self.precision}
+                "precision": self.precision, "crop": self.crop}
 
 
 class Pipeline:
@@ -91,15 +93,17 @@ class Pipeline:
         self.classes = tuple(bundle.classes)
         self.classifier_size = int(cls_sec.get("input_size") or classifier.input_size or 0)
         self.margin = float(cls_sec.get("margin", preprocess.DEFAULT_MARGIN))
-        fsec = bundle.meta.get("finder", {})
-        self.finder_size = int(fsec.get("input_size") or (finder.input_size if finder else 0) or 0)
-        self.threshold = float(fsec.get("threshold", preprocess.DEFAULT_THRESHOLD))
+        finder_section = bundle.section("finder") if bundle.has("finder") else {}
+        self.finder_size = int(finder_section.get("input_size")
+                               or (finder.input_size if finder else 0) or 0)
+        self.threshold = bundle.threshold
         self.finder = finder if self.use_finder else None
         self.classifier = classifier
         self.max_pixels = max_pixels
         self.outlines = outlines
-        self.model = ModelInfo(str(bundle.root.resolve()), bundle.fingerprint, self.classes,
-                               backend, precision)
+        self.model = ModelInfo(str(bundle.root.resolve()),
+                               bundle.runtime_fingerprint(backend, precision), self.classes,
+                               backend, precision, self.crop_mode)
         self._pool = ThreadPoolExecutor(max(1, read_threads), thread_name_prefix="read")
 
     def close(self) -> None:
@@ -129,6 +133,7 @@ class Pipeline:
             crop = preprocess.crop_drop(px, mask, self.classifier_size,
                                         threshold=self.threshold, margin=self.margin)
             r.found, r.box, r.area_px = crop.found, crop.box, crop.area
+            r.searched = self.finder is not None
             if self.outlines:
                 r.outline = crop.outline
             crops.append(crop.pixels)

@@ -79,7 +79,8 @@ def make_record(scored: Scored, model: ModelInfo) -> dict[str, Any]:
         area = scored.width * scored.height
         rec["label"] = scored.label
         rec["scores"] = {c: round(p, 6) for c, p in scored.scores.items()}
-        rec["drop"] = {
+        # No finder ran (crop none): there is no drop to report, found or not.
+        rec["drop"] = None if not scored.searched else {
             "found": scored.found,
             "box": list(scored.box) if scored.box else None,
             "area_px": scored.area_px,
@@ -166,7 +167,7 @@ def draw_overlay(scored: Scored) -> bytes | None:
         x0, y0, x1, y1 = (round(v * scale) for v in scored.box)
         cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), colour, thick)
     text = f"{scored.label} {scored.scores.get(scored.label or '', 0.0):.2f}"
-    if not scored.found:
+    if scored.searched and not scored.found:
         text += " (no drop found)"
     font_scale = max(0.4, img.shape[1] / 900)
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)

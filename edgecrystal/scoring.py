@@ -1,5 +1,5 @@
 """Scoring images now (`edgecrystal score`): find the images, skip those already scored with
-this bundle, run the pipeline in batches, write a result file beside each image and a summary
+these models, run the pipeline in batches, write a result file beside each image and a summary
 per folder. The command line only parses options and prints the `ScoreReport`."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class ScoreReport:
     backend: str
     precision: str
     scored: int = 0
-    skipped: int = 0  # already scored with this bundle
+    skipped: int = 0  # already scored with these models
     elapsed_s: float = 0.0
     labels: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)  # "path: kind: reason", one per image
@@ -62,10 +62,18 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     images = collect_images(paths, options.recursive)
+    if not images and not options.recursive:
+        nested = [str(p) for p in paths if p.is_dir() and any(c.is_dir() for c in p.iterdir())]
+        if nested:
+            raise UsageError(f"no images directly in {', '.join(nested)} (it has subfolders: "
+                             "pass --recursive to score them)")
     bundle = Bundle.open(bundle_path)
-    todo = images if options.force else [p for p in images if not is_done(p, bundle.fingerprint)]
     selection = open_runners(bundle, backend=options.backend, precision=options.precision,
                              threads=options.threads, providers=list(options.providers))
+    # Skipped: what already has a result from exactly these models (the variant files that
+    # run, backend, precision), so a rebuilt variant or another precision rescores.
+    fingerprint = bundle.runtime_fingerprint(selection.backend, options.precision)
+    todo = images if options.force else [p for p in images if not is_done(p, fingerprint)]
     say(f"backend: {selection.describe()}")
     report = ScoreReport(bundle.classes, selection.backend, options.precision,
                          skipped=len(images) - len(todo))

@@ -185,8 +185,11 @@ def test_bad_inputs_give_one_line_errors(trained_bundle: tuple[Path, Path],
     _one_line_error(_cli("train", "classifier", str(data_path), "--bundle", str(tmp_path / "b2"),
                          "--profile", "tiny", "--crop", "manual", "--classes", "clear,crystals"),
                     "unknown class label")
+    no_finder = Bundle.open(tmp_path / "no-finder", create=True)
+    no_finder.save()
     _one_line_error(_cli("train", "classifier", str(data_path), "--bundle", str(tmp_path / "b3"),
-                         "--profile", "tiny", "--crop", "finder"), "has no finder")
+                         "--profile", "tiny", "--crop", "finder", "--finder", str(no_finder.root)),
+                    "has no finder")
     _one_line_error(_cli("train", "classifier", str(data_path), "--bundle", str(tmp_path / "b4"),
                          "--profile", "tiny", "--set", "bogus=1"), "unknown hyperparameter")
 

@@ -206,9 +206,9 @@ def model_flops(bundle: Bundle, count_with_keras: bool) -> dict[str, int]:
     backends never loads TensorFlow. Without either, the floor is left out of the report."""
     flops: dict[str, int] = {}
     for model in ("finder", "classifier"):
-        sec = bundle.meta.get(model) or {}
-        if not sec:
+        if not bundle.has(model):
             continue
+        sec = bundle.section(model)
         if sec.get("flops"):
             flops[model] = int(sec["flops"])
             continue

@@ -5,11 +5,12 @@ heavy libraries (TensorFlow, ONNX Runtime, TensorRT) load inside the command tha
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
 
 from ..errors import EdgeCrystalError
-from . import bench, convert, data, importers, index, runtime, shipped, train
+from . import bench, bundle, convert, data, importers, index, runtime, shipped, train
 
 app = typer.Typer(
     name="edgecrystal",
@@ -26,7 +27,7 @@ def _root() -> None:
     """Score protein crystallization images where they are taken."""
 
 
-for area in (data, train, importers, convert, runtime, bench, index, shipped):
+for area in (data, train, importers, convert, runtime, bench, index, bundle, shipped):
     area.register(app)
 
 
@@ -67,11 +68,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted", 130)
+    except ImportError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            _internal_error(exc)
+        _fail(f"this command needs the {extra} extra: pip install 'edgecrystal[{extra}]' "
+              f"({exc.name} is not installed)", 2)
     except Exception as exc:
         # Click's (or Typer's vendored Click's) usage errors: duck-typed so that both the
         # Typer that bundles its own Click and older ones on JetPack images work.
         if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
-            raise
+            _internal_error(exc)
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
             print(ctx.get_help(), file=sys.stderr)
@@ -79,6 +86,48 @@ def main(argv: list[str] | None = None) -> None:
         _fail(" ".join(exc.format_message().split()), exc.exit_code or 2)
 
 
-def _fail(message: str, code: int) -> None:
+# Top-level modules each optional extra brings (pyproject's optional-dependencies).
+EXTRA_MODULES = {
+    "train": ("tensorflow", "keras", "tf2onnx", "onnx", "matplotlib", "tensorboard"),
+    "tensorrt": ("tensorrt", "cuda", "pycuda"),
+    "index": ("sqlalchemy", "alembic", "psycopg"),
+    "ui": ("starlette", "uvicorn", "jinja2"),
+}
+# An unexpected exception: one line for the user, the traceback kept for the bug report.
+INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE
+DEBUG_ENV = "EDGECRYSTAL_DEBUG"
+
+
+def missing_extra(exc: ImportError) -> str | None:
+    """The extra whose package is missing when `exc` is an import of one, else None."""
+    top = (exc.name or "").split(".")[0]
+    return next((extra for extra, mods in EXTRA_MODULES.items() if top in mods), None)
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    """A bug, not a user's mistake: say so in one line and keep the traceback in a file (or on
+    stderr with EDGECRYSTAL_DEBUG=1) so it can be reported."""
+    import os
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    if os.environ.get(DEBUG_ENV):
+        sys.stderr.write(text)
+        _fail(f"internal error: {type(exc).__name__}", INTERNAL_ERROR_EXIT)
+    where = "(traceback not saved)"
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="edgecrystal-error-", suffix=".txt",
+                                         delete=False, encoding="utf-8") as fh:
+            fh.write(f"edgecrystal {' '.join(sys.argv[1:])}\n{text}")
+        where = f"traceback in {fh.name}"
+    except OSError:
+        pass
+    message = " ".join(str(exc).split())[:200]
+    _fail(f"internal error (a bug in edgecrystal): {type(exc).__name__}: {message}; {where}; "
+          f"rerun with {DEBUG_ENV}=1 to print it", INTERNAL_ERROR_EXIT)
+
+
+def _fail(message: str, code: int) -> NoReturn:
     print(f"edgecrystal: error: {message}", file=sys.stderr)
     sys.exit(code)

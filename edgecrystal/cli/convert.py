@@ -27,10 +27,12 @@ def build_engines(
     calib: Annotated[Path | None, typer.Option(
         help="Data set for INT8 calibration (labels.csv or class folders); needed for int8 "
              "unless the bundle already has a calibration record.")] = None,
-    calib_count: Annotated[int, typer.Option(
-        help="Calibration images per model (8..1024).")] = 256,
-    calib_method: Annotated[str, typer.Option(help="entropy, minmax or percentile.")] = "entropy",
-    seed: Annotated[int, typer.Option(help="Seed of the calibration image choice.")] = 0,
+    calib_count: Annotated[int | None, typer.Option(
+        help="Calibration images per model (8..1024; default: as last time, else 256).")] = None,
+    calib_method: Annotated[str | None, typer.Option(
+        help="entropy, minmax or percentile (default: as last time, else entropy).")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of the calibration image choice (default: as last time, else 0).")] = None,
     max_batch: Annotated[int, typer.Option(help="Largest batch of the TensorRT profile.")] = 16,
     opt_batch: Annotated[int, typer.Option(help="Batch TensorRT optimises for.")] = 4,
     workspace: Annotated[int, typer.Option(help="TensorRT builder workspace, MB.")] = 1024,

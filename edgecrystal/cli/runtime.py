@@ -62,7 +62,7 @@ def score(
     for label in report.classes:
         typer.echo(f"{label:<14}{report.labels.get(label, 0):>8}")
     typer.echo(f"{'errors':<14}{len(report.errors):>8}")
-    typer.echo(f"{'skipped':<14}{report.skipped:>8}  (already scored with this bundle)")
+    typer.echo(f"{'skipped':<14}{report.skipped:>8}  (already scored with these models)")
     typer.echo(f"{report.scored} scored in {report.elapsed_s:.1f} s"
                f"{f', {rate:.1f} images/s' if rate else ''}; "
                f"backend {report.backend} {report.precision}")

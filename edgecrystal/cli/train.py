@@ -56,9 +56,28 @@ def _classes(text: str | None) -> list[str] | None:
     return [c.strip() for c in text.split(",") if c.strip()] if text else None
 
 
-def _show(result: dict[str, Any]) -> None:
-    typer.echo(json.dumps({k: v for k, v in result.items() if k != "hyperparameters"},
-                          indent=2, allow_nan=True))
+def _show(result: dict[str, Any], verbose: int) -> None:
+    """A few lines: where the model went and how it did; the whole record with -v."""
+    if verbose:
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "hyperparameters"},
+                              indent=2, allow_nan=True))
+        return
+    training, found = result.get("training", {}), result.get("metrics", {})
+    typer.echo(f"wrote {result['model']}")
+    if result.get("classes"):
+        typer.echo(f"classes: {', '.join(result['classes'])}")
+    split = result.get("split", {})
+    typer.echo(f"epochs: {training.get('epochs_completed')} (best {training.get('best_epoch')}); "
+               f"images: {split.get('train')} train, {split.get('val')} validation")
+    figures = []
+    auc = (found.get("roc_auc") or {}).get("macro")
+    for name, value in (("validation AUC", auc), ("accuracy", found.get("accuracy")),
+                        ("Dice", found.get("dice_mean")), ("IoU", found.get("iou_mean"))):
+        if isinstance(value, (int, float)):
+            figures.append(f"{name} {value:.3f}")
+    if figures:
+        typer.echo(", ".join(figures))
+    typer.echo(f"next: edgecrystal build-engines {result['bundle']} (details: bundle.json, or -v)")
 
 
 def train_finder_cmd(
@@ -78,7 +97,8 @@ def train_finder_cmd(
 
     ov = _overrides(epochs, batch_size, lr, input_size, seed, sets, base_filters=base_filters)
     _show(train_finder(data, bundle, profile=profile, overrides=ov, resume=resume,
-                       verbose=_keras_verbosity(verbose), classes=_classes(classes), init=init))
+                       verbose=_keras_verbosity(verbose), classes=_classes(classes),
+                       init=init), verbose)
 
 
 def train_classifier_cmd(
@@ -90,6 +110,9 @@ def train_classifier_cmd(
         "--imagenet-weights", help="Start the backbone from ImageNet: a local Keras no-top "
         ".h5, or 'imagenet' for the file Keras downloads once and caches in "
         "~/.keras/models.")] = None,
+    finder: Annotated[Path | None, typer.Option(
+        "--finder", help="Another bundle whose finder this bundle uses (for data without "
+        "drop masks).")] = None,
     profile: ProfileOpt = "lite", epochs: EpochsOpt = None, batch_size: BatchOpt = None,
     lr: LrOpt = None, input_size: SizeOpt = None, seed: SeedOpt = None, sets: SetOpt = None,
     resume: ResumeOpt = False, classes: ClassesOpt = None, verbose: VerboseOpt = 0,
@@ -100,7 +123,8 @@ def train_classifier_cmd(
     ov = _overrides(epochs, batch_size, lr, input_size, seed, sets)
     _show(train_classifier(data, bundle, crop=crop, profile=profile, overrides=ov,
                            imagenet_weights=imagenet_weights, resume=resume,
-                           verbose=_keras_verbosity(verbose), classes=_classes(classes)))
+                           verbose=_keras_verbosity(verbose), classes=_classes(classes),
+                           finder_from=finder), verbose)
 
 
 def evaluate_cmd(

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 from ..discovery import scan
 from ..errors import EdgeCrystalError, one_line
 from .config import Config, load_config
+from .lock import RootLocks
 from .sdnotify import Notifier, watchdog_interval
-from .watcher import Filter, Pending, Watcher
+from .watcher import Filter, Pending, Watcher, open_for_writing
 
 if TYPE_CHECKING:  # loaded inside the daemon's start, after the config is checked
     from ..pipeline import Scored
@@ -43,11 +44,17 @@ INCOMPLETE_KINDS = ("empty", "truncated")
 def run_daemon(config_path: Path | None, overrides: dict[str, Any], *, once: bool = False) -> int:
     cfg = load_config(config_path, overrides)
     setup_logging(cfg.log_level)
-    daemon = Daemon(config_path, overrides, cfg, once=once)
+    locks = RootLocks()
+    locks.acquire(cfg.roots())  # a second daemon on the same folder stops here
     try:
-        return daemon.run()
+        daemon = Daemon(config_path, overrides, cfg, once=once)
+        daemon.locks = locks
+        try:
+            return daemon.run()
+        finally:
+            daemon.shutdown()
     finally:
-        daemon.shutdown()
+        locks.release()
 
 
 def setup_logging(level: str) -> None:
@@ -104,6 +111,9 @@ class Daemon:
         self.skipped: set[tuple[Path, str]] = set()
         self.dirty: set[Path] = set()
         self.counts = {"scored": 0, "errors": 0, "skipped": 0}
+        # Images whose latest result is an error: one that later scores is no longer counted.
+        self.error_paths: set[Path] = set()
+        self.locks = RootLocks()
         self.last_summary = time.monotonic()
         self.next_rescan = 0.0
         self.ping_every = watchdog_interval()
@@ -244,14 +254,23 @@ class Daemon:
             log.error("reload: bad config, keeping the old one: %s", exc)
             self.notifier.ready(self._status())
             return
+        roots_changed = (cfg.watch, cfg.recursive) != (self.cfg.watch, self.cfg.recursive)
+        if roots_changed:
+            try:
+                self.locks.retarget(cfg.roots())
+            except EdgeCrystalError as exc:
+                log.error("reload: keeping the old config: %s", exc)
+                self.notifier.ready(self._status())
+                return
         old_fp = self.pipeline.model.fingerprint
         try:
             self._open_models(cfg)
         except EdgeCrystalError as exc:
             log.error("reload: cannot open the bundle, keeping the old one: %s", exc)
+            if roots_changed:
+                self.locks.retarget(self.cfg.roots())  # held before this reload: free again
             self.notifier.ready(self._status())
             return
-        roots_changed = (cfg.watch, cfg.recursive) != (self.cfg.watch, self.cfg.recursive)
         self.cfg = cfg
         setup_logging(cfg.log_level)
         self.input_filter = Filter(cfg.roots(), cfg.extensions)
@@ -262,8 +281,8 @@ class Daemon:
             self._start_watcher()
         if self.pipeline.model.fingerprint != old_fp:
             self.done.clear()
-        log.info("reloaded config=%s backend=%s fingerprint=%s", cfg.source,
-                 self.selection.backend, self.pipeline.model.fingerprint)
+        log.info("reloaded config=%s backend=%s precision=%s fingerprint=%s", cfg.source,
+                 self.selection.backend, cfg.precision, self.pipeline.model.fingerprint)
         self._rescan("reload")
         self.notifier.ready(self._status())
 
@@ -386,10 +405,13 @@ class Daemon:
             total = sum(r.timings_ms.values())
             if r.ok:
                 self.counts["scored"] += 1
+                self.error_paths.discard(path)
+                self.counts["errors"] = len(self.error_paths)
                 log.info("scored path=%s label=%s p=%.3f drop=%s ms=%.1f", _q(path), r.label,
                          r.scores.get(r.label or "", 0.0), "yes" if r.found else "no", total)
             else:
-                self.counts["errors"] += 1
+                self.error_paths.add(path)
+                self.counts["errors"] = len(self.error_paths)
                 log.warning("scored path=%s status=error kind=%s reason=%s", _q(path),
                             r.error_kind, r.error_reason)
         log.debug("batch size=%d ms=%.0f", len(batch), (time.monotonic() - t) * 1000)
@@ -405,6 +427,8 @@ class Daemon:
         changed = r.stat is None or (st.st_size, st.st_mtime_ns) != (r.stat.st_size,
                                                                      r.stat.st_mtime_ns)
         young = time.time() - st.st_mtime < self.cfg.settle_ms / 1000
+        if not (changed or young) and open_for_writing(r.path):
+            young = True  # the writer paused with the file open: it is not finished
         if changed or young:
             log.debug("incomplete path=%s waiting", _q(r.path))
         return changed or young

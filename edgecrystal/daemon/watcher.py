@@ -115,6 +115,9 @@ class Pending:
                 continue
             if st.st_size == 0 and now - e.changed < self.settle:
                 continue  # created but not yet written, even if closed once
+            if open_for_writing(path):
+                e.changed = now  # a writer still holds it (paused, not finished): look again
+                continue
             del self.entries[path]
             ready.append(path)
         return ready, gone
@@ -127,6 +130,30 @@ class Pending:
         due = min(max(e.not_before, e.changed + (0 if self.trust_close and e.closed
                                                  else self.settle)) for e in self.entries.values())
         return max(0.0, due - now)
+
+
+def open_for_writing(path: Path) -> bool:
+    """True when some process has `path` open for writing. A read lease (F_SETLEASE) is refused
+    exactly then. The kernel grants leases only on the caller's own files unless it has
+    CAP_LEASE (the systemd unit grants it); where the answer is unknown (another owner without
+    the capability, a network file system) this says False and the settle time decides."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
 
 
 class Watcher:

@@ -56,7 +56,9 @@ def _engine_for(bundle: Any, model: str, precision: str, onnx_path: Path | None,
         problem = manifest.hardware_compat_problem(identity)
         if problem:
             raise UsageError(f"--hardware-compat: {problem}")
-    onnx_path = onnx_path or bundle.onnx_variant(model, precision, "tensorrt")
+    # Keyed on the file's own bytes (the manifest records their hash): building tools may
+    # hand over an ONNX file bundle.json has not caught up with; serving checks it (select).
+    onnx_path = onnx_path or bundle.onnx_variant(model, precision, "tensorrt", check_hash=False)
     folder = manifest.engines_folder(bundle.root, identity, options.hardware_compat)
     wanted_compat = "ampere+" if options.hardware_compat else "none"
     data = manifest.new_manifest(identity, options.hardware_compat)

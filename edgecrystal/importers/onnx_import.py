@@ -114,7 +114,7 @@ def _copy_shipped_finder(bundle: Bundle, folder: Path) -> dict[str, Any]:
             shutil.copyfile(folder / rel, bundle.path(rel))
             bundle.register_file(rel)
     section["shipped"] = {"from": str(folder.resolve()), "fingerprint": shipped.fingerprint}
-    bundle.meta["finder"] = section
+    bundle.set_section("finder", section)
     if fp32:
         bundle.section("onnx")["finder"] = {"fp32": fp32}
     log.info("finder: the shipped default finder from %s", folder)
@@ -212,7 +212,7 @@ def _import_model(bundle: Bundle, role: str, source: ModelSource, pictures: np.n
                         "backbone": "imported"})
     else:
         section.update({"threshold": preprocess.DEFAULT_THRESHOLD})
-    bundle.meta[role] = section
+    bundle.set_section(role, section)
     bundle.section("onnx")[role] = {"fp32": {
         "file": rel, "precision": "fp32", "backends": ["onnxruntime", "tensorrt"],
         "sha256_source": source_sha, "opset": max(sig.opset, wrap.MIN_OPSET),

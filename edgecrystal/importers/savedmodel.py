@@ -128,9 +128,9 @@ def check_against_tensorflow(bundle_path: Path, function: Any, input_key: str, s
         raise BundleError(f"the imported classifier differs from the SavedModel by "
                           f"{check['max_abs_diff']:.3g} on the same JPEGs (tolerance "
                           f"{TENSORFLOW_TOLERANCE:g}); the cut at "
-                          f"{bundle.meta['classifier']['imported'].get('cut')} is not where the "
+                          f"{bundle.require('classifier')['imported'].get('cut')} is not where the "
                           "network starts")
-    bundle.meta["classifier"]["imported"]["tensorflow_check"] = check
+    bundle.require("classifier")["imported"]["tensorflow_check"] = check
     bundle.save()
     return check
 

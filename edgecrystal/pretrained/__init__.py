@@ -10,7 +10,6 @@ ONNX). Its bundle.json holds the provenance: the exact command, seed and data th
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -62,24 +61,10 @@ def list_models() -> list[dict[str, Any]]:
 
 
 def adopt_finder(bundle: Bundle, source: str | Path | None = None) -> str:
-    """Put a finder into `bundle`: the shipped default (source None) or another bundle's.
-
-    Copies the Keras file and the finder section of bundle.json (with where it came from);
-    the bundle's own ONNX variants of the finder are dropped, so build-engines remakes them
-    from the adopted model. Returns the source's folder."""
+    """Put a finder into `bundle` and save it: the shipped default (source None) or another
+    bundle's (Bundle.adopt_finder does the copying). Returns the source's folder."""
     root = bundle_path("finder") if source is None else Path(source)
-    donor = Bundle.open(root)
-    section = dict(donor.require("finder"))
-    keras_file = donor.model_file("finder")
-    target = bundle.path(section.get("model", "finder.keras"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(keras_file, target)
-    section["adopted_from"] = "edgecrystal.pretrained/finder" if source is None else str(root)
-    if "provenance" in donor.meta:
-        section["provenance"] = donor.meta["provenance"]
-    bundle.meta["finder"] = section
-    onnx = bundle.meta.get("onnx", {})
-    onnx.pop("finder", None)
-    bundle.register_file(str(target.relative_to(bundle.root)))
+    label = "edgecrystal.pretrained/finder" if source is None else None
+    bundle.adopt_finder(Bundle.open(root), adopted_from=label)
     bundle.save()
     return str(root)

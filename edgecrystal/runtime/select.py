@@ -54,6 +54,7 @@ def open_runners(bundle: Bundle, *, backend: str = "auto", precision: str = "fp3
         raise BackendError(f"unknown precision {precision!r}: choose one of "
                            f"{', '.join(PRECISIONS)}")
     models = ["finder", "classifier"] if needs_finder(bundle) else ["classifier"]
+    bundle.check_precision_current(models, precision)  # a stale variant on no backend
     if backend == "onnxruntime":
         return _open_ort(bundle, models, precision, threads, providers, "asked for")
     try:

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from .. import metrics, models, preprocess
-from ..bundle import BUNDLE_FILE, Bundle
+from ..bundle import BUNDLE_FILE, Bundle, removed_on_failure
 from ..dataset import load_dataset
-from ..errors import UsageError
+from ..errors import BundleError, UsageError
+from ..pretrained import adopt_finder
 from . import augment, data, loop, profiles
 from .profiles import ClassifierHP
 
@@ -94,27 +95,46 @@ def train_classifier(
     resume: bool = False,
     verbose: int = 0,
     classes: Sequence[str] | None = None,
+    finder_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train the classifier on DATA's labelled images (3:2 split, stratified) into
-    `bundle`/classifier.keras, feeding it crops made the way the runtime will make them."""
+    `bundle`/classifier.keras, feeding it crops made the way the runtime will make them.
+    `finder_from`: another bundle whose finder this bundle adopts (data without masks)."""
     if crop not in preprocess.CROP_MODES:
         raise UsageError(f"unknown crop mode {crop!r} (choose {', '.join(preprocess.CROP_MODES)})")
     hp = profiles.resolve("classifier", profile, overrides)
     if imagenet_weights is not None:
         # A missing file, or no network for "imagenet": one line now, before any data loads.
         imagenet_weights = models.resolve_imagenet_weights(imagenet_weights, hp.backbone)
-    existed = (Path(bundle) / BUNDLE_FILE).is_file()
-    b = Bundle.open(bundle, create=True)
-    if crop == "finder" and not b.has("finder"):
-        # No finder of the user's own: the shipped one (edgecrystal models list) crops.
-        from ..pretrained import adopt_finder
-
-        log.info("bundle %s has no finder: using the shipped one from %s", b.root,
-                 adopt_finder(b))
-    finder = load_finder(b) if crop == "finder" else None
+    # Everything that can be refused is checked before the bundle folder is created.
+    existing = Bundle.open(bundle) if (Path(bundle) / BUNDLE_FILE).is_file() else None
     ds = load_dataset(data_dir)
     records = data.labelled_records(ds)
-    class_list = data.resolve_classes(ds, classes, b.classes if existed else None)
+    class_list = data.resolve_classes(ds, classes, existing.classes if existing else None)
+    donor = Bundle.open(finder_from) if finder_from is not None else None
+    if donor is not None and not donor.has("finder"):
+        raise BundleError(
+            f"bundle {donor.root} has no finder to crop with: train one (`edgecrystal train "
+            f"finder DATA --bundle {donor.root}`, needs drop masks), reuse another bundle's "
+            "(`--finder OTHER_BUNDLE`), or classify whole images (`--crop none`)")
+    use_shipped = crop == "finder" and donor is None and not (existing and existing.has("finder"))
+    with removed_on_failure(bundle):
+        b = Bundle.open(bundle, create=True)
+        if donor is not None:
+            adopt_finder(b, donor.root)
+        elif use_shipped:
+            # No finder of the user's own: the shipped one crops (edgecrystal models list).
+            log.info("bundle %s has no finder: using the shipped one from %s", b.root,
+                     adopt_finder(b))
+        finder = load_finder(b) if crop == "finder" else None
+        return _train_into(b, ds, records, class_list, crop, profile, hp, finder,
+                           imagenet_weights, resume, verbose)
+
+
+def _train_into(b: Bundle, ds: Any, records: Any, class_list: list[str], crop: str,
+                profile: str, hp: ClassifierHP, finder: tuple[Any, int, float] | None,
+                imagenet_weights: str | Path | None, resume: bool,
+                verbose: int) -> dict[str, Any]:
     started = time.time()
     samples = data.load_samples(records, masks=crop == "manual")
     labels = data.label_indices(samples, class_list)
@@ -125,10 +145,10 @@ def train_classifier(
                             resume=resume, verbose=verbose, log_dir=b.path("logs/classifier"))
     scores = score(result.model, x_all[va], labels[va], class_list, hp.batch_size)
     loop.save_clean(result.model, lambda: build(hp, len(class_list)), b.path("classifier.keras"))
-    b.meta["classes"] = class_list
+    b.set_classes(class_list)
     b.register_file("classifier.keras")
     last = result.history[-1] if result.history else {}
-    b.meta["classifier"] = metrics.json_safe({
+    section = b.set_section("classifier", metrics.json_safe({
         "model": "classifier.keras",
         "input_size": hp.input_size,
         "crop": crop,
@@ -147,9 +167,9 @@ def train_classifier(
                      "seconds_this_run": round(time.time() - started, 1)},
         "metrics": {"split": "validation",
                     **{k: v for k, v in scores.items() if k != "probs"}},
-    })
+    }))
     b.save()
     return {"bundle": str(b.root), "model": str(b.path("classifier.keras")), "classes": class_list,
-            "hyperparameters": profiles.as_dict(hp), "metrics": b.meta["classifier"]["metrics"],
-            "training": b.meta["classifier"]["training"],
+            "hyperparameters": profiles.as_dict(hp), "metrics": section["metrics"],
+            "training": section["training"],
             "split": {"train": len(tr), "val": len(va)}}

@@ -50,30 +50,35 @@ def mask_records(ds: Dataset) -> list[Record]:
     recs = ds.with_masks()
     if len(recs) < 2:
         raise DataError(f"data set {ds.root} has {len(recs)} image(s) with a drop mask; the finder "
-                        "needs masks (labels.csv column `mask`) for at least 2 images")
+                        "needs masks (labels.csv column `mask`) for at least 2 images. Without "
+                        "masks: `train classifier DATA --crop none` (whole images) or "
+                        "`--finder BUNDLE` (another bundle's finder); see docs/usage.md")
     return recs
 
 
 def resolve_classes(ds: Dataset, requested: Sequence[str] | None,
                     existing: Sequence[str] | None) -> list[str]:
-    """The class list a classifier trains on: --classes, else the bundle's (when the data fits
-    it), else the data set's labels. A label outside the list is an error, not a silent drop."""
+    """The class list a classifier trains on: --classes, else the bundle's, else (a new bundle)
+    the default classes the data uses. A label outside the list, a mask folder read as a class,
+    masks inside class folders: refused with `data check`'s own words, never a new class."""
+    from .. import DEFAULT_CLASSES
+    from ..datacheck import class_problems
+
     seen = ds.classes_seen
     if not seen:
         raise DataError(f"data set {ds.root} has no class labels (labels.csv column `label`)")
     if requested:
         classes = list(dict.fromkeys(requested))
-    elif existing and set(seen) <= set(existing):
+    elif existing:
         classes = list(existing)
     else:
-        from .. import DEFAULT_CLASSES
-
-        classes = [c for c in DEFAULT_CLASSES if c in seen] + [c for c in seen
-                                                              if c not in DEFAULT_CLASSES]
-    unknown = sorted(set(seen) - set(classes))
-    if unknown:
-        raise DataError(f"unknown class label(s) {', '.join(unknown)} in {ds.root} "
-                        f"(classes: {', '.join(classes)}; pass --classes to change the list)")
+        classes = [c for c in DEFAULT_CLASSES if c in seen] or list(DEFAULT_CLASSES)
+    problems = class_problems(ds, requested or existing or DEFAULT_CLASSES)
+    if problems:
+        more = f" ({len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        where = f"{problems[0].path}: " if problems[0].path else ""
+        raise DataError(f"{where}{problems[0].message}{more}; see `edgecrystal data check "
+                        f"{ds.root}`")
     return classes
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import metrics, models
-from ..bundle import Bundle
+from ..bundle import Bundle, removed_on_failure
 from ..dataset import load_dataset
 from ..errors import UsageError
 from . import augment, data, loop, profiles
@@ -117,13 +117,19 @@ def train_finder(
     if init_bundle is not None:
         overrides = init_overrides(init_bundle, overrides)
     hp = profiles.resolve("finder", profile, overrides)
-    b = Bundle.open(bundle, create=True, classes=list(classes) if classes else None)
     ds = load_dataset(data_dir)
     records = data.mask_records(ds)
-    if classes:
-        b.meta["classes"] = list(dict.fromkeys(classes))
-    elif not b.has("classifier") and ds.classes_seen:
-        b.meta["classes"] = data.resolve_classes(ds, None, None)
+    with removed_on_failure(bundle):
+        b = Bundle.open(bundle, create=True, classes=list(classes) if classes else None)
+        if classes:
+            b.set_classes(list(classes))
+        elif not b.has("classifier") and ds.classes_seen:
+            b.set_classes(data.resolve_classes(ds, None, None))
+        return _train_into(b, ds, records, profile, hp, resume, verbose, init_bundle)
+
+
+def _train_into(b: Bundle, ds: Any, records: Any, profile: str, hp: FinderHP, resume: bool,
+                verbose: int, init_bundle: Path | None) -> dict[str, Any]:
     started = time.time()
     samples = data.load_samples(records, masks=True)
     tr, va = data.split_random(len(samples), hp.val_fraction, hp.seed)
@@ -135,7 +141,7 @@ def train_finder(
     loop.save_clean(result.model, lambda: build(hp), b.path("finder.keras"))
     b.register_file("finder.keras")
     last = result.history[-1] if result.history else {}
-    b.meta["finder"] = metrics.json_safe({
+    section = b.set_section("finder", metrics.json_safe({
         "model": "finder.keras",
         "input_size": hp.input_size,
         "base_filters": hp.base_filters,
@@ -152,11 +158,11 @@ def train_finder(
                      "seconds_this_run": round(time.time() - started, 1)},
         "metrics": {"split": "validation", **{k: v for k, v in scores.items()
                                              if k not in ("dice", "iou")}},
-    })
+    }))
     b.save()
     return {"bundle": str(b.root), "model": str(b.path("finder.keras")),
-            "hyperparameters": profiles.as_dict(hp), "metrics": b.meta["finder"]["metrics"],
-            "training": b.meta["finder"]["training"], "split": {"train": len(train),
+            "hyperparameters": profiles.as_dict(hp), "metrics": section["metrics"],
+            "training": section["training"], "split": {"train": len(train),
                                                                "val": len(val)}}
 
 

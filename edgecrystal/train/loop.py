@@ -172,13 +172,24 @@ def fit(
                       initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
                       validation_batch_size=hp.batch_size)
         if stop["requested"]:
-            raise TrainingInterrupted(
-                f"training interrupted; epoch {state['epoch']} of {hp.epochs} is checkpointed "
-                f"in {ckpt_dir}: run the same command with --resume to continue")
+            raise TrainingInterrupted(interrupted_message(int(state["epoch"]), hp.epochs,
+                                                          ckpt_dir))
     if restore_best and (ckpt_dir / BEST).is_file():
         model.load_weights(str(ckpt_dir / BEST))
     return FitResult(model, list(state["history"]), initial_epoch, int(state["epoch"]),
                      int(state.get("best_epoch", 0)), _num(state.get("best_value")), monitor)
+
+
+def interrupted_message(completed: int, total: int, ckpt_dir: Path) -> str:
+    """What Ctrl-C left: the epoch that was cut short (Keras' 1-based "Epoch N/M" that was on
+    screen) and the last complete one on disk; the cut epoch's partial work is not kept."""
+    cut = min(completed + 1, total)
+    if completed == 0:
+        return (f"training interrupted during epoch 1 of {total}; no epoch was complete, so "
+                "nothing was saved: run the command again to start over")
+    return (f"training interrupted during epoch {cut} of {total}; epoch {completed} (the last "
+            f"complete one) is checkpointed in {ckpt_dir}: run the same command with --resume "
+            f"to continue from epoch {completed + 1}")
 
 
 class TrainingInterrupted(EdgeCrystalError):
