@@ -15,6 +15,8 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from edgecrystal.bundle import Bundle  # noqa: E402
+
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 CLASSES = "clear,crystals,precipitate,other"
@@ -197,10 +199,19 @@ def test_finder_of_the_wrong_shape_is_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "b1" / "onnx" / "classifier.fp32.onnx").exists()
 
 
+def test_crop_finder_without_finder_uses_the_shipped_one(tmp_path: Path) -> None:
+    model = make_classifier(tmp_path / "c.onnx")
+    res = _import(tmp_path / "b", "--classifier", str(model))
+    assert res.returncode == 0, res.stderr
+    bundle = Bundle.open(tmp_path / "b")
+    assert "shipped" in bundle.require("finder")
+    assert bundle.crop == "finder"
+    assert (tmp_path / "b" / bundle.variant("finder", "fp32")["file"]).is_file()
+
+
 def test_bad_input_is_one_line_error(tmp_path: Path) -> None:
     model = make_classifier(tmp_path / "c.onnx")
     cases = {
-        "--crop finder needs --finder": ["--classifier", str(model)],
         "gives 4 scores per image but --classes names 3": [
             "--classifier", str(model), "--crop", "none", "--classes", "a,b,c"],
         "has 48 channels in --layout nhwc": [
