@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +70,12 @@ class ServeProcess:
         raise AssertionError(f"no {what} from the daemon in {timeout}s:\n{self.text()}")
 
     def wait_for_log(self, what: str, timeout: float) -> None:
+        self.wait_until(lambda: what in self.text(), timeout)
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float) -> None:
+        """Poll `condition` until it holds; past `timeout` fail with the daemon's log."""
         deadline = time.monotonic() + timeout
-        while what not in self.text():
+        while not condition():
             assert time.monotonic() < deadline, self.text()
             time.sleep(0.05)
 

@@ -47,10 +47,7 @@ def test_sighup_to_another_precision_rescores_and_names_it(built: Path, tmp_path
         d.proc.send_signal(signal.SIGHUP)
         d.wait_for_log("reloaded", 30)
         assert "precision=fp32" in next(ln for ln in d.text().splitlines() if "reloaded" in ln)
-        deadline = time.monotonic() + 30
-        while load(image)["model"]["precision"] != "fp32":
-            assert time.monotonic() < deadline, d.text()
-            time.sleep(0.1)
+        d.wait_until(lambda: load(image)["model"]["precision"] == "fp32", 30)
         assert d.stop() == 0
     finally:
         if d.proc.poll() is None:
@@ -111,16 +108,10 @@ def test_a_truncated_image_that_later_completes_is_not_counted_as_an_error(
     data = jpeg_bytes(6)
     try:
         image.write_bytes(data[: len(data) // 2])  # closed: really looks finished
-        deadline = time.monotonic() + 30
-        while "status=error" not in d.text():
-            assert time.monotonic() < deadline, d.text()
-            time.sleep(0.1)
+        d.wait_until(lambda: "status=error" in d.text(), 30)
         with open(image, "ab") as fh:  # the copy resumes later
             fh.write(data[len(data) // 2 :])
-        deadline = time.monotonic() + 30
-        while load(image)["status"] != "ok":
-            assert time.monotonic() < deadline, d.text()
-            time.sleep(0.1)
+        d.wait_until(lambda: load(image)["status"] == "ok", 30)
         assert d.stop() == 0
     finally:
         if d.proc.poll() is None:
