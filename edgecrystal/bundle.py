@@ -187,9 +187,7 @@ class Bundle:
             if not path.is_file():
                 raise BundleError(f"bundle lists {entry['file']} ({name}) but it is missing")
             if self.is_stale(model, name):
-                raise BundleError(
-                    f"bundle {self.root}: {entry['file']} was made from an older {model} than "
-                    f"the bundle's current one; run `edgecrystal build-engines {self.root}`")
+                raise self._stale_error(model, entry)
             if check_hash and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
                 raise BundleError(
                     f"bundle {self.root}: {entry['file']} changed after it was built; run "
@@ -303,10 +301,12 @@ class Bundle:
         for model in models:
             for name, entry in self.variants(model).items():
                 if entry.get("precision") == precision and self.is_stale(model, name):
-                    raise BundleError(
-                        f"bundle {self.root}: {entry['file']} was made from an older {model} "
-                        f"than the bundle's current one; run `edgecrystal build-engines "
-                        f"{self.root}`")
+                    raise self._stale_error(model, entry)
+
+    def _stale_error(self, model: str, entry: dict[str, Any]) -> BundleError:
+        return BundleError(
+            f"bundle {self.root}: {entry['file']} was made from an older {model} than the "
+            f"bundle's current one; run `edgecrystal build-engines {self.root}`")
 
     def check_current(self) -> None:
         """BundleError in one line when any ONNX variant is stale (verify, export)."""

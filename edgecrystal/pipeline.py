@@ -82,7 +82,7 @@ class Pipeline:
                  read_threads: int = 2, outlines: bool = False) -> None:
         bundle.check_preprocess()
         cls_sec = bundle.require("classifier")
-        self.crop_mode = str(cls_sec.get("crop", "finder"))
+        self.crop_mode = bundle.crop
         if self.crop_mode not in preprocess.CROP_MODES:
             raise BundleError(f"bundle {bundle.root}: unknown classifier crop mode "
                               f"{self.crop_mode!r} (expected one of {preprocess.CROP_MODES})")
@@ -92,7 +92,7 @@ class Pipeline:
             raise BundleError(f"bundle {bundle.root} crops with the finder but none was loaded")
         self.classes = tuple(bundle.classes)
         self.classifier_size = int(cls_sec.get("input_size") or classifier.input_size or 0)
-        self.margin = float(cls_sec.get("margin", preprocess.DEFAULT_MARGIN))
+        self.margin = bundle.margin
         finder_section = bundle.section("finder") if bundle.has("finder") else {}
         self.finder_size = int(finder_section.get("input_size")
                                or (finder.input_size if finder else 0) or 0)
