@@ -1,8 +1,12 @@
 """finder -> crop -> classifier on a batch of image files, with per-stage timings.
 
-Read (the one decoder, in a small thread pool: OpenCV decoding releases the GIL) -> finder input
-(the one preprocessing) -> finder (batched) -> mask at image size -> the crop step -> classifier
-(batched) -> one `Scored` per file. A file that cannot be decoded becomes an error `Scored` with
+Two stages with one contract, so callers can overlap them (decode the next batch while this one
+runs): `read(paths)` touches no model and may run on any thread (the one decoder, in a small
+thread pool: OpenCV decoding releases the GIL); `infer(loaded)` runs the models and must stay on
+the thread that owns the backend (a CUDA context belongs to the thread that made it).
+`score(paths)` is the two in a row. Inside `infer`: finder input (the one preprocessing) ->
+finder (batched) -> mask at image size -> the crop step -> classifier (batched) -> one `Scored`
+per file. A file that cannot be decoded becomes an error `Scored` with
 the decoder's typed reason, and the rest of the batch goes on. Backends are `Runner`s: the
 pipeline neither knows nor cares which one runs the models.
 """
@@ -55,6 +59,15 @@ class Scored:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+@dataclass
+class Loaded:
+    """One file after the read stage: its `Scored` (an error one when it could not be decoded)
+    and what the infer stage needs of its pixels. Opaque to callers: pass it to `infer`."""
+
+    scored: Scored
+    pixels: np.ndarray | None  # None: decoding failed, `scored` says why
 
 
 @dataclass(frozen=True)
@@ -120,9 +133,18 @@ class Pipeline:
 
     # ------------------------------------------------------------------ scoring
     def score(self, paths: list[Path]) -> list[Scored]:
-        loaded = list(self._pool.map(self._read, paths))
-        results = [r for r, _ in loaded]
-        good = [(r, px) for r, px in loaded if px is not None]
+        """Read and infer in a row: one `Scored` per path, in order."""
+        return self.infer(self.read(paths))
+
+    def read(self, paths: list[Path]) -> list[Loaded]:
+        """The read stage: decode `paths` (no model runs; safe on any thread)."""
+        return list(self._pool.map(self._read, paths))
+
+    def infer(self, loaded: list[Loaded]) -> list[Scored]:
+        """The infer stage: finder, crop and classifier for what `read` gave, on the backend's
+        thread. One `Scored` per item, in order; unreadable files pass through as errors."""
+        results = [item.scored for item in loaded]
+        good = [(item.scored, item.pixels) for item in loaded if item.pixels is not None]
         if not good:
             return results
         pixels = [px for _, px in good]
@@ -148,7 +170,7 @@ class Pipeline:
             r.timings_ms["classifier"] = per_image
         return results
 
-    def _read(self, path: Path) -> tuple[Scored, np.ndarray | None]:
+    def _read(self, path: Path) -> Loaded:
         t = time.perf_counter()
         try:
             st = os.stat(path)
@@ -160,13 +182,13 @@ class Pipeline:
         except ImageError as exc:
             r.status, r.error_kind, r.error_reason = "error", exc.kind, exc.reason
             r.timings_ms["read"] = _ms(t)
-            return r, None
+            return Loaded(r, None)
         r.sha256, r.size_bytes = img.sha256, img.size_bytes
         r.width, r.height = img.width, img.height
         if self.outlines:
             r.preview = _preview(img.pixels)
         r.timings_ms["read"] = _ms(t)
-        return r, img.pixels
+        return Loaded(r, img.pixels)
 
     def _find(self, pixels: list[np.ndarray], results: list[Scored]) -> list[np.ndarray | None]:
         if self.finder is None:
