@@ -43,6 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmark_markdown import render, upgrade
 
@@ -329,7 +330,7 @@ def run_archive(bundle: Path, args: argparse.Namespace) -> dict:
          "this `score` has no --ray option" if "--ray" not in options
          else (f"Ray is not installed ({ray_missing})" if ray_missing else None)),
     ]
-    runs = []
+    runs: list[dict[str, Any]] = []
     for how, extra, skipped in ways:
         if skipped:
             print(f"archive, {how}: skipped: {skipped}", flush=True)

@@ -21,14 +21,19 @@ RANK_KEYS = ("rank_correlation", "spearman", "spearman_vs_fp32", "rank_correlati
 
 
 def upgrade(saved: dict[str, Any]) -> dict[str, Any]:
-    """The first layout (pipeline/plate/daemon at the top, lite only) in the current one."""
+    """The first layout (pipeline/plate/daemon at the top, lite only, one run) in the current
+    one, every part stamped with that run's time (its load was not recorded)."""
     if "profiles" in saved:
         return saved
-    lite = {"what": saved.get("bundle", "default lite profile, untrained"),
-            "pipeline": saved.get("pipeline"),
+    when = {"measured": (saved.get("pipeline") or {}).get("created", "?")}
+    lite = {"pipeline": saved.get("pipeline"),
             "plate": {"runs": saved["plate"]} if saved.get("plate") else None}
-    return {"profiles": {"lite": {k: v for k, v in lite.items() if v is not None}},
-            "daemon": saved.get("daemon")}
+    upgraded: dict[str, Any] = {"profiles": {"lite": {
+        "what": saved.get("bundle", "default lite profile, untrained"),
+        **{part: {**value, **when} for part, value in lite.items() if value}}}}
+    if saved.get("daemon"):
+        upgraded["daemon"] = {**saved["daemon"], **when}
+    return upgraded
 
 
 def render(saved: dict[str, Any]) -> str:
@@ -162,11 +167,11 @@ def _headline(profiles: dict[str, Any]) -> list[str]:
     if not lite:
         return []
     lines = ["## The issue's headline checks (lite profile, 1280x960 JPEG wells, 2 CPU cores)",
-             "", "| check | target | this run | |", "|---|---|---|---|"]
+             "", "| check | target | measured | |", "|---|---|---|---|"]
     for check in headline_checks(lite):
         lines.append(f"| {check['check']} | {check['target']} | {check['shown']} | "
                      f"{_mark(check['ok'])} |")
-    notes = []
+    notes = _time_split(lite.get("pipeline"))
     if lite.get("verify"):
         notes.append("Dice, AUC and the rank correlation come from `edgecrystal verify` on this "
                      "run's bundle, whose weights are untrained (latency does not depend on "
@@ -178,6 +183,21 @@ def _headline(profiles: dict[str, Any]) -> list[str]:
     if lite.get("verify") and rank_correlation(lite.get("verify")) is None:
         notes.append("This `verify` reports no rank correlation.")
     return [*lines, "", *notes, ""]
+
+
+def _time_split(pipeline: dict[str, Any] | None) -> list[str]:
+    """Where the INT8 run's time goes, stage by stage, largest first."""
+    run = next((r for r in (pipeline or {}).get("runs", [])
+                if (r["backend"], r["precision"]) == ("onnxruntime", "int8")), None)
+    if run is None:
+        return []
+    latency = run["latency_ms"]
+    total = latency["end_to_end"]["median"]
+    stages = sorted(((stage, latency[stage]["median"]) for stage in
+                     ("read", "finder", "crop", "classifier", "write") if stage in latency),
+                    key=lambda item: -item[1])
+    return ["Where the INT8 run's time goes: " + ", ".join(
+        f"{stage} {ms:.1f} ms ({ms / total:.0%})" for stage, ms in stages) + ".", ""]
 
 
 def _profile(name: str, profile: dict[str, Any]) -> list[str]:
