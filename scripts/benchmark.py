@@ -56,7 +56,8 @@ ARCHIVE_PLATE = 96  # images per folder of the archive, as on a 96-well plate
 ARCHIVE_DISTINCT = 96  # distinct wells rendered; the archive repeats them under new names
 # The code a cached bundle is made by: when any of it changes, the bundle is built again.
 BUNDLE_CODE = ("converters", "calibration", "edgecrystal/models.py", "edgecrystal/preprocess.py",
-               "edgecrystal/bundle.py", "edgecrystal/bundle_export.py")
+               "edgecrystal/bundle.py", "edgecrystal/bundle_export.py",
+               "scripts/benchmark_bundle.py")
 
 
 @dataclass(frozen=True)
@@ -201,38 +202,24 @@ def cached_bundle(profile: str, cache: Path) -> Path:
 
 
 def build_bundle(profile: str, root: Path, cache: Path) -> None:
-    """The profile's architectures, untrained, exported to ONNX FP32/FP16 and INT8-calibrated."""
-    from edgecrystal import DEFAULT_CLASSES
-    from edgecrystal.bundle import Bundle
-    from edgecrystal.converters.build import Options, build_engines
-    from edgecrystal.models import _keras, build_classifier, build_finder, count_flops
+    """The profile's architectures, untrained, exported to ONNX FP32/FP16 and INT8-calibrated,
+    each step in its own process (scripts/benchmark_bundle.py says why)."""
     from edgecrystal.synth import generate_dataset
-    from edgecrystal.train.profiles import resolve
 
-    finder_hp, classifier_hp = resolve("finder", profile), resolve("classifier", profile)
-    _keras().utils.set_random_seed(0)
-    bundle = Bundle.open(root, create=True, classes=DEFAULT_CLASSES)
-    finder = build_finder(finder_hp.input_size, finder_hp.base_filters, finder_hp.depth)
-    classifier = build_classifier(len(DEFAULT_CLASSES), classifier_hp.input_size)
-    finder.save(root / "finder.keras")
-    classifier.save(root / "classifier.keras")
-    bundle.section("finder").update({
-        "model": "finder.keras", "input_size": finder_hp.input_size,
-        "base_filters": finder_hp.base_filters, "depth": finder_hp.depth,
-        "profile": f"{profile} (untrained)", "threshold": 0.5, "flops": count_flops(finder)})
-    bundle.section("classifier").update({
-        "model": "classifier.keras", "input_size": classifier_hp.input_size, "crop": "finder",
-        "margin": 0.05, "profile": f"{profile} (untrained)",
-        "flops": count_flops(classifier)})
-    bundle.register_file("finder.keras")
-    bundle.register_file("classifier.keras")
-    bundle.save()
     count = PLANS[profile].calib_count
     calib = cache / f"calib-{count}"
     if not (calib / "labels.csv").is_file():
         shutil.rmtree(calib, ignore_errors=True)
         generate_dataset(calib, count, seed=7, size=512)
-    build_engines(root, Options(calib=calib, calib_count=count), log=print)
+    step = [sys.executable, str(REPO / "scripts" / "benchmark_bundle.py")]
+    for cmd in ([*step, "keras", profile, str(root)],
+                [*step, "export", str(root), "finder"],
+                [*step, "export", str(root), "classifier"],
+                [*EDGECRYSTAL, "build-engines", str(root), "--precision", "fp16"],
+                [*EDGECRYSTAL, "build-engines", str(root), "--precision", "int8",
+                 "--calib", str(calib), "--calib-count", str(count)]):
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
 
 
 # ------------------------------------------------------------------------------ per profile
