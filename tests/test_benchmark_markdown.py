@@ -110,8 +110,9 @@ def test_headline_checks_rendered_from_a_saved_run(
     met = "met" if dice_loss <= 0.005 else "**not met**"
     assert (f"| Dice loss, finder ONNX INT8 vs FP32 (`verify`) | <= 0.005 | {dice_loss:+.4f} "
             f"| {met} |") in page
-    # The fast bundle's verify reports no rank correlation: said, not invented.
-    assert "rank correlation, INT8 vs FP32 (`verify`) | reported | - | not measured |" in page
+    ranks = verify["models"]["classifier"]["variants"]["onnx-int8"].get("rank_correlation")
+    rank_cell = (f"{min(ranks.values()):.4f} | met" if ranks else "- | not measured")
+    assert f"lowest over classes (`verify`) | reported | {rank_cell} |" in page
     assert "## Profile `paper`: paper, untrained" in page
     assert "| onnxruntime | int8 | 1500.0 |" in page  # the paper profile's own table
     assert "| 1 process | 20.0 | 25.0 | 500 | 500 scored in 19.0 s |" in page
@@ -151,3 +152,10 @@ def test_bad_options_are_refused(option: list[str]) -> None:
                           text=True, timeout=60)
     assert done.returncode == 2
     assert "error:" in done.stderr.strip().splitlines()[-1]
+
+
+def test_the_lowest_rank_correlation_over_classes() -> None:
+    markdown = _markdown_module()
+    row = {"rank_correlation": {"clear": 0.999, "crystals": 0.981, "other": float("nan")}}
+    assert markdown.lowest_rank_correlation(row) == 0.981
+    assert markdown.lowest_rank_correlation({}) is None
