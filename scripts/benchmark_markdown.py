@@ -210,6 +210,8 @@ def _time_split(pipeline: dict[str, Any] | None) -> list[str]:
 
 def _profile(name: str, profile: dict[str, Any]) -> list[str]:
     lines = [f"## Profile `{name}`: {profile.get('what', '')}", ""]
+    if profile.get("left_out"):
+        lines += [f"Not measured for this profile: {profile['left_out']}.", ""]
     pipeline = profile.get("pipeline")
     if pipeline:
         lines += _pipeline_table(name, pipeline)
