@@ -148,11 +148,17 @@ def _variants(verify: dict[str, Any] | None, model: str) -> dict[str, Any]:
     return verify.get("result", {}).get("models", {}).get(model, {}).get("variants", {})
 
 
+def _runtime_int8(variants: dict[str, Any]) -> dict[str, Any]:
+    """The INT8 variant ONNX Runtime runs: int8-u8 where the bundle has it (build-engines
+    makes it for ONNX Runtime; `int8` is TensorRT's), else int8."""
+    return variants.get("onnx-int8-u8") or variants.get("onnx-int8") or {}
+
+
 def quality_loss(verify: dict[str, Any] | None, model: str, metric: str) -> float | None:
-    """FP32's metric minus INT8's (positive: INT8 is worse), from `verify`'s JSON."""
+    """FP32's metric minus the runtime INT8's (positive: INT8 is worse), from `verify`."""
     variants = _variants(verify, model)
     fp32 = variants.get("onnx-fp32", {}).get(metric)
-    int8 = variants.get("onnx-int8", {}).get(metric)
+    int8 = _runtime_int8(variants).get(metric)
     if fp32 is None or int8 is None or math.isnan(fp32) or math.isnan(int8):
         return None
     return float(fp32) - float(int8)
@@ -166,8 +172,8 @@ def lowest_rank_correlation(row: dict[str, Any]) -> float | None:
 
 
 def rank_correlation(verify: dict[str, Any] | None) -> float | None:
-    """The classifier's INT8 scores against FP32's: the lowest rank correlation over classes."""
-    return lowest_rank_correlation(_variants(verify, "classifier").get("onnx-int8", {}))
+    """The classifier's runtime INT8 scores against FP32's: the lowest over classes."""
+    return lowest_rank_correlation(_runtime_int8(_variants(verify, "classifier")))
 
 
 def _headline(profiles: dict[str, Any]) -> list[str]:
@@ -182,8 +188,9 @@ def _headline(profiles: dict[str, Any]) -> list[str]:
     notes = _time_split(lite.get("pipeline"))
     if lite.get("verify"):
         notes.append("Dice, AUC and the rank correlation come from `edgecrystal verify` on this "
-                     "run's bundle, whose weights are untrained (latency does not depend on "
-                     "them): they show that INT8 follows FP32, not how good the models are.")
+                     "run's bundle, for the INT8 variant ONNX Runtime runs (int8-u8 where the "
+                     "bundle has it). Its weights are untrained (latency does not depend on "
+                     "them): these show that INT8 follows FP32, not how good the models are.")
     else:
         notes.append("Dice, AUC and the rank correlation: not measured in this run (part "
                      "`verify`); `edgecrystal verify BUNDLE --data DATA` gives them for any "
