@@ -85,12 +85,22 @@ PLANS = {
 
 def main() -> int:
     args = parse_args()
-    json_path = args.out / "benchmarks.json"
     if args.render:
         saved = upgrade(json.loads(args.render.read_text()))
         (args.out / "benchmarks.md").write_text(render(saved), encoding="utf-8")
         print(f"wrote {args.out / 'benchmarks.md'}")
         return 0
+    try:
+        measure(args)
+    except ScoreFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Every part and profile asked for; benchmarks.json and .md are saved after each."""
+    json_path = args.out / "benchmarks.json"
     args.out.mkdir(parents=True, exist_ok=True)
     saved = upgrade(json.loads(json_path.read_text())) if json_path.is_file() else {}
     saved.setdefault("profiles", {})
@@ -113,7 +123,6 @@ def main() -> int:
                                                        args.daemon_size))
             save(saved, json_path, args.out)
     print(f"wrote {args.out / 'benchmarks.md'} and {json_path}")
-    return 0
 
 
 def parse_args() -> argparse.Namespace:
@@ -285,6 +294,10 @@ def score_plate(bundle: Path, work: Path, precisions: tuple[str, ...]) -> dict:
     return {"runs": runs}
 
 
+class ScoreFailed(RuntimeError):
+    """A `score` run exited non-zero; the message is its last line on stderr."""
+
+
 def timed_score(cmd: list[str]) -> tuple[float, str]:
     """Run one `score`; its wall time from process start to exit and its own summary line."""
     print("+", " ".join(cmd), flush=True)
@@ -292,8 +305,8 @@ def timed_score(cmd: list[str]) -> tuple[float, str]:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"score failed ({done.returncode}): "
-                         f"{(done.stderr.strip().splitlines() or [''])[-1]}")
+        raise ScoreFailed(f"score failed ({done.returncode}): "
+                          f"{(done.stderr.strip().splitlines() or [''])[-1]}")
     return wall, done.stdout.strip().splitlines()[-1]
 
 
@@ -339,7 +352,12 @@ def run_archive(bundle: Path, args: argparse.Namespace) -> dict:
             runs.append({"how": how, "skipped": skipped})
             continue
         clear_results(root)
-        wall, summary = timed_score([*base, *extra])
+        try:
+            wall, summary = timed_score([*base, *extra])
+        except ScoreFailed as exc:  # the other ways are still worth measuring
+            print(f"archive, {how}: {exc}", flush=True)
+            runs.append({"how": how, "skipped": str(exc)})
+            continue
         written = count_results(root)
         print(f"archive, {how}: {wall:.1f} s, {written} results", flush=True)
         runs.append({"how": how + ("" if extra else " (plain `score`)"),
