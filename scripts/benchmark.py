@@ -10,13 +10,14 @@ Parts, per profile where they say so:
   INT8 (p50, p95, ratios, stages), through `edgecrystal bench` on synthetic 1280x960 JPEG wells;
   where a GPU and TensorRT are available, the TensorRT runs as well;
 - plate (per profile): a 96-well plate of 1280x960 JPEGs scored by `edgecrystal score`;
-- archive (lite): an archive of small JPEGs (320x240 by default, 96 plates' worth of folders)
-  re-scored by `edgecrystal score --recursive` on 1 and 2 worker processes (`--workers`) and on
-  a local Ray instance (`--ray`); each is skipped with a note where this edgecrystal has no such
-  option or Ray is not installed;
-- daemon (lite): scripts/bench_daemon.py: READY, file closed -> result, burst, RSS;
+- archive (the first profile): 10,000 small JPEGs (320x240 synthetic wells by default, 96 to
+  a folder) re-scored by `edgecrystal score --recursive` on 1 and 2 worker processes
+  (`--workers`) and on a local Ray instance (`--ray`); each is skipped with a note where this
+  edgecrystal has no such option or Ray is not installed;
+- daemon (the first profile): scripts/bench_daemon.py: READY, file closed -> result, burst, RSS;
 - verify (per profile): `edgecrystal verify` on synthetic wells: INT8 vs FP32 Dice, AUC, and
   the scores' rank correlation where verify reports it.
+The paper profile runs pipeline only unless --paper-all (its plate and verify take minutes).
 
 Profiles: `lite` (the default deployment profile: finder 256 px base 16, Inception-V3 160 px)
 and `paper` (Miura et al.: U-Net 512 px base 64, Inception-V3 299 px), both untrained: latency
@@ -25,7 +26,9 @@ the archive are built once into --cache and reused while the code that makes the
 
 Each part's result is merged into DIR/benchmarks.json (stamped with its time and the load), so
 a part can be redone alone; benchmarks.md is rendered from the whole file. The default run
-takes about 20 minutes on a quiet 2-core machine. Not a test: nothing here asserts a time.
+takes about 20 minutes on a quiet 2-core machine (the archive about half of it), plus about 10
+the first time to build the bundles; building the paper's needs about 8 GB of free memory.
+Not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
