@@ -54,6 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 EDGECRYSTAL = [sys.executable, "-m", "edgecrystal"]
 PARTS = ("pipeline", "plate", "archive", "daemon", "verify")
 PROFILES = ("lite", "paper")
+ARCHIVE_WAYS = ("1", "2", "ray")
 RESULT_SUFFIX = ".edgecrystal.json"
 ARCHIVE_PLATE = 96  # images per folder of the archive, as on a 96-well plate
 ARCHIVE_DISTINCT = 96  # distinct wells rendered; the archive repeats them under new names
@@ -145,6 +146,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--paper-all", action="store_true", help="also the plate and verify parts "
                     "for the paper profile (about 8 more minutes on 2 cores)")
     ap.add_argument("--archive-images", type=int, default=10_000)
+    ap.add_argument("--archive-ways", default=",".join(ARCHIVE_WAYS),
+                    help="comma-separated: 1 and 2 (`score --workers N`), ray (local Ray)")
     ap.add_argument("--archive-size", default="320x240", help="WxH of the archive's JPEGs")
     ap.add_argument("--daemon-images", type=int, default=1000)
     ap.add_argument("--daemon-size", default="640x480", help="WxH of the daemon burst images")
@@ -153,8 +156,11 @@ def parse_args() -> argparse.Namespace:
     args = ap.parse_args()
     args.parts = split_choices(args.parts, PARTS, "--parts", ap)
     args.profiles = split_choices(args.profiles, PROFILES, "--profiles", ap)
+    args.archive_ways = split_choices(args.archive_ways, ARCHIVE_WAYS, "--archive-ways", ap)
     if args.archive_images < 1:
         ap.error("--archive-images must be at least 1")
+    if not re.fullmatch(r"[1-9]\d*x[1-9]\d*", args.archive_size.lower()):
+        ap.error(f"--archive-size: WIDTHxHEIGHT in pixels (got {args.archive_size!r})")
     return args
 
 
@@ -339,17 +345,17 @@ def run_archive(bundle: Path, args: argparse.Namespace) -> dict:
     options = score_options()
     base = [*EDGECRYSTAL, "score", str(bundle), str(root), "--recursive",
             "--backend", "onnxruntime", "--precision", "int8", "--batch", "8"]
-    ray_missing = module_missing("ray")
-    ways = [
-        ("1 process", ["--workers", "1"] if "--workers" in options else [], None),
-        ("2 worker processes", ["--workers", "2"],
-         None if "--workers" in options else "this `score` has no --workers option"),
-        ("local Ray", ["--ray"],
-         "this `score` has no --ray option" if "--ray" not in options
-         else (f"Ray is not installed ({ray_missing})" if ray_missing else None)),
-    ]
+    ray_missing = module_missing("ray") if "ray" in args.archive_ways else None
+    ways = {
+        "1": ("1 process", ["--workers", "1"] if "--workers" in options else [], None),
+        "2": ("2 worker processes", ["--workers", "2"],
+              None if "--workers" in options else "this `score` has no --workers option"),
+        "ray": ("local Ray", ["--ray"],
+                "this `score` has no --ray option" if "--ray" not in options
+                else (f"Ray is not installed ({ray_missing})" if ray_missing else None)),
+    }
     runs: list[dict[str, Any]] = []
-    for how, extra, skipped in ways:
+    for how, extra, skipped in (ways[way] for way in args.archive_ways):
         if skipped:
             print(f"archive, {how}: skipped: {skipped}", flush=True)
             runs.append({"how": how, "skipped": skipped})

@@ -1,4 +1,5 @@
-"""scripts/benchmark.py --render: docs/benchmarks.md from a saved benchmarks.json.
+"""scripts/benchmark.py: docs/benchmarks.md rendered from a saved benchmarks.json, and the
+archive part run for real on a small archive.
 
 The saved parts are made the way the script makes them: the pipeline part by the bench report's
 own build_report on known timings, the verify part by a real `verify` of the TF-free fast
@@ -148,7 +149,8 @@ def test_the_first_layout_still_renders(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("option", [["--parts", "pipeline,nonsense"], ["--profiles", "huge"],
-                                    ["--archive-images", "0"]])
+                                    ["--archive-images", "0"], ["--archive-size", "320x"],
+                                    ["--archive-ways", "3"]])
 def test_bad_options_are_refused(option: list[str]) -> None:
     done = subprocess.run([sys.executable, str(SCRIPT), *option], capture_output=True,
                           text=True, timeout=60)
@@ -161,3 +163,27 @@ def test_the_lowest_rank_correlation_over_classes() -> None:
     row = {"rank_correlation": {"clear": 0.999, "crystals": 0.981, "other": float("nan")}}
     assert markdown.lowest_rank_correlation(row) == 0.981
     assert markdown.lowest_rank_correlation({}) is None
+
+
+def test_the_archive_part_scores_every_image_and_leaves_only_the_images(
+        tmp_path: Path, fast_bundle: Path) -> None:
+    """The archive part for real, small: a 12-image archive re-scored by `score` in one
+    process with the fast bundle; its figures land in the JSON and the page, and the cached
+    archive is left as it was made (results cleared) for the next run."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(fast_bundle, bundle)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--parts", "archive", "--profiles", "lite",
+         "--bundle", str(bundle), "--archive-images", "12", "--archive-size", "96x72",
+         "--archive-ways", "1", "--cache", str(cache), "--out", str(out)],
+        capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    archive = json.loads((out / "benchmarks.json").read_text())["archive"]
+    (run,) = archive["runs"]
+    assert run["results"] == 12 and run["summary"].startswith("12 scored")
+    folder = cache / "archive-96x72-12"
+    left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert left == [".complete"] + [f"plate-00000/well-{i:02d}.jpg" for i in range(12)]
+    page = (out / "benchmarks.md").read_text()
+    assert "## Re-scoring an archive of 12 images" in page
