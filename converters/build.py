@@ -35,7 +35,7 @@ _PRECISION_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8-u8": "int
 COLLAPSE_SPREAD = 0.2
 COLLAPSE_AGREEMENT = 0.5
 FP16_CONVERTER = "1"
-QUANTIZER = "1"
+QUANTIZER = "2"  # 2: ORT variant upsamples with Conv 1x1 + DepthToSpace
 FP16_TOLERANCE = 2e-2
 CALIB_DIR = "calibration"
 
@@ -192,8 +192,11 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
             report.add("onnx", model, "int8", "kept")
             log(f"{model} int8 onnx: kept")
             continue
+        # Ranges measured on another quantizer's graph may miss its tensors (QUANTIZER 2 adds
+        # the pixel shuffles'): calibrate again rather than leave those in float.
         reuse = (not opts.force and record.get("sha256_source") == src["sha256"]
                  and record.get("key") == key["calibration"]
+                 and record.get("quantizer") == QUANTIZER
                  and all(bundle.path(_ranges_rel(model, t)).is_file() for t in _TARGETS))
         if reuse:
             inputs = parity_batch(bundle, model, None)
@@ -313,7 +316,8 @@ def _write_record(bundle: Bundle, model: str, key: dict[str, Any], images: list[
     cache_rel = f"{CALIB_DIR}/{model}.int8.cache"
     write_text(bundle.path(cache_rel), trt_cache_text(scales))
     record = {"model": model, "data": key["calibration"]["data"], "key": key["calibration"],
-              "sha256_source": key["sha256_source"], "crop": crop, "images": images,
+              "sha256_source": key["sha256_source"], "quantizer": key["quantizer"],
+              "crop": crop, "images": images,
               "variants": detail["made"], "ort_choice": detail["summary"],
               "trt_cache": cache_rel, "scales": scales}
     write_json(bundle.path(_record_path(model)), record)
