@@ -6,6 +6,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -55,49 +56,24 @@ def measure_cpu_peak_gflops(size: int = 1024, repeats: int = 5) -> float:
 def measure_cpu_int8_peak_gops(size: int = 1024, repeats: int = 5) -> float | None:
     """Best 8-bit integer matrix-multiply rate ONNX Runtime reaches here, in GOP/s (all threads).
 
-    One MatMulInteger of uint8 activations by int8 weights: the kernel family (MLAS QGEMM, the
-    VNNI/AVX-512 path where the CPU has one) that runs the INT8 models' convolutions, so it is
-    their ceiling the way the BLAS matmul is FP32's. None where onnxruntime is not installed.
+    One MatMulInteger of uint8 activations by constant int8 weights: the kernel family (MLAS
+    QGEMM, the VNNI/AVX-512 path where the CPU has one) that runs the INT8 models' convolutions,
+    so it is their ceiling the way the BLAS matmul is FP32's. Measured in a child Python
+    (edgecrystal.bench.int8_peak): building the graph needs the onnx package, which a bench of
+    the runtime backends never loads. None where that fails (no onnx or onnxruntime here).
     """
     try:
-        import onnxruntime as ort
-    except ImportError:
+        done = subprocess.run([sys.executable, "-m", "edgecrystal.bench.int8_peak", str(size),
+                               str(repeats)], capture_output=True, text=True, timeout=300,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
         return None
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    session = ort.InferenceSession(_matmul_integer_model(size, rng),
-                                   providers=["CPUExecutionProvider"])
-    activations = rng.integers(0, 256, (size, size), dtype=np.uint8)
-    feed = {"activations": activations}
-    session.run(None, feed)  # warm the thread pool and pack nothing twice
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * size**3 / best / 1e9
-
-
-def _matmul_integer_model(size: int, rng: Any) -> bytes:
-    """activations (uint8 size x size, zero point 128) @ constant int8 weights -> int32."""
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    weights = rng.integers(-127, 128, (size, size), dtype=np.int8)
-    initializers = [numpy_helper.from_array(weights, "weights"),
-                    numpy_helper.from_array(np.array(128, np.uint8), "activation_zero_point"),
-                    numpy_helper.from_array(np.array(0, np.int8), "weight_zero_point")]
-    node = helper.make_node("MatMulInteger", ["activations", "weights", "activation_zero_point",
-                                              "weight_zero_point"], ["product"])
-    graph = helper.make_graph(
-        [node], "int8_peak",
-        [helper.make_tensor_value_info("activations", TensorProto.UINT8, [size, size])],
-        [helper.make_tensor_value_info("product", TensorProto.INT32, [size, size])],
-        initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # ONNX Runtime >= 1.16 reads IR 8
-    return model.SerializeToString()
+    if done.returncode != 0:
+        return None
+    try:
+        return float(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
 
 
 def _cpu_model() -> str:
