@@ -77,7 +77,7 @@ def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
         rank_name = "onnx-fp32" if "onnx-fp32" in outputs else ref_name
         rows = {}
         for name, out in outputs.items():
-            row = _difference(out, ref, model, threshold)
+            row: dict[str, Any] = dict(_difference(out, ref, model, threshold))
             if model == "finder":
                 row.update(_dice(out, pictures, threshold))
             else:
