@@ -26,6 +26,8 @@ import numpy as np
 from edgecrystal.errors import UsageError
 from edgecrystal.interface import INPUT_NAME
 
+from .upsampling import alias_cached_ranges, conv_transpose_to_depth_to_space
+
 METHODS = ("entropy", "minmax", "percentile")
 TRT_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm", "MaxPool", "AveragePool",
            "GlobalAveragePool", "Concat"]
@@ -106,11 +108,13 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
     if ranges_cache is not None and "calibration_cache_path" in inspect.signature(
             quantize_static).parameters:
         kwargs["calibration_cache_path"] = str(ranges_cache)
-    source, rewritten = fp32, 0
+    source, rewritten = fp32, {}
     if not trt:
         # ONNX Runtime has no integer ConvTranspose on the CPU: give it the U-Net's upsampling
         # as Conv 1x1 + DepthToSpace, which it runs in INT8 (calibration/upsampling.py).
         source, rewritten = _with_pixel_shuffles(fp32, out.with_suffix(".shuffle.onnx"))
+        if rewritten and ranges_cache is not None and ranges_cache.is_file():
+            alias_cached_ranges(ranges_cache, rewritten)
     prepared = prepare(source, out.with_suffix(".prep.onnx"))
     try:
         # The calibrators print progress to stdout; the command prints its own one line.
@@ -135,21 +139,19 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
                "weights": "int8 symmetric per-channel",
                "ops": TRT_OPS if trt else "all"}
     if rewritten:
-        summary["conv_transpose_as_depth_to_space"] = rewritten
+        summary["conv_transpose_as_depth_to_space"] = len(rewritten)
     return summary
 
 
-def _with_pixel_shuffles(fp32: Path, out: Path) -> tuple[Path, int]:
-    """`fp32` with its pixel-shuffle ConvTransposes rewritten, saved to `out`; `fp32` itself
-    (and 0) when it has none."""
+def _with_pixel_shuffles(fp32: Path, out: Path) -> tuple[Path, dict[str, str]]:
+    """`fp32` with its pixel-shuffle ConvTransposes rewritten, saved to `out`, and the
+    rewrite's tensor aliases; `fp32` itself (and no aliases) when it has none."""
     import onnx
-
-    from .upsampling import conv_transpose_to_depth_to_space
 
     model = onnx.load(str(fp32))
     rewritten = conv_transpose_to_depth_to_space(model)
     if not rewritten:
-        return fp32, 0
+        return fp32, {}
     onnx.save(model, str(out))
     return out, rewritten
 

@@ -12,6 +12,7 @@ as QLinearConv and DepthToSpace moves uint8 bytes.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,15 +20,17 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-def conv_transpose_to_depth_to_space(model: Any) -> int:
+def conv_transpose_to_depth_to_space(model: Any) -> dict[str, str]:
     """Rewrite, in place, every ConvTranspose of `model` (an onnx.ModelProto) that is a pure
     pixel shuffle: kernel == strides, no padding, no dilation, one group, constant weights.
-    Returns how many were rewritten; any other ConvTranspose is left as it is."""
+    Any other ConvTranspose is left as it is. Returns {new 1x1 Conv output: the ConvTranspose
+    output it is a permutation of} for each rewrite: the two hold the same values, so one's
+    calibration range is the other's."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
     weights = {init.name: init for init in graph.initializer}
-    rewritten = 0
+    rewritten: dict[str, str] = {}
     nodes = list(graph.node)
     del graph.node[:]
     for node in nodes:
@@ -55,10 +58,31 @@ def conv_transpose_to_depth_to_space(model: Any) -> int:
         graph.node.append(helper.make_node("DepthToSpace", [f"{prefix}/shuffle_depth"],
                                            list(node.output), name=f"{prefix}/shuffle",
                                            blocksize=blocks, mode="DCR"))
-        rewritten += 1
+        rewritten[f"{prefix}/shuffle_depth"] = node.output[0]
     _drop_unused_initializers(graph)
-    logger.debug("rewrote %d ConvTranspose nodes as Conv + DepthToSpace", rewritten)
+    logger.debug("rewrote %d ConvTranspose nodes as Conv + DepthToSpace", len(rewritten))
     return rewritten
+
+
+def alias_cached_ranges(cache: Path, aliases: dict[str, str]) -> int:
+    """Give each new tensor of `aliases` the calibration range of the tensor it permutes, in an
+    ONNX Runtime calibration cache (JSON, {"data": {tensor: range}}) written before the rewrite
+    existed, so a rebuild from cached ranges (no images at hand) quantises the 1x1 Conv too
+    instead of leaving it in float. Returns how many ranges were added."""
+    import json
+
+    content = json.loads(cache.read_text(encoding="utf-8"))
+    ranges = content.get("data")
+    if not isinstance(ranges, dict):
+        return 0
+    added = 0
+    for new, original in aliases.items():
+        if new not in ranges and original in ranges:
+            ranges[new] = ranges[original]
+            added += 1
+    if added:
+        cache.write_text(json.dumps(content), encoding="utf-8")
+    return added
 
 
 def _shuffle_block(node: Any, weights: dict[str, Any]) -> int | None:

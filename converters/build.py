@@ -192,11 +192,8 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
             report.add("onnx", model, "int8", "kept")
             log(f"{model} int8 onnx: kept")
             continue
-        # Ranges measured on another quantizer's graph may miss its tensors (QUANTIZER 2 adds
-        # the pixel shuffles'): calibrate again rather than leave those in float.
         reuse = (not opts.force and record.get("sha256_source") == src["sha256"]
                  and record.get("key") == key["calibration"]
-                 and record.get("quantizer") == QUANTIZER
                  and all(bundle.path(_ranges_rel(model, t)).is_file() for t in _TARGETS))
         if reuse:
             inputs = parity_batch(bundle, model, None)

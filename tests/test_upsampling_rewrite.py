@@ -72,7 +72,8 @@ def test_pixel_shuffle_is_the_same_function() -> None:
     pixels = np.random.default_rng(1).integers(0, 256, (3, 12, 12, 3), dtype=np.uint8)
     model = _upsampler()
     before = _run(model, pixels)
-    assert conv_transpose_to_depth_to_space(model) == 2  # with and without bias
+    aliases = conv_transpose_to_depth_to_space(model)
+    assert sorted(aliases.values()) == ["up", "up2"]  # with and without bias
     ops = [node.op_type for node in model.graph.node]  # type: ignore[attr-defined]
     assert "ConvTranspose" not in ops and ops.count("DepthToSpace") == 2
     after = _run(model, pixels)
@@ -85,7 +86,7 @@ def test_pixel_shuffle_is_the_same_function() -> None:
 def test_other_conv_transposes_are_left_alone(kernel: int, pads: tuple[int, ...]) -> None:
     model = _upsampler(kernel=kernel, pads=pads)
     # Only the second, plain 2x2 one is a pixel shuffle.
-    assert conv_transpose_to_depth_to_space(model) == 1
+    assert list(conv_transpose_to_depth_to_space(model).values()) == ["up2"]
     names = {n.name for n in model.graph.node if n.op_type == "ConvTranspose"}  # type: ignore
     assert names == {"up"}
 
@@ -103,3 +104,27 @@ def test_onnxruntime_int8_runs_the_upsampling_in_integer(tmp_path: Path) -> None
     reference, quantised = _run(fp32, pixels), _run(u8, pixels)
     assert np.abs(quantised - reference).mean() < 0.05
     assert not list(tmp_path.glob("*.shuffle.onnx")) and not list(tmp_path.glob("*.prep.onnx"))
+
+
+def test_ranges_cached_before_the_rewrite_still_quantise_it(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundle calibrated by the quantizer before the rewrite, rebuilt from its ranges cache
+    with no images: the 1x1 Conv borrows the range of the ConvTranspose output it permutes."""
+    from edgecrystal.calibration import quantize as quantize_module
+
+    fp32, old, new = tmp_path / "fp32.onnx", tmp_path / "old.onnx", tmp_path / "new.onnx"
+    cache = tmp_path / "ranges.json"
+    onnx.save(_upsampler(), str(fp32))
+    pixels = np.random.default_rng(3).integers(0, 256, (8, 12, 12, 3), dtype=np.uint8)
+    with monkeypatch.context() as patch:  # the quantizer as it was: no rewrite
+        patch.setattr(quantize_module, "_with_pixel_shuffles", lambda path, _out: (path, {}))
+        quantize(fp32, old, pixels, "onnxruntime", "minmax", ranges_cache=cache)
+    assert "ConvTranspose" in _kernel_ops(old, tmp_path)  # float: no integer kernel exists
+    noise = np.full_like(pixels, 7)  # a cache hit must not calibrate on these
+    quantize(fp32, new, noise, "onnxruntime", "minmax", ranges_cache=cache)
+    ran = _kernel_ops(new, tmp_path)
+    assert "ConvTranspose" not in ran and "Conv" not in ran, ran
+    reference = _run(fp32, pixels)
+    error_new = np.abs(_run(new, pixels) - reference).mean()
+    error_old = np.abs(_run(old, pixels) - reference).mean()
+    assert error_new < 1.5 * error_old + 1e-3, (error_new, error_old)  # same ranges, same error
