@@ -108,7 +108,8 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
     if ranges_cache is not None and "calibration_cache_path" in inspect.signature(
             quantize_static).parameters:
         kwargs["calibration_cache_path"] = str(ranges_cache)
-    source, rewritten = fp32, {}
+    source = fp32
+    rewritten: dict[str, str] = {}
     if not trt:
         # ONNX Runtime has no integer ConvTranspose on the CPU: give it the U-Net's upsampling
         # as Conv 1x1 + DepthToSpace, which it runs in INT8 (calibration/upsampling.py).

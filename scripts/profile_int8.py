@@ -84,7 +84,9 @@ def summarize_events(events: list[dict[str, Any]], warmup: int, runs: int) -> di
                     for n, us in by_node.items()), key=lambda row: -row["ms"])
     for row in (*types, *nodes):
         row["share"] = row["ms"] / kernel_ms if kernel_ms else 0.0
-    return {"runs": len(timed), "run_ms": statistics.median(e["dur"] / 1e3 for e in timed),
+    # Means, run and kernels alike: the per-op figures are sums over the runs, so one slow run
+    # under load moves both the same way.
+    return {"runs": len(timed), "run_ms": statistics.fmean(e["dur"] / 1e3 for e in timed),
             "kernel_ms": kernel_ms, "op_types": types, "nodes": nodes}
 
 
@@ -100,7 +102,7 @@ def _shapes(described: list[dict[str, list[int]]]) -> str:
 
 
 def format_profile(title: str, profile: dict[str, Any], top: int) -> str:
-    lines = [f"=== {title}: {profile['run_ms']:.2f} ms per run (median of {profile['runs']}), "
+    lines = [f"=== {title}: {profile['run_ms']:.2f} ms per run (mean of {profile['runs']}), "
              f"kernels {profile['kernel_ms']:.2f} ms ===",
              f"  {'op type':<24}{'ms/run':>9}{'share':>8}{'nodes':>7}"]
     for row in profile["op_types"]:
