@@ -138,10 +138,10 @@ def score_paths_on_ray(bundle_path: Path, paths: list[Path], options: ScoreOptio
         chunk = _chunk_size(len(images), max(1, cluster_cpus // cpus_per_actor), options.batch)
         chunks = [images[i : i + chunk] for i in range(0, len(images), chunk)]
         count = max(1, min(cluster_cpus // cpus_per_actor, len(chunks)))
-        worker_class = ray.remote(num_cpus=cpus_per_actor)(ScoringWorker)
+        # Any: Ray's actor handles are typed per method only through its own stubs' generics.
+        worker_class: Any = ray.remote(num_cpus=cpus_per_actor)(ScoringWorker)
         bundle_root = str(bundle.root.resolve())
-        actors = [worker_class.remote(bundle_root, actor_options)  # type: ignore[attr-defined]
-                  for _ in range(count)]
+        actors = [worker_class.remote(bundle_root, actor_options) for _ in range(count)]
         loaded = _get(ray, [actor.load.remote() for actor in actors])
         backends = sorted({backend for backend, _ in loaded})
         say(f"backend: {loaded[0][1]} (Ray: {count} worker(s) x {cpus_per_actor} CPU, "
