@@ -151,3 +151,15 @@ def test_without_ray_score_works_and_ray_names_the_extra(fast_bundle: Path,
     assert spread.returncode == 2
     assert spread.stderr.strip() == ("edgecrystal: error: this command needs the ray extra: "
                                      "pip install 'edgecrystal[ray]' (ray is not installed)")
+
+
+def test_nothing_but_score_ray_loads_ray() -> None:
+    """`score` and the daemon stay lean: importing them loads no Ray, installed or not."""
+    code = ("import sys\n"
+            "import edgecrystal.cli, edgecrystal.scoring, edgecrystal.daemon.service\n"
+            "import edgecrystal.pipeline, edgecrystal.scale\n"
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
