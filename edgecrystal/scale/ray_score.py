@@ -122,35 +122,45 @@ def score_paths_on_ray(bundle_path: Path, paths: list[Path], options: ScoreOptio
     "HOST:PORT", "ray://HOST:PORT"; None or "local": start or attach to one on this machine).
     Uses the Ray connection already open in this process, if there is one."""
     import ray
-    from ray.util import ActorPool
 
     say = progress or log.info
-    if address and Path(address).exists():  # `--ray PLATE/`: the path was taken as the address
+    if address not in (None, "", LOCAL, "auto") and Path(str(address)).exists():
+        # `score B --ray PLATE/`: the folder was taken as the address and is missing from PATHS.
         raise UsageError(f"--ray took {address} as the cluster's address: put --ray after the "
                          "paths, or give it an address (local, auto, HOST:PORT)")
     images = _collect(paths, options.recursive)
     bundle = Bundle.open(bundle_path)  # a bad bundle fails here in one line, before any cluster
     started_here = _connect(address)
     try:
-        cpus_per_actor = max(1, options.threads)
-        actor_options = dataclasses.replace(options, threads=cpus_per_actor)
-        cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
-        chunk = _chunk_size(len(images), max(1, cluster_cpus // cpus_per_actor), options.batch)
-        chunks = [images[i : i + chunk] for i in range(0, len(images), chunk)]
-        count = max(1, min(cluster_cpus // cpus_per_actor, len(chunks)))
-        # Any: Ray's actor handles are typed per method only through its own stubs' generics.
-        worker_class: Any = ray.remote(num_cpus=cpus_per_actor)(ScoringWorker)
-        bundle_root = str(bundle.root.resolve())
-        actors = [worker_class.remote(bundle_root, actor_options) for _ in range(count)]
-        loaded = _get(ray, [actor.load.remote() for actor in actors])
-        backends = sorted({backend for backend, _ in loaded})
-        say(f"backend: {loaded[0][1]} (Ray: {count} worker(s) x {cpus_per_actor} CPU, "
-            f"{len(chunks)} chunk(s) of up to {chunk} images)")
-        report = ScoreReport(bundle.classes, "+".join(backends), options.precision)
-        start = time.perf_counter()
-        index = open_writer(options.index)
-        pool = ActorPool(actors)
-        outcomes = pool.map_unordered(
+        return _score_on_cluster(ray, bundle, images, options, say)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _score_on_cluster(ray: Any, bundle: Bundle, images: list[Path], options: ScoreOptions,
+                      say: Callable[[str], None]) -> ScoreReport:
+    from ray.util import ActorPool
+
+    cpus_per_actor = max(1, options.threads)
+    cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
+    chunk = _chunk_size(len(images), max(1, cluster_cpus // cpus_per_actor), options.batch)
+    chunks = [images[i : i + chunk] for i in range(0, len(images), chunk)]
+    count = max(1, min(cluster_cpus // cpus_per_actor, len(chunks)))
+    # Any: Ray types actor handles only through its own generics, which mypy cannot follow here.
+    worker_class: Any = ray.remote(num_cpus=cpus_per_actor)(ScoringWorker)
+    actor_options = dataclasses.replace(options, threads=cpus_per_actor)
+    actors = [worker_class.remote(str(bundle.root.resolve()), actor_options)
+              for _ in range(count)]
+    loaded = _get(ray, [actor.load.remote() for actor in actors])
+    say(f"backend: {loaded[0][1]} (Ray: {count} worker(s) x {cpus_per_actor} CPU, "
+        f"{len(chunks)} chunk(s) of up to {chunk} images)")
+    report = ScoreReport(bundle.classes, "+".join(sorted({backend for backend, _ in loaded})),
+                         options.precision)
+    start = time.perf_counter()
+    index = open_writer(options.index)
+    try:
+        outcomes = ActorPool(actors).map_unordered(
             lambda actor, part: actor.score_chunk.remote([str(p) for p in part]), chunks)
         for outcome in _checked(ray, outcomes):
             report.scored += outcome.scored
@@ -167,12 +177,10 @@ def score_paths_on_ray(bundle_path: Path, paths: list[Path], options: ScoreOptio
         for folder in sorted({p.parent for p in images}):
             summaries.update(folder)
         report.elapsed_s = time.perf_counter() - start
-        if index is not None:
-            index.close(timeout=60)  # logs one line when it could not catch up
         return report
     finally:
-        if started_here:
-            ray.shutdown()
+        if index is not None:  # what came back before a failure gets into the index too
+            index.close(timeout=60)  # logs one line when it could not catch up
 
 
 def _collect(paths: list[Path], recursive: bool) -> list[Path]:
