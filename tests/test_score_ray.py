@@ -130,6 +130,15 @@ def test_ray_run_killed_midway_is_finished_by_a_rerun(
 
 
 @pytest.mark.slow
+def test_bare_ray_starts_or_joins_one_on_this_machine(fast_bundle: Path, ray_address: str,
+                                                      tmp_path: Path) -> None:
+    write_wells(tmp_path / "p", 3)
+    res = _score(str(fast_bundle), str(tmp_path / "p"), "--backend", "onnxruntime", "--ray")
+    assert res.returncode == 0, res.stderr
+    assert "3 scored in" in res.stdout and "Ray: " in res.stderr
+
+
+@pytest.mark.slow
 def test_ray_refuses_an_address_nothing_answers_on(fast_bundle: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray")
     write_wells(tmp_path / "p", 1)
@@ -137,6 +146,18 @@ def test_ray_refuses_an_address_nothing_answers_on(fast_bundle: Path, tmp_path: 
     assert res.returncode == 2
     assert res.stderr.strip().startswith("edgecrystal: error: no Ray cluster answers at")
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_bare_ray_gets_the_local_address() -> None:
+    from edgecrystal.cli.runtime import RAY_LOCAL, ray_address_filled
+
+    assert ray_address_filled(["score", "b", "p", "--ray"]) == ["score", "b", "p", "--ray",
+                                                                 RAY_LOCAL]
+    assert ray_address_filled(["score", "b", "p", "--ray", "-r"]) == [
+        "score", "b", "p", "--ray", RAY_LOCAL, "-r"]
+    assert ray_address_filled(["score", "b", "p", "--ray", "auto"]) == [
+        "score", "b", "p", "--ray", "auto"]
+    assert ray_address_filled(["score", "b", "p"]) == ["score", "b", "p"]
 
 
 def test_without_ray_score_works_and_ray_names_the_extra(fast_bundle: Path,
