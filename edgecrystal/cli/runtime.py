@@ -31,7 +31,11 @@ def score(
     batch: Annotated[int, typer.Option(min=1, max=1024,
                                        help="Images per inference batch.")] = 8,
     threads: Annotated[int, typer.Option(
-        min=0, help="ONNX Runtime intra-op threads (0: automatic).")] = 0,
+        min=0, help="ONNX Runtime intra-op threads per worker (0: automatic; with --workers, "
+                    "the cores shared out).")] = 0,
+    workers: Annotated[int, typer.Option(
+        min=1, max=256, help="Processes to split the images over, each with its own "
+                             "pipeline (archives).")] = 1,
     providers: Annotated[str, typer.Option(
         help="ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt (where "
              "onnxruntime-gpu has them).")] = "cpu",
@@ -53,7 +57,7 @@ def score(
     options = ScoreOptions(recursive=recursive, overlay=overlay, backend=backend,
                            precision=precision, batch=batch, threads=threads,
                            providers=tuple(p for p in providers.split(",") if p), force=force,
-                           max_pixels=max_pixels, index=index)
+                           max_pixels=max_pixels, index=index, workers=workers)
     report = score_paths(bundle, paths, options, progress=lambda line: typer.echo(line, err=True))
     for line in report.errors:
         typer.echo(f"error: {line}", err=True)
