@@ -68,6 +68,9 @@ class StageRunner(Generic[Batch, Read, Inferred, Outcome]):
         # batches handed to the writer: this one needs no bound of its own.
         self._written: queue.SimpleQueue[Written[Inferred, Outcome]] = queue.SimpleQueue()
         self._closing = threading.Event()
+        # Batches the read side holds at most: queued, in the reader's hand, decoded. Below
+        # this a submit never waits long (the reader is free to take the next one).
+        self._read_capacity = 2 * depth + 1
         self.reading = 0  # submitted, not yet taken back decoded (only the caller changes it)
         self.writing = 0  # handed to the writer, outcome not yet taken back
         self._reader = threading.Thread(target=self._read_loop, name=f"{name}-read",
@@ -84,7 +87,8 @@ class StageRunner(Generic[Batch, Read, Inferred, Outcome]):
         return self.reading > 0 or self.writing > 0
 
     def can_submit(self) -> bool:
-        return not self._to_read.full()
+        """A submit now waits at most until the reader takes its current batch."""
+        return self.reading < self._read_capacity
 
     def submit(self, batch: Batch, *, block: bool = True) -> bool:
         """Hand a batch to the reader; False (and nothing queued) when full and not blocking."""
@@ -130,8 +134,9 @@ class StageRunner(Generic[Batch, Read, Inferred, Outcome]):
         error) on this thread. A read error is raised here, once the writer is idle."""
         try:
             for batch in batches:
-                while not self.submit(batch, block=False):  # full: infer one meanwhile
+                if not self.can_submit():  # the read side is full: infer one meanwhile
                     self._infer_next(infer, collect)
+                self.submit(batch)
             while self.reading:
                 self._infer_next(infer, collect)
         finally:
