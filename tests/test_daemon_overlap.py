@@ -63,8 +63,9 @@ def test_kill_9_mid_burst_with_overlap_every_image_one_complete_result(
     plate = tmp_path / "images"
     plate.mkdir()
     # Depth 2 and small batches: many batches in flight (decoding, inferring, writing) at the kill.
+    # Rescans every 0.3 s during the burst: an image in flight must not be queued again.
     cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate, queue_depth=2, batch_size=2,
-                       settle_ms=100)
+                       settle_ms=100, rescan_interval_s=0.3)
     images = [plate / name for name in names(60)]
     first = ServeProcess(tmp_path, cfg, "first")
     for i, p in enumerate(images):
@@ -102,7 +103,7 @@ def test_images_rewritten_while_queued_or_in_flight_get_results_for_their_new_by
     plate = tmp_path / "images"
     plate.mkdir()
     cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate, queue_depth=2, batch_size=4,
-                       settle_ms=100)
+                       settle_ms=100, rescan_interval_s=0.3)
     images = [plate / name for name in names(48)]
     daemon = ServeProcess(tmp_path, cfg)
     try:
