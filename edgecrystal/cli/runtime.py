@@ -89,7 +89,7 @@ def serve(
         "--once", help="Score what is there (once it settles), then exit.")] = False,
 ) -> None:
     """Watch folders and score every new image as it arrives (the on-imager daemon; run it
-    under systemd with systemd/edgecrystal.service). SIGTERM/SIGINT: finish the batch in hand
+    under systemd with systemd/edgecrystal.service). SIGTERM/SIGINT: finish the batches in flight
     and exit 0; SIGHUP: reload the config and bundle. See docs/daemon.md."""
     from ..daemon.service import run_daemon
 

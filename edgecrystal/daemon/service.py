@@ -1,11 +1,14 @@
 """The daemon's main loop, shaped like a good arbiter (gunicorn): signal handlers only set flags
 (and Python's wakeup fd writes to the self-pipe); the loop sleeps in select() on that pipe and
-does all the work on the main thread, which is also the thread that owns the inference backend
+does the bookkeeping and inference on the main thread, which owns the inference backend
 (a CUDA context belongs to the thread that made it).
 
 Order of work per wake-up: signals (stop, reload) -> inotify events -> periodic rescan -> files
-that finished arriving -> one batch -> summaries -> watchdog ping. A batch in hand is always
-finished and written before the daemon stops.
+that finished arriving -> move the burst along (edgecrystal/stages.py: a reader thread decodes
+the next batch, the main thread infers, a writer thread writes the last; the stage threads wake
+the loop through the same self-pipe) -> summaries -> watchdog ping. Everything the daemon knows
+(done, counts, retries) changes on the main thread only. The batches in flight are always
+finished and written before the daemon stops or opens a new bundle.
 """
 
 from __future__ import annotations
