@@ -212,7 +212,8 @@ class Daemon:
         due = self.pending.next_due()
         if due is not None:
             timeouts.append(due + 0.01)
-        if self.ready:
+        # While the reader has no room, its wake-up (not a timeout) says when to go on.
+        if self.ready and self.stages.can_submit():
             wait = self.cfg.max_batch_wait_ms / 1000
             timeouts.append(max(0.0, self.ready[0][1] + wait - time.monotonic()))
         if self.dirty:
