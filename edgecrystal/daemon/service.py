@@ -340,6 +340,9 @@ class Daemon:
         """Queue `path` unless it is done, skipped or already queued; True when queued."""
         if path in self.queued or path in self.in_flight:
             return False
+        if not os.path.lexists(path):  # deleted: forget it (a long-running daemon stays flat)
+            self.done.pop(path, None)
+            return False
         reason = self.input_filter.check(path)
         if reason is not None:
             if (path, reason) not in self.skipped:  # one log line per file and reason
