@@ -256,7 +256,8 @@ class Daemon:
         # idle here (_reload drains it before opening a new bundle).
         stages: StageRunner[list[Path], list[Loaded], tuple[list[Scored], ModelInfo],
                             list[Path | OSError]]
-        stages = StageRunner(pipe.read, _result_writer(cfg.overlay), depth=cfg.queue_depth,
+        self.write_results = _result_writer(cfg.overlay)
+        stages = StageRunner(pipe.read, self.write_results, depth=cfg.queue_depth,
                              wake=self._wake, name="serve")
         self.pipeline, self.selection, self.stages = pipe, selection, stages
         self.summaries = Summaries(bundle.classes)
@@ -414,9 +415,21 @@ class Daemon:
                 # until its result is written (a rewrite meanwhile is caught in _finish).
                 self.queued.discard(p)
                 self.in_flight.add(p)
-            self.stages.submit(batch)
+            if not (self.ready or self.stages.busy):
+                # All there is (a trickle): no batch to read before or write after this one,
+                # so the three stages run here, without two thread hand-offs in the latency.
+                self._score_inline(batch)
+            else:
+                self.stages.submit(batch)
             submitted = True
         return submitted
+
+    def _score_inline(self, batch: list[Path]) -> None:
+        try:
+            decoded = Decoded(batch, self.pipeline.read(batch))
+        except Exception as exc:  # as the reader thread hands it over: _infer retries
+            decoded = Decoded(batch, None, exc)
+        self._infer(decoded, inline=True)
 
     def _drain(self) -> None:
         """Finish every batch already handed to the stages (stop, reload): all are scored by the
@@ -428,7 +441,7 @@ class Daemon:
             for written in self.stages.take_written(block=decoded is None):
                 self._finish(written)
 
-    def _infer(self, decoded: Decoded[list[Path], list[Loaded]]) -> None:
+    def _infer(self, decoded: Decoded[list[Path], list[Loaded]], *, inline: bool = False) -> None:
         """Inference on the main thread (it owns the backend), then to the writer with the
         ModelInfo of the pipeline that really ran: each result names its own models."""
         batch = decoded.batch
@@ -452,7 +465,11 @@ class Daemon:
                 self.pending.touch(r.path)
             else:
                 to_write.append(r)
-        self.stages.write((to_write, self.pipeline.model))
+        item = (to_write, self.pipeline.model)
+        if inline:
+            self._finish(Written(item, self.write_results(item)))
+        else:
+            self.stages.write(item)
 
     def _finish(self, written: Written[tuple[list[Scored], ModelInfo],
                                        list[Path | OSError]]) -> None:
