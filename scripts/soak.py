@@ -183,6 +183,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--precision", default="int8")
+    ap.add_argument("--drain-s", type=float, default=300.0,
+                    help="at the end, wait this long for images still waiting to be scored")
     ap.add_argument("--keep", action="store_true",
                     help="keep images and results (default: delete each once scored)")
     ap.add_argument("--out", type=Path, default=Path("soak"), help="writes OUT.json")
@@ -237,6 +239,14 @@ def main() -> int:
                 interval = Interval()
                 next_sample += args.sample_s
             time.sleep(0.01)
+        # The last burst may still be in hand: wait for it (a daemon that loses images shows
+        # here as unscored_at_end), then count it in one last row.
+        drain_until = time.monotonic() + args.drain_s
+        while outstanding and time.monotonic() < drain_until and proc.poll() is None:
+            outstanding = collect(outstanding, interval, delete=not args.keep)
+            time.sleep(0.05)
+        rows.append(sample(proc, started, interval, len(outstanding)))
+        print_row(rows[-1])
     finally:
         proc.terminate()
         code = proc.wait(60)
