@@ -26,8 +26,9 @@ the archive are built once into --cache and reused while the code that makes the
 
 Each part's result is merged into DIR/benchmarks.json (stamped with its time and the load), so
 a part can be redone alone; benchmarks.md is rendered from the whole file. The default run
-takes about 20 minutes on a quiet 2-core machine (the archive about half of it), plus about 10
-the first time to build the bundles; building the paper's needs about 8 GB of free memory.
+takes about 20 minutes on a quiet 2-core machine (the archive about half of it), plus 10 to 15
+the first time to build the bundles; the paper's needs about 14 GB of free memory (its INT8
+calibration peaked at 13.9 GB RSS on 8 images, its finder's export at about 12 GB).
 Not a test: nothing here asserts a time.
 """
 
@@ -81,7 +82,7 @@ class Plan:
 PLANS = {
     "lite": Plan(iterations=60, warmup=5, images=24, plate_precisions=("fp32", "int8"),
                  calib_count=64, verify_images=32),
-    # Keras takes ~15 s per image here (U-Net 512 px base 64: ~380 GFLOPs), ONNX Runtime ~2 s.
+    # Seconds per image on 2 cores (U-Net 512 px base 64): Keras ~3.1, ORT FP32 ~2.3, INT8 ~1.7.
     # Calibration holds every activation of every image (the U-Net's at 512 px: ~1 GB per
     # image; 16 images took 17 GB), so the paper gets the fewest build-engines allows.
     "paper": Plan(iterations=6, warmup=1, images=6, plate_precisions=("int8",),
@@ -146,7 +147,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--iterations", type=int, help="timed images per pipeline run (default: "
                     + ", ".join(f"{k} {v.iterations}" for k, v in PLANS.items()) + ")")
     ap.add_argument("--paper-all", action="store_true", help="also the plate and verify parts "
-                    "for the paper profile (about 8 more minutes on 2 cores)")
+                    "for the paper profile (about 6 more minutes on 2 cores)")
     ap.add_argument("--archive-images", type=int, default=10_000)
     ap.add_argument("--archive-ways", default=",".join(ARCHIVE_WAYS),
                     help="comma-separated: 1 and 2 (`score --workers N`), ray (local Ray)")

@@ -46,7 +46,7 @@ def render(saved: dict[str, Any]) -> str:
              "lite,paper`; `--render benchmarks.json` re-renders this page). Every ratio is "
              "between runs measured in the same process, one after another. Figures are "
              "medians unless named. The default run takes about 20 minutes on a quiet 2-core "
-             "machine, plus about 10 the first time, to build the untrained bundles into its "
+             "machine, plus 10 to 15 the first time, to build the untrained bundles into its "
              "cache.", ""]
     lines += _machine(saved)
     lines += _stamps(saved)
