@@ -60,9 +60,10 @@ RESULT_SUFFIX = ".edgecrystal.json"
 ARCHIVE_PLATE = 96  # images per folder of the archive, as on a 96-well plate
 ARCHIVE_DISTINCT = 96  # distinct wells rendered; the archive repeats them under new names
 # The code a cached bundle is made by: when any of it changes, the bundle is built again.
-BUNDLE_CODE = ("converters", "calibration", "edgecrystal/models.py", "edgecrystal/preprocess.py",
-               "edgecrystal/bundle.py", "edgecrystal/bundle_export.py",
-               "scripts/benchmark_bundle.py")
+# edgecrystal/__init__.py holds PREPROCESS_VERSION, which a bundle records.
+BUNDLE_CODE = ("converters", "calibration", "edgecrystal/__init__.py", "edgecrystal/models.py",
+               "edgecrystal/preprocess.py", "edgecrystal/imageio.py", "edgecrystal/bundle.py",
+               "edgecrystal/bundle_export.py", "scripts/benchmark_bundle.py")
 
 
 @dataclass(frozen=True)
