@@ -200,7 +200,9 @@ class Pipeline:
                 item.scored.timings_ms["finder"] = 0.0
             return [None] * len(good)
         t = time.perf_counter()
-        probs = self.finder.predict(np.stack([item.finder_input for item in good]))
+        # `_read` made a finder input for every picture whenever a finder is loaded.
+        inputs = [item.finder_input for item in good if item.finder_input is not None]
+        probs = self.finder.predict(np.stack(inputs))
         per_image = _ms(t) / len(good)
         for item in good:
             item.scored.timings_ms["finder"] = per_image
