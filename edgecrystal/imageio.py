@@ -1,8 +1,10 @@
 """edgecrystal's one image decoder: a file in, RGB uint8 pixels out, or a typed error that says why.
 
 Imagers write JPEG, PNG, BMP and TIFF, 8- or 16-bit, greyscale, RGB or RGBA. Everything in the
-project (training, calibration, scoring, the daemon) reads images through `read_image` /
-`load_image`, so a quirk is handled once. The image's size is read from its header before any
+project (training, calibration, scoring, the daemon) reads images through `load_picture` (a
+`Picture`: checked now, decoded later at the resolution a step needs, a JPEG reduced through
+libjpeg's DCT scaling) or `read_image` / `load_image` (the full decode), so a quirk is handled
+once. The image's size is read from its header before any
 pixel is decoded: a 30000x30000 file is refused without allocating gigabytes.
 """
 
