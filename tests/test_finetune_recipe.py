@@ -92,5 +92,6 @@ def test_init_default_fine_tunes_with_the_finetune_recipe(tmp_path: Path) -> Non
     # Every masked image trains; the score says it is on them, not on held-out ones.
     assert section["data"]["split"] == {"train": 6, "val": 0}
     assert section["metrics"]["split"] == "training" and section["metrics"]["dice_mean"] > 0.5
+    assert section["training"]["best_epoch"] == 1  # the last epoch, nothing chose another
     shipped = Bundle.open(bundle_path("finder")).meta["files"]["finder.keras"]
     assert Bundle.open(tmp_path / "b").meta["files"]["finder.keras"] != shipped

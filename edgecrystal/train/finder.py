@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,13 +87,16 @@ def fit_finder(train: Sequence[data.Sample], val: Sequence[data.Sample], hp: Fin
         lambda img, msk, rng: augment.augment_finder(img, msk, rng, hp), "finder",
         extra=_synthetic_share(hp))
     validation = data.finder_arrays(val, hp.input_size) if val else None
-    return loop.fit(
+    result = loop.fit(
         build=lambda: build(hp, init),
         compile_model=lambda m: compile_finder(m, hp, len(batches)),
         train_data=batches, val_data=validation, hp=hp, hp_dict=profiles.as_dict(hp),
         arch_keys=ARCH_KEYS, ckpt_dir=workdir, log_dir=log_dir,
         monitor="val_mean_iou" if val else "mean_iou", mode="max", resume=resume,
         verbose=verbose, restore_best=restore_best and bool(val))
+    if not val:  # the last epoch is kept, whatever the training IoU did
+        result.best_epoch, result.best_value = result.epochs, math.nan
+    return result
 
 
 def _synthetic_share(hp: FinderHP) -> tuple[Any, Any, int] | None:
