@@ -88,7 +88,7 @@ def test_init_default_fine_tunes_with_the_finetune_recipe(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     section = Bundle.open(tmp_path / "b").meta["finder"]
     assert section["profile"] == "finetune"
-    assert section["hyperparameters"]["synthetic_fraction"] == 0.5
+    assert section["hyperparameters"]["synthetic_fraction"] == 0.75
     # Every masked image trains; the score says it is on them, not on held-out ones.
     assert section["data"]["split"] == {"train": 6, "val": 0}
     assert section["metrics"]["split"] == "training" and section["metrics"]["dice_mean"] > 0.5
