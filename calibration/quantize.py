@@ -6,7 +6,9 @@ Two variants from one calibration:
   inputs of the ops TensorRT runs in INT8 (conv, deconv, matmul, pooling, concat): TensorRT
   propagates and fuses from there.
 - "int8-u8" for ONNX Runtime on x86: uint8 (asymmetric) activations, int8 symmetric
-  per-channel weights, all quantizable ops: the layout ORT's x86 kernels are fastest with.
+  per-channel weights, all quantizable ops: the layout ORT's x86 kernels are fastest with. The
+  U-Net's 2x2/stride-2 ConvTransposes become Conv 1x1 + DepthToSpace first (same function, see
+  calibration/upsampling.py): ORT's CPU provider has no integer ConvTranspose.
 Which one ONNX Runtime uses is decided by measuring both on this machine (see choose_for_ort).
 """
 
@@ -23,6 +25,8 @@ import numpy as np
 
 from edgecrystal.errors import UsageError
 from edgecrystal.interface import INPUT_NAME
+
+from .upsampling import alias_cached_ranges, conv_transpose_to_depth_to_space
 
 METHODS = ("entropy", "minmax", "percentile")
 TRT_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm", "MaxPool", "AveragePool",
@@ -104,7 +108,15 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
     if ranges_cache is not None and "calibration_cache_path" in inspect.signature(
             quantize_static).parameters:
         kwargs["calibration_cache_path"] = str(ranges_cache)
-    prepared = prepare(fp32, out.with_suffix(".prep.onnx"))
+    source = fp32
+    rewritten: dict[str, str] = {}
+    if not trt:
+        # ONNX Runtime has no integer ConvTranspose on the CPU: give it the U-Net's upsampling
+        # as Conv 1x1 + DepthToSpace, which it runs in INT8 (calibration/upsampling.py).
+        source, rewritten = _with_pixel_shuffles(fp32, out.with_suffix(".shuffle.onnx"))
+        if rewritten and ranges_cache is not None and ranges_cache.is_file():
+            alias_cached_ranges(ranges_cache, rewritten)
+    prepared = prepare(source, out.with_suffix(".prep.onnx"))
     try:
         # The calibrators print progress to stdout; the command prints its own one line.
         with contextlib.redirect_stdout(io.StringIO()):
@@ -120,13 +132,29 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
                 **kwargs,
             )
     finally:
-        if prepared != fp32:
-            prepared.unlink(missing_ok=True)
+        for temporary in {prepared, source} - {fp32}:
+            temporary.unlink(missing_ok=True)
     _drop_augmented(out)
-    return {"target": target, "method": method, "images": len(inputs),
-            "activations": "int8 symmetric" if trt else "uint8 asymmetric",
-            "weights": "int8 symmetric per-channel",
-            "ops": TRT_OPS if trt else "all"}
+    summary = {"target": target, "method": method, "images": len(inputs),
+               "activations": "int8 symmetric" if trt else "uint8 asymmetric",
+               "weights": "int8 symmetric per-channel",
+               "ops": TRT_OPS if trt else "all"}
+    if rewritten:
+        summary["conv_transpose_as_depth_to_space"] = len(rewritten)
+    return summary
+
+
+def _with_pixel_shuffles(fp32: Path, out: Path) -> tuple[Path, dict[str, str]]:
+    """`fp32` with its pixel-shuffle ConvTransposes rewritten, saved to `out`, and the
+    rewrite's tensor aliases; `fp32` itself (and no aliases) when it has none."""
+    import onnx
+
+    model = onnx.load(str(fp32))
+    rewritten = conv_transpose_to_depth_to_space(model)
+    if not rewritten:
+        return fp32, {}
+    onnx.save(model, str(out))
+    return out, rewritten
 
 
 def _ops_in_int8(model_path: Path) -> list[str]:

@@ -35,7 +35,7 @@ _PRECISION_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8-u8": "int
 COLLAPSE_SPREAD = 0.2
 COLLAPSE_AGREEMENT = 0.5
 FP16_CONVERTER = "1"
-QUANTIZER = "1"
+QUANTIZER = "2"  # 2: ORT variant upsamples with Conv 1x1 + DepthToSpace
 FP16_TOLERANCE = 2e-2
 CALIB_DIR = "calibration"
 
@@ -313,7 +313,8 @@ def _write_record(bundle: Bundle, model: str, key: dict[str, Any], images: list[
     cache_rel = f"{CALIB_DIR}/{model}.int8.cache"
     write_text(bundle.path(cache_rel), trt_cache_text(scales))
     record = {"model": model, "data": key["calibration"]["data"], "key": key["calibration"],
-              "sha256_source": key["sha256_source"], "crop": crop, "images": images,
+              "sha256_source": key["sha256_source"], "quantizer": key["quantizer"],
+              "crop": crop, "images": images,
               "variants": detail["made"], "ort_choice": detail["summary"],
               "trt_cache": cache_rel, "scales": scales}
     write_json(bundle.path(_record_path(model)), record)

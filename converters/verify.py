@@ -1,7 +1,10 @@
 """`edgecrystal verify`: every variant that can run here on the same images, the way Polygraphy
 compares runners: Keras (the reference), ONNX FP32/FP16/INT8 in ONNX Runtime, TensorRT engines
 that match this machine. Per variant: max/mean abs output difference against the reference,
-label agreement, Dice against ground-truth masks (finder) and ROC AUC (classifier).
+label agreement, Dice against ground-truth masks (finder) and ROC AUC (classifier), Spearman's
+rank correlation with ONNX FP32 (per class for the classifier, over pixels for the finder: does
+a precision keep FP32's order, which thresholds and ROC curves use?), and whether the scores are
+continuous or lie on a quantisation grid (k/255: a quantised softmax, ties in every ranking).
 
 All variants see identical inputs made by the runtime's preprocessing; the classifier's input is
 the ground-truth-mask crop where the data has masks (else the whole image), so the comparison is
@@ -24,6 +27,14 @@ from edgecrystal.interface import INPUT_NAME
 from .build import collapse_warning
 
 BATCH = 8
+# Quantised [0, 1] outputs land on k/d for these d: u8 (scale 1/255 or 1/256), s8 (1/127, 1/128).
+GRID_DENOMINATORS = (255, 256, 127, 128)
+GRID_TOLERANCE = 1e-6
+# Scores on a grid this often (among those strictly between 0 and 1) are called stepped; by chance
+# a continuous score lands within GRID_TOLERANCE of some k/d about 0.1 % of the time.
+STEPPED_SHARE = 0.5
+# The finder's rank correlation is taken over this many pixels (an even stride over all of them).
+RANK_PIXELS = 200_000
 
 
 def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
@@ -62,15 +73,20 @@ def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
             raise DataError(f"no variant of the {model} could run here")
         ref_name = "keras" if "keras" in outputs else next(iter(outputs))
         ref = outputs[ref_name]
+        # Rank correlation is asked of INT8 and FP16 against FP32, whatever `ref` is.
+        rank_name = "onnx-fp32" if "onnx-fp32" in outputs else ref_name
         rows = {}
         for name, out in outputs.items():
-            row = _difference(out, ref, model, threshold)
+            row: dict[str, Any] = dict(_difference(out, ref, model, threshold))
             if model == "finder":
                 row.update(_dice(out, pictures, threshold))
             else:
                 row.update(_auc(out, pictures, classes))
+            row["rank_correlation"] = _rank_correlations(out, outputs[rank_name], model, classes)
+            row["grid_share"] = grid_share(out)
             rows[name] = row
-        result["models"][model] = {"reference": ref_name, "variants": rows}
+        result["models"][model] = {"reference": ref_name, "rank_reference": rank_name,
+                                   "variants": rows}
     return result
 
 
@@ -93,6 +109,8 @@ def _run_keras(bundle: Bundle, model: str, inputs: np.ndarray,
         yield "keras", _batched(lambda x: np.asarray(keras_model(x, training=False)), inputs)
     except ImportError:
         log(f"{model}: Keras is not installed here; the reference is ONNX FP32")
+    except BundleError as exc:  # a bundle of ONNX files only: nothing to compare with Keras
+        log(f"{model}: {exc}; the reference is ONNX FP32")
 
 
 def _run_onnx(bundle: Bundle, model: str, inputs: np.ndarray,
@@ -180,19 +198,60 @@ def _auc(scores: np.ndarray, pictures: list, classes: list[str]) -> dict[str, fl
             "labelled": len(keep), "output_std": float(probs.std(axis=0).mean())}
 
 
+def _rank_correlations(out: np.ndarray, fp32: np.ndarray, model: str,
+                       classes: list[str]) -> dict[str, float]:
+    """Spearman's rho against FP32: per class (classifier), over sampled pixels (finder)."""
+    from edgecrystal import metrics
+
+    if len(out) < 2:
+        return {}
+    if model == "finder":
+        stride = max(1, out.size // RANK_PIXELS)
+        return {"mask": metrics.rank_correlation(out.ravel()[::stride], fp32.ravel()[::stride])}
+    return {name: metrics.rank_correlation(out[:, i], fp32[:, i])
+            for i, name in enumerate(classes[: out.shape[1]])}
+
+
+def grid_share(scores: np.ndarray) -> float:
+    """Share of the scores strictly inside (0, 1) that lie on a quantisation grid k/d (the d of
+    GRID_DENOMINATORS that catches most): near 1 for a quantised output, near 0 for a float
+    one. NaN where no score is strictly between 0 and 1 (saturated: nothing to tell)."""
+    values = np.asarray(scores, np.float64).ravel()
+    inside = values[(values > GRID_TOLERANCE) & (values < 1 - GRID_TOLERANCE)]
+    if inside.size == 0:
+        return math.nan
+    shares = []
+    for denominator in GRID_DENOMINATORS:
+        steps = inside * denominator
+        shares.append(float(np.mean(np.abs(steps - np.round(steps)) <=
+                                    GRID_TOLERANCE * denominator)))
+    return max(shares)
+
+
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"{result['images']} images from {result['data']}"]
     notes: list[str] = []
     for model, info in result["models"].items():
         quality = "dice" if model == "finder" else "auc"
-        lines.append(f"\n{model} (reference: {info['reference']})")
+        rank_reference = info.get("rank_reference", info["reference"])
+        lines.append(f"\n{model} (reference: {info['reference']}; rank correlation (Spearman) "
+                     f"against {rank_reference})")
+        first_row: dict[str, Any] = next(iter(info["variants"].values()), {})
+        rank_names = list(first_row.get("rank_correlation", {}))
         lines.append(f"  {'variant':<20}{'max|diff|':>11}{'mean|diff|':>12}{'agree':>8}"
-                     f"{quality:>8}")
+                     f"{quality:>8}" + "".join(f"{'rho ' + n[:9]:>15}" for n in rank_names)
+                     + f"{'scores':>11}")
         for name, row in info["variants"].items():
             q = row.get(quality, math.nan)
             shown = f"{q:>8.4f}" if not math.isnan(q) else f"{'-':>8}"
+            ranks = row.get("rank_correlation", {})
             lines.append(f"  {name:<20}{row['max_abs_diff']:>11.2e}{row['mean_abs_diff']:>12.2e}"
-                         f"{row['agreement']:>8.3f}{shown}")
+                         f"{row['agreement']:>8.3f}{shown}"
+                         + "".join(f"{_number(ranks.get(n)):>15}" for n in rank_names)
+                         + f"{_continuity(row.get('grid_share', math.nan)):>11}")
+            if row.get("grid_share", 0.0) > STEPPED_SHARE:
+                notes.append(f"warning: {model} {name} scores are quantised (most lie on a "
+                             "k/255-like grid): ties blunt ROC curves and thresholds")
             reference = info["variants"].get(info["reference"], {})
             check = {"output_std": row.get("output_std", math.nan), "images": result["images"],
                      "reference_std": reference.get("output_std", math.nan),
@@ -207,3 +266,14 @@ def format_table(result: dict[str, Any]) -> str:
             notes.append("classifier: no AUC: none of these images has a label in the "
                          "bundle's classes")
     return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def _continuity(share: float) -> str:
+    """'continuous', or 'stepped' where most scores lie on a quantisation grid."""
+    if math.isnan(share):
+        return "-"
+    return "stepped" if share > STEPPED_SHARE else "continuous"

@@ -71,3 +71,32 @@ def test_unstable_and_few_samples_warned() -> None:
     assert any("unstable end_to_end" in w for w in warnings)
     assert any("only 5 samples" in w for w in warnings)
     assert report["baseline"] is None and report["runs"][0]["ratio_vs_baseline"] is None
+
+
+def test_model_rates_use_the_peak_of_their_own_arithmetic() -> None:
+    # 2 GFLOP finder in 4 ms = 500 GOP/s; 1 GFLOP classifier in 2 ms = 500 GOP/s.
+    flops = {"finder": 2_000_000_000, "classifier": 1_000_000_000}
+    int8 = RunTimings("onnxruntime", "int8", 1, wall_s=0.6, stages_ms={
+        "finder": [4.0] * 30, "classifier": [2.0] * 30}, end_to_end_ms=[20.0] * 30, flops=flops)
+    fp32 = RunTimings("onnxruntime", "fp32", 1, wall_s=0.6, stages_ms={
+        "finder": [20.0] * 30, "classifier": [10.0] * 30}, end_to_end_ms=[40.0] * 30,
+        flops=flops)
+    report = build_report([fp32, int8], machine={}, peak_gflops=200.0, config={},
+                          peak_gops_int8=1000.0)
+    assert report["peak_gops_int8"] == 1000.0
+    fp32_rates, int8_rates = (run["model_rates"] for run in report["runs"])
+    assert int8_rates["finder"]["gops"] == pytest.approx(500.0)
+    assert int8_rates["finder"]["peak_share"] == pytest.approx(0.5)  # of the INT8 peak
+    assert fp32_rates["finder"]["gops"] == pytest.approx(100.0)
+    assert fp32_rates["finder"]["peak_share"] == pytest.approx(0.5)  # of the FP32 peak
+    table = format_table(report)
+    assert "finder: 500 GOP/s = 50% of the measured INT8 peak (1000 GOP/s)" in table
+    assert "500 (50%)" in table and "100 (50%)" in table
+
+
+def test_int8_peak_is_measured_with_onnxruntime() -> None:
+    from edgecrystal.bench.machine import measure_cpu_int8_peak_gops
+
+    peak = measure_cpu_int8_peak_gops(size=256, repeats=2)
+    # A 256^3 multiply-add count over any real CPU's time: positive, finite, and below 100 TOP/s.
+    assert peak is not None and 1.0 < peak < 100_000.0

@@ -6,6 +6,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -50,6 +51,29 @@ def measure_cpu_peak_gflops(size: int = 1024, repeats: int = 5) -> float:
         a @ b
         best = min(best, time.perf_counter() - t0)
     return 2.0 * size**3 / best / 1e9
+
+
+def measure_cpu_int8_peak_gops(size: int = 1024, repeats: int = 5) -> float | None:
+    """Best 8-bit integer matrix-multiply rate ONNX Runtime reaches here, in GOP/s (all threads).
+
+    One MatMulInteger of uint8 activations by constant int8 weights: the kernel family (MLAS
+    QGEMM, the VNNI/AVX-512 path where the CPU has one) that runs the INT8 models' convolutions,
+    so it is their ceiling the way the BLAS matmul is FP32's. Measured in a child Python
+    (edgecrystal.bench.int8_peak): building the graph needs the onnx package, which a bench of
+    the runtime backends never loads. None where that fails (no onnx or onnxruntime here).
+    """
+    try:
+        done = subprocess.run([sys.executable, "-m", "edgecrystal.bench.int8_peak", str(size),
+                               str(repeats)], capture_output=True, text=True, timeout=300,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    try:
+        return float(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
 
 
 def _cpu_model() -> str:

@@ -49,8 +49,11 @@ def build_report(
     peak_gflops: float | None,
     config: dict[str, Any],
     baseline: str = "keras",
+    peak_gops_int8: float | None = None,
 ) -> dict[str, Any]:
-    """Assemble the JSON report: summaries, ratios to the baseline, floors, warnings."""
+    """Assemble the JSON report: summaries, ratios to the baseline, floors, warnings, and each
+    model's rate against the peak of its own arithmetic (INT8 runs against the measured INT8
+    peak, every other precision against the FP32 one)."""
     base = next((r for r in runs if r.backend == baseline), None)
     base_median = summarize(base.end_to_end_ms)["median"] if base else None
     out_runs = []
@@ -82,6 +85,8 @@ def build_report(
             # Share of the machine's measured FP32 peak the models reach (INT8 can exceed 1).
             "peak_fraction": (floor_ms / model_ms) if (floor_ms and model_ms) else None,
             "ratio_vs_baseline": (ratio(base_median, e2e["median"]) if base_median else None),
+            "model_rates": model_rates(run, latency,
+                                       peak_gops_int8 if run.precision == "int8" else peak_gflops),
             "note": run.note,
         }
         entry["warnings"] = _warnings(entry)
@@ -91,10 +96,26 @@ def build_report(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
         "peak_gflops_fp32": peak_gflops,
+        "peak_gops_int8": peak_gops_int8,
         "baseline": baseline if base else None,
         "config": config,
         "runs": out_runs,
     }
+
+
+def model_rates(run: RunTimings, latency: dict[str, dict[str, float]],
+                peak: float | None) -> dict[str, dict[str, float | None]]:
+    """Per model: operations per second at its median stage time (GOP/s) and that rate's share
+    of `peak` (the measured peak of the arithmetic this run uses)."""
+    rates: dict[str, dict[str, float | None]] = {}
+    for model in MODEL_STAGES:
+        flops, median = run.flops.get(model), latency.get(model, {}).get("median")
+        if not flops or not median:
+            continue
+        gops = flops / (median / 1e3) / 1e9
+        rates[model] = {"gops": gops, "peak_gops": peak,
+                        "peak_share": gops / peak if peak else None}
+    return rates
 
 
 def _warnings(entry: dict[str, Any]) -> list[str]:
@@ -139,17 +160,34 @@ def format_table(report: dict[str, Any]) -> str:
                 f"({report['peak_gflops_fp32']:.0f} GFLOP/s); models take "
                 f"{run['model_ms']:.2f} ms ({run['peak_fraction']:.0%} of peak)"
             )
+        for model, rate in run.get("model_rates", {}).items():
+            share = (f" = {rate['peak_share']:.0%} of the measured "
+                     f"{'INT8' if run['precision'] == 'int8' else 'FP32'} peak "
+                     f"({rate['peak_gops']:.0f} GOP/s)" if rate["peak_share"] else "")
+            lines.append(f"{model}: {rate['gops']:.0f} GOP/s{share}")
         for warning in run["warnings"]:
             lines.append(f"[W] {warning}")
         lines.append("")
-    lines.append(f"{'run':<24}{'img/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'ratio':>8}")
+    lines.append(f"{'run':<24}{'img/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'ratio':>8}"
+                 f"{'finder GOP/s (peak)':>22}{'classifier GOP/s (peak)':>26}")
     for run in report["runs"]:
         e2e = run["latency_ms"]["end_to_end"]
         r = run["ratio_vs_baseline"]
+        rates = run.get("model_rates", {})
         lines.append(f"{run['backend'] + '/' + run['precision']:<24}"
                      f"{run['throughput_ips']:9.2f}{e2e['median']:9.2f}{e2e['p95']:9.2f}"
-                     f"{(f'{r:.2f}x' if r is not None else '-'):>8}")
+                     f"{(f'{r:.2f}x' if r is not None else '-'):>8}"
+                     f"{_rate_cell(rates.get('finder')):>22}"
+                     f"{_rate_cell(rates.get('classifier')):>26}")
     return "\n".join(lines)
+
+
+def _rate_cell(rate: dict[str, float | None] | None) -> str:
+    """'230 (27%)': GOP/s and share of the run's peak; '-' where the FLOPs are not known."""
+    if not rate or rate["gops"] is None:
+        return "-"
+    share = rate["peak_share"]
+    return f"{rate['gops']:.0f}" + (f" ({share:.0%})" if share is not None else "")
 
 
 def plot(report: dict[str, Any], runs: list[RunTimings], path: Path) -> bool:

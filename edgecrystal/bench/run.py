@@ -108,9 +108,12 @@ def measure(bundle_path: Path, cfg: BenchConfig,
     runs, meta = run_bench(bundle_path, cfg, log)
     if not runs:
         raise UsageError("no backend could run here: " + "; ".join(meta["skipped"]))
-    log("measuring this CPU's FP32 matrix-multiply peak...")
+    log("measuring this CPU's FP32 and INT8 matrix-multiply peaks...")
+    peak_int8 = (machine.measure_cpu_int8_peak_gops()
+                 if any(run.precision == "int8" for run in runs) else None)
     report = build_report(runs, machine=machine.describe(),
-                          peak_gflops=machine.measure_cpu_peak_gflops(), config=meta)
+                          peak_gflops=machine.measure_cpu_peak_gflops(), config=meta,
+                          peak_gops_int8=peak_int8)
     return report, runs
 
 

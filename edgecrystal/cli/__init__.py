@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     _console_logging()
     try:
         # Outside standalone mode Click returns a command's typer.Exit code instead of exiting.
-        code = app(args=argv, prog_name="edgecrystal", standalone_mode=False)
+        args = runtime.ray_address_filled(sys.argv[1:] if argv is None else argv)
+        code = app(args=args, prog_name="edgecrystal", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except EdgeCrystalError as exc:
@@ -92,6 +93,7 @@ EXTRA_MODULES = {
     "tensorrt": ("tensorrt", "cuda", "pycuda"),
     "index": ("sqlalchemy", "alembic", "psycopg"),
     "ui": ("starlette", "uvicorn", "jinja2"),
+    "ray": ("ray",),
 }
 # An unexpected exception: one line for the user, the traceback kept for the bug report.
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE

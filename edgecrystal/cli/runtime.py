@@ -5,13 +5,28 @@ load inside the commands, so `edgecrystal --help` stays instant."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+# `score --ray` with no address: Typer options cannot take an optional value, so `main` puts
+# this one in where `--ray` ends the line or another option follows it.
+RAY_LOCAL = "local"
+
 BACKEND_HELP = ("auto: TensorRT where an engine for this GPU exists or can be built, else ONNX "
                 "Runtime; onnxruntime; tensorrt (fail if it cannot be used).")
+
+
+def ray_address_filled(args: list[str]) -> list[str]:
+    """`args` with RAY_LOCAL after a `--ray` that has no value (`score ... --ray`)."""
+    filled = list(args)
+    for place in reversed(range(len(filled))):
+        if filled[place] == "--ray" and (place + 1 == len(filled)
+                                         or filled[place + 1].startswith("-")):
+            filled.insert(place + 1, RAY_LOCAL)
+    return filled
 
 
 def register(app: typer.Typer) -> None:
@@ -42,6 +57,13 @@ def score(
     index: Annotated[str | None, typer.Option(
         "--index", help="Also put every result into this index: sqlite:///FILE or "
                         "postgresql://USER@HOST/DB (docs/review.md).")] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="[ADDRESS]",
+        help="Spread the work over a Ray cluster: no value (put --ray after the paths) or "
+             "'local' starts (or joins) one on this machine; 'auto' or HOST:PORT joins a "
+             "running one. Needs the ray extra and the images, bundle and results on storage "
+             "every node sees (docs/daemon.md).",
+    )] = None,
 ) -> None:
     """Score images now and write a result file beside each (IMAGE.edgecrystal.json) plus
     edgecrystal-summary.csv per folder. Images already scored with this bundle (same size and
@@ -54,7 +76,13 @@ def score(
                            precision=precision, batch=batch, threads=threads,
                            providers=tuple(p for p in providers.split(",") if p), force=force,
                            max_pixels=max_pixels, index=index)
-    report = score_paths(bundle, paths, options, progress=lambda line: typer.echo(line, err=True))
+    say = partial(typer.echo, err=True)
+    if ray is None:
+        report = score_paths(bundle, paths, options, progress=say)
+    else:
+        from ..scale.ray_score import score_paths_on_ray
+
+        report = score_paths_on_ray(bundle, paths, options, ray, progress=say)
     for line in report.errors:
         typer.echo(f"error: {line}", err=True)
     rate = report.images_per_second

@@ -51,6 +51,27 @@ def resolve_providers(names: list[str] | tuple[str, ...] | None) -> list[str]:
     return wanted
 
 
+def session_options(threads: int = 0) -> Any:
+    """The SessionOptions every runtime session gets (scripts/profile_int8.py profiles with the
+    same ones, so what it measures is what the pipeline runs)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # 0 lets onnxruntime pick (one per physical core); on a shared imager PC fewer is kinder.
+    opts.intra_op_num_threads = max(0, int(threads))
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # warnings about unused initializers are not the user's
+    # By default the intra-op threads busy-wait after each run. In this pipeline decoding,
+    # cropping and writing run between the two models on the same few cores, and spinning
+    # threads took those cores from them (crop measured 22 ms with Keras, 50 ms after ORT
+    # on 2 cores). Sleeping threads cost a little wake-up latency per run instead.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
@@ -59,19 +80,7 @@ class OnnxRuntimeRunner(Runner):
         super().__init__(str(path))
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # 0 lets onnxruntime pick (one per physical core); on a shared imager PC fewer is kinder.
-        opts.intra_op_num_threads = max(0, int(threads))
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3  # warnings about unused initializers are not the user's
-        # By default the intra-op threads busy-wait after each run. In this pipeline decoding,
-        # cropping and writing run between the two models on the same few cores, and spinning
-        # threads took those cores from them (crop measured 22 ms with Keras, 50 ms after ORT
-        # on 2 cores). Sleeping threads cost a little wake-up latency per run instead.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        opts = session_options(threads)
         self.providers = resolve_providers(providers)
         try:
             self.session = ort.InferenceSession(self.path, sess_options=opts,
