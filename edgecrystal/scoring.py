@@ -1,24 +1,33 @@
 """Scoring images now (`edgecrystal score`): find the images, skip those already scored with
 these models, run the pipeline in batches, write a result file beside each image and a summary
-per folder. The command line only parses options and prints the `ScoreReport`."""
+per folder. The command line only parses options and prints the `ScoreReport`.
+
+Decoding, inference and writing overlap (edgecrystal/stages.py). With `workers` > 1 the images
+are split over that many processes, each with its own pipeline; the parent skips what is done,
+keeps the index and the summaries, and merges one report."""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .bundle import Bundle
 from .discovery import collect_images
 from .errors import UsageError
 from .imageio import DEFAULT_MAX_PIXELS
 from .index.hook import open_writer
-from .pipeline import Pipeline
+from .pipeline import ModelInfo, Pipeline, Scored
 from .results import Summaries, is_done, result_path, write_result
-from .runtime.select import open_runners
+from .runtime.select import Selection, open_runners
+from .stages import StageRunner, Written
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,7 @@ class ScoreOptions:
     force: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
     index: str | None = None  # results index URL (docs/review.md); None: none
+    workers: int = 1  # processes, each with its own pipeline
 
 
 @dataclass
@@ -56,55 +66,151 @@ class ScoreReport:
 def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
                 progress: Callable[[str], None] | None = None) -> ScoreReport:
     """Score the image files and folders in `paths` with the bundle. `progress` gets one line
-    when the backend is chosen and one per batch."""
+    when the backend is chosen and one per batch (per worker's share with `workers`)."""
     say = progress or log.info
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    images = collect_images(paths, options.recursive)
-    if not images and not options.recursive:
-        nested = [str(p) for p in paths if p.is_dir() and any(c.is_dir() for c in p.iterdir())]
-        if nested:
-            raise UsageError(f"no images directly in {', '.join(nested)} (it has subfolders: "
-                             "pass --recursive to score them)")
+    if options.workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {options.workers}")
+    images = find_images(paths, options.recursive)
     bundle = Bundle.open(bundle_path)
     selection = open_runners(bundle, backend=options.backend, precision=options.precision,
-                             threads=options.threads, providers=list(options.providers))
+                             threads=_threads_per_worker(options),
+                             providers=list(options.providers))
     # Skipped: what already has a result from exactly these models (the variant files that
     # run, backend, precision), so a rebuilt variant or another precision rescores.
     fingerprint = bundle.runtime_fingerprint(selection.backend, options.precision)
     todo = images if options.force else [p for p in images if not is_done(p, fingerprint)]
-    say(f"backend: {selection.describe()}")
+    say(f"backend: {selection.describe()}"
+        + (f"; {options.workers} workers" if options.workers > 1 else ""))
     report = ScoreReport(bundle.classes, selection.backend, options.precision,
                          skipped=len(images) - len(todo))
     start = time.perf_counter()
-    summaries = Summaries(bundle.classes)
     index = open_writer(options.index)
     if index is not None:  # scored before: into the index all the same
         waiting = set(todo)
         for done in (p for p in images if p not in waiting):
             index.add(result_path(done))
-    with Pipeline(bundle, selection.finder, selection.classifier, backend=selection.backend,
-                  precision=options.precision, max_pixels=options.max_pixels,
-                  outlines=options.overlay) as pipeline:
-        for first in range(0, len(todo), options.batch):
-            for scored in pipeline.score(todo[first : first + options.batch]):
-                if scored.error_kind == "missing":
-                    report.errors.append(f"{scored.path}: {scored.error_reason}")
-                    continue  # no result file beside a file that is not there
-                result = write_result(scored, pipeline.model, overlay=options.overlay)
-                if index is not None:
-                    index.add(result)  # queued only: the index never holds scoring back
-                if scored.ok:
-                    report.labels[scored.label or "?"] += 1
-                else:
-                    report.errors.append(
-                        f"{scored.path}: {scored.error_kind}: {scored.error_reason}")
-            say(f"scored {min(first + options.batch, len(todo))}/{len(todo)}")
-        for folder in sorted({p.parent for p in images}):
-            summaries.update(folder)
+    if options.workers > 1 and len(todo) > 1:
+        selection.close()  # each worker opens its own
+        shares = _score_in_workers(bundle_path, todo, options, say)
+    else:
+        shares = [_score_share(bundle, selection, todo, options, say)]
+    for share in shares:
+        report.labels.update(share.labels)
+        report.errors.extend(share.errors)
+        if index is not None:
+            for result in share.results:
+                index.add(result)  # queued only: the index never holds scoring back
+    summaries = Summaries(bundle.classes)
+    for folder in sorted({p.parent for p in images}):
+        summaries.update(folder)
     report.scored = len(todo)
     report.elapsed_s = time.perf_counter() - start
     if index is not None:
         index.close(timeout=60)  # logs one line when it could not catch up
     return report
+
+
+def find_images(paths: list[Path], recursive: bool) -> list[Path]:
+    """The images to score in `paths` (files and folders), or a one-line UsageError: a missing
+    path, or folders that only hold subfolders without --recursive."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    images = collect_images(paths, recursive)
+    if not images and not recursive:
+        nested = [str(p) for p in paths if p.is_dir() and any(c.is_dir() for c in p.iterdir())]
+        if nested:
+            raise UsageError(f"no images directly in {', '.join(nested)} (it has subfolders: "
+                             "pass --recursive to score them)")
+    return images
+
+
+@dataclass
+class ShareReport:
+    """What one process scored: labels, one error line per failed image, the result files."""
+
+    labels: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    results: list[Path] = field(default_factory=list)
+
+
+def _score_share(bundle: Bundle, selection: Selection, todo: list[Path], options: ScoreOptions,
+                 say: Callable[[str], None]) -> ShareReport:
+    """Score `todo` in this process with a pipeline over `selection` (closed at the end)."""
+    with Pipeline(bundle, selection.finder, selection.classifier, backend=selection.backend,
+                  precision=options.precision, max_pixels=options.max_pixels,
+                  outlines=options.overlay) as pipeline:
+        return score_with(pipeline, todo, options, say)
+
+
+def score_with(pipeline: Pipeline, todo: list[Path], options: ScoreOptions,
+               say: Callable[[str], None]) -> ShareReport:
+    """Score `todo` with an open pipeline: read the next batch and write the last one while
+    this one runs through the models (the calling thread owns them). A result file beside each
+    image; a missing image gets an error line and no result file."""
+    share = ShareReport()
+    done = 0
+
+    def write(batch: tuple[list[Scored], ModelInfo]) -> list[Path]:
+        scored, model = batch
+        return [write_result(r, model, overlay=options.overlay) for r in scored]
+
+    def collect(written: Written[tuple[list[Scored], ModelInfo], list[Path]]) -> None:
+        nonlocal done
+        scored, _ = written.item
+        if written.error is not None:  # a full disk: one line per image, the rest goes on
+            share.errors.extend(f"{r.path}: cannot write result: {written.error}"
+                                for r in scored)
+        else:
+            share.results.extend(written.outcome or [])
+            for r in scored:
+                if r.ok:
+                    share.labels[r.label or "?"] += 1
+                else:
+                    share.errors.append(f"{r.path}: {r.error_kind}: {r.error_reason}")
+        done += len(scored)
+        say(f"scored {done}/{len(todo)}")
+
+    def infer(loaded: list[Any]) -> tuple[list[Scored], ModelInfo]:
+        scored = pipeline.infer(loaded)
+        for r in scored:
+            if r.error_kind == "missing":  # no result file beside a file that is not there
+                share.errors.append(f"{r.path}: {r.error_reason}")
+        return [r for r in scored if r.error_kind != "missing"], pipeline.model
+
+    batches = (todo[first : first + options.batch]
+               for first in range(0, len(todo), options.batch))
+    with StageRunner(pipeline.read, write, depth=1, name="score") as stages:
+        stages.run_all(batches, infer, collect)
+    return share
+
+
+def _score_in_workers(bundle_path: Path, todo: list[Path], options: ScoreOptions,
+                      say: Callable[[str], None]) -> list[ShareReport]:
+    """Split `todo` over `options.workers` processes (spawned: a forked ONNX Runtime with live
+    threads is not safe). Each share is every n-th image, so a folder's images spread evenly."""
+    workers = min(options.workers, len(todo))
+    shares = [todo[i::workers] for i in range(workers)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(_worker, bundle_path, share, options) for share in shares]
+        reports = []
+        for number, future in enumerate(futures, 1):
+            reports.append(future.result())
+            say(f"worker {number}/{workers} done")
+    return reports
+
+
+def _worker(bundle_path: Path, todo: list[Path], options: ScoreOptions) -> ShareReport:
+    bundle = Bundle.open(bundle_path)
+    selection = open_runners(bundle, backend=options.backend, precision=options.precision,
+                             threads=_threads_per_worker(options),
+                             providers=list(options.providers))
+    return _score_share(bundle, selection, todo, options, log.debug)
+
+
+def _threads_per_worker(options: ScoreOptions) -> int:
+    """--threads as given; else the cores shared out, so workers x threads <= cores."""
+    if options.threads or options.workers <= 1:
+        return options.threads
+    return max(1, (os.cpu_count() or 1) // options.workers)

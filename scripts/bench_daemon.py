@@ -75,6 +75,13 @@ def wait_for(paths: list[Path], timeout: float, proc: subprocess.Popen, peak: li
         time.sleep(0.002 if len(left) < 4 else 0.05)
 
 
+def daemon_source() -> str:
+    """Where the daemon's `edgecrystal` came from (`-m` puts the working folder first): what
+    tells a before/after pair apart."""
+    return subprocess.run([sys.executable, "-c", "import edgecrystal; print(edgecrystal.__file__)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", required=True, type=Path)
@@ -171,6 +178,7 @@ def main() -> None:
                                                                           1)},
         "sigterm": {"exit_code": rc, "stop_s": round(stop_s, 3)},
         "heavy_modules": heavy[0] if heavy else "?",
+        "daemon_source": daemon_source(),
         "scored_log_lines": text.count(" scored "),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
     }

@@ -55,3 +55,39 @@ def test_broken_image_exits_1_and_missing_path_exits_2(fast_bundle: Path,
     assert res.returncode == 2
     assert res.stderr.strip().startswith("edgecrystal: error: no such file or folder")
     assert "Traceback" not in res.stderr
+
+
+def test_workers_split_the_archive_skip_what_is_done_and_report_once(fast_bundle: Path,
+                                                                      tmp_path: Path) -> None:
+    import shutil
+
+    archive = tmp_path / "archive"
+    images = write_wells(archive / "plate1", 4) + write_wells(archive / "plate2", 3)
+    (archive / "plate2" / "B01_1.jpg").write_text("not a picture")
+    reference = tmp_path / "reference"
+    shutil.copytree(archive, reference)
+    one = _run(str(fast_bundle), str(reference), "-r", "--backend", "onnxruntime")
+    assert one.returncode == 1, one.stderr  # the broken file
+    # Two images were scored before (an archive re-score cut short): they are skipped.
+    first = _run(str(fast_bundle), str(images[0]), str(images[4]), "--backend", "onnxruntime")
+    assert first.returncode == 0, first.stderr
+
+    res = _run(str(fast_bundle), str(archive), "-r", "--backend", "onnxruntime", "--workers",
+               "2", "--batch", "2")
+    assert res.returncode == 1, res.stderr
+    assert "2 workers" in res.stderr and "6 scored" in res.stdout
+    assert "skipped" in res.stdout and res.stdout.split("skipped")[1].split()[0] == "2"
+    assert res.stderr.count("B01_1.jpg: not_an_image") == 1  # one report, one line per image
+    for p in images:
+        got = json.loads(Path(f"{p}.edgecrystal.json").read_text())
+        want = json.loads((reference / p.relative_to(archive)).with_name(
+            f"{p.name}.edgecrystal.json").read_text())
+        assert got["scores"] == want["scores"] and got["label"] == want["label"], p
+    assert (archive / "plate1" / "edgecrystal-summary.csv").is_file()
+    before = {p: Path(f"{p}.edgecrystal.json").read_text() for p in images}
+
+    again = _run(str(fast_bundle), str(archive), "-r", "--backend", "onnxruntime", "--workers",
+                 "2")
+    assert again.returncode == 0, again.stderr  # the broken file's error result vouches too
+    assert "0 scored" in again.stdout
+    assert all(Path(f"{p}.edgecrystal.json").read_text() == text for p, text in before.items())

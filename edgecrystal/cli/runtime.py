@@ -46,7 +46,11 @@ def score(
     batch: Annotated[int, typer.Option(min=1, max=1024,
                                        help="Images per inference batch.")] = 8,
     threads: Annotated[int, typer.Option(
-        min=0, help="ONNX Runtime intra-op threads (0: automatic).")] = 0,
+        min=0, help="ONNX Runtime intra-op threads per worker (0: automatic; with --workers, "
+                    "the cores shared out).")] = 0,
+    workers: Annotated[int, typer.Option(
+        min=1, max=256, help="Processes to split the images over, each with its own "
+                             "pipeline (archives).")] = 1,
     providers: Annotated[str, typer.Option(
         help="ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt (where "
              "onnxruntime-gpu has them).")] = "cpu",
@@ -75,8 +79,12 @@ def score(
     options = ScoreOptions(recursive=recursive, overlay=overlay, backend=backend,
                            precision=precision, batch=batch, threads=threads,
                            providers=tuple(p for p in providers.split(",") if p), force=force,
-                           max_pixels=max_pixels, index=index)
+                           max_pixels=max_pixels, index=index, workers=workers)
     say = partial(typer.echo, err=True)
+    if ray is not None and workers > 1:
+        from ..errors import UsageError
+
+        raise UsageError("--workers and --ray do not go together: Ray spreads the images itself")
     if ray is None:
         report = score_paths(bundle, paths, options, progress=say)
     else:
@@ -113,7 +121,7 @@ def serve(
         "--once", help="Score what is there (once it settles), then exit.")] = False,
 ) -> None:
     """Watch folders and score every new image as it arrives (the on-imager daemon; run it
-    under systemd with systemd/edgecrystal.service). SIGTERM/SIGINT: finish the batch in hand
+    under systemd with systemd/edgecrystal.service). SIGTERM/SIGINT: finish the batches in flight
     and exit 0; SIGHUP: reload the config and bundle. See docs/daemon.md."""
     from ..daemon.service import run_daemon
 

@@ -49,6 +49,10 @@ class Config:
     providers: tuple[str, ...] = ("cpu",)
     # Threads decoding images (decoding releases the GIL).
     read_threads: int = 2
+    # Batches each overlap stage may hold (decoded ahead, waiting to be written): decoding the
+    # next batch, inference and writing the last run at once; memory grows with this, never with
+    # the number of images waiting.
+    queue_depth: int = 1
     # Allow building TensorRT engines from the bundle's ONNX when none matches this GPU.
     build_engines: bool = True
     # Also write IMAGE.edgecrystal.png (drop outline, label and score).
@@ -141,7 +145,7 @@ def _check(cfg: Config) -> None:
         problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
     if cfg.log_level not in LOG_LEVELS:
         problems.append(f"log_level must be one of {', '.join(LOG_LEVELS)}")
-    for name in ("batch_size", "max_pixels", "read_threads"):
+    for name in ("batch_size", "max_pixels", "read_threads", "queue_depth"):
         if getattr(cfg, name) < 1:
             problems.append(f"{name} must be at least 1")
     for name in ("settle_ms", "max_batch_wait_ms", "threads", "retry_max", "retry_backoff_s",

@@ -1,11 +1,14 @@
 """The daemon's main loop, shaped like a good arbiter (gunicorn): signal handlers only set flags
 (and Python's wakeup fd writes to the self-pipe); the loop sleeps in select() on that pipe and
-does all the work on the main thread, which is also the thread that owns the inference backend
+does the bookkeeping and inference on the main thread, which owns the inference backend
 (a CUDA context belongs to the thread that made it).
 
 Order of work per wake-up: signals (stop, reload) -> inotify events -> periodic rescan -> files
-that finished arriving -> one batch -> summaries -> watchdog ping. A batch in hand is always
-finished and written before the daemon stops.
+that finished arriving -> move the burst along (edgecrystal/stages.py: a reader thread decodes
+the next batch, the main thread infers, a writer thread writes the last; the stage threads wake
+the loop through the same self-pipe) -> summaries -> watchdog ping. Everything the daemon knows
+(done, counts, retries) changes on the main thread only. The batches in flight are always
+finished and written before the daemon stops or opens a new bundle.
 """
 
 from __future__ import annotations
@@ -19,19 +22,21 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..discovery import scan
 from ..errors import EdgeCrystalError, one_line
+from ..stages import Decoded, StageRunner, Written
 from .config import Config, load_config
 from .lock import RootLocks
 from .sdnotify import Notifier, watchdog_interval
 from .watcher import Filter, Pending, Watcher, open_for_writing
 
 if TYPE_CHECKING:  # loaded inside the daemon's start, after the config is checked
-    from ..pipeline import Scored
+    from ..pipeline import Loaded, ModelInfo, Scored
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +109,9 @@ class Daemon:
         self.index: Any = None  # an IndexWriter when an index is kept (docs/review.md)
         self.ready: deque[tuple[Path, float]] = deque()  # complete files: (path, when)
         self.queued: set[Path] = set()
+        # Handed to the stages (reading, inferring, writing), result not yet booked.
+        self.in_flight: set[Path] = set()
+        self.stages: Any = None  # a StageRunner over the current pipeline
         self.pending = Pending(cfg.settle_ms / 1000, cfg.trust_close_write)
         self.input_filter = Filter(cfg.roots(), cfg.extensions)
         self.done: dict[Path, tuple[int, int]] = {}  # scored this run: (size, mtime_ns)
@@ -140,7 +148,7 @@ class Daemon:
         log.info("backend %s", self.selection.describe())
         self.notifier.ready(self._status())
         while not self.stop:
-            if self.once and not self.pending.entries and not self.ready:
+            if self.once and not (self.pending.entries or self.ready or self.in_flight):
                 log.info("once: nothing left to score, exiting")
                 break
             self._wait()
@@ -156,6 +164,7 @@ class Daemon:
             self._score_if_due()
             self._flush_summaries()
             self._ping()
+        self._drain()  # what is in hand is finished and written before the daemon stops
         return 0
 
     def shutdown(self) -> None:
@@ -167,6 +176,8 @@ class Daemon:
             self._flush_summaries(force=True)
         except Exception as exc:
             log.warning("summary not written at exit: %s", exc)
+        if self.stages is not None:
+            self.stages.close()
         if self.pipeline is not None:
             self.pipeline.close()
         if self.index is not None:
@@ -201,7 +212,8 @@ class Daemon:
         due = self.pending.next_due()
         if due is not None:
             timeouts.append(due + 0.01)
-        if self.ready:
+        # While the reader has no room, its wake-up (not a timeout) says when to go on.
+        if self.ready and self.stages.can_submit():
             wait = self.cfg.max_batch_wait_ms / 1000
             timeouts.append(max(0.0, self.ready[0][1] + wait - time.monotonic()))
         if self.dirty:
@@ -239,9 +251,18 @@ class Daemon:
         except BaseException:
             selection.close()
             raise
-        old = self.pipeline
-        self.pipeline, self.selection = pipe, selection
+        old, old_stages = self.pipeline, self.stages
+        # Read with this pipeline's reader, written with its model record; the old runner is
+        # idle here (_reload drains it before opening a new bundle).
+        stages: StageRunner[list[Path], list[Loaded], tuple[list[Scored], ModelInfo],
+                            list[Path | OSError]]
+        self.write_results = _result_writer(cfg.overlay)
+        stages = StageRunner(pipe.read, self.write_results, depth=cfg.queue_depth,
+                             wake=self._wake, name="serve")
+        self.pipeline, self.selection, self.stages = pipe, selection, stages
         self.summaries = Summaries(bundle.classes)
+        if old_stages is not None:
+            old_stages.close()
         if old is not None:
             old.close()
 
@@ -263,6 +284,7 @@ class Daemon:
                 self.notifier.ready(self._status())
                 return
         old_fp = self.pipeline.model.fingerprint
+        self._drain()  # batches in flight are scored by the bundle they were read for
         try:
             self._open_models(cfg)
         except EdgeCrystalError as exc:
@@ -317,7 +339,10 @@ class Daemon:
 
     def _consider(self, path: Path, *, closed: bool) -> bool:
         """Queue `path` unless it is done, skipped or already queued; True when queued."""
-        if path in self.queued:
+        if path in self.queued or path in self.in_flight:
+            return False
+        if not os.path.lexists(path):  # deleted: forget it (a long-running daemon stays flat)
+            self.done.pop(path, None)
             return False
         reason = self.input_filter.check(path)
         if reason is not None:
@@ -358,43 +383,107 @@ class Daemon:
 
     # ------------------------------------------------------------------ scoring
     def _score_if_due(self) -> None:
-        while self.ready and not self.stop:
-            full = len(self.ready) >= self.cfg.batch_size
-            waited = time.monotonic() - self.ready[0][1] >= self.cfg.max_batch_wait_ms / 1000
-            if not (full or waited or self.once):
+        """Move the burst along without blocking for long: hand due batches to the reader while
+        it has room, infer a decoded batch when one is there and hand it to the writer, and take
+        back what was written. The stage threads wake the loop when they finish something."""
+        while not self.stop:
+            moved = self._submit_due()
+            decoded = self.stages.take_decoded(block=False)
+            if decoded is not None:
+                self._infer(decoded)
+                moved = True
+            for written in self.stages.take_written():
+                self._finish(written)
+                moved = True
+            if not moved:
                 return
-            batch = [self.ready.popleft()[0] for _ in range(min(self.cfg.batch_size,
-                                                                 len(self.ready)))]
-            self._score(batch)
             self._take_events()  # keep the event queue short during a burst
             self._collect_ready()
             self._ping()
 
-    def _score(self, batch: list[Path]) -> None:
-        from ..results import write_result
+    def _submit_due(self) -> bool:
+        submitted = False
+        while self.ready and self.stages.can_submit():
+            full = len(self.ready) >= self.cfg.batch_size
+            waited = time.monotonic() - self.ready[0][1] >= self.cfg.max_batch_wait_ms / 1000
+            if not (full or waited or self.once):
+                break
+            batch = [self.ready.popleft()[0] for _ in range(min(self.cfg.batch_size,
+                                                                 len(self.ready)))]
+            for p in batch:
+                # Queued no more, but in flight: neither an event nor a rescan queues it again
+                # until its result is written (a rewrite meanwhile is caught in _finish).
+                self.queued.discard(p)
+                self.in_flight.add(p)
+            if not (self.ready or self.stages.busy):
+                # All there is (a trickle): no batch to read before or write after this one,
+                # so the three stages run here, without two thread hand-offs in the latency.
+                self._score_inline(batch)
+            else:
+                self.stages.submit(batch)
+            submitted = True
+        return submitted
 
-        for p in batch:
-            self.queued.discard(p)
-        t = time.monotonic()
+    def _score_inline(self, batch: list[Path]) -> None:
         try:
-            results = self.pipeline.score(batch)
+            decoded = Decoded(batch, self.pipeline.read(batch))
+        except Exception as exc:  # as the reader thread hands it over: _infer retries
+            decoded = Decoded(batch, None, exc)
+        self._infer(decoded, inline=True)
+
+    def _drain(self) -> None:
+        """Finish every batch already handed to the stages (stop, reload): all are scored by the
+        pipeline they were read for, and written, before it goes."""
+        while self.stages is not None and self.stages.busy:
+            decoded = self.stages.take_decoded(block=True)
+            if decoded is not None:
+                self._infer(decoded)
+            for written in self.stages.take_written(block=decoded is None):
+                self._finish(written)
+
+    def _infer(self, decoded: Decoded[list[Path], list[Loaded]], *, inline: bool = False) -> None:
+        """Inference on the main thread (it owns the backend), then to the writer with the
+        ModelInfo of the pipeline that really ran: each result names its own models."""
+        batch = decoded.batch
+        try:
+            if decoded.error is not None:
+                raise decoded.error
+            results = self.pipeline.infer(decoded.value)
         except Exception as exc:  # an inference failure is not the images' fault: retry
             log.error("batch failed size=%d error=%s", len(batch), one_line(exc))
             for p in batch:
+                self.in_flight.discard(p)
                 self._retry(p, f"inference failed: {one_line(exc)}")
             return
+        to_write = []
         for r in results:
-            path = r.path
             if r.error_kind == "missing":
-                log.info("vanished path=%s (deleted before scoring)", _q(path))
-                continue
-            if r.error_kind in INCOMPLETE_KINDS and self._still_arriving(r):
-                self.pending.touch(path)
-                continue
-            try:
-                out = write_result(r, self.pipeline.model, overlay=self.cfg.overlay)
-            except OSError as exc:  # disk full, folder removed, read-only share
-                self._retry(path, f"cannot write result: {exc.strerror or exc}")
+                self.in_flight.discard(r.path)
+                log.info("vanished path=%s (deleted before scoring)", _q(r.path))
+            elif r.error_kind in INCOMPLETE_KINDS and self._still_arriving(r):
+                self.in_flight.discard(r.path)
+                self.pending.touch(r.path)
+            else:
+                to_write.append(r)
+        item = (to_write, self.pipeline.model)
+        if inline:
+            self._finish(Written(item, self.write_results(item)))
+        else:
+            self.stages.write(item)
+
+    def _finish(self, written: Written[tuple[list[Scored], ModelInfo],
+                                       list[Path | OSError]]) -> None:
+        """Book what the writer did, on the main thread: the only place `done`, the counts and
+        the retries change."""
+        results, _ = written.item
+        outcomes: list[Path | OSError] = list(written.outcome or [])
+        if written.error is not None:
+            outcomes = [OSError(one_line(written.error))] * len(results)
+        for r, out in zip(results, outcomes, strict=True):
+            path = r.path
+            self.in_flight.discard(path)
+            if isinstance(out, OSError):  # disk full, folder removed, read-only share
+                self._retry(path, f"cannot write result: {out.strerror or out}")
                 continue
             if self.index is not None:
                 self.index.add(out)  # queued only: the index never holds the daemon back
@@ -402,20 +491,26 @@ class Daemon:
             if r.stat is not None:
                 self.done[path] = (r.stat.st_size, r.stat.st_mtime_ns)
             self.dirty.add(path.parent)
-            total = sum(r.timings_ms.values())
-            if r.ok:
-                self.counts["scored"] += 1
-                self.error_paths.discard(path)
-                self.counts["errors"] = len(self.error_paths)
-                log.info("scored path=%s label=%s p=%.3f drop=%s ms=%.1f", _q(path), r.label,
-                         r.scores.get(r.label or "", 0.0), "yes" if r.found else "no", total)
-            else:
-                self.error_paths.add(path)
-                self.counts["errors"] = len(self.error_paths)
-                log.warning("scored path=%s status=error kind=%s reason=%s", _q(path),
-                            r.error_kind, r.error_reason)
-        log.debug("batch size=%d ms=%.0f", len(batch), (time.monotonic() - t) * 1000)
+            self._log_scored(r)
+            # Rewritten under the same name while it was in flight: the result vouches for
+            # the bytes it scored (their stat), and the new bytes get their own.
+            self._consider(path, closed=False)
         self.notifier.status(self._status())
+
+    def _log_scored(self, r: Scored) -> None:
+        path = r.path
+        total = sum(r.timings_ms.values())
+        if r.ok:
+            self.counts["scored"] += 1
+            self.error_paths.discard(path)
+            self.counts["errors"] = len(self.error_paths)
+            log.info("scored path=%s label=%s p=%.3f drop=%s ms=%.1f", _q(path), r.label,
+                     r.scores.get(r.label or "", 0.0), "yes" if r.found else "no", total)
+        else:
+            self.error_paths.add(path)
+            self.counts["errors"] = len(self.error_paths)
+            log.warning("scored path=%s status=error kind=%s reason=%s", _q(path),
+                        r.error_kind, r.error_reason)
 
     def _still_arriving(self, r: Scored) -> bool:
         """An empty or cut-short file that changed while we read it, or is younger than the
@@ -471,6 +566,25 @@ class Daemon:
         return (f"scored {self.counts['scored']}, errors {self.counts['errors']}, "
                 f"waiting {len(self.pending) + len(self.ready)}, backend "
                 f"{self.selection.backend if self.selection else '?'}")
+
+
+def _result_writer(overlay: bool) -> Callable[[tuple[list[Scored], ModelInfo]],
+                                              list[Path | OSError]]:
+    """The write stage: each result (and overlay) beside its image; a write that fails (disk
+    full, folder removed, read-only share) is an outcome the main thread retries, not an end."""
+    from ..results import write_result
+
+    def write(item: tuple[list[Scored], ModelInfo]) -> list[Path | OSError]:
+        results, model = item
+        outcomes: list[Path | OSError] = []
+        for r in results:
+            try:
+                outcomes.append(write_result(r, model, overlay=overlay))
+            except OSError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    return write
 
 
 def _q(path: Path) -> str:

@@ -171,8 +171,10 @@ class Watcher:
                 if event.is_directory and event.event_type not in ("created", "moved"):
                     return
                 kind = event.event_type
-                if kind in ("deleted", "opened", "closed_no_write"):
+                if kind in ("opened", "closed_no_write"):
                     return
+                # A deletion is passed on too: the daemon forgets the file (its record of
+                # scored files must not grow with every image that came and went).
                 target = event.dest_path if kind == "moved" else event.src_path
                 if isinstance(target, bytes):
                     target = os.fsdecode(target)

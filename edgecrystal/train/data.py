@@ -98,7 +98,10 @@ def labelled_records(ds: Dataset) -> list[Record]:
 
 # ----------------------------------------------------------------------------------- splits
 def split_random(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The finder's split: a seeded shuffle, `val_fraction` held out (at least one each side)."""
+    """The finder's split: a seeded shuffle, `val_fraction` held out (at least one each side);
+    `val_fraction` 0: every image trains and none validates."""
+    if val_fraction <= 0:
+        return np.arange(n), np.arange(0)
     if n < 2:
         raise DataError(f"{n} image(s) cannot be split into training and validation")
     order = np.random.default_rng(seed).permutation(n)
@@ -213,12 +216,20 @@ def onehot(labels: Labels, num_classes: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- batches
 def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
-                 augment: Callable[..., Any] | None, kind: str) -> Any:
+                 augment: Callable[..., Any] | None, kind: str,
+                 extra: tuple[np.ndarray, np.ndarray, int] | None = None) -> Any:
     """An augmented, shuffled keras.utils.PyDataset over in-memory arrays. Batch b of epoch e
-    is drawn from a generator seeded by (seed, e, b): a resumed run sees the same stream."""
+    is drawn from a generator seeded by (seed, e, b): a resumed run sees the same stream.
+
+    `extra` = (x2, y2, k): every batch holds k samples drawn at random from x2/y2 and
+    batch_size - k from x/y; an epoch is one pass over x."""
     from ..models import _keras
 
     keras = _keras()
+    extra_count = extra[2] if extra is not None else 0
+    if not 0 <= extra_count < batch_size:
+        raise UsageError(f"{extra_count} extra samples do not fit a batch of {batch_size}")
+    own_count = batch_size - extra_count
 
     dataset_base: Any = keras.utils.PyDataset  # Keras has no type information
 
@@ -228,17 +239,22 @@ def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
             self.epoch = 0
 
         def __len__(self) -> int:
-            return int(np.ceil(len(x) / batch_size))
+            return int(np.ceil(len(x) / own_count))
 
         def __getitem__(self, b: int) -> tuple[np.ndarray, np.ndarray]:
             order = np.random.default_rng([seed, self.epoch]).permutation(len(x))
-            idx = order[b * batch_size:(b + 1) * batch_size]
+            idx = order[b * own_count:(b + 1) * own_count]
             rng = np.random.default_rng([seed, self.epoch, b])
+            images, targets = x[idx], y[idx]
+            if extra is not None and extra_count:
+                pick = rng.choice(len(extra[0]), size=extra_count, replace=False)
+                images = np.concatenate([images, extra[0][pick]])
+                targets = np.concatenate([targets, extra[1][pick]])
             if augment is None:
-                return x[idx], y[idx]
+                return images, targets
             if kind == "finder":
-                pairs = [augment(x[i], y[i], rng) for i in idx]
+                pairs = [augment(img, msk, rng) for img, msk in zip(images, targets, strict=True)]
                 return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-            return np.stack([augment(x[i], rng) for i in idx]), y[idx]
+            return np.stack([augment(img, rng) for img in images]), targets
 
     return Batches()

@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Soak `edgecrystal serve`: a steady trickle of images plus a burst every few minutes into a
+served folder, for a set time. A real daemon subprocess, real files.
+
+Every --sample-s seconds it records the daemon's resident memory, open file descriptors and
+threads, and the percentiles of close -> result latency (the result file's mtime minus the
+moment the image was closed) for the trickle images and the burst images closed in that
+interval. Prints a table as it goes and writes OUT.json: what "RSS flat after warm-up" is judged
+from.
+
+    .venv/bin/python scripts/soak.py --bundle BUNDLE --minutes 30 --out soak
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+RESULT = ".edgecrystal.json"
+
+
+@dataclass
+class Sent:
+    path: Path
+    closed_ns: int
+    kind: str  # "trickle" | "burst"
+
+
+@dataclass
+class Interval:
+    """What happened between two samples."""
+
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"trickle": [],
+                                                                        "burst": []})
+    closed: int = 0
+    results: int = 0
+
+
+def make_pool(n: int, width: int, height: int) -> list[bytes]:
+    """Distinct JPEG drop pictures (a circle on a plain floor, noise)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    pool = []
+    for _ in range(n):
+        img = np.full((height, width, 3), int(rng.integers(60, 110)), np.uint8)
+        cv2.circle(img, (width // 2, height // 2), int(min(width, height) * 0.35),
+                   tuple(int(v) for v in rng.integers(120, 220, 3)), -1)
+        img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+        _, encoded = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        pool.append(encoded.tobytes())
+    return pool
+
+
+def proc_status(pid: int, name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(np.asarray(values), q)), 1) if values else None
+
+
+def start_daemon(args: argparse.Namespace, work: Path, images: Path) -> subprocess.Popen[bytes]:
+    config = work / "serve.toml"
+    config.write_text("\n".join([
+        f"bundle = {json.dumps(str(args.bundle.resolve()))}",
+        f"watch = [{json.dumps(str(images))}]",
+        f"batch_size = {args.batch}", f"threads = {args.threads}",
+        f"backend = {json.dumps(args.backend)}", f"precision = {json.dumps(args.precision)}",
+        "max_batch_wait_ms = 20", "rescan_interval_s = 30.0", "summary_interval_s = 5.0",
+        "index = \"off\"",
+    ]) + "\n")
+    sock_path = work / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(120)
+    env = dict(os.environ, NOTIFY_SOCKET=str(sock_path))
+    log = open(work / "daemon.log", "wb")  # noqa: SIM115 - lives as long as the daemon
+    proc = subprocess.Popen([sys.executable, "-m", "edgecrystal", "serve", "--config",
+                             str(config)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    while b"READY=1" not in sock.recv(4096):
+        pass
+    sock.close()
+    return proc
+
+
+def write_image(path: Path, data: bytes) -> int:
+    with open(path, "wb") as out:
+        out.write(data)
+    return time.time_ns()
+
+
+def collect(outstanding: list[Sent], interval: Interval, delete: bool) -> list[Sent]:
+    """Book the images whose result has appeared; returns those still waiting."""
+    waiting = []
+    for sent in outstanding:
+        result = Path(f"{sent.path}{RESULT}")
+        try:
+            written_ns = result.stat().st_mtime_ns
+        except FileNotFoundError:
+            waiting.append(sent)
+            continue
+        interval.latencies[sent.kind].append((written_ns - sent.closed_ns) / 1e6)
+        interval.results += 1
+        if delete:  # keeps the disk bounded over a long soak; the daemon forgets nothing
+            sent.path.unlink(missing_ok=True)
+            result.unlink(missing_ok=True)
+    return waiting
+
+
+def sample(proc: subprocess.Popen[bytes], started: float, interval: Interval,
+           backlog: int) -> dict[str, object]:
+    row: dict[str, object] = {
+        "t_s": round(time.monotonic() - started, 1),
+        "rss_mib": round(proc_status(proc.pid, "VmRSS") / 1024, 1),
+        "fds": open_fds(proc.pid),
+        "threads": proc_status(proc.pid, "Threads"),
+        "closed": interval.closed, "results": interval.results, "backlog": backlog,
+    }
+    for kind, values in interval.latencies.items():
+        row[kind] = {"n": len(values), "p50_ms": percentile(values, 50),
+                     "p95_ms": percentile(values, 95), "p99_ms": percentile(values, 99),
+                     "max_ms": round(max(values), 1) if values else None}
+    return row
+
+
+def print_row(row: dict[str, object]) -> None:
+    def lat(kind: str) -> str:
+        stats = row[kind]
+        assert isinstance(stats, dict)
+        if not stats["n"]:
+            return f"{'-':>20}"
+        return f"{stats['p50_ms']:>6.0f}{stats['p95_ms']:>7.0f}{stats['max_ms']:>7.0f}"
+
+    print(f"{row['t_s']:>7}{row['rss_mib']:>9}{row['fds']:>5}{row['threads']:>5}"
+          f"{row['closed']:>7}{row['results']:>7}{row['backlog']:>8}  {lat('trickle')}  "
+          f"{lat('burst')}", flush=True)
+
+
+def summarise(rows: list[dict[str, object]], warmup_s: float) -> dict[str, object]:
+    steady = [r for r in rows if float(r["t_s"]) >= warmup_s]  # type: ignore[arg-type]
+    if len(steady) < 2:
+        return {"note": "too short to judge: fewer than two samples after warm-up"}
+    rss = np.asarray([float(r["rss_mib"]) for r in steady])  # type: ignore[arg-type]
+    times = np.asarray([float(r["t_s"]) for r in steady]) / 60.0  # type: ignore[arg-type]
+    slope = float(np.polyfit(times, rss, 1)[0])
+    fds = [int(r["fds"]) for r in steady]  # type: ignore[call-overload]
+    return {"after_warmup_s": warmup_s, "samples": len(steady),
+            "rss_mib": {"first": float(rss[0]), "last": float(rss[-1]), "min": float(rss.min()),
+                        "max": float(rss.max()), "slope_mib_per_min": round(slope, 3)},
+            "fds": {"min": min(fds), "max": max(fds)}}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", required=True, type=Path)
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--trickle-s", type=float, default=0.5, help="seconds between trickle images")
+    ap.add_argument("--burst", type=int, default=200, help="images per burst")
+    ap.add_argument("--burst-every-s", type=float, default=120.0)
+    ap.add_argument("--sample-s", type=float, default=30.0, help="seconds per table row")
+    ap.add_argument("--warmup-s", type=float, default=120.0,
+                    help="samples before this are left out of the RSS judgement")
+    ap.add_argument("--size", default="640x480", help="image size WxH")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--backend", default="onnxruntime")
+    ap.add_argument("--precision", default="int8")
+    ap.add_argument("--drain-s", type=float, default=300.0,
+                    help="at the end, wait this long for images still waiting to be scored")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep images and results (default: delete each once scored)")
+    ap.add_argument("--out", type=Path, default=Path("soak"), help="writes OUT.json")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    pool = make_pool(32, width, height)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="edgecrystal-soak-"))
+    images = work / "images"
+    (images / "trickle").mkdir(parents=True, exist_ok=True)
+    proc = start_daemon(args, work, images)
+    started = time.monotonic()
+    end = started + args.minutes * 60
+    print(f"daemon pid {proc.pid}, work {work}; {args.minutes} min: one image every "
+          f"{args.trickle_s} s, {args.burst} every {args.burst_every_s} s", flush=True)
+    print(f"{'t_s':>7}{'rss_MiB':>9}{'fds':>5}{'thr':>5}{'closed':>7}{'result':>7}"
+          f"{'backlog':>8}  {'trickle p50/p95/max ms':>20}  {'burst p50/p95/max ms':>20}",
+          flush=True)
+    rows: list[dict[str, object]] = []
+    outstanding: list[Sent] = []
+    interval = Interval()
+    count = 0
+    next_trickle, next_burst = started, started + args.burst_every_s / 2
+    next_sample = started + args.sample_s
+    try:
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                raise SystemExit(f"the daemon exited (code {proc.returncode}): see "
+                                 f"{work / 'daemon.log'}")
+            now = time.monotonic()
+            if now >= next_trickle:
+                path = images / "trickle" / f"T{count:06d}.jpg"
+                outstanding.append(Sent(path, write_image(path, pool[count % len(pool)]),
+                                        "trickle"))
+                count += 1
+                interval.closed += 1
+                next_trickle += args.trickle_s
+            if now >= next_burst:
+                folder = images / f"burst{count:06d}"
+                folder.mkdir()
+                for i in range(args.burst):
+                    path = folder / f"{chr(65 + (i // 12) % 8)}{i % 12 + 1:02d}_{i}.jpg"
+                    outstanding.append(Sent(path, write_image(path, pool[i % len(pool)]),
+                                            "burst"))
+                count += args.burst
+                interval.closed += args.burst
+                next_burst += args.burst_every_s
+            outstanding = collect(outstanding, interval, delete=not args.keep)
+            if now >= next_sample:
+                rows.append(sample(proc, started, interval, len(outstanding)))
+                print_row(rows[-1])
+                interval = Interval()
+                next_sample += args.sample_s
+            time.sleep(0.01)
+        # The last burst may still be in hand: wait for it (a daemon that loses images shows
+        # here as unscored_at_end), then count it in one last row.
+        drain_until = time.monotonic() + args.drain_s
+        while outstanding and time.monotonic() < drain_until and proc.poll() is None:
+            outstanding = collect(outstanding, interval, delete=not args.keep)
+            time.sleep(0.05)
+        rows.append(sample(proc, started, interval, len(outstanding)))
+        print_row(rows[-1])
+    finally:
+        proc.terminate()
+        code = proc.wait(60)
+    report = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+              "bundle": str(args.bundle), "backend": args.backend, "precision": args.precision,
+              "image_size": args.size, "minutes": args.minutes, "trickle_s": args.trickle_s,
+              "burst": args.burst, "burst_every_s": args.burst_every_s, "images": count,
+              "unscored_at_end": len(outstanding), "sigterm_exit": code,
+              "cores": os.cpu_count(), "load_avg": os.getloadavg(), "samples": rows,
+              "summary": summarise(rows, args.warmup_s)}
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["summary"]))
+    print(f"wrote {args.out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
