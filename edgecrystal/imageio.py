@@ -325,13 +325,20 @@ def _to_rgb8(img: np.ndarray, name: object) -> np.ndarray:
 
 def write_image(path: str | os.PathLike[str], rgb: np.ndarray, quality: int = 92) -> None:
     """Encode RGB (or single-channel) uint8 pixels to `path`; the format follows the suffix."""
+    Path(path).write_bytes(encode_image(rgb, Path(path).suffix or ".png", quality, path))
+
+
+def encode_image(rgb: np.ndarray, suffix: str, quality: int = 92,
+                 name: object = "<pixels>") -> bytes:
+    """RGB (or single-channel) uint8 pixels as the bytes of a `suffix` file (".jpg", ".png"...):
+    what `write_image` writes, for pictures that never touch the disk."""
     import cv2
 
     arr = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     params: list[int] = []
-    if str(path).lower().endswith((".jpg", ".jpeg")):
+    if suffix.lower() in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, quality]
-    ok, enc = cv2.imencode(Path(path).suffix or ".png", arr, params)
+    ok, enc = cv2.imencode(suffix, arr, params)
     if not ok:
-        raise ImageUnsupported(path, "OpenCV could not encode this image")
-    Path(path).write_bytes(enc.tobytes())
+        raise ImageUnsupported(name, "OpenCV could not encode this image")
+    return bytes(enc.tobytes())
