@@ -68,17 +68,9 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
     """Score the image files and folders in `paths` with the bundle. `progress` gets one line
     when the backend is chosen and one per batch (per worker's share with `workers`)."""
     say = progress or log.info
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise UsageError(f"no such file or folder: {', '.join(missing)}")
     if options.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {options.workers}")
-    images = collect_images(paths, options.recursive)
-    if not images and not options.recursive:
-        nested = [str(p) for p in paths if p.is_dir() and any(c.is_dir() for c in p.iterdir())]
-        if nested:
-            raise UsageError(f"no images directly in {', '.join(nested)} (it has subfolders: "
-                             "pass --recursive to score them)")
+    images = find_images(paths, options.recursive)
     bundle = Bundle.open(bundle_path)
     selection = open_runners(bundle, backend=options.backend, precision=options.precision,
                              threads=_threads_per_worker(options),
@@ -118,6 +110,21 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
     return report
 
 
+def find_images(paths: list[Path], recursive: bool) -> list[Path]:
+    """The images to score in `paths` (files and folders), or a one-line UsageError: a missing
+    path, or folders that only hold subfolders without --recursive."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    images = collect_images(paths, recursive)
+    if not images and not recursive:
+        nested = [str(p) for p in paths if p.is_dir() and any(c.is_dir() for c in p.iterdir())]
+        if nested:
+            raise UsageError(f"no images directly in {', '.join(nested)} (it has subfolders: "
+                             "pass --recursive to score them)")
+    return images
+
+
 @dataclass
 class ShareReport:
     """What one process scored: labels, one error line per failed image, the result files."""
@@ -129,8 +136,18 @@ class ShareReport:
 
 def _score_share(bundle: Bundle, selection: Selection, todo: list[Path], options: ScoreOptions,
                  say: Callable[[str], None]) -> ShareReport:
-    """Score `todo` in this process: read the next batch and write the last one while this one
-    runs through the models (the calling thread owns them)."""
+    """Score `todo` in this process with a pipeline over `selection` (closed at the end)."""
+    with Pipeline(bundle, selection.finder, selection.classifier, backend=selection.backend,
+                  precision=options.precision, max_pixels=options.max_pixels,
+                  outlines=options.overlay) as pipeline:
+        return score_with(pipeline, todo, options, say)
+
+
+def score_with(pipeline: Pipeline, todo: list[Path], options: ScoreOptions,
+               say: Callable[[str], None]) -> ShareReport:
+    """Score `todo` with an open pipeline: read the next batch and write the last one while
+    this one runs through the models (the calling thread owns them). A result file beside each
+    image; a missing image gets an error line and no result file."""
     share = ShareReport()
     done = 0
 
@@ -154,21 +171,17 @@ def _score_share(bundle: Bundle, selection: Selection, todo: list[Path], options
         done += len(scored)
         say(f"scored {done}/{len(todo)}")
 
-    with Pipeline(bundle, selection.finder, selection.classifier, backend=selection.backend,
-                  precision=options.precision, max_pixels=options.max_pixels,
-                  outlines=options.overlay) as pipeline:
+    def infer(loaded: list[Any]) -> tuple[list[Scored], ModelInfo]:
+        scored = pipeline.infer(loaded)
+        for r in scored:
+            if r.error_kind == "missing":  # no result file beside a file that is not there
+                share.errors.append(f"{r.path}: {r.error_reason}")
+        return [r for r in scored if r.error_kind != "missing"], pipeline.model
 
-        def infer(loaded: list[Any]) -> tuple[list[Scored], ModelInfo]:
-            scored = pipeline.infer(loaded)
-            for r in scored:
-                if r.error_kind == "missing":  # no result file beside a file that is not there
-                    share.errors.append(f"{r.path}: {r.error_reason}")
-            return [r for r in scored if r.error_kind != "missing"], pipeline.model
-
-        batches = (todo[first : first + options.batch]
-                   for first in range(0, len(todo), options.batch))
-        with StageRunner(pipeline.read, write, depth=1, name="score") as stages:
-            stages.run_all(batches, infer, collect)
+    batches = (todo[first : first + options.batch]
+               for first in range(0, len(todo), options.batch))
+    with StageRunner(pipeline.read, write, depth=1, name="score") as stages:
+        stages.run_all(batches, infer, collect)
     return share
 
 

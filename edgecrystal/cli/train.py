@@ -81,7 +81,12 @@ def _show(result: dict[str, Any], verbose: int) -> None:
 
 
 def train_finder_cmd(
-    data: DataArg, bundle: BundleOpt, profile: ProfileOpt = "lite", epochs: EpochsOpt = None,
+    data: DataArg, bundle: BundleOpt,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help=PROFILE_HELP + " Default: lite; with --init, finetune (the shipped "
+        "finder's augmentation, half of every batch synthetic wells, see docs/training.md).")
+    ] = None,
+    epochs: EpochsOpt = None,
     batch_size: BatchOpt = None, lr: LrOpt = None, input_size: SizeOpt = None,
     base_filters: Annotated[int | None, typer.Option(
         "--base-filters", help="U-Net filters at the top level.")] = None,
@@ -89,7 +94,8 @@ def train_finder_cmd(
     classes: ClassesOpt = None,
     init: Annotated[str | None, typer.Option(
         "--init", help="Start from a trained finder: 'default' (the shipped one, see "
-        "`edgecrystal models list`) or a bundle folder; fine-tunes it on DATA's masks.")] = None,
+        "`edgecrystal models list`) or a bundle folder; fine-tunes it on DATA's masks "
+        "(profile finetune unless --profile is given).")] = None,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Train the U-Net drop finder on DATA's masked images (7:3 split) into BUNDLE/finder.keras."""

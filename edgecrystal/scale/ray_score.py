@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from ..bundle import Bundle
-from ..discovery import collect_images
 from ..errors import EdgeCrystalError, UsageError, one_line
 from ..index.hook import open_writer
 from ..pipeline import Pipeline
-from ..results import Summaries, is_done, result_path, write_result
+from ..results import Summaries, is_done, result_path
 from ..runtime.select import open_runners
-from ..scoring import ScoreOptions, ScoreReport
+from ..scoring import ScoreOptions, ScoreReport, find_images, score_with
 
 log = logging.getLogger(__name__)
 
@@ -93,21 +92,11 @@ class ScoringWorker:
         done = [] if options.force else [p for p in images if is_done(p, self._fingerprint)]
         waiting = set(done)
         todo = [p for p in images if p not in waiting]
-        outcome = ChunkOutcome(scored=len(todo), skipped=len(done),
-                               results=[str(result_path(p)) for p in done])
-        for first in range(0, len(todo), options.batch):
-            for scored in self._pipeline.score(todo[first : first + options.batch]):
-                if scored.error_kind == "missing":
-                    outcome.errors.append(f"{scored.path}: {scored.error_reason}")
-                    continue  # no result file beside a file that is not there
-                written = write_result(scored, self._pipeline.model, overlay=options.overlay)
-                outcome.results.append(str(written))
-                if scored.ok:
-                    outcome.labels[scored.label or "?"] += 1
-                else:
-                    outcome.errors.append(
-                        f"{scored.path}: {scored.error_kind}: {scored.error_reason}")
-        return outcome
+        share = score_with(self._pipeline, todo, options, log.debug)
+        return ChunkOutcome(scored=len(todo), skipped=len(done), labels=share.labels,
+                            errors=share.errors,
+                            results=[str(result_path(p)) for p in done]
+                            + [str(p) for p in share.results])
 
     def close(self) -> None:
         if self._pipeline is not None:
@@ -128,7 +117,7 @@ def score_paths_on_ray(bundle_path: Path, paths: list[Path], options: ScoreOptio
         # `score B --ray PLATE/`: the folder was taken as the address and is missing from PATHS.
         raise UsageError(f"--ray took {address} as the cluster's address: put --ray after the "
                          "paths, or give it an address (local, auto, HOST:PORT)")
-    images = _collect(paths, options.recursive)
+    images = find_images(paths, options.recursive)
     bundle = Bundle.open(bundle_path)  # a bad bundle fails here in one line, before any cluster
     started_here = _connect(address)
     try:
@@ -181,20 +170,6 @@ def _score_on_cluster(ray: Any, bundle: Bundle, images: list[Path], options: Sco
     finally:
         if index is not None:  # what came back before a failure gets into the index too
             index.close(timeout=60)  # logs one line when it could not catch up
-
-
-def _collect(paths: list[Path], recursive: bool) -> list[Path]:
-    """The images `score` would pick in `paths` (the same checks, the same discovery rule)."""
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    images = collect_images(paths, recursive)
-    if not images and not recursive:
-        nested = [str(p) for p in paths if p.is_dir() and any(c.is_dir() for c in p.iterdir())]
-        if nested:
-            raise UsageError(f"no images directly in {', '.join(nested)} (it has subfolders: "
-                             "pass --recursive to score them)")
-    return images
 
 
 def _chunk_size(images: int, actors: int, batch: int) -> int:

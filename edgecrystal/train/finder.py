@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,10 +51,21 @@ def init_overrides(init_bundle: Path, overrides: dict[str, Any] | None) -> dict[
     return out
 
 
-def compile_finder(model: Any, hp: FinderHP) -> None:
+def learning_rate(hp: FinderHP, steps_per_epoch: int) -> Any:
+    """hp.lr, or with lr_schedule "cosine" a rate that falls from it to 0 at the last step."""
+    if hp.lr_schedule == "constant":
+        return hp.lr
+    if hp.lr_schedule == "cosine":
+        keras = models._keras()
+        return keras.optimizers.schedules.CosineDecay(
+            hp.lr, decay_steps=max(1, hp.epochs * steps_per_epoch))
+    raise UsageError(f"unknown lr_schedule {hp.lr_schedule!r} (choose constant or cosine)")
+
+
+def compile_finder(model: Any, hp: FinderHP, steps_per_epoch: int = 1) -> None:
     keras = models._keras()
     model.compile(
-        optimizer=loop.optimizer(hp.optimizer, hp.lr),
+        optimizer=loop.optimizer(hp.optimizer, learning_rate(hp, steps_per_epoch)),
         loss=hp.loss,
         # The paper's metric: IoU of drop and of background, averaged.
         metrics=[keras.metrics.BinaryIoU(target_class_ids=(0, 1), threshold=hp.threshold,
@@ -66,19 +78,40 @@ def fit_finder(train: Sequence[data.Sample], val: Sequence[data.Sample], hp: Fin
                log_dir: Path | None = None, restore_best: bool = True,
                init: Path | None = None) -> loop.FitResult:
     """Train on in-memory samples; checkpoints go to `workdir`. `init`: a finder .keras file
-    to start from instead of random weights."""
+    to start from instead of random weights. With no `val` samples nothing chooses the epoch:
+    the last one is kept."""
     models._keras().utils.set_random_seed(hp.seed)
     x, y = data.finder_arrays(train, hp.input_size)
-    xv, yv = data.finder_arrays(val, hp.input_size)
     batches = data.make_batches(
         x, y, hp.batch_size, hp.seed,
-        lambda img, msk, rng: augment.augment_finder(img, msk, rng, hp), "finder")
-    return loop.fit(
-        build=lambda: build(hp, init), compile_model=lambda m: compile_finder(m, hp),
-        train_data=batches, val_data=(xv, yv), hp=hp, hp_dict=profiles.as_dict(hp),
+        lambda img, msk, rng: augment.augment_finder(img, msk, rng, hp), "finder",
+        extra=_synthetic_share(hp))
+    validation = data.finder_arrays(val, hp.input_size) if val else None
+    result = loop.fit(
+        build=lambda: build(hp, init),
+        compile_model=lambda m: compile_finder(m, hp, len(batches)),
+        train_data=batches, val_data=validation, hp=hp, hp_dict=profiles.as_dict(hp),
         arch_keys=ARCH_KEYS, ckpt_dir=workdir, log_dir=log_dir,
-        monitor="val_mean_iou", mode="max", resume=resume, verbose=verbose,
-        restore_best=restore_best)
+        monitor="val_mean_iou" if val else "mean_iou", mode="max", resume=resume,
+        verbose=verbose, restore_best=restore_best and bool(val))
+    if not val:  # the last epoch is kept, whatever the training IoU did
+        result.best_epoch, result.best_value = result.epochs, math.nan
+    return result
+
+
+def _synthetic_share(hp: FinderHP) -> tuple[Any, Any, int] | None:
+    """The synthetic wells mixed into every batch (hp.synthetic_fraction of it), or None."""
+    count = round(hp.batch_size * hp.synthetic_fraction)
+    if count <= 0:
+        return None
+    if count >= hp.batch_size or hp.synthetic_wells < count:
+        raise UsageError(f"synthetic_fraction {hp.synthetic_fraction} of a batch of "
+                         f"{hp.batch_size} from {hp.synthetic_wells} synthetic wells leaves no "
+                         "room for DATA's images (keep it below 1, and wells >= batch share)")
+    from .synthetic_mix import synthetic_samples
+
+    xs, ys = data.finder_arrays(synthetic_samples(hp.synthetic_wells, hp.seed), hp.input_size)
+    return xs, ys, count
 
 
 def mask_scores(finder: Any, samples: Sequence[data.Sample], hp_size: int,
@@ -102,7 +135,7 @@ def mask_scores(finder: Any, samples: Sequence[data.Sample], hp_size: int,
 def train_finder(
     data_dir: str | Path,
     bundle: str | Path,
-    profile: str = "tiny",
+    profile: str | None = "tiny",
     overrides: dict[str, Any] | None = None,
     resume: bool = False,
     verbose: int = 0,
@@ -112,8 +145,10 @@ def train_finder(
     """Train the finder on DATA's masked images (7:3 split) into `bundle`/finder.keras.
 
     `init`: "default" fine-tunes the shipped finder (edgecrystal.pretrained), a bundle folder
-    fine-tunes that bundle's finder; the architecture is then the init model's."""
+    fine-tunes that bundle's finder; the architecture is then the init model's. `profile`
+    None: "finetune" with `init`, else "lite"."""
     init_bundle = init_source(init)
+    profile = profile or ("finetune" if init_bundle is not None else "lite")
     if init_bundle is not None:
         overrides = init_overrides(init_bundle, overrides)
     hp = profiles.resolve("finder", profile, overrides)
@@ -137,7 +172,9 @@ def _train_into(b: Bundle, ds: Any, records: Any, profile: str, hp: FinderHP, re
     init_file = Bundle.open(init_bundle).model_file("finder") if init_bundle else None
     result = fit_finder(train, val, hp, b.path("checkpoints/finder"), resume=resume,
                         verbose=verbose, log_dir=b.path("logs/finder"), init=init_file)
-    scores = mask_scores(result.model, val, hp.input_size, hp.threshold)
+    # Without a validation split the score is on the training images, and says so.
+    scored, split_name = (val, "validation") if val else (train, "training")
+    scores = mask_scores(result.model, scored, hp.input_size, hp.threshold)
     loop.save_clean(result.model, lambda: build(hp), b.path("finder.keras"))
     b.register_file("finder.keras")
     last = result.history[-1] if result.history else {}
@@ -156,7 +193,7 @@ def _train_into(b: Bundle, ds: Any, records: Any, profile: str, hp: FinderHP, re
                      "best_epoch": result.best_epoch, "monitor": result.monitor,
                      "best_value": result.best_value, "last_epoch": last,
                      "seconds_this_run": round(time.time() - started, 1)},
-        "metrics": {"split": "validation", **{k: v for k, v in scores.items()
+        "metrics": {"split": split_name, **{k: v for k, v in scores.items()
                                              if k not in ("dice", "iou")}},
     }))
     b.save()

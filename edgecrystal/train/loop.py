@@ -115,7 +115,7 @@ def fit(
     build: Callable[[], Any],
     compile_model: Callable[[Any], None],
     train_data: Any,
-    val_data: tuple[Any, Any],
+    val_data: tuple[Any, Any] | None,
     hp: Any,
     hp_dict: dict[str, Any],
     arch_keys: tuple[str, ...],
@@ -129,7 +129,8 @@ def fit(
 ) -> FitResult:
     """Train `build()` on `train_data` (a PyDataset with an `epoch` attribute) for hp.epochs.
     With restore_best the returned model holds the best epoch's weights by `monitor`, else the
-    last epoch's (when `val_data` is a test set, choosing by it would flatter the result)."""
+    last epoch's (when `val_data` is a test set, choosing by it would flatter the result).
+    `val_data` None: no validation (`monitor` then names a training metric)."""
     keras = _keras()
     state_path = ckpt_dir / STATE
     state: dict[str, Any] | None = None

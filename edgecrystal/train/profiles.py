@@ -40,6 +40,15 @@ class FinderHP:
     # imagers (train/augment.py: brightness, contrast, hue, greyscale, blur, noise, JPEG).
     flips: bool = False
     photometric: bool = False
+    # Fine-tuning a finder on a few real photos (train/finder.py): this share of every batch
+    # is drawn from `synthetic_wells` domain-randomised wells (synth style `random`, rendered
+    # once at the start), so the model keeps the prior it learned on them instead of fitting
+    # the few photos; 0 trains on DATA alone.
+    synthetic_fraction: float = 0.0
+    synthetic_wells: int = 256
+    # "constant", or "cosine": the rate falls from `lr` to 0 over the epochs, so a fixed
+    # schedule ends gently (with val_fraction 0 no validation image chooses the epoch).
+    lr_schedule: str = "constant"
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,14 @@ FINDER_PROFILES: dict[str, FinderHP] = {
                          zoom_min=0.8, zoom_max=1.25, val_fraction=0.1, flips=True,
                          photometric=True),
 }
+# What `train finder DATA --init ...` uses unless --profile says otherwise: the sim2real
+# augmentation, three quarters of every batch synthetic wells (half was not enough to keep the
+# prior), every masked photo trains (no validation split: one held-out photo chose the epoch
+# badly) and a short cosine schedule whose last epoch is kept. docs/training.md, "Fine-tuning
+# on 10 masked photos", has every recipe tried.
+FINDER_PROFILES["finetune"] = dataclasses.replace(
+    FINDER_PROFILES["sim2real"], batch_size=8, lr=3e-4, epochs=20, val_fraction=0.0,
+    synthetic_fraction=0.75, lr_schedule="cosine")
 # `edge` changes the classifier only; its finder is the `lite` one.
 FINDER_PROFILES["edge"] = FINDER_PROFILES["lite"]
 
