@@ -93,6 +93,8 @@ PLANS = {
 
 def main() -> int:
     args = parse_args()
+    if args.soak:
+        return add_soak(args.soak, args.out)
     if args.render:
         saved = upgrade(json.loads(args.render.read_text()))
         (args.out / "benchmarks.md").write_text(render(saved), encoding="utf-8")
@@ -103,6 +105,17 @@ def main() -> int:
     except ScoreFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def add_soak(soak_json: Path, out: Path) -> int:
+    """Merge a scripts/soak.py report into benchmarks.json (a 30-minute soak is its own run)
+    and re-render the page."""
+    json_path = out / "benchmarks.json"
+    saved = upgrade(json.loads(json_path.read_text())) if json_path.is_file() else {}
+    saved["soak"] = json.loads(soak_json.read_text())
+    save(saved, json_path, out)
+    print(f"wrote {out / 'benchmarks.md'} and {json_path}")
     return 0
 
 
@@ -155,6 +168,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--archive-size", default="320x240", help="WxH of the archive's JPEGs")
     ap.add_argument("--daemon-images", type=int, default=1000)
     ap.add_argument("--daemon-size", default="640x480", help="WxH of the daemon burst images")
+    ap.add_argument("--soak", type=Path, help="only add this scripts/soak.py report (its "
+                                              "JSON) to benchmarks.json and re-render")
     ap.add_argument("--render", type=Path, help="only re-render benchmarks.md from this "
                                                 "benchmarks.json (no measuring)")
     args = ap.parse_args()

@@ -58,6 +58,7 @@ def render(saved: dict[str, Any]) -> str:
     if daemon:
         lines += ["## The daemon (`scripts/bench_daemon.py`, ONNX Runtime INT8, lite)", "",
                   _stamp(daemon), "", daemon["markdown"].rstrip(), ""]
+    lines += _soak(saved.get("soak"))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -318,3 +319,42 @@ def _archive(archive: dict[str, Any] | None) -> list[str]:
                      f"{archive['images'] / run['wall_s']:.1f} | {run['results']:,} | "
                      f"{run['summary']} |")
     return [*lines, ""]
+
+
+def _soak(soak: dict[str, Any] | None, rows: int = 16) -> list[str]:
+    """scripts/soak.py's report: the RSS verdict, then every n-th sample so the page stays short."""
+    if not soak:
+        return []
+    summary = soak.get("summary", {})
+    samples = soak.get("samples", [])
+    lines = [f"## Soak (`scripts/soak.py`, {soak['minutes']:g} min, {soak['backend']} "
+             f"{soak['precision']}, lite)", "",
+             f"A real daemon fed one {soak['image_size']} JPEG every {soak['trickle_s']:g} s plus "
+             f"{soak['burst']} at once every {soak['burst_every_s']:g} s: {soak['images']:,} "
+             f"images, {soak['unscored_at_end']} without a result at the end, exit "
+             f"{soak['sigterm_exit']} on SIGTERM. Load average at the end "
+             f"{', '.join(f'{v:.1f}' for v in soak.get('load_avg', []))}.", ""]
+    rss = summary.get("rss_mib")
+    if rss:
+        fds = summary.get("fds", {})
+        lines += [f"After the first {summary['after_warmup_s']:.0f} s ({summary['samples']} "
+                  f"samples): RSS {rss['min']:.0f} to {rss['max']:.0f} MiB (first "
+                  f"{rss['first']:.0f}, last {rss['last']:.0f}; fitted slope "
+                  f"{rss['slope_mib_per_min']:+.2f} MiB/min); open fds {fds.get('min')} to "
+                  f"{fds.get('max')}.", ""]
+    elif summary.get("note"):
+        lines += [summary["note"], ""]
+    lines += ["| t s | RSS MiB | fds | threads | trickle p50 / p95 ms | burst p50 / p95 ms |",
+              "|---|---|---|---|---|---|"]
+    step = max(1, math.ceil(len(samples) / rows))
+    for sample in samples[::step]:
+        lines.append(f"| {sample['t_s']:.0f} | {sample['rss_mib']:.0f} | {sample['fds']} | "
+                     f"{sample['threads']} | {_latency(sample.get('trickle'))} | "
+                     f"{_latency(sample.get('burst'))} |")
+    return [*lines, ""]
+
+
+def _latency(stats: dict[str, Any] | None) -> str:
+    if not stats or stats.get("p50_ms") is None:
+        return "-"
+    return f"{stats['p50_ms']:.0f} / {stats['p95_ms']:.0f}"

@@ -187,3 +187,45 @@ def test_the_archive_part_scores_every_image_and_leaves_only_the_images(
     assert left == [".complete"] + [f"plate-00000/well-{i:02d}.jpg" for i in range(12)]
     page = (out / "benchmarks.md").read_text()
     assert "## Re-scoring an archive of 12 images" in page
+
+
+def _soak_module() -> ModuleType:
+    sys.path.insert(0, str(REPO / "scripts"))  # soak.py takes its helpers from bench_daemon.py
+    try:
+        spec = importlib.util.spec_from_file_location("soak", REPO / "scripts" / "soak.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["soak"] = module  # its dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+
+
+def test_a_soak_report_is_added_to_the_page_with_its_rss_verdict(tmp_path: Path) -> None:
+    """soak.py's own summary of its samples (RSS rising 2 MiB a minute after warm-up), merged
+    by `benchmark.py --soak` into benchmarks.json and rendered."""
+    soak = _soak_module()
+    rows = [{"t_s": 60.0 * minute, "rss_mib": 300.0 + 2.0 * minute, "fds": 13, "threads": 14,
+             "closed": 120, "results": 120, "backlog": 0,
+             "trickle": {"n": 120, "p50_ms": 80.0, "p95_ms": 150.0},
+             "burst": {"n": 0, "p50_ms": None, "p95_ms": None}} for minute in range(31)]
+    summary = soak.summarise(rows, 120.0)
+    assert summary["rss_mib"]["slope_mib_per_min"] == pytest.approx(2.0)
+    report = {"minutes": 30.0, "backend": "onnxruntime", "precision": "int8",
+              "image_size": "640x480", "trickle_s": 0.5, "burst": 200, "burst_every_s": 120.0,
+              "images": 6600, "unscored_at_end": 0, "sigterm_exit": 0, "load_avg": [1.0, 1.2, 1.1],
+              "samples": rows, "summary": summary}
+    (tmp_path / "soak.json").write_text(json.dumps(report))
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(REPO / "docs" / "benchmarks.json", out / "benchmarks.json")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--soak", str(tmp_path / "soak.json"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    page = (out / "benchmarks.md").read_text()
+    assert "## Soak (`scripts/soak.py`, 30 min, onnxruntime int8, lite)" in page
+    assert "RSS 304 to 360 MiB (first 304, last 360; fitted slope +2.00 MiB/min)" in page
+    assert "| 0 | 300 | 13 | 14 | 80 / 150 | - |" in page
+    assert "## The daemon" in page  # what was there before is kept
+    assert json.loads((out / "benchmarks.json").read_text())["soak"]["images"] == 6600
