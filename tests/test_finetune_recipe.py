@@ -34,14 +34,14 @@ def test_split_without_validation_trains_on_every_image() -> None:
 
 
 def test_synthetic_wells_are_seeded_masked_and_sized_like_the_shipped_data() -> None:
-    first, again, other = (synthetic_samples(6, 1), synthetic_samples(6, 1),
-                           synthetic_samples(6, 2))
+    first, again, other = (synthetic_samples(4, 1), synthetic_samples(4, 1),
+                           synthetic_samples(1, 2))
     assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0].rgb, other[0].rgb)
     for sample in first:
         assert sample.mask is not None and sample.mask.shape == sample.rgb.shape[:2]
         assert 400 <= max(sample.rgb.shape[:2]) <= 640
-    assert sum(bool(s.mask.any()) for s in first if s.mask is not None) >= 5
+    assert sum(bool(s.mask.any()) for s in first if s.mask is not None) >= 3
 
 
 def test_a_batch_all_synthetic_is_refused() -> None:
