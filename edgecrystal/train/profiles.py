@@ -49,6 +49,10 @@ class FinderHP:
     # "constant", or "cosine": the rate falls from `lr` to 0 over the epochs, so a fixed
     # schedule ends gently (with val_fraction 0 no validation image chooses the epoch).
     lr_schedule: str = "constant"
+    # The encoder's (down units and bottleneck) rate as a share of `lr`: below 1 fine-tuning
+    # moves the features learned on many wells less than the decoder that places the outline;
+    # 0 trains the decoder only (BatchNorm statistics still move). Adam only.
+    encoder_lr_scale: float = 1.0
 
 
 @dataclass(frozen=True)
