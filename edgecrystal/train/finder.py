@@ -92,7 +92,7 @@ def _encoder_scaled_adam() -> Any:
 
     # Registered so that a checkpoint with this optimizer loads again (--resume).
     @keras.saving.register_keras_serializable(package="edgecrystal")
-    class EncoderScaledAdam(keras.optimizers.Adam):  # type: ignore[misc, name-defined]
+    class EncoderScaledAdam(keras.optimizers.Adam):
         """Adam whose rate is multiplied by `encoder_lr_scale` for the encoder's weights."""
 
         def __init__(self, encoder_lr_scale: float = 1.0, **kwargs: Any) -> None:
