@@ -90,9 +90,11 @@ def _encoder_scaled_adam() -> Any:
         return _SCALED_ADAM[0]
     keras = models._keras()
 
+    adam_base: Any = keras.optimizers.Adam  # Keras has no type information
+
     # Registered so that a checkpoint with this optimizer loads again (--resume).
     @keras.saving.register_keras_serializable(package="edgecrystal")
-    class EncoderScaledAdam(keras.optimizers.Adam):
+    class EncoderScaledAdam(adam_base):
         """Adam whose rate is multiplied by `encoder_lr_scale` for the encoder's weights."""
 
         def __init__(self, encoder_lr_scale: float = 1.0, **kwargs: Any) -> None:
