@@ -138,3 +138,16 @@ def test_the_encoder_steps_at_its_share_of_the_decoders_rate(scale: float,
     model.save(tmp_path / "last.keras")
     loaded = models._keras().models.load_model(tmp_path / "last.keras")
     assert loaded.optimizer.encoder_lr_scale == scale
+
+
+@pytest.mark.slow
+def test_init_blend_moves_the_weights_that_share_back_to_the_init() -> None:
+    hp = resolve("finder", "tiny")
+    trained, start = finder.build(hp), finder.build(resolve("finder", "tiny", {"seed": 1}))
+    start.set_weights([w + 1.0 for w in trained.get_weights()])
+    before = trained.get_weights()
+    finder.blend_with_init(trained, start, 0.25)
+    for blended, old in zip(trained.get_weights(), before, strict=True):
+        assert np.allclose(blended, old + 0.25)
+    with pytest.raises(UsageError, match="init_blend"):
+        finder.blend_with_init(trained, start, 1.5)

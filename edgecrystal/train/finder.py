@@ -153,7 +153,17 @@ def fit_finder(train: Sequence[data.Sample], val: Sequence[data.Sample], hp: Fin
         verbose=verbose, restore_best=restore_best and bool(val))
     if not val:  # the last epoch is kept, whatever the training IoU did
         result.best_epoch, result.best_value = result.epochs, math.nan
+    if init is not None and hp.init_blend:
+        blend_with_init(result.model, models.load_model(init), hp.init_blend)
     return result
+
+
+def blend_with_init(model: Any, init_model: Any, share: float) -> None:
+    """Move every weight of `model` `share` of the way back to `init_model`'s."""
+    if not 0.0 <= share <= 1.0:
+        raise UsageError(f"init_blend {share} must be from 0 to 1")
+    model.set_weights([share * start + (1.0 - share) * trained for start, trained in
+                       zip(init_model.get_weights(), model.get_weights(), strict=True)])
 
 
 def _synthetic_share(hp: FinderHP) -> tuple[Any, Any, int] | None:

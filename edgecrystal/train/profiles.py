@@ -53,6 +53,10 @@ class FinderHP:
     # moves the features learned on many wells less than the decoder that places the outline;
     # 0 trains the decoder only (BatchNorm statistics still move). Adam only.
     encoder_lr_scale: float = 1.0
+    # With an init model: the trained weights end this share of the way back to the init's
+    # (every weight, BatchNorm statistics too; 0.5 = halfway), which keeps more of the prior
+    # than a lower rate does. 0 keeps the trained weights.
+    init_blend: float = 0.0
 
 
 @dataclass(frozen=True)
