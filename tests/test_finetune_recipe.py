@@ -24,6 +24,7 @@ def test_finetune_profile_keeps_the_shipped_recipe_and_mixes_synthetic_wells() -
         assert getattr(tune, key) == getattr(base, key), key
     assert 0 < tune.synthetic_fraction < 1 and tune.val_fraction == 0
     assert tune.lr_schedule == "cosine" and base.synthetic_fraction == 0
+    assert 0 < tune.init_blend < 1 and base.init_blend == 0 and tune.encoder_lr_scale == 1
 
 
 def test_split_without_validation_trains_on_every_image() -> None:
@@ -88,7 +89,8 @@ def test_init_default_fine_tunes_with_the_finetune_recipe(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     section = Bundle.open(tmp_path / "b").meta["finder"]
     assert section["profile"] == "finetune"
-    assert section["hyperparameters"]["synthetic_fraction"] == 0.75
+    assert section["hyperparameters"]["synthetic_fraction"] == 0.875
+    assert section["hyperparameters"]["init_blend"] == 0.5
     # Every masked image trains; the score says it is on them, not on held-out ones.
     assert section["data"]["split"] == {"train": 6, "val": 0}
     assert section["metrics"]["split"] == "training" and section["metrics"]["dice_mean"] > 0.5
