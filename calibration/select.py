@@ -19,6 +19,7 @@ import numpy as np
 
 from edgecrystal.dataset import Record, load_dataset
 from edgecrystal.errors import DataError, ImageError, UsageError
+from edgecrystal.imageio import Picture
 from edgecrystal.interface import INPUT_NAME
 
 DEFAULT_COUNT = 256
@@ -69,20 +70,22 @@ def choose(records: list[Record], count: int, seed: int = 0) -> list[Record]:
 
 
 def load_pictures(records: list[Record], need: int) -> tuple[list, list[str]]:
-    """(record, rgb, sha256, mask-or-None) for readable images; one line per unreadable one."""
-    from edgecrystal.imageio import load_image, read_image
+    """(record, picture, sha256, mask-or-None) for readable images (the picture as the runtime
+    reads it: imageio.Picture); one line per unreadable one."""
+    from edgecrystal.imageio import load_picture, read_image
 
     good, skipped = [], []
     for r in records:
         try:
-            loaded = load_image(r.image)
+            picture = load_picture(r.image)
+            picture.pixels(1)  # a file the runtime could not decode is skipped here, not later
             mask = None
             if r.mask is not None and r.mask.is_file():
                 mask = read_image(r.mask)[..., 0] > 0
         except ImageError as exc:
             skipped.append(str(exc))
             continue
-        good.append((r, loaded.pixels, loaded.sha256, mask))
+        good.append((r, picture, picture.sha256, mask))
     if len(good) < min(need, MIN_COUNT):
         cause = f"; {len(skipped)} unreadable, first: {skipped[0]}" if skipped else ""
         raise DataError(f"need at least {min(need, MIN_COUNT)} readable images, "
@@ -108,22 +111,23 @@ def calibration_sets(data: str | Path, sizes: dict[str, int], count: int = DEFAU
     out: dict[str, CalibrationSet] = {}
     if "finder" in sizes:
         size = sizes["finder"]
-        batch = np.stack([preprocess.finder_input(rgb, size) for _, rgb, _, _ in pictures])
+        batch = np.stack([preprocess.finder_input(picture, size)
+                          for _, picture, _, _ in pictures])
         out["finder"] = CalibrationSet("finder", batch, images, "", skipped)
     if "classifier" in sizes:
         size = sizes["classifier"]
         finder = _FinderOnnx(finder_onnx) if finder_onnx else None
         crops, how = [], set()
-        for _, rgb, _, mask in pictures:
+        for _, picture, _, mask in pictures:
             if mask is not None:
                 how.add("mask")
             elif finder is not None:
-                mask = finder.mask(rgb)
+                mask = finder.mask(picture)
                 how.add("finder")
             else:
                 how.add("none")
-            crop = (preprocess.crop_drop(rgb, mask, size, threshold=threshold, margin=margin)
-                    if mask is not None else preprocess.full_image(rgb, size))
+            crop = (preprocess.crop_drop(picture, mask, size, threshold=threshold, margin=margin)
+                    if mask is not None else preprocess.full_image(picture, size))
             crops.append(crop.pixels)
         out["classifier"] = CalibrationSet("classifier", np.stack(crops), images,
                                            "+".join(sorted(how)), skipped)
@@ -146,9 +150,9 @@ class _FinderOnnx:
         self.sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.size = int(self.sess.get_inputs()[0].shape[1])
 
-    def mask(self, rgb: np.ndarray) -> np.ndarray:
+    def mask(self, picture: Picture) -> np.ndarray:
+        """The finder's probabilities at its own resolution (what the crop step takes)."""
         from edgecrystal import preprocess
 
-        x = preprocess.finder_input(rgb, self.size)[None]
-        prob = self.sess.run(None, {INPUT_NAME: x})[0][0]
-        return preprocess.mask_to_image(prob, rgb.shape[0], rgb.shape[1])
+        x = preprocess.finder_input(picture, self.size)[None]
+        return np.asarray(self.sess.run(None, {INPUT_NAME: x})[0][0])

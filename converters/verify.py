@@ -63,11 +63,12 @@ def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
     for model in models:
         size = bundle.input_size(model)
         if model == "finder":
-            inputs = np.stack([preprocess.finder_input(rgb, size) for _, rgb, _, _ in pictures])
+            inputs = np.stack([preprocess.finder_input(picture, size)
+                               for _, picture, _, _ in pictures])
         else:
-            inputs = np.stack([(preprocess.crop_drop(rgb, mask, size) if mask is not None
-                                else preprocess.full_image(rgb, size)).pixels
-                               for _, rgb, _, mask in pictures])
+            inputs = np.stack([(preprocess.crop_drop(picture, mask, size) if mask is not None
+                                else preprocess.full_image(picture, size)).pixels
+                               for _, picture, _, mask in pictures])
         outputs = {name: out for name, out in _run_variants(bundle, model, inputs, log)}
         if not outputs:
             raise DataError(f"no variant of the {model} could run here")
@@ -176,10 +177,10 @@ def _dice(prob: np.ndarray, pictures: list, threshold: float) -> dict[str, float
     from edgecrystal import metrics, preprocess
 
     scores = []
-    for p, (_, rgb, _, mask) in zip(prob, pictures, strict=True):
+    for p, (_, picture, _, mask) in zip(prob, pictures, strict=True):
         if mask is None:
             continue
-        full = preprocess.mask_to_image(p, rgb.shape[0], rgb.shape[1]) >= threshold
+        full = preprocess.mask_to_image(p, picture.height, picture.width) >= threshold
         scores.append(metrics.dice(full, mask))
     return {"dice": float(np.mean(scores)) if scores else math.nan, "masks": len(scores)}
 

@@ -4,9 +4,11 @@ Two stages with one contract, so callers can overlap them (decode the next batch
 runs): `read(paths)` touches no model and may run on any thread (the one decoder, in a small
 thread pool: OpenCV decoding releases the GIL); `infer(loaded)` runs the models and must stay on
 the thread that owns the backend (a CUDA context belongs to the thread that made it).
-`score(paths)` is the two in a row. Inside `infer`: finder input (the one preprocessing) ->
-finder (batched) -> mask at image size -> the crop step -> classifier (batched) -> one `Scored`
-per file. A file that cannot be decoded becomes an error `Scored` with
+`score(paths)` is the two in a row. `read` checks each file and decodes it only as far as the
+finder needs (a JPEG at 1/2 to 1/8, libjpeg's DCT scaling) and makes the finder input (the one
+preprocessing); `infer`: finder (batched) -> drop region at the finder's resolution -> the crop
+step (cut from the coarsest decode that spans the classifier's input) -> classifier (batched)
+-> one `Scored` per file. A file that cannot be decoded becomes an error `Scored` with
 the decoder's typed reason, and the rest of the batch goes on. Backends are `Runner`s: the
 pipeline neither knows nor cares which one runs the models.
 """
@@ -25,7 +27,7 @@ import numpy as np
 from . import preprocess
 from .bundle import Bundle
 from .errors import BundleError, ImageError
-from .imageio import DEFAULT_MAX_PIXELS, load_image
+from .imageio import DEFAULT_MAX_PIXELS, Picture, load_picture
 from .runtime.base import Runner
 
 STAGES = ("read", "finder", "crop", "classifier")
@@ -67,7 +69,10 @@ class Loaded:
     and what the infer stage needs of its pixels. Opaque to callers: pass it to `infer`."""
 
     scored: Scored
-    pixels: np.ndarray | None  # None: decoding failed, `scored` says why
+    # The file, checked and decoded only as far as the finder needs; the crop decodes what it
+    # needs of it later. None: reading failed, `scored` says why.
+    picture: Picture | None
+    finder_input: np.ndarray | None = None  # made here, off the backend's thread
 
 
 @dataclass(frozen=True)
@@ -144,27 +149,23 @@ class Pipeline:
         """The infer stage: finder, crop and classifier for what `read` gave, on the backend's
         thread. One `Scored` per item, in order; unreadable files pass through as errors."""
         results = [item.scored for item in loaded]
-        good = [(item.scored, item.pixels) for item in loaded if item.pixels is not None]
+        good = [item for item in loaded if item.picture is not None]
         if not good:
             return results
-        pixels = [px for _, px in good]
-        masks = self._find(pixels, [r for r, _ in good])
-        crops = []
-        for (r, px), mask in zip(good, masks, strict=True):
-            t = time.perf_counter()
-            crop = preprocess.crop_drop(px, mask, self.classifier_size,
-                                        threshold=self.threshold, margin=self.margin)
-            r.found, r.box, r.area_px = crop.found, crop.box, crop.area
-            r.searched = self.finder is not None
-            if self.outlines:
-                r.outline = crop.outline
-            crops.append(crop.pixels)
-            r.timings_ms["crop"] = _ms(t)
-        del pixels, masks
+        masks = self._find(good)
+        scored, crops = [], []
+        for item, mask in zip(good, masks, strict=True):
+            crop = self._crop(item, mask)
+            if crop is not None:
+                scored.append(item.scored)
+                crops.append(crop)
+        del masks
+        if not crops:
+            return results
         t = time.perf_counter()
         probs = self.classifier.predict(np.stack(crops))
-        per_image = _ms(t) / len(good)
-        for (r, _), p in zip(good, probs, strict=True):
+        per_image = _ms(t) / len(crops)
+        for r, p in zip(scored, probs, strict=True):
             r.scores = {c: float(v) for c, v in zip(self.classes, p, strict=True)}
             r.label = self.classes[int(np.argmax(p))]
             r.timings_ms["classifier"] = per_image
@@ -178,37 +179,68 @@ class Pipeline:
             st = None
         r = Scored(Path(path), st)
         try:
-            img = load_image(path, self.max_pixels)
+            picture = load_picture(path, self.max_pixels)
+            finder_input = (preprocess.finder_input(picture, self.finder_size)
+                            if self.finder is not None else None)
+            if self.outlines:
+                r.preview = _preview(picture)
         except ImageError as exc:
-            r.status, r.error_kind, r.error_reason = "error", exc.kind, exc.reason
+            _failed(r, exc)
             r.timings_ms["read"] = _ms(t)
             return Loaded(r, None)
-        r.sha256, r.size_bytes = img.sha256, img.size_bytes
-        r.width, r.height = img.width, img.height
-        if self.outlines:
-            r.preview = _preview(img.pixels)
+        r.sha256, r.size_bytes = picture.sha256, picture.size_bytes
+        r.width, r.height = picture.width, picture.height
         r.timings_ms["read"] = _ms(t)
-        return Loaded(r, img.pixels)
+        return Loaded(r, picture, finder_input)
 
-    def _find(self, pixels: list[np.ndarray], results: list[Scored]) -> list[np.ndarray | None]:
+    def _find(self, good: list[Loaded]) -> list[np.ndarray | None]:
+        """The finder's probabilities at its own resolution (the crop step maps them)."""
         if self.finder is None:
-            for r in results:
-                r.timings_ms["finder"] = 0.0
-            return [None] * len(pixels)
+            for item in good:
+                item.scored.timings_ms["finder"] = 0.0
+            return [None] * len(good)
         t = time.perf_counter()
-        batch = np.stack([preprocess.finder_input(px, self.finder_size) for px in pixels])
-        probs = self.finder.predict(batch)
-        per_image = _ms(t) / len(pixels)
-        masks: list[np.ndarray | None] = []
-        for r, px, prob in zip(results, pixels, probs, strict=True):
-            r.timings_ms["finder"] = per_image
-            masks.append(preprocess.mask_to_image(prob, px.shape[0], px.shape[1]))
-        return masks
+        # `_read` made a finder input for every picture whenever a finder is loaded.
+        inputs = [item.finder_input for item in good if item.finder_input is not None]
+        probs = self.finder.predict(np.stack(inputs))
+        per_image = _ms(t) / len(good)
+        for item in good:
+            item.scored.timings_ms["finder"] = per_image
+        return list(probs)
+
+    def _crop(self, item: Loaded, mask: np.ndarray | None) -> np.ndarray | None:
+        """The crop step for one image; None when the finer decode it needed failed (the
+        image's `Scored` then says why)."""
+        assert item.picture is not None
+        r = item.scored
+        t = time.perf_counter()
+        try:
+            crop = preprocess.crop_drop(item.picture, mask, self.classifier_size,
+                                        threshold=self.threshold, margin=self.margin)
+        except ImageError as exc:
+            _failed(r, exc)
+            return None
+        r.found, r.box, r.area_px = crop.found, crop.box, crop.area
+        r.searched = self.finder is not None
+        if self.outlines:
+            r.outline = crop.outline
+        r.timings_ms["crop"] = _ms(t)
+        return crop.pixels
 
 
-def _preview(rgb: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
+def _failed(scored: Scored, exc: ImageError) -> None:
+    scored.status, scored.error_kind, scored.error_reason = "error", exc.kind, exc.reason
+
+
+def _preview(picture: Picture, side: int = PREVIEW_SIDE) -> np.ndarray:
+    """A copy no larger than `side`, from the coarsest decode that still has `side` pixels."""
     import cv2
 
+    long_side = max(picture.width, picture.height)
+    wanted = min(side, long_side)
+    reduction = preprocess.coarsest(picture, wanted * picture.width / long_side,
+                                    wanted * picture.height / long_side)
+    rgb = picture.pixels(reduction)
     h, w = rgb.shape[:2]
     scale = side / max(h, w)
     if scale >= 1.0:

@@ -1,14 +1,28 @@
 """The one preprocessing: what every model input is made of, in training, calibration and serving.
 
 Models take uint8 NHWC pixels; scaling to the network's range is a layer inside each model, so it
-travels into ONNX and TensorRT. What lives here is only geometry: resizing a well image for the
-finder, and the paper's crop step (mask -> drop crop with the background masked -> classifier
-input). numpy and OpenCV only: the runtime imports this, never TensorFlow.
+travels into ONNX and TensorRT. What lives here is only geometry, at the resolution each step
+needs:
+
+- the finder input: the whole well squashed to size x size, resized from the coarsest reduced
+  decode whose short side still has `size` pixels (a JPEG decodes at 1/2, 1/4 or 1/8 in libjpeg
+  for a fraction of a full decode's time; other formats have only the full decode);
+- the drop region: found at the mask's own resolution (the finder's output, or a hand-drawn
+  mask at the image's size): threshold, largest component, holes filled; only its box, area and
+  outline are mapped to the original image's pixels;
+- the crop: cut from the coarsest decode in which the box (plus margin) still spans the
+  classifier's input size, the background masked, padded to a square, resized.
+
+An image comes in as a `Source` (imageio.Picture: a file's bytes, decoded at a reduction on
+demand) or as a plain RGB array (one resolution only). numpy and OpenCV only: the runtime imports
+this, never TensorFlow.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -25,6 +39,67 @@ MIN_DROP_PEAK = 0.75
 BACKGROUND = 0
 
 CROP_MODES = ("finder", "manual", "none")
+
+
+class Source(Protocol):
+    """An image readable at several reductions (1 = full size); imageio.Picture is one."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def reductions(self) -> tuple[int, ...]: ...
+
+    def pixels(self, reduction: int) -> np.ndarray:
+        """HxWx3 uint8 RGB decoded at 1/`reduction` (libjpeg's size: ceil(side / reduction))."""
+        ...
+
+
+@dataclass(frozen=True)
+class ArraySource:
+    """Pixels already in memory: only the full resolution."""
+
+    rgb: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def reductions(self) -> tuple[int, ...]:
+        return (1,)
+
+    def pixels(self, reduction: int) -> np.ndarray:
+        if reduction != 1:
+            raise ValueError(f"an in-memory image has no 1/{reduction} decode")
+        return self.rgb
+
+
+
+
+def as_source(image: np.ndarray | Source) -> Source:
+    return ArraySource(image) if isinstance(image, np.ndarray) else image
+
+
+def reduced_size(width: int, height: int, reduction: int) -> tuple[int, int]:
+    """libjpeg's output size at 1/`reduction` (it rounds up)."""
+    return -(-width // reduction), -(-height // reduction)
+
+
+def coarsest(source: Source, min_width: float, min_height: float) -> int:
+    """The largest reduction whose decode still has at least min_width x min_height pixels."""
+    fits = [r for r in source.reductions
+            if all(got >= need for got, need in zip(
+                reduced_size(source.width, source.height, r), (min_width, min_height),
+                strict=True))]
+    return max(fits, default=min(source.reductions))
 
 
 @dataclass(frozen=True)
@@ -49,13 +124,16 @@ def resize(rgb: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(rgb, (size, size), interpolation=interp)
 
 
-def finder_input(rgb: np.ndarray, size: int) -> np.ndarray:
-    """The finder sees the whole well image squashed to size x size, as in the paper."""
-    return resize(rgb, size)
+def finder_input(image: np.ndarray | Source, size: int) -> np.ndarray:
+    """The finder sees the whole well image squashed to size x size, as in the paper, resized
+    from the coarsest decode that still has `size` pixels on its short side."""
+    source = as_source(image)
+    return resize(source.pixels(coarsest(source, size, size)), size)
 
 
 def mask_to_image(prob: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Finder output (size x size probabilities, any trailing 1-channel) back to image size."""
+    """Finder output (size x size probabilities, any trailing 1-channel) at the image's size:
+    for scoring masks against drawn ones (Dice), not for cropping."""
     import cv2
 
     p = np.asarray(prob, dtype=np.float32)
@@ -66,7 +144,7 @@ def mask_to_image(prob: np.ndarray, height: int, width: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DropRegion:
-    """The largest component of a thresholded mask, holes filled."""
+    """The largest component of a thresholded mask, holes filled, in the mask's pixels."""
 
     filled: np.ndarray  # uint8 0/1 at the mask's size
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
@@ -76,13 +154,14 @@ class DropRegion:
 
 def largest_drop(mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> DropRegion | None:
     """Largest connected component of `mask >= threshold`, holes filled; None when no component
-    is large enough to be a drop.
+    is large enough to be a drop. Works at the mask's resolution (a trailing 1-channel is fine).
 
-    Everything stays in OpenCV calls on uint8 images: on a 1280x960 frame this is a few
-    milliseconds, where numpy boolean indexing over the whole frame costs several times more."""
+    Everything stays in OpenCV calls on uint8 images: numpy boolean indexing over a whole frame
+    costs several times more."""
     import cv2
 
-    binary = (np.asarray(mask) >= threshold).astype(np.uint8)
+    mask = _plane(mask)
+    binary = (mask >= threshold).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     if n <= 1:
         return None
@@ -94,7 +173,7 @@ def largest_drop(mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Drop
     # Work inside the component's box only: fill holes (bubbles and dark crystals inside the
     # drop are drop, not background) by drawing its outer contour filled.
     component = (labels[y : y + h, x : x + w] == best).astype(np.uint8)
-    if float(np.asarray(mask)[y : y + h, x : x + w][component > 0].max()) < MIN_DROP_PEAK:
+    if float(mask[y : y + h, x : x + w][component > 0].max()) < MIN_DROP_PEAK:
         return None
     contours, _ = cv2.findContours(component, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled_box = np.zeros_like(component)
@@ -106,36 +185,96 @@ def largest_drop(mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Drop
 
 
 def crop_drop(
-    rgb: np.ndarray,
+    image: np.ndarray | Source,
     mask: np.ndarray | None,
     size: int,
     *,
     threshold: float = DEFAULT_THRESHOLD,
     margin: float = DEFAULT_MARGIN,
 ) -> Crop:
-    """The paper's crop step. `mask` is at the image's size (probabilities or 0/1), or None.
+    """The paper's crop step. `mask` covers the whole image at any resolution (the finder's
+    size x size probabilities, or a drawn mask at the image's size), or is None.
 
-    mask -> threshold -> largest component, holes filled -> box + margin -> background masked
-    -> padded to a square -> resized to `size`. No drop (or no mask): the whole image, squared.
+    mask -> threshold -> largest component, holes filled (at the mask's resolution) -> box
+    mapped to the image's pixels + margin -> cut from the coarsest decode that still spans
+    `size` -> background masked -> padded to a square -> resized to `size`. No drop (or no
+    mask): the whole image, squared.
     """
-    h, w = rgb.shape[:2]
+    source = as_source(image)
     found = None if mask is None else largest_drop(mask, threshold)
     if found is None:
-        return Crop(_square(rgb, size), (0, 0, w, h), 0, False)
-    region = found.filled
+        return full_image(source, size)
+    width, height = source.width, source.height
+    mask_height, mask_width = found.filled.shape
+    scale_x, scale_y = width / mask_width, height / mask_height
+    # A mask pixel i covers [i * scale, (i + 1) * scale) of the image: the thresholded edge
+    # between an inside and an outside pixel lies on that boundary.
     x0, y0, x1, y1 = found.box
+    x0, x1 = round(x0 * scale_x), round(x1 * scale_x)
+    y0, y1 = round(y0 * scale_y), round(y1 * scale_y)
     my, mx = round((y1 - y0) * margin), round((x1 - x0) * margin)
-    y0, y1 = max(0, y0 - my), min(h, y1 + my)
-    x0, x1 = max(0, x0 - mx), min(w, x1 + mx)
-    patch = rgb[y0:y1, x0:x1].copy()
-    patch[region[y0:y1, x0:x1] == 0] = BACKGROUND
-    return Crop(_square(patch, size), (x0, y0, x1, y1), found.area, True, found.outline)
+    box = (max(0, x0 - mx), max(0, y0 - my), min(width, x1 + mx), min(height, y1 + my))
+    patch = _cut(source, box, found.filled, size)
+    area = round(found.area * scale_x * scale_y)
+    return Crop(_square(patch, size), box, area, True, _to_image(found.outline, scale_x, scale_y))
 
 
-def full_image(rgb: np.ndarray, size: int) -> Crop:
+def full_image(image: np.ndarray | Source, size: int) -> Crop:
     """The 'none' arm: the whole image, squared, as the classifier input."""
-    h, w = rgb.shape[:2]
-    return Crop(_square(rgb, size), (0, 0, w, h), 0, False)
+    source = as_source(image)
+    width, height = source.width, source.height
+    reduction = _spanning(source, width, height, size)
+    return Crop(_square(source.pixels(reduction), size), (0, 0, width, height), 0, False)
+
+
+def _plane(mask: np.ndarray) -> np.ndarray:
+    plane = np.asarray(mask)
+    return plane[..., 0] if plane.ndim == 3 else plane
+
+
+def _spanning(source: Source, box_width: int, box_height: int, size: int) -> int:
+    """The largest reduction at which a box_width x box_height box still has `size` pixels on
+    its long side (the side the square crop is resized from)."""
+    for reduction in sorted(source.reductions, reverse=True):
+        level_width, level_height = reduced_size(source.width, source.height, reduction)
+        long_side = max(box_width * level_width / source.width,
+                        box_height * level_height / source.height)
+        if long_side >= size:
+            return reduction
+    return min(source.reductions)
+
+
+def _cut(source: Source, box: tuple[int, int, int, int], region: np.ndarray,
+         size: int) -> np.ndarray:
+    """The box's pixels from the coarsest decode that spans `size`, with the background (outside
+    `region`, a 0/1 mask over the whole image at its own resolution) masked."""
+    import cv2
+
+    x0, y0, x1, y1 = box
+    level = source.pixels(_spanning(source, x1 - x0, y1 - y0, size))
+    level_height, level_width = level.shape[:2]
+    to_level_x, to_level_y = level_width / source.width, level_height / source.height
+    lx0, ly0 = math.floor(x0 * to_level_x), math.floor(y0 * to_level_y)
+    lx1 = min(level_width, max(lx0 + 1, math.ceil(x1 * to_level_x)))
+    ly1 = min(level_height, max(ly0 + 1, math.ceil(y1 * to_level_y)))
+    patch = level[ly0:ly1, lx0:lx1].copy()
+    # The region, resampled onto the patch's pixel grid (pixel centres aligned as cv2.resize
+    # aligns them) and thresholded halfway: the same edge an upsampled mask would give.
+    kx, ky = level_width / region.shape[1], level_height / region.shape[0]
+    warp = np.array([[kx, 0.0, 0.5 * kx - 0.5 - lx0], [0.0, ky, 0.5 * ky - 0.5 - ly0]])
+    inside = cv2.warpAffine(region.astype(np.float32), warp, (lx1 - lx0, ly1 - ly0),
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=0.0)
+    patch[inside < 0.5] = BACKGROUND
+    return patch
+
+
+def _to_image(points: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
+    """Contour points (pixel centres) from the mask's pixels to the image's."""
+    if scale_x == 1.0 and scale_y == 1.0:
+        return points
+    scaled = (points.astype(np.float64) + 0.5) * np.array([scale_x, scale_y]) - 0.5
+    return np.round(scaled).astype(np.int32)
 
 
 def _square(patch: np.ndarray, size: int) -> np.ndarray:

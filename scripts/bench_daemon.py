@@ -45,7 +45,8 @@ def make_pool(n: int, width: int, height: int) -> list[bytes]:
     return pool
 
 
-def rss_kb(pid: int, field: str = "VmRSS") -> int:
+def proc_status(pid: int, field: str = "VmRSS") -> int:
+    """A number from /proc/PID/status (VmRSS, VmHWM in KiB; Threads)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -71,7 +72,7 @@ def wait_for(paths: list[Path], timeout: float, proc: subprocess.Popen, peak: li
         if proc.poll() is not None:
             raise SystemExit("daemon exited during the benchmark")
         left = [p for p in left if not Path(f"{p}{RESULT}").exists()]
-        peak[0] = max(peak[0], rss_kb(proc.pid))
+        peak[0] = max(peak[0], proc_status(proc.pid))
         time.sleep(0.002 if len(left) < 4 else 0.05)
 
 
@@ -123,7 +124,7 @@ def main() -> None:
         pass
     ready_s = time.monotonic() - t0
     sock.setblocking(False)  # the daemon never blocks on us; we stop listening
-    rss_ready = rss_kb(proc.pid)
+    rss_ready = proc_status(proc.pid)
     peak = [rss_ready]
 
     latencies = []
@@ -150,7 +151,7 @@ def main() -> None:
     burst_s = (last_result - first_close) / 1e9
     burst_lat = sorted((Path(f"{p}{RESULT}").stat().st_mtime_ns - first_close) / 1e6
                        for p in paths)
-    hwm = rss_kb(proc.pid, "VmHWM")
+    hwm = proc_status(proc.pid, "VmHWM")
     t = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     rc = proc.wait(60)

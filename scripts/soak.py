@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from bench_daemon import make_pool, proc_status, write_file  # scripts/ is on the path
 
 RESULT = ".edgecrystal.json"
 
@@ -44,29 +45,6 @@ class Interval:
                                                                         "burst": []})
     closed: int = 0
     results: int = 0
-
-
-def make_pool(n: int, width: int, height: int) -> list[bytes]:
-    """Distinct JPEG drop pictures (a circle on a plain floor, noise)."""
-    import cv2
-
-    rng = np.random.default_rng(0)
-    pool = []
-    for _ in range(n):
-        img = np.full((height, width, 3), int(rng.integers(60, 110)), np.uint8)
-        cv2.circle(img, (width // 2, height // 2), int(min(width, height) * 0.35),
-                   tuple(int(v) for v in rng.integers(120, 220, 3)), -1)
-        img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
-        _, encoded = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        pool.append(encoded.tobytes())
-    return pool
-
-
-def proc_status(pid: int, name: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def open_fds(pid: int) -> int:
@@ -99,12 +77,6 @@ def start_daemon(args: argparse.Namespace, work: Path, images: Path) -> subproce
         pass
     sock.close()
     return proc
-
-
-def write_image(path: Path, data: bytes) -> int:
-    with open(path, "wb") as out:
-        out.write(data)
-    return time.time_ns()
 
 
 def collect(outstanding: list[Sent], interval: Interval, delete: bool) -> list[Sent]:
@@ -217,7 +189,7 @@ def main() -> int:
             now = time.monotonic()
             if now >= next_trickle:
                 path = images / "trickle" / f"T{count:06d}.jpg"
-                outstanding.append(Sent(path, write_image(path, pool[count % len(pool)]),
+                outstanding.append(Sent(path, write_file(path, pool[count % len(pool)]),
                                         "trickle"))
                 count += 1
                 interval.closed += 1
@@ -227,7 +199,7 @@ def main() -> int:
                 folder.mkdir()
                 for i in range(args.burst):
                     path = folder / f"{chr(65 + (i // 12) % 8)}{i % 12 + 1:02d}_{i}.jpg"
-                    outstanding.append(Sent(path, write_image(path, pool[i % len(pool)]),
+                    outstanding.append(Sent(path, write_file(path, pool[i % len(pool)]),
                                             "burst"))
                 count += args.burst
                 interval.closed += args.burst

@@ -80,7 +80,7 @@ def crops_for(b: Bundle | None, samples: Sequence[data.Sample], crop: str, size:
             assert b is not None
             finder = load_finder(b)
         model, fsize, threshold = finder
-        masks = data.predict_masks(model, samples, fsize)
+        masks = data.finder_probabilities(model, samples, fsize)
         return data.classifier_arrays(samples, crop, size, masks, threshold)
     return data.classifier_arrays(samples, crop, size)
 

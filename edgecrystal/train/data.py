@@ -1,5 +1,6 @@
-"""Training data: images decoded once through imageio, turned into model inputs by the one
-preprocessing (finder_input, crop_drop, full_image), held in memory as uint8 arrays, split the
+"""Training data: images read once through imageio (as Pictures: decoded at the resolution each
+step asks for, as the runtime decodes them), turned into model inputs by the one preprocessing
+(finder_input, crop_drop, full_image), held in memory as uint8 arrays, split the
 paper's way (finder 7:3, classifier 3:2 stratified by class), and served in augmented batches."""
 
 from __future__ import annotations
@@ -14,17 +15,22 @@ import numpy as np
 from .. import preprocess
 from ..dataset import Dataset, Record
 from ..errors import DataError, UsageError
-from ..imageio import read_image
+from ..imageio import Picture, load_picture, read_image
 
 
 @dataclass
 class Sample:
-    """One decoded image with its ground truth (mask at the image's size; None when absent)."""
+    """One image with its ground truth (mask at the image's size; None when absent)."""
 
     path: Path
-    rgb: np.ndarray
+    picture: Picture
     mask: np.ndarray | None
     label: str | None
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """The full-resolution pixels (decoded once, on first use)."""
+        return self.picture.pixels(1)
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -40,9 +46,10 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
 def load_samples(records: Sequence[Record], masks: bool = True) -> list[Sample]:
     out = []
     for rec in records:
-        rgb = read_image(rec.image)
-        mask = read_mask(rec.mask, rgb.shape[:2]) if (masks and rec.mask is not None) else None
-        out.append(Sample(rec.image, rgb, mask, rec.label))
+        picture = load_picture(rec.image)
+        mask = (read_mask(rec.mask, (picture.height, picture.width))
+                if (masks and rec.mask is not None) else None)
+        out.append(Sample(rec.image, picture, mask, rec.label))
     return out
 
 
@@ -151,7 +158,7 @@ def subsample_stratified(idx: np.ndarray, labels: Labels, n: int, seed: int) -> 
 # ----------------------------------------------------------------------------------- arrays
 def finder_arrays(samples: Sequence[Sample], size: int) -> tuple[np.ndarray, np.ndarray]:
     """Finder inputs (N x size x size x 3 uint8) and 0/1 targets (N x size x size x 1 float32)."""
-    x = np.stack([preprocess.finder_input(s.rgb, size) for s in samples])
+    x = np.stack([preprocess.finder_input(s.picture, size) for s in samples])
     y = []
     for s in samples:
         if s.mask is None:
@@ -161,37 +168,44 @@ def finder_arrays(samples: Sequence[Sample], size: int) -> tuple[np.ndarray, np.
     return x, np.stack(y)
 
 
-def predict_masks(finder: Any, samples: Sequence[Sample], size: int,
-                  batch_size: int = 8) -> list[np.ndarray]:
-    """Finder probabilities mapped back to each image's size (what the crop step takes)."""
+def finder_probabilities(finder: Any, samples: Sequence[Sample], size: int,
+                         batch_size: int = 8) -> list[np.ndarray]:
+    """The finder's output at its own resolution (size x size x 1): what the crop step takes."""
     out: list[np.ndarray] = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
-        x = np.stack([preprocess.finder_input(s.rgb, size) for s in chunk])
-        probs = np.asarray(finder.predict_on_batch(x))
-        for s, p in zip(chunk, probs, strict=True):
-            out.append(preprocess.mask_to_image(p, *s.rgb.shape[:2]))
+        x = np.stack([preprocess.finder_input(s.picture, size) for s in chunk])
+        out.extend(np.asarray(finder.predict_on_batch(x)))
     return out
+
+
+def predict_masks(finder: Any, samples: Sequence[Sample], size: int,
+                  batch_size: int = 8) -> list[np.ndarray]:
+    """Finder probabilities mapped back to each image's size (what Dice is measured on)."""
+    return [preprocess.mask_to_image(p, s.picture.height, s.picture.width)
+            for p, s in zip(finder_probabilities(finder, samples, size, batch_size), samples,
+                            strict=True)]
 
 
 def classifier_arrays(samples: Sequence[Sample], crop: str, size: int,
                       finder_masks: Sequence[np.ndarray] | None = None,
                       threshold: float = preprocess.DEFAULT_THRESHOLD) -> np.ndarray:
-    """Classifier inputs (N x size x size x 3 uint8) for a crop mode:
-    finder = the finder's masks, manual = the ground-truth masks, none = the whole image."""
+    """Classifier inputs (N x size x size x 3 uint8) for a crop mode: finder = the finder's
+    masks (at its resolution, `finder_probabilities`), manual = the ground-truth masks, none =
+    the whole image."""
     if crop not in preprocess.CROP_MODES:
         raise UsageError(f"unknown crop mode {crop!r} (choose {', '.join(preprocess.CROP_MODES)})")
     out = []
     for i, s in enumerate(samples):
         if crop == "none":
-            c = preprocess.full_image(s.rgb, size)
+            c = preprocess.full_image(s.picture, size)
         elif crop == "manual":
             if s.mask is None:
                 raise DataError(f"{s.path} has no drop mask (--crop manual needs one per image)")
-            c = preprocess.crop_drop(s.rgb, s.mask.astype(np.float32), size, threshold=0.5)
+            c = preprocess.crop_drop(s.picture, s.mask.astype(np.float32), size, threshold=0.5)
         else:
             assert finder_masks is not None
-            c = preprocess.crop_drop(s.rgb, finder_masks[i], size, threshold=threshold)
+            c = preprocess.crop_drop(s.picture, finder_masks[i], size, threshold=threshold)
         out.append(c.pixels)
     return np.stack(out)
 

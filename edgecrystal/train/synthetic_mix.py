@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import DEFAULT_CLASSES
-from ..synth.generate import assignments, image_rng, image_size
+from ..imageio import Picture, encode_image
+from ..synth.generate import JPEG_QUALITY, assignments, image_rng, image_size
 from ..synth.scene import render_any
 from .data import Sample
 
@@ -29,5 +30,8 @@ def synthetic_samples(n: int, seed: int) -> list[Sample]:
         width, height = image_size(stream, index, SIZE_RANGE, MAX_ASPECT)
         rgb, mask, _ = render_any(image_rng(stream, index), width, height, label, style,
                                   empty_chance=EMPTY_CHANCE)
-        out.append(Sample(Path(f"<synthetic {stream}/{index}>"), rgb, mask, label or None))
+        # Encoded as synth writes its files, so the one preprocessing reads it as it reads them.
+        name = f"<synthetic {stream}/{index}>"
+        picture = Picture(encode_image(rgb, ".jpg", JPEG_QUALITY), name)
+        out.append(Sample(Path(name), picture, mask, label or None))
     return out
