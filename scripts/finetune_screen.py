@@ -62,7 +62,8 @@ def main() -> None:
             fitted = finder.fit_finder([tune[i] for i in train_idx], [tune[i] for i in val_idx],
                                        hp, Path(workdir), init=init)
         after = finder.mask_scores(fitted.model, rest, hp.input_size, hp.threshold)["dice"]
-        # Free to score: halfway between the shipped and the fine-tuned weights.
+        # Free to score: halfway between the shipped and the fine-tuned weights (what
+        # init_blend=0.5 gives; with init_blend set, the fitted model is blended already).
         blended = models.load_model(init)
         blended.set_weights([(a + b) / 2 for a, b in zip(shipped.get_weights(),
                                                           fitted.model.get_weights(),

@@ -24,6 +24,7 @@ def test_finetune_profile_keeps_the_shipped_recipe_and_mixes_synthetic_wells() -
         assert getattr(tune, key) == getattr(base, key), key
     assert 0 < tune.synthetic_fraction < 1 and tune.val_fraction == 0
     assert tune.lr_schedule == "cosine" and base.synthetic_fraction == 0
+    assert 0 < tune.init_blend < 1 and base.init_blend == 0 and tune.encoder_lr_scale == 1
 
 
 def test_split_without_validation_trains_on_every_image() -> None:
@@ -88,10 +89,67 @@ def test_init_default_fine_tunes_with_the_finetune_recipe(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     section = Bundle.open(tmp_path / "b").meta["finder"]
     assert section["profile"] == "finetune"
-    assert section["hyperparameters"]["synthetic_fraction"] == 0.75
+    assert section["hyperparameters"]["synthetic_fraction"] == 0.875
+    assert section["hyperparameters"]["init_blend"] == 0.5
     # Every masked image trains; the score says it is on them, not on held-out ones.
     assert section["data"]["split"] == {"train": 6, "val": 0}
     assert section["metrics"]["split"] == "training" and section["metrics"]["dice_mean"] > 0.5
     assert section["training"]["best_epoch"] == 1  # the last epoch, nothing chose another
     shipped = Bundle.open(bundle_path("finder")).meta["files"]["finder.keras"]
     assert Bundle.open(tmp_path / "b").meta["files"]["finder.keras"] != shipped
+
+
+def test_encoder_weights_are_the_down_units_and_the_bottleneck() -> None:
+    for path in ("down0_conv1/kernel", "down3_bn2/gamma", "bottom_conv2/kernel"):
+        assert finder.is_encoder_variable(path), path
+    for path in ("up3/kernel", "upconv0_bn1/beta", "mask/bias", "skip0"):
+        assert not finder.is_encoder_variable(path), path
+
+
+@pytest.mark.parametrize("overrides", [{"encoder_lr_scale": 1.5},
+                                       {"encoder_lr_scale": -0.1},
+                                       {"encoder_lr_scale": 0.1, "optimizer": "sgd"}])
+def test_an_encoder_rate_share_outside_0_to_1_or_without_adam_is_refused(
+        overrides: dict[str, object]) -> None:
+    hp = resolve("finder", "finetune", overrides)
+    with pytest.raises(UsageError, match="encoder_lr_scale"):
+        finder.finder_optimizer(hp, steps_per_epoch=5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", [0.0, 0.1])
+def test_the_encoder_steps_at_its_share_of_the_decoders_rate(scale: float,
+                                                              tmp_path: Path) -> None:
+    from edgecrystal import models
+
+    hp = resolve("finder", "tiny", {"optimizer": "adam", "encoder_lr_scale": scale})
+    model = finder.build(hp)
+    finder.compile_finder(model, hp)
+    before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    masks = (rng.random((4, 64, 64, 1)) > 0.5).astype(np.float32)
+    model.fit(images, masks, epochs=1, batch_size=4, verbose=0)  # one Adam step
+    # Adam's first step moves every weight by about the rate (3e-3 in `tiny`), whatever its
+    # gradient: the encoder's by `scale` of it.
+    for variable in model.trainable_variables:
+        moved = float(np.abs(variable.numpy() - before[variable.path]).max())
+        expected = hp.lr * (scale if finder.is_encoder_variable(variable.path) else 1.0)
+        assert moved == pytest.approx(expected, rel=0.05, abs=1e-7), variable.path
+    # A checkpoint with this optimizer loads again (what --resume does).
+    model.save(tmp_path / "last.keras")
+    loaded = models._keras().models.load_model(tmp_path / "last.keras")
+    assert loaded.optimizer.encoder_lr_scale == scale
+
+
+@pytest.mark.slow
+def test_init_blend_moves_the_weights_that_share_back_to_the_init() -> None:
+    hp = resolve("finder", "tiny")
+    trained, start = finder.build(hp), finder.build(resolve("finder", "tiny", {"seed": 1}))
+    start.set_weights([w + 1.0 for w in trained.get_weights()])
+    before = trained.get_weights()
+    finder.blend_with_init(trained, start, 0.25)
+    for blended, old in zip(trained.get_weights(), before, strict=True):
+        assert np.allclose(blended, old + 0.25)
+    with pytest.raises(UsageError, match="init_blend"):
+        finder.blend_with_init(trained, start, 1.5)

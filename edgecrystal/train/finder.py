@@ -62,10 +62,67 @@ def learning_rate(hp: FinderHP, steps_per_epoch: int) -> Any:
     raise UsageError(f"unknown lr_schedule {hp.lr_schedule!r} (choose constant or cosine)")
 
 
+ENCODER_LAYER_PREFIXES = ("down", "bottom")  # models.build_finder's layer names
+
+
+def finder_optimizer(hp: FinderHP, steps_per_epoch: int) -> Any:
+    """hp.optimizer at `learning_rate`, or with hp.encoder_lr_scale != 1 an Adam whose steps
+    for the encoder's weights are that share of the decoder's."""
+    if hp.encoder_lr_scale == 1.0:
+        return loop.optimizer(hp.optimizer, learning_rate(hp, steps_per_epoch))
+    if not 0.0 <= hp.encoder_lr_scale < 1.0 or hp.optimizer.lower() != "adam":
+        raise UsageError(f"encoder_lr_scale {hp.encoder_lr_scale} needs optimizer adam and a "
+                         "value from 0 to 1")
+    return _encoder_scaled_adam()(learning_rate=learning_rate(hp, steps_per_epoch),
+                                  encoder_lr_scale=hp.encoder_lr_scale)
+
+
+def is_encoder_variable(path: str) -> bool:
+    """Whether a finder weight (its Keras path, "down0_conv1/kernel") is in the encoder."""
+    return path.split("/")[-2 if "/" in path else 0].startswith(ENCODER_LAYER_PREFIXES)
+
+
+_SCALED_ADAM: list[Any] = []  # the class, made once Keras is loaded
+
+
+def _encoder_scaled_adam() -> Any:
+    if _SCALED_ADAM:
+        return _SCALED_ADAM[0]
+    keras = models._keras()
+
+    adam_base: Any = keras.optimizers.Adam  # Keras has no type information
+
+    # Registered so that a checkpoint with this optimizer loads again (--resume).
+    @keras.saving.register_keras_serializable(package="edgecrystal")
+    class EncoderScaledAdam(adam_base):
+        """Adam whose rate is multiplied by `encoder_lr_scale` for the encoder's weights."""
+
+        def __init__(self, encoder_lr_scale: float = 1.0, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.encoder_lr_scale = encoder_lr_scale
+
+        def build(self, variables: Any) -> None:
+            super().build(variables)
+            # update_step sees the backend's variable (no Keras path): look it up by index.
+            self.encoder_indices = {index for index, variable in enumerate(variables)
+                                    if is_encoder_variable(variable.path)}
+
+        def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+            if self._get_variable_index(variable) in self.encoder_indices:
+                learning_rate = learning_rate * self.encoder_lr_scale
+            super().update_step(gradient, variable, learning_rate)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "encoder_lr_scale": self.encoder_lr_scale}
+
+    _SCALED_ADAM.append(EncoderScaledAdam)
+    return EncoderScaledAdam
+
+
 def compile_finder(model: Any, hp: FinderHP, steps_per_epoch: int = 1) -> None:
     keras = models._keras()
     model.compile(
-        optimizer=loop.optimizer(hp.optimizer, learning_rate(hp, steps_per_epoch)),
+        optimizer=finder_optimizer(hp, steps_per_epoch),
         loss=hp.loss,
         # The paper's metric: IoU of drop and of background, averaged.
         metrics=[keras.metrics.BinaryIoU(target_class_ids=(0, 1), threshold=hp.threshold,
@@ -96,7 +153,17 @@ def fit_finder(train: Sequence[data.Sample], val: Sequence[data.Sample], hp: Fin
         verbose=verbose, restore_best=restore_best and bool(val))
     if not val:  # the last epoch is kept, whatever the training IoU did
         result.best_epoch, result.best_value = result.epochs, math.nan
+    if init is not None and hp.init_blend:
+        blend_with_init(result.model, models.load_model(init), hp.init_blend)
     return result
+
+
+def blend_with_init(model: Any, init_model: Any, share: float) -> None:
+    """Move every weight of `model` `share` of the way back to `init_model`'s."""
+    if not 0.0 <= share <= 1.0:
+        raise UsageError(f"init_blend {share} must be from 0 to 1")
+    model.set_weights([share * start + (1.0 - share) * trained for start, trained in
+                       zip(init_model.get_weights(), model.get_weights(), strict=True)])
 
 
 def _synthetic_share(hp: FinderHP) -> tuple[Any, Any, int] | None:
