@@ -344,17 +344,26 @@ def _soak(soak: dict[str, Any] | None, rows: int = 16) -> list[str]:
                   f"{fds.get('max')}.", ""]
     elif summary.get("note"):
         lines += [summary["note"], ""]
-    lines += ["| t s | RSS MiB | fds | threads | trickle p50 / p95 ms | burst p50 / p95 ms |",
-              "|---|---|---|---|---|---|"]
+    lines += ["Each row sums up the samples since the row before: highest RSS, fds and threads, "
+              "and the worst p50 / p95 of the intervals in it (a burst's images wait behind "
+              "the burst, and the trickle images closed during it wait with them).", "",
+              "| until t s | RSS MiB | fds | threads | trickle p50 / p95 ms | "
+              "burst p50 / p95 ms |", "|---|---|---|---|---|---|"]
     step = max(1, math.ceil(len(samples) / rows))
-    for sample in samples[::step]:
-        lines.append(f"| {sample['t_s']:.0f} | {sample['rss_mib']:.0f} | {sample['fds']} | "
-                     f"{sample['threads']} | {_latency(sample.get('trickle'))} | "
-                     f"{_latency(sample.get('burst'))} |")
+    for first in range(0, len(samples), step):
+        window = samples[first : first + step]
+        lines.append(f"| {window[-1]['t_s']:.0f} | {max(w['rss_mib'] for w in window):.0f} | "
+                     f"{max(w['fds'] for w in window)} | "
+                     f"{max(w['threads'] for w in window)} | "
+                     f"{_latency([w.get('trickle') for w in window])} | "
+                     f"{_latency([w.get('burst') for w in window])} |")
     return [*lines, ""]
 
 
-def _latency(stats: dict[str, Any] | None) -> str:
-    if not stats or stats.get("p50_ms") is None:
+def _latency(intervals: list[dict[str, Any] | None]) -> str:
+    """The worst p50 and p95 over some sampled intervals; '-' when none had images."""
+    measured = [i for i in intervals if i and i.get("p50_ms") is not None]
+    if not measured:
         return "-"
-    return f"{stats['p50_ms']:.0f} / {stats['p95_ms']:.0f}"
+    return (f"{max(i['p50_ms'] for i in measured):.0f} / "
+            f"{max(i['p95_ms'] for i in measured):.0f}")

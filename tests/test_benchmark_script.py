@@ -208,8 +208,9 @@ def test_a_soak_report_is_added_to_the_page_with_its_rss_verdict(tmp_path: Path)
     soak = _soak_module()
     rows = [{"t_s": 60.0 * minute, "rss_mib": 300.0 + 2.0 * minute, "fds": 13, "threads": 14,
              "closed": 120, "results": 120, "backlog": 0,
-             "trickle": {"n": 120, "p50_ms": 80.0, "p95_ms": 150.0},
-             "burst": {"n": 0, "p50_ms": None, "p95_ms": None}} for minute in range(31)]
+             "trickle": {"n": 120, "p50_ms": 80.0 + minute, "p95_ms": 150.0},
+             "burst": ({"n": 200, "p50_ms": 4000.0, "p95_ms": 6000.0} if minute == 2 else
+                       {"n": 0, "p50_ms": None, "p95_ms": None})} for minute in range(31)]
     summary = soak.summarise(rows, 120.0)
     assert summary["rss_mib"]["slope_mib_per_min"] == pytest.approx(2.0)
     report = {"minutes": 30.0, "backend": "onnxruntime", "precision": "int8",
@@ -226,6 +227,8 @@ def test_a_soak_report_is_added_to_the_page_with_its_rss_verdict(tmp_path: Path)
     page = (out / "benchmarks.md").read_text()
     assert "## Soak (`scripts/soak.py`, 30 min, onnxruntime int8, lite)" in page
     assert "RSS 304 to 360 MiB (first 304, last 360; fitted slope +2.00 MiB/min)" in page
-    assert "| 0 | 300 | 13 | 14 | 80 / 150 | - |" in page
+    # 31 samples in rows of two: the first row ends at minute 1, the second holds the burst.
+    assert "| 60 | 302 | 13 | 14 | 81 / 150 | - |" in page
+    assert "| 180 | 306 | 13 | 14 | 83 / 150 | 4000 / 6000 |" in page
     assert "## The daemon" in page  # what was there before is kept
     assert json.loads((out / "benchmarks.json").read_text())["soak"]["images"] == 6600
