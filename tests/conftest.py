@@ -3,8 +3,10 @@
 Two tiers: `pytest -m "not slow"` (the fast tier) needs no TensorFlow, Keras or tf2onnx; its
 models come from `fast_bundle` (onnx.helper graphs, tests/onnx_fixtures.py). Tests that use the
 Keras fixtures (`untrained_bundle`, `onnx_bundle`, `trained_bundle`) or training/export code are
-marked `slow`; collection refuses an unmarked one. With EDGECRYSTAL_BLOCK_TF=1 those imports
-fail, in this process and in every subprocess the tests start (tests/tf_blocked/).
+marked `slow`; collection refuses an unmarked one. TF-free tests that take many seconds (daemon
+bursts, a Ray instance) are marked `slow` too, to keep the fast tier under 2 minutes. With
+EDGECRYSTAL_BLOCK_TF=1 those imports fail, in this process and in every subprocess the tests
+start (tests/tf_blocked/).
 """
 
 from __future__ import annotations

@@ -165,6 +165,7 @@ def test_the_lowest_rank_correlation_over_classes() -> None:
     assert markdown.lowest_rank_correlation({}) is None
 
 
+@pytest.mark.slow  # three `score` runs, one of them on a Ray instance it starts
 def test_the_archive_part_scores_every_image_and_leaves_only_the_images(
         tmp_path: Path, fast_bundle: Path) -> None:
     """The archive part for real, small: a 12-image archive re-scored by `score` in one

@@ -37,6 +37,10 @@ from test_daemon import (
 
 from edgecrystal import DEFAULT_CLASSES
 
+# Bursts of 48-60 images through a real daemon, several times per test: the slow tier's (the
+# fast tier keeps the daemon's single-batch guarantees in test_daemon.py).
+pytestmark = pytest.mark.slow
+
 
 def names(count: int, start: int = 0) -> list[str]:
     return [f"{chr(65 + i // 12)}{i % 12 + 1:02d}_1.jpg" for i in range(start, start + count)]
