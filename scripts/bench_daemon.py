@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -83,6 +84,34 @@ def daemon_source() -> str:
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
+def start_daemon(args: argparse.Namespace, work: Path, images: Path,
+                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], IO[bytes], float]:
+    """`edgecrystal serve` on `images` with the options in `args` (plus `extra` config lines),
+    its output into WORK/daemon.log; returns once it sent READY=1, with the seconds that took."""
+    cfg = work / "serve.toml"
+    cfg.write_text("\n".join([
+        f"bundle = {json.dumps(str(args.bundle.resolve()))}",
+        f"watch = [{json.dumps(str(images))}]",
+        f"batch_size = {args.batch}", f"threads = {args.threads}",
+        f"backend = {json.dumps(args.backend)}", f"precision = {json.dumps(args.precision)}",
+        "max_batch_wait_ms = 20", "rescan_interval_s = 30.0", "summary_interval_s = 5.0",
+        *extra,
+    ]) + "\n")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(work / "notify.sock"))
+    sock.settimeout(120)
+    env = dict(os.environ, NOTIFY_SOCKET=str(work / "notify.sock"))
+    log = open(work / "daemon.log", "wb")  # noqa: SIM115 - lives as long as the daemon
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "edgecrystal", "serve", "--config", str(cfg)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    while b"READY=1" not in sock.recv(4096):
+        pass
+    ready_s = time.monotonic() - started
+    sock.close()  # the daemon's later notifications go nowhere, which it tolerates
+    return proc, log, ready_s
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", required=True, type=Path)
@@ -103,27 +132,7 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="edgecrystal-bench-"))
     images = work / "images"
     images.mkdir(parents=True, exist_ok=True)
-    cfg = work / "serve.toml"
-    cfg.write_text("\n".join([
-        f"bundle = {json.dumps(str(args.bundle.resolve()))}",
-        f"watch = [{json.dumps(str(images))}]",
-        f"batch_size = {args.batch}", f"threads = {args.threads}",
-        f"backend = {json.dumps(args.backend)}", f"precision = {json.dumps(args.precision)}",
-        "max_batch_wait_ms = 20", "rescan_interval_s = 30.0", "summary_interval_s = 5.0",
-    ]) + "\n")
-    sock_path = work / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    sock.settimeout(120)
-    env = dict(os.environ, NOTIFY_SOCKET=str(sock_path))
-    log = open(work / "daemon.log", "wb")  # noqa: SIM115 - lives as long as the daemon
-    t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "edgecrystal", "serve", "--config", str(cfg)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
-    while b"READY=1" not in sock.recv(4096):
-        pass
-    ready_s = time.monotonic() - t0
-    sock.setblocking(False)  # the daemon never blocks on us; we stop listening
+    proc, log, ready_s = start_daemon(args, work, images)
     rss_ready = proc_status(proc.pid)
     peak = [rss_ready]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from bench_daemon import make_pool, proc_status, write_file  # scripts/ is on the path
+from bench_daemon import make_pool, proc_status, start_daemon, write_file  # scripts/ is on the path
 
 RESULT = ".edgecrystal.json"
 
@@ -53,30 +52,6 @@ def open_fds(pid: int) -> int:
 
 def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(np.asarray(values), q)), 1) if values else None
-
-
-def start_daemon(args: argparse.Namespace, work: Path, images: Path) -> subprocess.Popen[bytes]:
-    config = work / "serve.toml"
-    config.write_text("\n".join([
-        f"bundle = {json.dumps(str(args.bundle.resolve()))}",
-        f"watch = [{json.dumps(str(images))}]",
-        f"batch_size = {args.batch}", f"threads = {args.threads}",
-        f"backend = {json.dumps(args.backend)}", f"precision = {json.dumps(args.precision)}",
-        "max_batch_wait_ms = 20", "rescan_interval_s = 30.0", "summary_interval_s = 5.0",
-        "index = \"off\"",
-    ]) + "\n")
-    sock_path = work / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    sock.settimeout(120)
-    env = dict(os.environ, NOTIFY_SOCKET=str(sock_path))
-    log = open(work / "daemon.log", "wb")  # noqa: SIM115 - lives as long as the daemon
-    proc = subprocess.Popen([sys.executable, "-m", "edgecrystal", "serve", "--config",
-                             str(config)], stdout=log, stderr=subprocess.STDOUT, env=env)
-    while b"READY=1" not in sock.recv(4096):
-        pass
-    sock.close()
-    return proc
 
 
 def collect(outstanding: list[Sent], interval: Interval, delete: bool) -> list[Sent]:
@@ -167,7 +142,7 @@ def main() -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="edgecrystal-soak-"))
     images = work / "images"
     (images / "trickle").mkdir(parents=True, exist_ok=True)
-    proc = start_daemon(args, work, images)
+    proc, _log, _ = start_daemon(args, work, images, extra=('index = "off"',))
     started = time.monotonic()
     end = started + args.minutes * 60
     print(f"daemon pid {proc.pid}, work {work}; {args.minutes} min: one image every "
