@@ -10,7 +10,7 @@ import pytest
 
 from edgecrystal.bundle import Bundle
 from edgecrystal.errors import BackendError, BundleError
-from edgecrystal.runtime.onnxruntime_runner import OnnxRuntimeRunner
+from edgecrystal.runtime.onnxruntime_runner import OnnxRuntimeRunner, physical_cores
 from edgecrystal.runtime.select import open_runners
 
 
@@ -37,6 +37,35 @@ def test_onnxruntime_runner_io_and_casting(fast_bundle: Path) -> None:
             r.infer({"nope": x})
     with pytest.raises(BackendError, match="closed"):
         r.predict(x)
+
+
+def _thread_affinities() -> dict[str, str]:
+    """Each thread of this process: its allowed-CPU list as the kernel reports it."""
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                out[task.name] = line.split(":", 1)[1].strip()
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_default_threads_are_explicit_and_not_pinned(fast_bundle: Path) -> None:
+    """threads=0 gives one intra-op thread per physical core, none pinned to a core: a pinned
+    worker shared its core with the calling thread after every fsync'd result (2x latency)."""
+    import os
+
+    assert 1 <= physical_cores() <= len(os.sched_getaffinity(0))
+    process = _thread_affinities()[str(os.getpid())]
+    before = set(_thread_affinities())
+    with OnnxRuntimeRunner(Bundle.open(fast_bundle).onnx_variant("finder", "fp32")) as r:
+        opened = {t: cpus for t, cpus in _thread_affinities().items() if t not in before}
+        assert r.session.get_session_options().intra_op_num_threads == physical_cores()
+        entries = r.session.get_session_options().get_session_config_entry
+        assert entries("session.intra_op.allow_spinning") == "1"
+        assert entries("session.force_spinning_stop") == "1"
+    assert len(opened) >= physical_cores() - 1  # the workers (the caller is the last one)
+    assert all(cpus == process for cpus in opened.values()), opened
 
 
 def test_onnxruntime_missing_provider_is_one_line(fast_bundle: Path) -> None:

@@ -59,17 +59,43 @@ def session_options(threads: int = 0) -> Any:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # 0 lets onnxruntime pick (one per physical core); on a shared imager PC fewer is kinder.
-    opts.intra_op_num_threads = max(0, int(threads))
+    # 0: one per physical core this process may use (on a shared imager PC fewer is kinder).
+    # Always an explicit count: left at 0, onnxruntime picks the same number but pins its
+    # worker threads to cores, and the calling thread, woken on a pinned worker's core after
+    # the result file's fsync, then shared that core with it until the scheduler moved it:
+    # the lite INT8 finder took 27-32 ms after each result write instead of 15 (2 cores).
+    opts.intra_op_num_threads = int(threads) if threads > 0 else physical_cores()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # warnings about unused initializers are not the user's
-    # By default the intra-op threads busy-wait after each run. In this pipeline decoding,
-    # cropping and writing run between the two models on the same few cores, and spinning
-    # threads took those cores from them (crop measured 22 ms with Keras, 50 ms after ORT
-    # on 2 cores). Sleeping threads cost a little wake-up latency per run instead.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # The intra-op threads busy-wait between the operators of one run (a model of ~100 small
+    # operators otherwise pays a wake-up per operator: the lite INT8 classifier took 9.8 ms
+    # with sleeping threads, 7.8 with spinning ones), and stop spinning as soon as the run
+    # returns: decoding, cropping and writing run between the two models on the same few cores,
+    # and threads left spinning took those cores from them (crop 22 -> 50 ms on 2 cores), and
+    # from the other model's threads (a finder + classifier loop 27.2 ms with sleeping threads,
+    # 35-41 with threads spinning between runs, 25.6 with spinning stopped at each run's end).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return opts
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (its affinity mask: systemd's
+    CPUAffinity=, taskset, a container's cpuset): hyperthread siblings count once."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not allowed:
+        return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in allowed:
+        topology = f"/sys/devices/system/cpu/cpu{cpu}/topology"
+        try:
+            with open(f"{topology}/physical_package_id") as package, \
+                    open(f"{topology}/core_id") as core:
+                cores.add((package.read().strip(), core.read().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))  # no topology (some containers): count logical CPUs
+    return max(1, len(cores))
 
 
 class OnnxRuntimeRunner(Runner):
