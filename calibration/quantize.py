@@ -8,7 +8,9 @@ Two variants from one calibration:
 - "int8-u8" for ONNX Runtime on x86: uint8 (asymmetric) activations, int8 symmetric
   per-channel weights, all quantizable ops: the layout ORT's x86 kernels are fastest with. The
   U-Net's 2x2/stride-2 ConvTransposes become Conv 1x1 + DepthToSpace first (same function, see
-  calibration/upsampling.py): ORT's CPU provider has no integer ConvTranspose.
+  calibration/upsampling.py): ORT's CPU provider has no integer ConvTranspose. Then the
+  upsampling shuffles and skip concatenations are written channels-last (calibration/layout.py),
+  so that ORT's NHWC convolutions need no layout transposes between them.
 Which one ONNX Runtime uses is decided by measuring both on this machine (see choose_for_ort).
 """
 
@@ -26,6 +28,7 @@ import numpy as np
 from edgecrystal.errors import UsageError
 from edgecrystal.interface import INPUT_NAME
 
+from .layout import channels_last_data_moves
 from .upsampling import alias_cached_ranges, conv_transpose_to_depth_to_space
 
 METHODS = ("entropy", "minmax", "percentile")
@@ -109,13 +112,15 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
             quantize_static).parameters:
         kwargs["calibration_cache_path"] = str(ranges_cache)
     source = fp32
-    rewritten: dict[str, str] = {}
+    rewrites: list[dict[str, str]] = []
     if not trt:
         # ONNX Runtime has no integer ConvTranspose on the CPU: give it the U-Net's upsampling
-        # as Conv 1x1 + DepthToSpace, which it runs in INT8 (calibration/upsampling.py).
-        source, rewritten = _with_pixel_shuffles(fp32, out.with_suffix(".shuffle.onnx"))
-        if rewritten and ranges_cache is not None and ranges_cache.is_file():
-            alias_cached_ranges(ranges_cache, rewritten)
+        # as Conv 1x1 + DepthToSpace, which it runs in INT8 (calibration/upsampling.py), and
+        # the data moves in its NHWC layout (calibration/layout.py).
+        source, rewrites = _for_onnxruntime(fp32, out.with_suffix(".shuffle.onnx"))
+        if ranges_cache is not None and ranges_cache.is_file():
+            for aliases in rewrites:  # in order: the second rewrite's sources are the first's
+                alias_cached_ranges(ranges_cache, aliases)
     prepared = prepare(source, out.with_suffix(".prep.onnx"))
     try:
         # The calibrators print progress to stdout; the command prints its own one line.
@@ -139,22 +144,25 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
                "activations": "int8 symmetric" if trt else "uint8 asymmetric",
                "weights": "int8 symmetric per-channel",
                "ops": TRT_OPS if trt else "all"}
-    if rewritten:
-        summary["conv_transpose_as_depth_to_space"] = len(rewritten)
+    if rewrites and rewrites[0]:
+        summary["conv_transpose_as_depth_to_space"] = len(rewrites[0])
+    if len(rewrites) > 1 and rewrites[1]:
+        summary["channels_last_tensors"] = len(rewrites[1])
     return summary
 
 
-def _with_pixel_shuffles(fp32: Path, out: Path) -> tuple[Path, dict[str, str]]:
-    """`fp32` with its pixel-shuffle ConvTransposes rewritten, saved to `out`, and the
-    rewrite's tensor aliases; `fp32` itself (and no aliases) when it has none."""
+def _for_onnxruntime(fp32: Path, out: Path) -> tuple[Path, list[dict[str, str]]]:
+    """`fp32` with its pixel-shuffle ConvTransposes rewritten and its data moves made
+    channels-last, saved to `out`, and each rewrite's tensor aliases in the order applied;
+    `fp32` itself (and no aliases) when neither finds anything."""
     import onnx
 
     model = onnx.load(str(fp32))
-    rewritten = conv_transpose_to_depth_to_space(model)
-    if not rewritten:
-        return fp32, {}
+    rewrites = [conv_transpose_to_depth_to_space(model), channels_last_data_moves(model)]
+    if not any(rewrites):
+        return fp32, []
     onnx.save(model, str(out))
-    return out, rewritten
+    return out, rewrites
 
 
 def _ops_in_int8(model_path: Path) -> list[str]:

@@ -35,7 +35,7 @@ _PRECISION_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8-u8": "int
 COLLAPSE_SPREAD = 0.2
 COLLAPSE_AGREEMENT = 0.5
 FP16_CONVERTER = "1"
-QUANTIZER = "2"  # 2: ORT variant upsamples with Conv 1x1 + DepthToSpace
+QUANTIZER = "3"  # 2: ORT variant upsamples with Conv 1x1 + DepthToSpace; 3: its data moves NHWC
 FP16_TOLERANCE = 2e-2
 CALIB_DIR = "calibration"
 

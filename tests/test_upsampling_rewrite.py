@@ -99,7 +99,8 @@ def test_onnxruntime_int8_runs_the_upsampling_in_integer(tmp_path: Path) -> None
     assert summary["conv_transpose_as_depth_to_space"] == 2
     quantize(fp32, s8, pixels[:8], "tensorrt", "minmax")  # TensorRT has INT8 deconvolution
     ran = _kernel_ops(u8, tmp_path)
-    assert "ConvTranspose" not in ran and "QLinearConv" in ran and "DepthToSpace" in ran
+    # The shuffle moves uint8 bytes (as NHWC Reshape + Transpose: calibration/layout.py).
+    assert "ConvTranspose" not in ran and "QLinearConv" in ran and "Reshape" in ran
     assert "ConvTranspose" in {n.op_type for n in onnx.load(str(s8)).graph.node}
     reference, quantised = _run(fp32, pixels), _run(u8, pixels)
     assert np.abs(quantised - reference).mean() < 0.05
@@ -117,7 +118,7 @@ def test_ranges_cached_before_the_rewrite_still_quantise_it(tmp_path: Path,
     onnx.save(_upsampler(), str(fp32))
     pixels = np.random.default_rng(3).integers(0, 256, (8, 12, 12, 3), dtype=np.uint8)
     with monkeypatch.context() as patch:  # the quantizer as it was: no rewrite
-        patch.setattr(quantize_module, "_with_pixel_shuffles", lambda path, _out: (path, {}))
+        patch.setattr(quantize_module, "_for_onnxruntime", lambda path, _out: (path, []))
         quantize(fp32, old, pixels, "onnxruntime", "minmax", ranges_cache=cache)
     assert "ConvTranspose" in _kernel_ops(old, tmp_path)  # float: no integer kernel exists
     noise = np.full_like(pixels, 7)  # a cache hit must not calibrate on these
