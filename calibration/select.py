@@ -95,11 +95,12 @@ def load_pictures(records: list[Record], need: int) -> tuple[list, list[str]]:
 
 def calibration_sets(data: str | Path, sizes: dict[str, int], count: int = DEFAULT_COUNT,
                      seed: int = 0, finder_onnx: Path | None = None, threshold: float = 0.5,
-                     margin: float = 0.05) -> dict[str, CalibrationSet]:
+                     margin: float = 0.05, finder_size: int = 0) -> dict[str, CalibrationSet]:
     """Calibration inputs for each model in `sizes` ({"finder": 512, "classifier": 299}).
 
     Classifier inputs are drop crops: from the ground-truth mask when the record has one, else
-    from the finder's prediction (ONNX Runtime on `finder_onnx`), else the whole image.
+    from the finder's prediction (ONNX Runtime on `finder_onnx`), else the whole image, cut as
+    scoring cuts them (`finder_size`: Bundle.crop_finder_size).
     """
     from edgecrystal import preprocess
 
@@ -126,8 +127,10 @@ def calibration_sets(data: str | Path, sizes: dict[str, int], count: int = DEFAU
                 how.add("finder")
             else:
                 how.add("none")
-            crop = (preprocess.crop_drop(picture, mask, size, threshold=threshold, margin=margin)
-                    if mask is not None else preprocess.full_image(picture, size))
+            crop = (preprocess.crop_drop(picture, mask, size, threshold=threshold, margin=margin,
+                                         finder_size=finder_size)
+                    if mask is not None else
+                    preprocess.full_image(picture, size, finder_size=finder_size))
             crops.append(crop.pixels)
         out["classifier"] = CalibrationSet("classifier", np.stack(crops), images,
                                            "+".join(sorted(how)), skipped)

@@ -66,8 +66,10 @@ def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
             inputs = np.stack([preprocess.finder_input(picture, size)
                                for _, picture, _, _ in pictures])
         else:
-            inputs = np.stack([(preprocess.crop_drop(picture, mask, size) if mask is not None
-                                else preprocess.full_image(picture, size)).pixels
+            fsize = bundle.crop_finder_size
+            inputs = np.stack([(preprocess.crop_drop(picture, mask, size, finder_size=fsize)
+                                if mask is not None else
+                                preprocess.full_image(picture, size, finder_size=fsize)).pixels
                                for _, picture, _, mask in pictures])
         outputs = {name: out for name, out in _run_variants(bundle, model, inputs, log)}
         if not outputs:

@@ -333,6 +333,13 @@ class Bundle:
     def margin(self) -> float:
         return float(self.meta.get("classifier", {}).get("margin", 0.05))
 
+    @property
+    def crop_finder_size(self) -> int:
+        """The input size of the finder whose decode the crop step reuses (preprocess.crop_drop's
+        `finder_size`): the finder's when scoring runs one, else 0."""
+        return self.input_size("finder") if "finder" in self.runtime_models() and \
+            self.has("finder") else 0
+
     def runtime_models(self) -> list[str]:
         """The models scoring runs: the classifier, and the finder unless crop is none."""
         return ["classifier"] if self.crop == "none" else ["finder", "classifier"]

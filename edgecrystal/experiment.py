@@ -104,7 +104,8 @@ def finder_vs_full(
         for arm, crop in ARMS.items():
             t0 = time.time()
             x = data.classifier_arrays(sub, crop, classifier_hp.input_size, masks,
-                                       run_finder_hp.threshold)
+                                       run_finder_hp.threshold,
+                                       finder_size=run_finder_hp.input_size)
             x_tr, x_te = x[: len(tr)], x[len(tr):]
             res = clf.fit_classifier(x_tr, labels[tr], x_te, labels[te], len(classes),
                                      profiles.apply_overrides(classifier_hp, {"seed": seed}),

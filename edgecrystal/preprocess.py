@@ -11,7 +11,10 @@ needs:
   mask at the image's size): threshold, largest component, holes filled; only its box, area and
   outline are mapped to the original image's pixels;
 - the crop: cut from the coarsest decode in which the box (plus margin) still spans the
-  classifier's input size, the background masked, padded to a square, resized.
+  classifier's input size, but never from one coarser than the finder's input was made from
+  (that decode is in memory already: a JPEG's entropy decoding costs most of a decode at any
+  scale, so a second, coarser decode cost more than it saved); the background masked, padded
+  to a square, resized.
 
 An image comes in as a `Source` (imageio.Picture: a file's bytes, decoded at a reduction on
 demand) or as a plain RGB array (one resolution only). numpy and OpenCV only: the runtime imports
@@ -191,19 +194,21 @@ def crop_drop(
     *,
     threshold: float = DEFAULT_THRESHOLD,
     margin: float = DEFAULT_MARGIN,
+    finder_size: int = 0,
 ) -> Crop:
     """The paper's crop step. `mask` covers the whole image at any resolution (the finder's
     size x size probabilities, or a drawn mask at the image's size), or is None.
+    `finder_size`: the input size of the finder that works with the classifier (0: none).
 
     mask -> threshold -> largest component, holes filled (at the mask's resolution) -> box
     mapped to the image's pixels + margin -> cut from the coarsest decode that still spans
-    `size` -> background masked -> padded to a square -> resized to `size`. No drop (or no
-    mask): the whole image, squared.
+    `size`, or the finder input's decode if that is finer -> background masked -> padded to a
+    square -> resized to `size`. No drop (or no mask): the whole image, squared.
     """
     source = as_source(image)
     found = None if mask is None else largest_drop(mask, threshold)
     if found is None:
-        return full_image(source, size)
+        return full_image(source, size, finder_size=finder_size)
     width, height = source.width, source.height
     mask_height, mask_width = found.filled.shape
     scale_x, scale_y = width / mask_width, height / mask_height
@@ -214,16 +219,17 @@ def crop_drop(
     y0, y1 = round(y0 * scale_y), round(y1 * scale_y)
     my, mx = round((y1 - y0) * margin), round((x1 - x0) * margin)
     box = (max(0, x0 - mx), max(0, y0 - my), min(width, x1 + mx), min(height, y1 + my))
-    patch = _cut(source, box, found.filled, size)
+    patch = _cut(source, box, found.filled, size, finder_size)
     area = round(found.area * scale_x * scale_y)
     return Crop(_square(patch, size), box, area, True, _to_image(found.outline, scale_x, scale_y))
 
 
-def full_image(image: np.ndarray | Source, size: int) -> Crop:
-    """The 'none' arm: the whole image, squared, as the classifier input."""
+def full_image(image: np.ndarray | Source, size: int, *, finder_size: int = 0) -> Crop:
+    """The 'none' arm (and the crop when no drop is found): the whole image, squared, as
+    the classifier input. `finder_size` as in crop_drop."""
     source = as_source(image)
     width, height = source.width, source.height
-    reduction = _spanning(source, width, height, size)
+    reduction = _crop_reduction(source, width, height, size, finder_size)
     return Crop(_square(source.pixels(reduction), size), (0, 0, width, height), 0, False)
 
 
@@ -244,14 +250,24 @@ def _spanning(source: Source, box_width: int, box_height: int, size: int) -> int
     return min(source.reductions)
 
 
+def _crop_reduction(source: Source, box_width: int, box_height: int, size: int,
+                    finder_size: int) -> int:
+    """The decode a crop is cut from: the coarsest that spans `size` (_spanning), or the one
+    the finder's input came from when that is finer (it is decoded already)."""
+    reduction = _spanning(source, box_width, box_height, size)
+    if finder_size > 0:
+        reduction = min(reduction, coarsest(source, finder_size, finder_size))
+    return reduction
+
+
 def _cut(source: Source, box: tuple[int, int, int, int], region: np.ndarray,
-         size: int) -> np.ndarray:
-    """The box's pixels from the coarsest decode that spans `size`, with the background (outside
-    `region`, a 0/1 mask over the whole image at its own resolution) masked."""
+         size: int, finder_size: int) -> np.ndarray:
+    """The box's pixels from the crop's decode (_crop_reduction), with the background
+    (outside `region`, a 0/1 mask over the whole image at its own resolution) masked."""
     import cv2
 
     x0, y0, x1, y1 = box
-    level = source.pixels(_spanning(source, x1 - x0, y1 - y0, size))
+    level = source.pixels(_crop_reduction(source, x1 - x0, y1 - y0, size, finder_size))
     level_height, level_width = level.shape[:2]
     to_level_x, to_level_y = level_width / source.width, level_height / source.height
     lx0, ly0 = math.floor(x0 * to_level_x), math.floor(y0 * to_level_y)

@@ -100,6 +100,50 @@ def test_crop_reads_full_resolution_only_for_a_small_drop(well: tuple[Path, np.n
     assert 1 in picture._decoded
 
 
+
+def test_crop_reuses_the_finder_inputs_decode(well: tuple[Path, np.ndarray]) -> None:
+    """With the finder's size given, a crop that 1/8 would span is cut from the finder input's
+    decode (1/2 for a 256 px finder on 1280x960): one JPEG decode per image, not two. A box
+    that needs a finer decode still gets one, and no drop gives the whole image from it too."""
+    path = well[0]
+    picture = load_picture(path)
+    preprocess.finder_input(picture, 256)
+    assert set(picture._decoded) == {2}
+    big = np.zeros((64, 64), np.float32)
+    big[8:56, 8:56] = 1.0
+    crop = preprocess.crop_drop(picture, big, 96, finder_size=256)
+    assert crop.found and set(picture._decoded) == {2}
+    # The same crop as cutting from a decode at 1/2 with no finder to reuse, up to its pixels'
+    # source: a finer decode of the same region.
+    alone = preprocess.crop_drop(load_picture(path), big, 96)
+    assert alone.box == crop.box
+    assert np.abs(alone.pixels.astype(np.int16) - crop.pixels.astype(np.int16)).mean() < 2
+    assert not np.array_equal(alone.pixels, crop.pixels)  # 1/8 vs 1/2: what version 3 changed
+    whole = preprocess.full_image(picture, 96, finder_size=256)
+    assert not whole.found and set(picture._decoded) == {2}
+    small = np.zeros((64, 64), np.float32)
+    small[30:34, 30:34] = 1.0
+    assert preprocess.crop_drop(picture, small, 96, margin=0.0, finder_size=256).found
+    assert set(picture._decoded) == {1, 2}
+
+
+def test_pipeline_decodes_each_jpeg_once(fast_bundle: Path, tmp_path: Path) -> None:
+    """Scoring: the finder input and the crop come from one decode of the file. An empty
+    400x300 well: the fixture's 64 px finder reads the 1/4 decode and finds no drop, and the
+    whole image at 1/8 would span its 48 px classifier: before version 3, a second decode."""
+    small = tmp_path / "A01_1.jpg"
+    empty = np.random.default_rng(0).integers(20, 40, (300, 400, 3), dtype=np.uint8)
+    write_image(small, empty)
+    bundle = Bundle.open(fast_bundle)
+    selection = open_runners(bundle, backend="onnxruntime", precision="fp32", threads=1)
+    with Pipeline(bundle, selection.finder, selection.classifier, backend="onnxruntime",
+                  precision="fp32") as pipeline:
+        loaded = pipeline.read([small])
+        scored = pipeline.infer(loaded)
+    assert scored[0].ok and not scored[0].found
+    picture = loaded[0].picture
+    assert picture is not None and set(picture._decoded) == {4}, sorted(picture._decoded)
+
 @pytest.mark.parametrize("suffix", [".png", ".bmp", ".tif"])
 def test_other_formats_decode_at_full_size_only(well: tuple[Path, np.ndarray], tmp_path: Path,
                                                 suffix: str) -> None:

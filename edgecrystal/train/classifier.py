@@ -81,8 +81,11 @@ def crops_for(b: Bundle | None, samples: Sequence[data.Sample], crop: str, size:
             finder = load_finder(b)
         model, fsize, threshold = finder
         masks = data.finder_probabilities(model, samples, fsize)
-        return data.classifier_arrays(samples, crop, size, masks, threshold)
-    return data.classifier_arrays(samples, crop, size)
+        return data.classifier_arrays(samples, crop, size, masks, threshold, finder_size=fsize)
+    # Manual crops: the finder stands in for the drawn masks when the bundle scores.
+    fsize = b.input_size("finder") if crop == "manual" and b is not None and b.has("finder") \
+        else 0
+    return data.classifier_arrays(samples, crop, size, finder_size=fsize)
 
 
 def train_classifier(

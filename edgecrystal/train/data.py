@@ -189,10 +189,12 @@ def predict_masks(finder: Any, samples: Sequence[Sample], size: int,
 
 def classifier_arrays(samples: Sequence[Sample], crop: str, size: int,
                       finder_masks: Sequence[np.ndarray] | None = None,
-                      threshold: float = preprocess.DEFAULT_THRESHOLD) -> np.ndarray:
+                      threshold: float = preprocess.DEFAULT_THRESHOLD,
+                      finder_size: int = 0) -> np.ndarray:
     """Classifier inputs (N x size x size x 3 uint8) for a crop mode: finder = the finder's
     masks (at its resolution, `finder_probabilities`), manual = the ground-truth masks, none =
-    the whole image."""
+    the whole image. `finder_size`: the input size of the finder that will crop for this
+    classifier when it scores (finder and manual modes; see preprocess.crop_drop)."""
     if crop not in preprocess.CROP_MODES:
         raise UsageError(f"unknown crop mode {crop!r} (choose {', '.join(preprocess.CROP_MODES)})")
     out = []
@@ -202,10 +204,12 @@ def classifier_arrays(samples: Sequence[Sample], crop: str, size: int,
         elif crop == "manual":
             if s.mask is None:
                 raise DataError(f"{s.path} has no drop mask (--crop manual needs one per image)")
-            c = preprocess.crop_drop(s.picture, s.mask.astype(np.float32), size, threshold=0.5)
+            c = preprocess.crop_drop(s.picture, s.mask.astype(np.float32), size, threshold=0.5,
+                                     finder_size=finder_size)
         else:
             assert finder_masks is not None
-            c = preprocess.crop_drop(s.picture, finder_masks[i], size, threshold=threshold)
+            c = preprocess.crop_drop(s.picture, finder_masks[i], size, threshold=threshold,
+                                     finder_size=finder_size)
         out.append(c.pixels)
     return np.stack(out)
 
