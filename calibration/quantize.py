@@ -10,7 +10,8 @@ Two variants from one calibration:
   U-Net's 2x2/stride-2 ConvTransposes become Conv 1x1 + DepthToSpace first (same function, see
   calibration/upsampling.py): ORT's CPU provider has no integer ConvTranspose. Then the
   upsampling shuffles and skip concatenations are written channels-last (calibration/layout.py),
-  so that ORT's NHWC convolutions need no layout transposes between them.
+  so that ORT's NHWC convolutions need no layout transposes between them, and Inception's
+  average pools run after their 1x1 convolutions, on fewer channels (calibration/pooling.py).
 Which one ONNX Runtime uses is decided by measuring both on this machine (see choose_for_ort).
 """
 
@@ -29,6 +30,7 @@ from edgecrystal.errors import UsageError
 from edgecrystal.interface import INPUT_NAME
 
 from .layout import channels_last_data_moves
+from .pooling import pools_after_pointwise_convs
 from .upsampling import alias_cached_ranges, conv_transpose_to_depth_to_space
 
 METHODS = ("entropy", "minmax", "percentile")
@@ -113,14 +115,18 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
         kwargs["calibration_cache_path"] = str(ranges_cache)
     source = fp32
     rewrites: list[dict[str, str]] = []
+    pools = 0
     if not trt:
         # ONNX Runtime has no integer ConvTranspose on the CPU: give it the U-Net's upsampling
         # as Conv 1x1 + DepthToSpace, which it runs in INT8 (calibration/upsampling.py), and
         # the data moves in its NHWC layout (calibration/layout.py).
-        source, rewrites = _for_onnxruntime(fp32, out.with_suffix(".shuffle.onnx"))
-        if ranges_cache is not None and ranges_cache.is_file():
+        cached = (_cached_tensors(ranges_cache)
+                  if ranges_cache is not None and ranges_cache.is_file() else None)
+        source, rewrites, pools = _for_onnxruntime(fp32, out.with_suffix(".shuffle.onnx"),
+                                                   cached)
+        if cached is not None:
             for aliases in rewrites:  # in order: the second rewrite's sources are the first's
-                alias_cached_ranges(ranges_cache, aliases)
+                alias_cached_ranges(ranges_cache, aliases)  # type: ignore[arg-type]
     prepared = prepare(source, out.with_suffix(".prep.onnx"))
     try:
         # The calibrators print progress to stdout; the command prints its own one line.
@@ -148,21 +154,42 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
         summary["conv_transpose_as_depth_to_space"] = len(rewrites[0])
     if len(rewrites) > 1 and rewrites[1]:
         summary["channels_last_tensors"] = len(rewrites[1])
+    if pools:
+        summary["average_pools_after_1x1"] = pools
     return summary
 
 
-def _for_onnxruntime(fp32: Path, out: Path) -> tuple[Path, list[dict[str, str]]]:
-    """`fp32` with its pixel-shuffle ConvTransposes rewritten and its data moves made
-    channels-last, saved to `out`, and each rewrite's tensor aliases in the order applied;
-    `fp32` itself (and no aliases) when neither finds anything."""
+def _for_onnxruntime(fp32: Path, out: Path, cached: set[str] | None
+                     ) -> tuple[Path, list[dict[str, str]], int]:
+    """`fp32` with its pixel-shuffle ConvTransposes rewritten, its data moves made
+    channels-last and its average pools moved after their 1x1 convolutions, saved to `out`;
+    each alias-giving rewrite's tensor aliases in the order applied; how many pools moved.
+    `cached`: the tensors a ranges cache holds (None: calibrating now). The pools move only
+    when their new tensors will get ranges. `fp32` itself when nothing applies."""
     import onnx
 
     model = onnx.load(str(fp32))
     rewrites = [conv_transpose_to_depth_to_space(model), channels_last_data_moves(model)]
-    if not any(rewrites):
-        return fp32, []
+    moved = onnx.ModelProto()
+    moved.CopyFrom(model)
+    fresh = pools_after_pointwise_convs(moved)
+    if fresh and (cached is None or cached.issuperset(fresh)):
+        model = moved
+    else:
+        fresh = []
+    if not any(rewrites) and not fresh:
+        return fp32, [], 0
     onnx.save(model, str(out))
-    return out, rewrites
+    return out, rewrites, len(fresh)
+
+
+def _cached_tensors(cache: Path) -> set[str]:
+    """The tensors an ONNX Runtime calibration cache (JSON, {"data": {tensor: range}}) has
+    ranges for."""
+    import json
+
+    data = json.loads(cache.read_text(encoding="utf-8")).get("data")
+    return set(data) if isinstance(data, dict) else set()
 
 
 def _ops_in_int8(model_path: Path) -> list[str]:

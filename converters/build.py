@@ -35,7 +35,8 @@ _PRECISION_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8-u8": "int
 COLLAPSE_SPREAD = 0.2
 COLLAPSE_AGREEMENT = 0.5
 FP16_CONVERTER = "1"
-QUANTIZER = "3"  # 2: ORT variant upsamples with Conv 1x1 + DepthToSpace; 3: its data moves NHWC
+QUANTIZER = "4"  # ORT variant: 2 upsamples with Conv 1x1 + DepthToSpace; 3 moves data NHWC;
+# 4 pools after 1x1 convs (when calibrating, or when the cached ranges cover it)
 FP16_TOLERANCE = 2e-2
 CALIB_DIR = "calibration"
 
@@ -254,7 +255,7 @@ def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any
     if bundle.variant("finder", "fp32"):
         finder = bundle.path(bundle.variant("finder", "fp32")["file"])
     return calibration_sets(data, sizes, settings["count"], settings["seed"], finder,
-                            bundle.threshold, bundle.margin)
+                            bundle.threshold, bundle.margin, bundle.crop_finder_size)
 
 
 def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,

@@ -142,7 +142,11 @@ class Pipeline:
         return self.infer(self.read(paths))
 
     def read(self, paths: list[Path]) -> list[Loaded]:
-        """The read stage: decode `paths` (no model runs; safe on any thread)."""
+        """The read stage: decode `paths` (no model runs; safe on any thread). A batch's files
+        decode on the read threads at once; a lone file on the calling thread (a hand-off to
+        a pool thread and back only adds to its latency)."""
+        if len(paths) == 1:
+            return [self._read(paths[0])]
         return list(self._pool.map(self._read, paths))
 
     def infer(self, loaded: list[Loaded]) -> list[Scored]:
@@ -216,7 +220,8 @@ class Pipeline:
         t = time.perf_counter()
         try:
             crop = preprocess.crop_drop(item.picture, mask, self.classifier_size,
-                                        threshold=self.threshold, margin=self.margin)
+                                        threshold=self.threshold, margin=self.margin,
+                                        finder_size=self.finder_size if self.finder else 0)
         except ImageError as exc:
             _failed(r, exc)
             return None

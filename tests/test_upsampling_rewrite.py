@@ -118,7 +118,8 @@ def test_ranges_cached_before_the_rewrite_still_quantise_it(tmp_path: Path,
     onnx.save(_upsampler(), str(fp32))
     pixels = np.random.default_rng(3).integers(0, 256, (8, 12, 12, 3), dtype=np.uint8)
     with monkeypatch.context() as patch:  # the quantizer as it was: no rewrite
-        patch.setattr(quantize_module, "_for_onnxruntime", lambda path, _out: (path, []))
+        patch.setattr(quantize_module, "_for_onnxruntime",
+                      lambda path, _out, _cached: (path, [], 0))
         quantize(fp32, old, pixels, "onnxruntime", "minmax", ranges_cache=cache)
     assert "ConvTranspose" in _kernel_ops(old, tmp_path)  # float: no integer kernel exists
     noise = np.full_like(pixels, 7)  # a cache hit must not calibrate on these
