@@ -8,6 +8,7 @@ done: an image whose result matches its size, mtime and the current bundle is no
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -41,6 +42,33 @@ def result_path(image: str | os.PathLike[str]) -> Path:
 
 def overlay_path(image: str | os.PathLike[str]) -> Path:
     return Path(f"{os.fspath(image)}{OVERLAY_SUFFIX}")
+
+
+# A result's temporary file lives for one write + fsync + rename (milliseconds); one this old
+# was left by a writer that was killed (kill -9, power loss) and is only debris.
+STALE_TEMPORARY_S = 10.0
+
+
+def remove_stale_temporaries(folder: Path, older_than_s: float = STALE_TEMPORARY_S) -> int:
+    """Delete the temporary result and overlay files (atomic.write_bytes' `.NAME.XXXX.tmp`)
+    in `folder` that a killed writer left behind; returns how many. Younger ones may belong to
+    a writer still at work (another process scoring the same folder) and are left alone."""
+    removed = 0
+    cutoff = time.time() - older_than_s
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(".tmp")
+                and (RESULT_SUFFIX + "." in name or OVERLAY_SUFFIX + "." in name)):
+            continue
+        with contextlib.suppress(OSError):  # gone already, or not ours to delete
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+    return removed
 
 
 def is_own_output(name: str) -> bool:
@@ -255,6 +283,15 @@ class Summaries:
                 (rec.get("model") or {}).get("fingerprint", ""), rec.get("created", ""),
             ])
         return buf.getvalue().encode("utf-8")
+
+
+def finish_folders(classes: list[str] | tuple[str, ...], images: list[Path]) -> None:
+    """After a run over `images` (`score`, `score --ray`): each of their folders gets its
+    summary rewritten and loses the temporaries a killed writer left there."""
+    summaries = Summaries(classes)
+    for folder in sorted({p.parent for p in images}):
+        remove_stale_temporaries(folder)
+        summaries.update(folder)
 
 
 def _fmt(v: float | None) -> str:

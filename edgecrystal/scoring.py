@@ -25,7 +25,7 @@ from .errors import UsageError
 from .imageio import DEFAULT_MAX_PIXELS
 from .index.hook import open_writer
 from .pipeline import ModelInfo, Pipeline, Scored
-from .results import Summaries, is_done, result_path, write_result
+from .results import finish_folders, is_done, result_path, write_result
 from .runtime.select import Selection, open_runners
 from .stages import StageRunner, Written
 
@@ -100,9 +100,7 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
         if index is not None:
             for result in share.results:
                 index.add(result)  # queued only: the index never holds scoring back
-    summaries = Summaries(bundle.classes)
-    for folder in sorted({p.parent for p in images}):
-        summaries.update(folder)
+    finish_folders(bundle.classes, images)
     report.scored = len(todo)
     report.elapsed_s = time.perf_counter() - start
     if index is not None:

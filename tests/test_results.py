@@ -11,12 +11,14 @@ import numpy as np
 
 from edgecrystal.pipeline import ModelInfo, Scored
 from edgecrystal.results import (
+    STALE_TEMPORARY_S,
     SUMMARY_NAME,
     Summaries,
     is_done,
     is_own_output,
     load_result,
     overlay_path,
+    remove_stale_temporaries,
     result_path,
     well_of,
     write_result,
@@ -129,3 +131,26 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_stale_temporaries_of_killed_writers_are_removed(tmp_path: Path) -> None:
+    """Only our result/overlay temporaries, and only those older than a live write can be."""
+    import time
+
+    names = {
+        "stale_result": ".A01_1.jpg.edgecrystal.json.k2x9ab1c.tmp",
+        "stale_overlay": ".A01_1.jpg.edgecrystal.png.q81zzb0d.tmp",
+        "young_result": ".A02_1.jpg.edgecrystal.json.p0c3kd77.tmp",
+        "someone_elses": ".upload.jpg.tmp",
+        "image": "A01_1.jpg",
+        "result": "A01_1.jpg.edgecrystal.json",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"x")
+    aged = time.time() - STALE_TEMPORARY_S - 1
+    for key in ("stale_result", "stale_overlay", "someone_elses", "image", "result"):
+        os.utime(tmp_path / names[key], (aged, aged))
+    assert remove_stale_temporaries(tmp_path) == 2
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {names[k] for k in ("young_result", "someone_elses", "image", "result")}
+    assert remove_stale_temporaries(tmp_path / "missing") == 0

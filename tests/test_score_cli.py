@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from onnx_fixtures import write_wells
+
+from edgecrystal.results import STALE_TEMPORARY_S
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,8 +36,17 @@ def test_score_folder_skip_force_and_exit_codes(fast_bundle: Path, tmp_path: Pat
     assert not Path(f"{plate / 'notes.txt'}.edgecrystal.json").exists()
     created = Path(f"{images[0]}.edgecrystal.json").read_text()
 
+    # A writer killed mid-write left a temporary result in day3 long ago, another process is
+    # writing one now: the next run clears the first and leaves the second alone.
+    debris = plate / "day3" / f".{images[3].name}.edgecrystal.json.x81kq0zd.tmp"
+    in_flight = plate / f".{images[0].name}.edgecrystal.json.m2h7c4sa.tmp"
+    for temporary in (debris, in_flight):
+        temporary.write_text("{")
+    aged = time.time() - STALE_TEMPORARY_S - 1
+    os.utime(debris, (aged, aged))
     again = _run(str(fast_bundle), str(plate), "-r", "--backend", "onnxruntime")
     assert again.returncode == 0 and "0 scored" in again.stdout
+    assert not debris.exists() and in_flight.exists()
     assert Path(f"{images[0]}.edgecrystal.json").read_text() == created
 
     forced = _run(str(fast_bundle), str(images[0]), "--backend", "onnxruntime", "--force")

@@ -317,9 +317,16 @@ class Daemon:
     def _rescan(self, why: str) -> None:
         t = time.monotonic()
         n = 0
+        folders: set[Path] = set(self.cfg.roots())
         for path in scan(self.cfg.roots(), self.cfg.recursive, self.input_filter.wanted_name):
+            folders.add(path.parent)
             if self._consider(path, closed=False):
                 n += 1
+        if why == "start":  # what a killed daemon was writing when it died is debris now
+            from ..results import remove_stale_temporaries
+
+            for folder in folders:
+                remove_stale_temporaries(folder)
         self.next_rescan = time.monotonic() + self.cfg.rescan_interval_s
         if n or why != "periodic":
             log.info("scan reason=%s new=%d ms=%.0f", why, n, (time.monotonic() - t) * 1000)

@@ -32,7 +32,7 @@ from ..bundle import Bundle
 from ..errors import EdgeCrystalError, UsageError, one_line
 from ..index.hook import open_writer
 from ..pipeline import Pipeline
-from ..results import Summaries, is_done, result_path
+from ..results import finish_folders, is_done, result_path
 from ..runtime.select import open_runners
 from ..scoring import ScoreOptions, ScoreReport, find_images, score_with
 
@@ -162,9 +162,7 @@ def _score_on_cluster(ray: Any, bundle: Bundle, images: list[Path], options: Sco
             say(f"done {report.scored + report.skipped}/{len(images)} "
                 f"({report.skipped} already scored)")
         _get(ray, [actor.close.remote() for actor in actors])
-        summaries = Summaries(bundle.classes)
-        for folder in sorted({p.parent for p in images}):
-            summaries.update(folder)
+        finish_folders(bundle.classes, images)
         report.elapsed_s = time.perf_counter() - start
         return report
     finally:
