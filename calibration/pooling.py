@@ -17,11 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 
-def pools_after_pointwise_convs(model: Any) -> list[str]:
+def pools_after_pointwise_convs(model: Any, ranged: set[str] | None = None) -> list[str]:
     """Rewrite, in place, every AveragePool (stride 1, padding not counted) whose only consumer
     is a 1x1, ungrouped Conv with constant weights of `model` (an onnx.ModelProto): the Conv
     reads the pool's input and the pool writes the Conv's output. Returns the new tensors (the
-    convolutions' outputs before their pools), which need calibration ranges of their own."""
+    convolutions' outputs before their pools), which need calibration ranges of their own.
+    `ranged`: the tensors that will have ranges (a calibration cache's; None: calibrating now,
+    all will): when any new tensor is not among them, nothing is rewritten and [] returned."""
     graph = model.graph
     constants = {init.name: list(init.dims) for init in graph.initializer}
     consumers: dict[str, list[Any]] = {}
@@ -33,7 +35,9 @@ def pools_after_pointwise_convs(model: Any) -> list[str]:
         users = consumers.get(node.output[0], []) if node.op_type == "AveragePool" else []
         if len(users) == 1 and _movable(node, users[0], constants):
             moves[id(node)] = users[0]
-    fresh = []
+    fresh = [_before_pool(conv) for conv in moves.values()]
+    if ranged is not None and not ranged.issuperset(fresh):
+        return []
     moved_convs = {id(conv) for conv in moves.values()}
     nodes = list(graph.node)
     del graph.node[:]
@@ -45,12 +49,16 @@ def pools_after_pointwise_convs(model: Any) -> list[str]:
             graph.node.append(node)
             continue
         pool = node
-        before_pool = f"{conv.output[0]}/before_pool"
+        before_pool = _before_pool(conv)
         conv.input[0], conv.output[0], pool.input[0], pool.output[0] = (
             pool.input[0], before_pool, before_pool, conv.output[0])
         graph.node.extend([conv, pool])
-        fresh.append(before_pool)
     return fresh
+
+
+def _before_pool(conv: Any) -> str:
+    """The name of a moved convolution's output, before the pool that now follows it."""
+    return f"{conv.output[0]}/before_pool"
 
 
 def _movable(pool: Any, conv: Any, constants: dict[str, list[int]]) -> bool:

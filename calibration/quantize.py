@@ -118,15 +118,14 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
     pools = 0
     if not trt:
         # ONNX Runtime has no integer ConvTranspose on the CPU: give it the U-Net's upsampling
-        # as Conv 1x1 + DepthToSpace, which it runs in INT8 (calibration/upsampling.py), and
-        # the data moves in its NHWC layout (calibration/layout.py).
-        cached = (_cached_tensors(ranges_cache)
-                  if ranges_cache is not None and ranges_cache.is_file() else None)
-        source, rewrites, pools = _for_onnxruntime(fp32, out.with_suffix(".shuffle.onnx"),
-                                                   cached)
-        if cached is not None:
-            for aliases in rewrites:  # in order: the second rewrite's sources are the first's
-                alias_cached_ranges(ranges_cache, aliases)  # type: ignore[arg-type]
+        # as Conv 1x1 + DepthToSpace, which it runs in INT8 (calibration/upsampling.py), the
+        # data moves in its NHWC layout (calibration/layout.py) and Inception's pools after
+        # their 1x1 convs (calibration/pooling.py).
+        cache = ranges_cache if ranges_cache is not None and ranges_cache.is_file() else None
+        source, rewrites, pools = _for_onnxruntime(
+            fp32, out.with_suffix(".shuffle.onnx"), _cached_tensors(cache) if cache else None)
+        if cache is not None:
+            alias_cached_ranges(cache, *rewrites)
     prepared = prepare(source, out.with_suffix(".prep.onnx"))
     try:
         # The calibrators print progress to stdout; the command prints its own one line.
@@ -170,17 +169,11 @@ def _for_onnxruntime(fp32: Path, out: Path, cached: set[str] | None
 
     model = onnx.load(str(fp32))
     rewrites = [conv_transpose_to_depth_to_space(model), channels_last_data_moves(model)]
-    moved = onnx.ModelProto()
-    moved.CopyFrom(model)
-    fresh = pools_after_pointwise_convs(moved)
-    if fresh and (cached is None or cached.issuperset(fresh)):
-        model = moved
-    else:
-        fresh = []
-    if not any(rewrites) and not fresh:
+    pools = len(pools_after_pointwise_convs(model, ranged=cached))
+    if not any(rewrites) and not pools:
         return fp32, [], 0
     onnx.save(model, str(out))
-    return out, rewrites, len(fresh)
+    return out, rewrites, pools
 
 
 def _cached_tensors(cache: Path) -> set[str]:

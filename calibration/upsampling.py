@@ -64,11 +64,13 @@ def conv_transpose_to_depth_to_space(model: Any) -> dict[str, str]:
     return rewritten
 
 
-def alias_cached_ranges(cache: Path, aliases: dict[str, str]) -> int:
-    """Give each new tensor of `aliases` the calibration range of the tensor it permutes, in an
-    ONNX Runtime calibration cache (JSON, {"data": {tensor: range}}) written before the rewrite
-    existed, so a rebuild from cached ranges (no images at hand) quantises the 1x1 Conv too
-    instead of leaving it in float. Returns how many ranges were added."""
+def alias_cached_ranges(cache: Path, *aliases: dict[str, str]) -> int:
+    """Give each new tensor of each `aliases` map the calibration range of the tensor it
+    permutes, in an ONNX Runtime calibration cache (JSON, {"data": {tensor: range}}) written
+    before the rewrite existed, so a rebuild from cached ranges (no images at hand) quantises
+    the 1x1 Conv too instead of leaving it in float. The maps are applied in the order given (a
+    later rewrite's sources may be an earlier one's new tensors). Returns how many ranges were
+    added."""
     import json
 
     content = json.loads(cache.read_text(encoding="utf-8"))
@@ -76,7 +78,7 @@ def alias_cached_ranges(cache: Path, aliases: dict[str, str]) -> int:
     if not isinstance(ranges, dict):
         return 0
     added = 0
-    for new, original in aliases.items():
+    for new, original in (pair for mapping in aliases for pair in mapping.items()):
         if new not in ranges and original in ranges:
             ranges[new] = ranges[original]
             added += 1
