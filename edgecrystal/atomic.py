@@ -41,6 +41,15 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
 
 
+def temporary_target(name: str) -> str | None:
+    """The file name a write_bytes temporary (`.NAME.XXXXXXXX.tmp`) was being written for;
+    None for any other name."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    target, dot, _random = name[1:-len(".tmp")].rpartition(".")
+    return target if dot and target else None
+
+
 def is_temporary(name: str) -> bool:
     """Our own in-flight temporary files (and the usual editor/uploader ones)."""
     return (name.startswith(".") and name.endswith(".tmp")) or name.endswith(

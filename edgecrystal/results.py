@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .atomic import is_temporary, write_bytes
+from .atomic import is_temporary, temporary_target, write_bytes
 from .pipeline import ModelInfo, Scored
 
 SCHEMA = "edgecrystal-result"
@@ -60,9 +60,8 @@ def remove_stale_temporaries(folder: Path, older_than_s: float = STALE_TEMPORARY
     except OSError:
         return 0
     for entry in entries:
-        name = entry.name
-        if not (name.startswith(".") and name.endswith(".tmp")
-                and (RESULT_SUFFIX + "." in name or OVERLAY_SUFFIX + "." in name)):
+        target = temporary_target(entry.name)
+        if target is None or not target.endswith((RESULT_SUFFIX, OVERLAY_SUFFIX)):
             continue
         with contextlib.suppress(OSError):  # gone already, or not ours to delete
             if entry.stat(follow_symlinks=False).st_mtime < cutoff:

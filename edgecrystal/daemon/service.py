@@ -317,15 +317,17 @@ class Daemon:
     def _rescan(self, why: str) -> None:
         t = time.monotonic()
         n = 0
-        folders: set[Path] = set(self.cfg.roots())
+        # At start, what a killed daemon was writing when it died is debris in these folders.
+        debris_in: set[Path] | None = set(self.cfg.roots()) if why == "start" else None
         for path in scan(self.cfg.roots(), self.cfg.recursive, self.input_filter.wanted_name):
-            folders.add(path.parent)
+            if debris_in is not None:
+                debris_in.add(path.parent)
             if self._consider(path, closed=False):
                 n += 1
-        if why == "start":  # what a killed daemon was writing when it died is debris now
+        if debris_in is not None:
             from ..results import remove_stale_temporaries
 
-            for folder in folders:
+            for folder in debris_in:
                 remove_stale_temporaries(folder)
         self.next_rescan = time.monotonic() + self.cfg.rescan_interval_s
         if n or why != "periodic":
