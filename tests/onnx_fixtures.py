@@ -105,14 +105,22 @@ def classifier_graph(num_classes: int, size: int = CLASSIFIER_SIZE, seed: int = 
 
 def _model(role: str, nodes: list[Any], initializers: list[Any], size: int,
            output_shape: list[Any]) -> Any:
+    return pixels_model(f"{role}_fixture", nodes, initializers, size, OUTPUTS[role],
+                        output_shape)
+
+
+def pixels_model(name: str, nodes: list[Any], initializers: list[Any], size: int,
+                 output: str, output_shape: list[Any]) -> Any:
+    """A checked onnx.ModelProto taking the models' input (uint8 N x size x size x 3 named
+    INPUT_NAME) and giving one float32 `output`."""
     import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        nodes, f"{role}_fixture",
+        nodes, name,
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8,
                                        [BATCH_DIM, size, size, 3])],
-        [helper.make_tensor_value_info(OUTPUTS[role], TensorProto.FLOAT, output_shape)],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, output_shape)],
         initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DEFAULT_OPSET)],
@@ -120,6 +128,29 @@ def _model(role: str, nodes: list[Any], initializers: list[Any], size: int,
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model
+
+
+def run_pixels(model_or_path: Any, pixels: np.ndarray) -> np.ndarray:
+    """The first output of a model (an onnx.ModelProto or a file) on `pixels`, in a real ONNX
+    Runtime CPU session."""
+    import onnxruntime as ort
+
+    source = (str(model_or_path) if isinstance(model_or_path, Path)
+              else model_or_path.SerializeToString())
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    return session.run(None, {INPUT_NAME: pixels})[0]
+
+
+def optimized_nodes(path: Path, folder: Path) -> list[Any]:
+    """The nodes ONNX Runtime runs for the model at `path` after its graph optimisations (QDQ
+    fusion, NHWC layout), from the optimized model it saves into `folder`."""
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(folder / "optimized.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return list(onnx.load(opts.optimized_model_filepath).graph.node)
 
 
 def build_fast_bundle(root: Path, classes: tuple[str, ...] = DEFAULT_CLASSES) -> Path:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from onnx_fixtures import optimized_nodes, pixels_model, run_pixels
 
 from edgecrystal.calibration import quantize as quantize_module
 from edgecrystal.calibration.layout import channels_last_data_moves
@@ -59,33 +60,10 @@ def _mini_unet(extra_concat: bool = False) -> Any:
                                         axis=1)]
         weights += [numpy_helper.from_array(np.array([v], np.int64), n)
                     for n, v in (("starts", 0), ("ends", 6), ("axes", 1))]
-    graph = helper.make_graph(
-        nodes, "mini_unet",
-        [helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["N", SIZE, SIZE, 3])],
-        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, SIZE, SIZE])],
-        weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
+    return pixels_model("mini_unet", nodes, weights, SIZE, "mask", ["N", 1, SIZE, SIZE])
 
 def _pixels(seed: int, count: int = 8) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
-
-
-def _run(model_or_path: Any, pixels: np.ndarray) -> np.ndarray:
-    source = (str(model_or_path) if isinstance(model_or_path, Path)
-              else model_or_path.SerializeToString())
-    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    return session.run(None, {"pixels": pixels})[0]
-
-
-def _optimized_nodes(path: Path, tmp_path: Path) -> list[Any]:
-    """The nodes ONNX Runtime runs after its optimisations (QDQ fusion, NHWC layout)."""
-    opts = ort.SessionOptions()
-    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return list(onnx.load(opts.optimized_model_filepath).graph.node)
 
 
 def _perm(node: Any) -> list[int]:
@@ -94,14 +72,14 @@ def _perm(node: Any) -> list[int]:
 
 def test_channels_last_moves_are_the_same_function() -> None:
     model, pixels = _mini_unet(), _pixels(1)
-    before = _run(model, pixels)
+    before = run_pixels(model, pixels)
     conv_transpose_to_depth_to_space(model)
     aliases = channels_last_data_moves(model)
     ops = [node.op_type for node in model.graph.node]
     assert "DepthToSpace" not in ops and ops.count("Concat") == 1
     # Every new tensor names the original tensor it permutes (for cached ranges).
     assert set(aliases.values()) <= {"up/shuffle_depth", "skip", "up", "joined"}
-    after = _run(model, pixels)
+    after = run_pixels(model, pixels)
     np.testing.assert_allclose(after, before, atol=1e-5)
     assert before.std() > 0.01  # a signal, not constants
 
@@ -125,11 +103,11 @@ def test_int8_is_bit_identical_and_free_of_layout_transposes(
         quantize(fp32, plain, calibration, "onnxruntime", "minmax")
     summary = quantize(fp32, moved, calibration, "onnxruntime", "minmax")
     assert summary["channels_last_tensors"] > 0
-    np.testing.assert_array_equal(_run(moved, pixels), _run(plain, pixels))
+    np.testing.assert_array_equal(run_pixels(moved, pixels), run_pixels(plain, pixels))
 
     def layout_moves(path: Path) -> list[str]:
         """Nodes moving whole tensors between NCHW and NHWC, or shuffling in NCHW."""
-        return [node.op_type for node in _optimized_nodes(path, tmp_path)
+        return [node.op_type for node in optimized_nodes(path, tmp_path)
                 if node.op_type == "DepthToSpace"
                 or (node.op_type == "Transpose" and len(_perm(node)) == 4)]
 
@@ -153,8 +131,8 @@ def test_ranges_cached_by_the_previous_quantizer_cover_the_rewrite(
         quantize(fp32, old, calibration, "onnxruntime", "minmax", ranges_cache=cache)
     quantize(fp32, new, np.full_like(calibration, 7), "onnxruntime", "minmax",
              ranges_cache=cache)  # a cache hit must not calibrate on these
-    floats = {node.op_type for node in _optimized_nodes(new, tmp_path)} & {
+    floats = {node.op_type for node in optimized_nodes(new, tmp_path)} & {
         "Conv", "Concat", "DepthToSpace", "DequantizeLinear", "QuantizeLinear"}
     assert floats <= {"QuantizeLinear", "DequantizeLinear"}, floats
     pixels = _pixels(5)
-    np.testing.assert_array_equal(_run(new, pixels), _run(old, pixels))
+    np.testing.assert_array_equal(run_pixels(new, pixels), run_pixels(old, pixels))

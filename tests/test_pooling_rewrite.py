@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from onnx_fixtures import pixels_model, run_pixels
 
 from edgecrystal.calibration.pooling import pools_after_pointwise_convs
 from edgecrystal.calibration.quantize import quantize
@@ -56,25 +57,11 @@ def _inception_branches() -> Any:
         helper.make_node("Concat", ["branch", "counted", "shared_a", "shared_b"], ["out"],
                          axis=1),
     ]
-    graph = helper.make_graph(
-        nodes, "inception_branches",
-        [helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["N", SIZE, SIZE, 3])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 10, SIZE, SIZE])],
-        weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
+    return pixels_model("inception_branches", nodes, weights, SIZE, "out",
+                        ["N", 10, SIZE, SIZE])
 
 def _pixels(seed: int, count: int = 8) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
-
-
-def _run(model_or_path: Any, pixels: np.ndarray) -> np.ndarray:
-    source = (str(model_or_path) if isinstance(model_or_path, Path)
-              else model_or_path.SerializeToString())
-    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    return session.run(None, {"pixels": pixels})[0]
 
 
 def _pooled_channels(path: Path) -> list[int]:
@@ -88,11 +75,11 @@ def _pooled_channels(path: Path) -> list[int]:
 
 def test_only_the_inception_branch_moves_and_computes_the_same() -> None:
     model, pixels = _inception_branches(), _pixels(1)
-    before = _run(model, pixels)
+    before = run_pixels(model, pixels)
     assert pools_after_pointwise_convs(model) == ["branch_pre/before_pool"]
     order = [node.name or node.output[0] for node in model.graph.node]
     assert order.index("branch_pre/before_pool") < order.index("branch")  # still topological
-    after = _run(model, pixels)
+    after = run_pixels(model, pixels)
     np.testing.assert_allclose(after, before, atol=1e-5)
     assert before[:, :3].std() > 0.01  # the moved branch carries a signal, not constants
 
@@ -104,7 +91,7 @@ def test_int8_pools_the_convolution_outputs(tmp_path: Path) -> None:
     assert summary["average_pools_after_1x1"] == 1
     assert _pooled_channels(u8) == [3, 8, 8]  # the moved one pools 3 channels, not 8
     pixels = _pixels(3)
-    reference, quantised = _run(fp32, pixels), _run(u8, pixels)
+    reference, quantised = run_pixels(fp32, pixels), run_pixels(u8, pixels)
     assert np.abs(quantised - reference).mean() < 0.02 * np.abs(reference).mean() + 0.01
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx_fixtures import optimized_nodes, pixels_model, run_pixels
 
 from edgecrystal.calibration.quantize import quantize
 from edgecrystal.calibration.upsampling import conv_transpose_to_depth_to_space
@@ -43,40 +44,18 @@ def _upsampler(size: int = 12, pads: tuple[int, ...] = (0, 0, 0, 0), kernel: int
                          kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Sigmoid", ["up2"], ["mask"]),
     ]
-    graph = helper.make_graph(
-        nodes, "upsampler",
-        [helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["N", size, size, 3])],
-        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 4, out_size, out_size])],
-        weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
-def _run(model_or_path: object, pixels: np.ndarray) -> np.ndarray:
-    source = (str(model_or_path) if isinstance(model_or_path, Path)
-              else model_or_path.SerializeToString())  # type: ignore[attr-defined]
-    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    return session.run(None, {"pixels": pixels})[0]
-
-
-def _kernel_ops(path: Path, tmp_path: Path) -> set[str]:
-    """Op types ONNX Runtime actually runs after its graph optimisations (QDQ fusion)."""
-    opts = ort.SessionOptions()
-    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return {node.op_type for node in onnx.load(opts.optimized_model_filepath).graph.node}
-
+    return pixels_model("upsampler", nodes, weights, size, "mask",
+                        ["N", 4, out_size, out_size])
 
 def test_pixel_shuffle_is_the_same_function() -> None:
     pixels = np.random.default_rng(1).integers(0, 256, (3, 12, 12, 3), dtype=np.uint8)
     model = _upsampler()
-    before = _run(model, pixels)
+    before = run_pixels(model, pixels)
     aliases = conv_transpose_to_depth_to_space(model)
     assert sorted(aliases.values()) == ["up", "up2"]  # with and without bias
     ops = [node.op_type for node in model.graph.node]  # type: ignore[attr-defined]
     assert "ConvTranspose" not in ops and ops.count("DepthToSpace") == 2
-    after = _run(model, pixels)
+    after = run_pixels(model, pixels)
     assert after.shape == (3, 4, 48, 48)
     np.testing.assert_allclose(after, before, atol=1e-5)
     assert before.std() > 0.01  # the comparison is of a signal, not of constants
@@ -98,11 +77,11 @@ def test_onnxruntime_int8_runs_the_upsampling_in_integer(tmp_path: Path) -> None
     summary = quantize(fp32, u8, pixels[:8], "onnxruntime", "minmax")
     assert summary["conv_transpose_as_depth_to_space"] == 2
     quantize(fp32, s8, pixels[:8], "tensorrt", "minmax")  # TensorRT has INT8 deconvolution
-    ran = _kernel_ops(u8, tmp_path)
+    ran = {node.op_type for node in optimized_nodes(u8, tmp_path)}
     # The shuffle moves uint8 bytes (as NHWC Reshape + Transpose: calibration/layout.py).
     assert "ConvTranspose" not in ran and "QLinearConv" in ran and "Reshape" in ran
     assert "ConvTranspose" in {n.op_type for n in onnx.load(str(s8)).graph.node}
-    reference, quantised = _run(fp32, pixels), _run(u8, pixels)
+    reference, quantised = run_pixels(fp32, pixels), run_pixels(u8, pixels)
     assert np.abs(quantised - reference).mean() < 0.05
     assert not list(tmp_path.glob("*.shuffle.onnx")) and not list(tmp_path.glob("*.prep.onnx"))
 
@@ -121,12 +100,13 @@ def test_ranges_cached_before_the_rewrite_still_quantise_it(tmp_path: Path,
         patch.setattr(quantize_module, "_for_onnxruntime",
                       lambda path, _out, _cached: (path, [], 0))
         quantize(fp32, old, pixels, "onnxruntime", "minmax", ranges_cache=cache)
-    assert "ConvTranspose" in _kernel_ops(old, tmp_path)  # float: no integer kernel exists
+    # Float: ONNX Runtime has no integer ConvTranspose kernel.
+    assert "ConvTranspose" in {n.op_type for n in optimized_nodes(old, tmp_path)}
     noise = np.full_like(pixels, 7)  # a cache hit must not calibrate on these
     quantize(fp32, new, noise, "onnxruntime", "minmax", ranges_cache=cache)
-    ran = _kernel_ops(new, tmp_path)
+    ran = {node.op_type for node in optimized_nodes(new, tmp_path)}
     assert "ConvTranspose" not in ran and "Conv" not in ran, ran
-    reference = _run(fp32, pixels)
-    error_new = np.abs(_run(new, pixels) - reference).mean()
-    error_old = np.abs(_run(old, pixels) - reference).mean()
+    reference = run_pixels(fp32, pixels)
+    error_new = np.abs(run_pixels(new, pixels) - reference).mean()
+    error_old = np.abs(run_pixels(old, pixels) - reference).mean()
     assert error_new < 1.5 * error_old + 1e-3, (error_new, error_old)  # same ranges, same error
