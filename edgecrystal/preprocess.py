@@ -273,7 +273,6 @@ def _cut(source: Source, box: tuple[int, int, int, int], region: np.ndarray,
     lx0, ly0 = math.floor(x0 * to_level_x), math.floor(y0 * to_level_y)
     lx1 = min(level_width, max(lx0 + 1, math.ceil(x1 * to_level_x)))
     ly1 = min(level_height, max(ly0 + 1, math.ceil(y1 * to_level_y)))
-    patch = level[ly0:ly1, lx0:lx1].copy()
     # The region, resampled onto the patch's pixel grid (pixel centres aligned as cv2.resize
     # aligns them) and thresholded halfway: the same edge an upsampled mask would give.
     kx, ky = level_width / region.shape[1], level_height / region.shape[0]
@@ -281,7 +280,11 @@ def _cut(source: Source, box: tuple[int, int, int, int], region: np.ndarray,
     inside = cv2.warpAffine(region.astype(np.float32), warp, (lx1 - lx0, ly1 - ly0),
                             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                             borderValue=0.0)
-    patch[inside < 0.5] = BACKGROUND
+    # The drop's pixels onto a background canvas, in OpenCV calls: numpy's boolean indexing
+    # took about 1 ms for a typical drop.
+    keep = cv2.compare(inside, 0.5, cv2.CMP_GE)
+    patch = np.full((ly1 - ly0, lx1 - lx0, level.shape[2]), BACKGROUND, dtype=level.dtype)
+    cv2.copyTo(level[ly0:ly1, lx0:lx1], keep, patch)
     return patch
 
 
