@@ -123,6 +123,14 @@ def resize(rgb: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
     h, w = rgb.shape[:2]
+    if rgb.dtype == np.uint8 and h >= size and w >= size and (h % size or w % size):
+        # A shrink by a non-integer factor: OpenCV's general area resize sums in float for
+        # uint8 and float pixels alike, with the same weights in the same order, and rounds
+        # half to even, as np.rint does; given uint8 it converts every pixel in its inner
+        # loop, which made it 40 % slower (a 640x480 finder input: 1.25 -> 0.89 ms). Same
+        # pixels (tests/test_preprocess.py). Integer factors take OpenCV's integer path.
+        shrunk = cv2.resize(rgb.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+        return np.rint(shrunk).astype(np.uint8)
     interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
     return cv2.resize(rgb, (size, size), interpolation=interp)
 

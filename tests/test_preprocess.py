@@ -133,3 +133,21 @@ def test_unsure_haze_is_no_drop() -> None:
     haze[80:120, 100:200] = 0.95  # somewhere it is sure: the whole region is the drop
     crop = crop_drop(img, haze, 64, margin=0.0)
     assert crop.found and crop.box == (30, 30, 270, 170)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_resize_gives_opencvs_uint8_area_pixels(seed: int) -> None:
+    """`resize` takes a float route for non-integer shrinks (faster): every model input must
+    keep exactly the pixels OpenCV's uint8 area resize gives, whatever the two sides."""
+    rng = np.random.default_rng(seed)
+    shapes = [(480, 640, 256), (960, 1280, 512), (441, 469, 160), (598, 598, 299),
+              (512, 512, 256), (256, 700, 256), (300, 100, 160), (120, 90, 160)]
+    shapes += [(int(rng.integers(40, 900)), int(rng.integers(40, 900)), int(size))
+               for size in rng.choice([33, 96, 160, 256, 299], 40)]
+    for h, w, size in shapes:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if seed % 2:  # smooth pictures round near .5 more often than noise does
+            img = cv2.GaussianBlur(img, (9, 9), 3)
+        interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
+        expected = cv2.resize(img, (size, size), interpolation=interp)
+        assert np.array_equal(preprocess.resize(img, size), expected), (h, w, size)
