@@ -12,6 +12,8 @@ Two variants from one calibration:
   upsampling shuffles and skip concatenations are written channels-last (calibration/layout.py),
   so that ORT's NHWC convolutions need no layout transposes between them, and Inception's
   average pools run after their 1x1 convolutions, on fewer channels (calibration/pooling.py).
+  Each U-Net skip join (Concat -> Conv) becomes one Conv per joined tensor, added
+  (calibration/concat_split.py): ONNX Runtime's QLinearConcat is slow on channels-last data.
 Which one ONNX Runtime uses is decided by measuring both on this machine (see choose_for_ort).
 """
 
@@ -29,6 +31,7 @@ import numpy as np
 from edgecrystal.errors import UsageError
 from edgecrystal.interface import INPUT_NAME
 
+from .concat_split import convs_without_concat
 from .layout import channels_last_data_moves
 from .pooling import pools_after_pointwise_convs
 from .upsampling import alias_cached_ranges, conv_transpose_to_depth_to_space
@@ -115,14 +118,15 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
         kwargs["calibration_cache_path"] = str(ranges_cache)
     source = fp32
     rewrites: list[dict[str, str]] = []
-    pools = 0
+    done: dict[str, int] = {}
     if not trt:
         # ONNX Runtime has no integer ConvTranspose on the CPU: give it the U-Net's upsampling
         # as Conv 1x1 + DepthToSpace, which it runs in INT8 (calibration/upsampling.py), the
-        # data moves in its NHWC layout (calibration/layout.py) and Inception's pools after
-        # their 1x1 convs (calibration/pooling.py).
+        # skip joins without a Concat (calibration/concat_split.py), the data moves in its
+        # NHWC layout (calibration/layout.py) and Inception's pools after their 1x1 convs
+        # (calibration/pooling.py).
         cache = ranges_cache if ranges_cache is not None and ranges_cache.is_file() else None
-        source, rewrites, pools = _for_onnxruntime(
+        source, rewrites, done = _for_onnxruntime(
             fp32, out.with_suffix(".shuffle.onnx"), _cached_tensors(cache) if cache else None)
         if cache is not None:
             alias_cached_ranges(cache, *rewrites)
@@ -149,31 +153,34 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
                "activations": "int8 symmetric" if trt else "uint8 asymmetric",
                "weights": "int8 symmetric per-channel",
                "ops": TRT_OPS if trt else "all"}
-    if rewrites and rewrites[0]:
-        summary["conv_transpose_as_depth_to_space"] = len(rewrites[0])
-    if len(rewrites) > 1 and rewrites[1]:
-        summary["channels_last_tensors"] = len(rewrites[1])
-    if pools:
-        summary["average_pools_after_1x1"] = pools
+    summary.update(done)
     return summary
 
 
 def _for_onnxruntime(fp32: Path, out: Path, cached: set[str] | None
-                     ) -> tuple[Path, list[dict[str, str]], int]:
-    """`fp32` with its pixel-shuffle ConvTransposes rewritten, its data moves made
-    channels-last and its average pools moved after their 1x1 convolutions, saved to `out`;
-    each alias-giving rewrite's tensor aliases in the order applied; how many pools moved.
-    `cached`: the tensors a ranges cache holds (None: calibrating now). The pools move only
-    when their new tensors will get ranges. `fp32` itself when nothing applies."""
+                     ) -> tuple[Path, list[dict[str, str]], dict[str, int]]:
+    """`fp32` with its pixel-shuffle ConvTransposes rewritten, its concat -> conv joins split,
+    its data moves made channels-last and its average pools moved after their 1x1
+    convolutions, saved to `out`. Returns that path (`fp32` itself when nothing applies), the
+    alias-giving rewrites' tensor aliases in the order applied, and how much each rewrite did
+    (for the summary). `cached`: the tensors a ranges cache holds (None: calibrating now);
+    concats split and pools move only when their new tensors will get ranges."""
     import onnx
 
     model = onnx.load(str(fp32))
-    rewrites = [conv_transpose_to_depth_to_space(model), channels_last_data_moves(model)]
-    pools = len(pools_after_pointwise_convs(model, ranged=cached))
-    if not any(rewrites) and not pools:
-        return fp32, [], 0
+    upsampled = conv_transpose_to_depth_to_space(model)
+    # Before the data moves: a concat split away is no longer one to write channels-last.
+    joins = convs_without_concat(model, ranged=cached)
+    moved = channels_last_data_moves(model)
+    pools = pools_after_pointwise_convs(model, ranged=cached)
+    done = {"conv_transpose_as_depth_to_space": len(upsampled),
+            "concats_split_into_convs": len(joins), "channels_last_tensors": len(moved),
+            "average_pools_after_1x1": len(pools)}
+    done = {what: count for what, count in done.items() if count}
+    if not done:
+        return fp32, [], {}
     onnx.save(model, str(out))
-    return out, rewrites, pools
+    return out, [upsampled, moved], done
 
 
 def _cached_tensors(cache: Path) -> set[str]:
