@@ -41,9 +41,11 @@ def convs_without_concat(model: Any, ranged: set[str] | None = None) -> dict[str
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+    outputs = {value.name for value in graph.output}
     splits: dict[int, tuple[Any, list[int]]] = {}  # id(concat) -> (its Conv, input widths)
     for node in graph.node:
-        users = consumers.get(node.output[0], []) if node.op_type == "Concat" else []
+        joins = node.op_type == "Concat" and node.output[0] not in outputs
+        users = consumers.get(node.output[0], []) if joins else []
         widths = [channels.get(name, 0) for name in node.input]
         if len(users) == 1 and all(widths) and _splittable(node, users[0], widths, constants):
             splits[id(node)] = (users[0], widths)
@@ -85,7 +87,7 @@ def _split(concat: Any, conv: Any, widths: list[int], weight: np.ndarray,
     has_bias = len(conv.input) > 2 and bool(conv.input[2])
     nodes, start = [], 0
     for i, (source, width) in enumerate(zip(concat.input, widths, strict=True)):
-        sliced = f"{conv.input[1]}/part{i}"
+        sliced = f"{conv.output[0]}/weights{i}"
         graph.initializer.append(numpy_helper.from_array(
             np.ascontiguousarray(weight[:, start : start + width]), sliced))
         start += width
