@@ -14,6 +14,8 @@ Two variants from one calibration:
   average pools run after their 1x1 convolutions, on fewer channels (calibration/pooling.py).
   Each U-Net skip join (Concat -> Conv) becomes one Conv per joined tensor, added
   (calibration/concat_split.py): ONNX Runtime's QLinearConcat is slow on channels-last data.
+  Last, where the quantised input scaling gives the pixels back unchanged, the first quantised
+  tensor is the input itself (calibration/input_fold.py).
 Which one ONNX Runtime uses is decided by measuring both on this machine (see choose_for_ort).
 """
 
@@ -32,6 +34,7 @@ from edgecrystal.errors import UsageError
 from edgecrystal.interface import INPUT_NAME
 
 from .concat_split import convs_without_concat
+from .input_fold import pixels_read_as_quantized
 from .layout import channels_last_data_moves
 from .pooling import pools_after_pointwise_convs
 from .upsampling import alias_cached_ranges, conv_transpose_to_depth_to_space
@@ -149,6 +152,8 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
         for temporary in {prepared, source} - {fp32}:
             temporary.unlink(missing_ok=True)
     _drop_augmented(out)
+    if not trt:
+        done.update(_pixels_read_as_quantized(out))
     summary = {"target": target, "method": method, "images": len(inputs),
                "activations": "int8 symmetric" if trt else "uint8 asymmetric",
                "weights": "int8 symmetric per-channel",
@@ -181,6 +186,17 @@ def _for_onnxruntime(fp32: Path, out: Path, cached: set[str] | None
         return fp32, [], {}
     onnx.save(model, str(out))
     return out, [upsampled, moved], done
+
+
+def _pixels_read_as_quantized(path: Path) -> dict[str, int]:
+    """calibration/input_fold.py on the quantised file at `path`, saved when it applied."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if not pixels_read_as_quantized(model):
+        return {}
+    onnx.save(model, str(path))
+    return {"input_read_as_quantized": 1}
 
 
 def _cached_tensors(cache: Path) -> set[str]:

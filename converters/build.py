@@ -35,9 +35,9 @@ _PRECISION_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8-u8": "int
 COLLAPSE_SPREAD = 0.2
 COLLAPSE_AGREEMENT = 0.5
 FP16_CONVERTER = "1"
-QUANTIZER = "5"  # ORT variant: 2 upsamples with Conv 1x1 + DepthToSpace; 3 moves data NHWC;
+QUANTIZER = "6"  # ORT variant: 2 upsamples with Conv 1x1 + DepthToSpace; 3 moves data NHWC;
 # 4 pools after 1x1 convs; 5 splits concat -> conv joins (4 and 5: when calibrating, or when
-# the cached ranges cover their new tensors)
+# the cached ranges cover their new tensors); 6 reads the pixels as the first quantised tensor
 FP16_TOLERANCE = 2e-2
 CALIB_DIR = "calibration"
 

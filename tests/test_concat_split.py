@@ -39,19 +39,19 @@ def _joins() -> Any:
                weight("w_a", 4, 3, 3, 3), weight("w_b", 6, 3, 3, 3), weight("w_c", 2, 3, 1, 1),
                weight("w_pair", 5, 10, 3, 3), weight("b_pair", 5), weight("w_triple", 3, 12, 1, 1),
                weight("w_shared_x", 2, 8, 1, 1), weight("w_shared_y", 2, 8, 1, 1)]
-    same = {"pads": [1, 1, 1, 1]}
+    same = [1, 1, 1, 1]  # pads of a 3x3 convolution that keeps the size
     nodes = [
         helper.make_node("Cast", ["pixels"], ["as_float"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["as_float", "scale"], ["scaled"]),
         helper.make_node("Transpose", ["scaled"], ["nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("Conv", ["nchw", "w_a"], ["a_pre"], **same),
+        helper.make_node("Conv", ["nchw", "w_a"], ["a_pre"], pads=same),
         helper.make_node("Relu", ["a_pre"], ["a"]),
-        helper.make_node("Conv", ["nchw", "w_b"], ["b_pre"], **same),
+        helper.make_node("Conv", ["nchw", "w_b"], ["b_pre"], pads=same),
         helper.make_node("Relu", ["b_pre"], ["b"]),
         helper.make_node("Conv", ["nchw", "w_c"], ["c"]),
         helper.make_node("Concat", ["a", "b"], ["pair_in"], name="pair_join", axis=1),
         helper.make_node("Conv", ["pair_in", "w_pair", "b_pair"], ["pair_pre"], name="pair",
-                         **same),
+                         pads=same),
         helper.make_node("Relu", ["pair_pre"], ["pair"]),
         helper.make_node("Concat", ["a", "b", "c"], ["triple_in"], name="triple_join", axis=1),
         helper.make_node("Conv", ["triple_in", "w_triple"], ["triple"], name="triple"),
