@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onnx_fixtures import optimized_nodes, pixels_model, run_pixels
+from onnx_fixtures import (
+    assert_int8_follows,
+    optimized_nodes,
+    pixels_model,
+    random_pixels,
+    run_pixels,
+)
 
 from edgecrystal.calibration import quantize as quantize_module
 from edgecrystal.calibration.concat_split import convs_without_concat
@@ -63,16 +69,13 @@ def _joins() -> Any:
     return pixels_model("joins", nodes, weights, SIZE, "out", ["N", 12, SIZE, SIZE])
 
 
-def _pixels(seed: int, count: int = 8) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
-
 
 def _concat_names(model: Any) -> list[str]:
     return sorted(node.name for node in model.graph.node if node.op_type == "Concat")
 
 
 def test_joins_split_into_convs_compute_the_same() -> None:
-    model, pixels = _joins(), _pixels(1)
+    model, pixels = _joins(), random_pixels(SIZE, 1)
     before = run_pixels(model, pixels)
     fresh = convs_without_concat(model)
     assert fresh == {"pair_pre": ["pair_pre/part0", "pair_pre/part1"],
@@ -89,14 +92,12 @@ def test_joins_split_into_convs_compute_the_same() -> None:
 def test_int8_runs_the_join_without_a_concat(tmp_path: Path) -> None:
     fp32, u8 = tmp_path / "fp32.onnx", tmp_path / "u8.onnx"
     onnx.save(_joins(), str(fp32))
-    summary = quantize(fp32, u8, _pixels(2), "onnxruntime", "minmax")
+    summary = quantize(fp32, u8, random_pixels(SIZE, 2), "onnxruntime", "minmax")
     assert summary["concats_split_into_convs"] == 2
     ran = [node.op_type for node in optimized_nodes(u8, tmp_path)]
     assert ran.count("QLinearConcat") == 2, ran  # the shared join and the output's
     assert ran.count("QLinearAdd") == 3 and "Conv" not in ran and "Add" not in ran
-    pixels = _pixels(3)
-    reference, quantised = run_pixels(fp32, pixels), run_pixels(u8, pixels)
-    assert np.abs(quantised - reference).mean() < 0.02 * np.abs(reference).mean() + 0.01
+    assert_int8_follows(fp32, u8, random_pixels(SIZE, 3))
 
 
 def test_a_cache_without_the_partial_sums_keeps_the_concats(
@@ -108,12 +109,12 @@ def test_a_cache_without_the_partial_sums_keeps_the_concats(
     onnx.save(_joins(), str(fp32))
     with monkeypatch.context() as patch:
         patch.setattr(quantize_module, "convs_without_concat", lambda _model, ranged=None: {})
-        quantize(fp32, old, _pixels(4), "onnxruntime", "minmax", ranges_cache=cache)
+        quantize(fp32, old, random_pixels(SIZE, 4), "onnxruntime", "minmax", ranges_cache=cache)
     assert "pair_pre/part1" not in json.loads(cache.read_text())["data"]
-    summary = quantize(fp32, again, np.full_like(_pixels(5), 7), "onnxruntime", "minmax",
-                       ranges_cache=cache)  # a cache hit must not calibrate on these
+    noise = np.full_like(random_pixels(SIZE, 5), 7)  # a cache hit must not calibrate on these
+    summary = quantize(fp32, again, noise, "onnxruntime", "minmax", ranges_cache=cache)
     assert "concats_split_into_convs" not in summary
     ran = [node.op_type for node in optimized_nodes(again, tmp_path)]
     assert ran.count("QLinearConcat") == 4 and "QLinearAdd" not in ran and "Conv" not in ran
-    pixels = _pixels(6)
+    pixels = random_pixels(SIZE, 6)
     np.testing.assert_array_equal(run_pixels(again, pixels), run_pixels(old, pixels))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onnx_fixtures import optimized_nodes, pixels_model, run_pixels
+from onnx_fixtures import optimized_nodes, pixels_model, random_pixels, run_pixels
 
 from edgecrystal.calibration import quantize as quantize_module
 from edgecrystal.calibration.layout import channels_last_data_moves
@@ -62,16 +62,13 @@ def _mini_unet(extra_concat: bool = False) -> Any:
                     for n, v in (("starts", 0), ("ends", 6), ("axes", 1))]
     return pixels_model("mini_unet", nodes, weights, SIZE, "mask", ["N", 1, SIZE, SIZE])
 
-def _pixels(seed: int, count: int = 8) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
-
 
 def _perm(node: Any) -> list[int]:
     return next(list(a.ints) for a in node.attribute if a.name == "perm")
 
 
 def test_channels_last_moves_are_the_same_function() -> None:
-    model, pixels = _mini_unet(), _pixels(1)
+    model, pixels = _mini_unet(), random_pixels(SIZE, 1)
     before = run_pixels(model, pixels)
     conv_transpose_to_depth_to_space(model)
     aliases = channels_last_data_moves(model)
@@ -97,7 +94,7 @@ def test_int8_is_bit_identical_and_free_of_layout_transposes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fp32, plain, moved = tmp_path / "fp32.onnx", tmp_path / "plain.onnx", tmp_path / "moved.onnx"
     onnx.save(_mini_unet(), str(fp32))
-    calibration, pixels = _pixels(2), _pixels(3)
+    calibration, pixels = random_pixels(SIZE, 2), random_pixels(SIZE, 3)
     with monkeypatch.context() as patch:  # QUANTIZER 2: the upsampling rewrite alone
         patch.setattr(quantize_module, "channels_last_data_moves", lambda _model: {})
         quantize(fp32, plain, calibration, "onnxruntime", "minmax")
@@ -125,7 +122,7 @@ def test_ranges_cached_by_the_previous_quantizer_cover_the_rewrite(
     fp32, old, new = tmp_path / "fp32.onnx", tmp_path / "old.onnx", tmp_path / "new.onnx"
     cache = tmp_path / "ranges.json"
     onnx.save(_mini_unet(), str(fp32))
-    calibration = _pixels(4)
+    calibration = random_pixels(SIZE, 4)
     with monkeypatch.context() as patch:
         patch.setattr(quantize_module, "channels_last_data_moves", lambda _model: {})
         quantize(fp32, old, calibration, "onnxruntime", "minmax", ranges_cache=cache)
@@ -134,5 +131,5 @@ def test_ranges_cached_by_the_previous_quantizer_cover_the_rewrite(
     floats = {node.op_type for node in optimized_nodes(new, tmp_path)} & {
         "Conv", "Concat", "DepthToSpace", "DequantizeLinear", "QuantizeLinear"}
     assert floats <= {"QuantizeLinear", "DequantizeLinear"}, floats
-    pixels = _pixels(5)
+    pixels = random_pixels(SIZE, 5)
     np.testing.assert_array_equal(run_pixels(new, pixels), run_pixels(old, pixels))

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onnx_fixtures import pixels_model, run_pixels
+from onnx_fixtures import assert_int8_follows, pixels_model, random_pixels, run_pixels
 
 from edgecrystal.calibration.pooling import pools_after_pointwise_convs
 from edgecrystal.calibration.quantize import quantize
@@ -60,9 +60,6 @@ def _inception_branches() -> Any:
     return pixels_model("inception_branches", nodes, weights, SIZE, "out",
                         ["N", 10, SIZE, SIZE])
 
-def _pixels(seed: int, count: int = 8) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
-
 
 def _pooled_channels(path: Path) -> list[int]:
     """For each AveragePool of a Q/DQ model (sorted): the channels of the tensor it pools."""
@@ -74,7 +71,7 @@ def _pooled_channels(path: Path) -> list[int]:
 
 
 def test_only_the_inception_branch_moves_and_computes_the_same() -> None:
-    model, pixels = _inception_branches(), _pixels(1)
+    model, pixels = _inception_branches(), random_pixels(SIZE, 1)
     before = run_pixels(model, pixels)
     assert pools_after_pointwise_convs(model) == ["branch_pre/before_pool"]
     order = [node.name or node.output[0] for node in model.graph.node]
@@ -87,12 +84,10 @@ def test_only_the_inception_branch_moves_and_computes_the_same() -> None:
 def test_int8_pools_the_convolution_outputs(tmp_path: Path) -> None:
     fp32, u8 = tmp_path / "fp32.onnx", tmp_path / "u8.onnx"
     onnx.save(_inception_branches(), str(fp32))
-    summary = quantize(fp32, u8, _pixels(2), "onnxruntime", "minmax")
+    summary = quantize(fp32, u8, random_pixels(SIZE, 2), "onnxruntime", "minmax")
     assert summary["average_pools_after_1x1"] == 1
     assert _pooled_channels(u8) == [3, 8, 8]  # the moved one pools 3 channels, not 8
-    pixels = _pixels(3)
-    reference, quantised = run_pixels(fp32, pixels), run_pixels(u8, pixels)
-    assert np.abs(quantised - reference).mean() < 0.02 * np.abs(reference).mean() + 0.01
+    assert_int8_follows(fp32, u8, random_pixels(SIZE, 3))
 
 
 def test_a_cache_without_the_new_range_keeps_the_pools_in_place(tmp_path: Path) -> None:
@@ -101,14 +96,16 @@ def test_a_cache_without_the_new_range_keeps_the_pools_in_place(tmp_path: Path) 
     fp32, first, again = tmp_path / "fp32.onnx", tmp_path / "first.onnx", tmp_path / "again.onnx"
     cache = tmp_path / "ranges.json"
     onnx.save(_inception_branches(), str(fp32))
-    quantize(fp32, first, _pixels(4), "onnxruntime", "minmax", ranges_cache=cache)
+    quantize(fp32, first, random_pixels(SIZE, 4), "onnxruntime", "minmax", ranges_cache=cache)
     ranges = json.loads(cache.read_text())
     assert "branch_pre/before_pool" in ranges["data"]  # a cache made now covers the move
-    summary = quantize(fp32, again, _pixels(5), "onnxruntime", "minmax", ranges_cache=cache)
+    summary = quantize(fp32, again, random_pixels(SIZE, 5), "onnxruntime", "minmax",
+                       ranges_cache=cache)
     assert summary["average_pools_after_1x1"] == 1
     del ranges["data"]["branch_pre/before_pool"]  # as the quantizer before the move wrote it
     cache.write_text(json.dumps(ranges))
-    summary = quantize(fp32, again, _pixels(5), "onnxruntime", "minmax", ranges_cache=cache)
+    summary = quantize(fp32, again, random_pixels(SIZE, 5), "onnxruntime", "minmax",
+                       ranges_cache=cache)
     assert "average_pools_after_1x1" not in summary
     # Every pool reads the 8 channels (onnxruntime's pre-pass may merge the identical ones).
     assert set(_pooled_channels(again)) == {8}
