@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from .graph import readers
+
 
 def convs_without_concat(model: Any, ranged: set[str] | None = None) -> dict[str, list[str]]:
     """Rewrite, in place, every channel Concat (axis 1) of `model` (an onnx.ModelProto) whose
@@ -37,10 +39,7 @@ def convs_without_concat(model: Any, ranged: set[str] | None = None) -> dict[str
     graph = model.graph
     constants = {init.name: init for init in graph.initializer}
     channels = _channels(onnx.shape_inference.infer_shapes(model))
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = readers(graph)
     outputs = {value.name for value in graph.output}
     splits: dict[int, tuple[Any, list[int]]] = {}  # id(concat) -> (its Conv, input widths)
     for node in graph.node:

@@ -17,9 +17,12 @@ noise (11.69 / 11.71 ms).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+
+from .graph import readers
 
 _LEVELS = np.arange(256, dtype=np.uint8)
 
@@ -34,12 +37,12 @@ def pixels_read_as_quantized(model: Any) -> bool:
     graph = model.graph
     if len(graph.input) != 1 or graph.input[0].type.tensor_type.elem_type != TensorProto.UINT8:
         return False
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    # Only scalars can be scales, zero points or the scaling's factors: the weights stay
+    # unconverted.
+    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer
+              if math.prod(init.dims) == 1}
     producers = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = readers(graph)
 
     def only_user(tensor: str, op_type: str) -> Any:
         users = consumers.get(tensor, [])

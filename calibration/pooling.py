@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .graph import readers
+
 
 def pools_after_pointwise_convs(model: Any, ranged: set[str] | None = None) -> list[str]:
     """Rewrite, in place, every AveragePool (stride 1, padding not counted) whose only consumer
@@ -26,10 +28,7 @@ def pools_after_pointwise_convs(model: Any, ranged: set[str] | None = None) -> l
     all will): when any new tensor is not among them, nothing is rewritten and [] returned."""
     graph = model.graph
     constants = {init.name: list(init.dims) for init in graph.initializer}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = readers(graph)
     moves: dict[int, Any] = {}  # id(pool) -> the Conv to run in its place
     for node in graph.node:
         users = consumers.get(node.output[0], []) if node.op_type == "AveragePool" else []
