@@ -17,6 +17,12 @@ Two variants from one calibration:
   Last, where the quantised input scaling gives the pixels back unchanged, the first quantised
   tensor is the input itself (calibration/input_fold.py).
 Which one ONNX Runtime uses is decided by measuring both on this machine (see choose_for_ort).
+
+The ONNX Runtime variant's integer form follows the CPU's instruction-set family
+(edgecrystal/cpu_isa.py, FORM_FOR): u8 x s8 is exact and fastest where the CPU has VNNI or on
+ARM64, but on x86 without VNNI ONNX Runtime multiplies u8 x s8 with VPMADDUBSW, whose int16
+pair sums saturate; there the weights are u8 too (u8 x u8 widens to int16 first: exact). The
+table behind that choice is in docs/conversion.md ("INT8 forms per CPU family").
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecrystal import cpu_isa
 from edgecrystal.errors import UsageError
 from edgecrystal.interface import INPUT_NAME
 
@@ -48,6 +55,15 @@ TARGETS = ("tensorrt", "onnxruntime")
 # feeding them are dequantized, so scores are continuous in every precision.
 FLOAT_OUTPUT_OPS = ("Softmax", "Sigmoid")
 CALIB_BATCH = 8
+# ONNX Runtime variant forms: (weight type, reduce_range). Activations are uint8 in all.
+FORMS = {"u8s8": ("QInt8", False), "u8s8-reduced": ("QInt8", True), "u8u8": ("QUInt8", False)}
+# The form each CPU family gets (measured: docs/conversion.md, scripts/int8_forms.py). x86
+# without VNNI saturates u8 x s8 pair sums; u8 x u8 is exact there.
+FORM_FOR = {cpu_isa.X86_VNNI: "u8s8", cpu_isa.X86_AVX2: "u8u8", cpu_isa.X86_OLDER: "u8u8",
+            cpu_isa.ARM64_I8MM: "u8s8", cpu_isa.ARM64_DOTPROD: "u8s8", cpu_isa.ARM64: "u8s8",
+            cpu_isa.UNKNOWN: "u8u8"}
+# The ONNX Runtime rewrites, by the names `quantize(skip=...)` takes (for measuring each).
+REWRITES = ("upsampling", "concat_split", "channels_last", "pool_move", "input_fold")
 
 
 def method_enum(name: str) -> Any:
@@ -97,15 +113,27 @@ def prepare(fp32: Path, out: Path) -> Path:
     return out
 
 
+def form_for(family: str | None = None) -> str:
+    """The ONNX Runtime variant's form for CPU `family` (default: this machine's)."""
+    return FORM_FOR.get(family or cpu_isa.detect().family, "u8u8")
+
+
 def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str = "entropy",
-             ranges_cache: Path | None = None) -> dict[str, Any]:
+             ranges_cache: Path | None = None, form: str | None = None,
+             skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Write the INT8 Q/DQ model of `fp32` for `target` to `out`. `ranges_cache` (JSON): tensor
-    ranges reused when present (no calibration run), written when absent."""
+    ranges reused when present (no calibration run), written when absent. `form` (FORMS): the
+    ONNX Runtime variant's integer form, by default the one for this machine's CPU family;
+    `skip`: ONNX Runtime rewrites (REWRITES) left out, for measuring what each does."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     if target not in TARGETS:
         raise UsageError(f"quantization target must be one of {', '.join(TARGETS)}")
     trt = target == "tensorrt"
+    form = "s8s8" if trt else (form or form_for())
+    if not trt and form not in FORMS:
+        raise UsageError(f"INT8 form must be one of {', '.join(FORMS)} (got {form})")
+    weight_type, reduce_range = FORMS.get(form, ("QInt8", False))
     extra: dict[str, Any] = {
         "WeightSymmetric": True,
         "ActivationSymmetric": trt,
@@ -130,7 +158,8 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
         # (calibration/pooling.py).
         cache = ranges_cache if ranges_cache is not None and ranges_cache.is_file() else None
         source, rewrites, done = _for_onnxruntime(
-            fp32, out.with_suffix(".shuffle.onnx"), _cached_tensors(cache) if cache else None)
+            fp32, out.with_suffix(".shuffle.onnx"), _cached_tensors(cache) if cache else None,
+            skip)
         if cache is not None:
             alias_cached_ranges(cache, *rewrites)
     prepared = prepare(source, out.with_suffix(".prep.onnx"))
@@ -143,7 +172,8 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
                 op_types_to_quantize=TRT_OPS if trt else _ops_in_int8(prepared),
                 per_channel=True,
                 activation_type=QuantType.QInt8 if trt else QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
+                weight_type=getattr(QuantType, weight_type),
+                reduce_range=reduce_range,
                 calibrate_method=method_enum(method),
                 extra_options=extra,
                 **kwargs,
@@ -152,17 +182,20 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
         for temporary in {prepared, source} - {fp32}:
             temporary.unlink(missing_ok=True)
     _drop_augmented(out)
-    if not trt:
+    if not trt and "input_fold" not in skip:
         done.update(_pixels_read_as_quantized(out))
-    summary = {"target": target, "method": method, "images": len(inputs),
+    weights = "uint8" if weight_type == "QUInt8" else "int8"
+    summary = {"target": target, "method": method, "images": len(inputs), "form": form,
                "activations": "int8 symmetric" if trt else "uint8 asymmetric",
-               "weights": "int8 symmetric per-channel",
+               "weights": f"{weights} symmetric per-channel"
+                          + (" (7-bit: reduce_range)" if reduce_range else ""),
                "ops": TRT_OPS if trt else "all"}
     summary.update(done)
     return summary
 
 
-def _for_onnxruntime(fp32: Path, out: Path, cached: set[str] | None
+def _for_onnxruntime(fp32: Path, out: Path, cached: set[str] | None,
+                     skip: frozenset[str] = frozenset()
                      ) -> tuple[Path, list[dict[str, str]], dict[str, int]]:
     """`fp32` with its pixel-shuffle ConvTransposes rewritten, its concat -> conv joins split,
     its data moves made channels-last and its average pools moved after their 1x1
@@ -173,11 +206,11 @@ def _for_onnxruntime(fp32: Path, out: Path, cached: set[str] | None
     import onnx
 
     model = onnx.load(str(fp32))
-    upsampled = conv_transpose_to_depth_to_space(model)
+    upsampled = {} if "upsampling" in skip else conv_transpose_to_depth_to_space(model)
     # Before the data moves: a concat split away is no longer one to write channels-last.
-    joins = convs_without_concat(model, ranged=cached)
-    moved = channels_last_data_moves(model)
-    pools = pools_after_pointwise_convs(model, ranged=cached)
+    joins = {} if "concat_split" in skip else convs_without_concat(model, ranged=cached)
+    moved = {} if "channels_last" in skip else channels_last_data_moves(model)
+    pools = [] if "pool_move" in skip else pools_after_pointwise_convs(model, ranged=cached)
     done = {"conv_transpose_as_depth_to_space": len(upsampled),
             "concats_split_into_convs": len(joins), "channels_last_tensors": len(moved),
             "average_pools_after_1x1": len(pools)}
@@ -291,9 +324,12 @@ def latency_ms(path: Path, batch: np.ndarray, repeats: int = 7, threads: int = 0
     return float(np.median(times))
 
 
-def choose_for_ort(s8: Path, u8: Path, batch: np.ndarray) -> dict[str, Any]:
-    """Measure both INT8 variants here; the faster one serves ONNX Runtime."""
+def choose_for_ort(s8: Path, u8: Path, batch: np.ndarray, s8_exact: bool = True
+                   ) -> dict[str, Any]:
+    """Measure both INT8 variants here; the faster one serves ONNX Runtime. `s8_exact`: False
+    where ONNX Runtime computes s8 x s8 inexactly on this CPU (x86 without VNNI): the u8
+    variant, made in this CPU's form, serves whatever the times."""
     t_s8, t_u8 = latency_ms(s8, batch), latency_ms(u8, batch)
+    uses = "int8-u8" if t_u8 <= t_s8 or not s8_exact else "int8"
     return {"int8_ms": round(t_s8, 3), "int8-u8_ms": round(t_u8, 3),
-            "onnxruntime_uses": "int8-u8" if t_u8 <= t_s8 else "int8",
-            "batch": len(batch)}
+            "onnxruntime_uses": uses, "batch": len(batch)}

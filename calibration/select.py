@@ -95,8 +95,11 @@ def load_pictures(records: list[Record], need: int) -> tuple[list, list[str]]:
 
 def calibration_sets(data: str | Path, sizes: dict[str, int], count: int = DEFAULT_COUNT,
                      seed: int = 0, finder_onnx: Path | None = None, threshold: float = 0.5,
-                     margin: float = 0.05, finder_size: int = 0) -> dict[str, CalibrationSet]:
+                     margin: float = 0.05, finder_size: int = 0,
+                     exclude: frozenset[str] = frozenset()) -> dict[str, CalibrationSet]:
     """Calibration inputs for each model in `sizes` ({"finder": 512, "classifier": 299}).
+    `exclude`: image paths (relative to the data set, as CalibrationSet.images has them) not to
+    choose: the INT8 gate's held-out images are the calibration's complement.
 
     Classifier inputs are drop crops: from the ground-truth mask when the record has one, else
     from the finder's prediction (ONNX Runtime on `finder_onnx`), else the whole image, cut as
@@ -105,7 +108,10 @@ def calibration_sets(data: str | Path, sizes: dict[str, int], count: int = DEFAU
     from edgecrystal import preprocess
 
     dataset = load_dataset(data)
-    records = choose(dataset.records, check_count(count), seed)
+    candidates = [r for r in dataset.records if _rel(r.image, dataset.root) not in exclude]
+    if not candidates:
+        raise DataError(f"{data} has no images besides the {len(exclude)} excluded")
+    records = choose(candidates, count if exclude else check_count(count), seed)
     pictures, skipped = load_pictures(records, count)
     images = [{"path": _rel(r.image, dataset.root), "sha256": sha, "label": r.label or ""}
               for r, _, sha, _ in pictures]

@@ -35,9 +35,10 @@ _PRECISION_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8-u8": "int
 COLLAPSE_SPREAD = 0.2
 COLLAPSE_AGREEMENT = 0.5
 FP16_CONVERTER = "1"
-QUANTIZER = "6"  # ORT variant: 2 upsamples with Conv 1x1 + DepthToSpace; 3 moves data NHWC;
+QUANTIZER = "7"  # ORT variant: 2 upsamples with Conv 1x1 + DepthToSpace; 3 moves data NHWC;
 # 4 pools after 1x1 convs; 5 splits concat -> conv joins (4 and 5: when calibrating, or when
-# the cached ranges cover their new tensors); 6 reads the pixels as the first quantised tensor
+# the cached ranges cover their new tensors); 6 reads the pixels as the first quantised tensor;
+# 7 picks the integer form by CPU family (the key's "form") and gates each variant
 FP16_TOLERANCE = 2e-2
 CALIB_DIR = "calibration"
 
@@ -57,6 +58,9 @@ class Options:
     hardware_compat: bool = False
     legacy_int8_calibrator: bool = False
     force: bool = False
+    # INT8 accuracy gate bounds, "agreement=0.98,dice_loss=0.01,rank=0.95" (None: the defaults
+    # in calibration/gate.py).
+    int8_gate: str | None = None
 
 
 @dataclass
@@ -180,6 +184,8 @@ def _record_path(model: str) -> str:
 
 def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
               log: Callable[[str], None]) -> None:
+    from edgecrystal.calibration.quantize import form_for
+
     sets: dict[str, Any] | None = None
     for model in models:
         src = bundle.variant(model, "fp32")
@@ -188,11 +194,13 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
         if not settings["data"]:
             raise UsageError("--precision int8 needs --calib DATA (the bundle has no "
                              f"calibration record for the {model})")
-        key = {"sha256_source": src["sha256"], "quantizer": QUANTIZER, "calibration": settings}
+        key = {"sha256_source": src["sha256"], "quantizer": QUANTIZER, "calibration": settings,
+               "form": form_for()}
         if not opts.force and all(_matches(bundle, bundle.variant(model, v), onnx_rel(model, v),
                                            key) for v in ("int8", "int8-u8")):
             report.add("onnx", model, "int8", "kept")
             log(f"{model} int8 onnx: kept")
+            _gate(bundle, model, settings, record.get("images", []), opts, report, log, False)
             continue
         reuse = (not opts.force and record.get("sha256_source") == src["sha256"]
                  and record.get("key") == key["calibration"]
@@ -219,6 +227,22 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
             if warning:
                 report.warnings.append(warning)
                 log(warning)
+        _gate(bundle, model, settings, images, opts, report, log, True)
+
+
+def _gate(bundle: Bundle, model: str, settings: dict[str, Any], images: list[dict[str, str]],
+          opts: Options, report: Report, log: Callable[[str], None], made: bool) -> None:
+    """The INT8 accuracy gate (converters/int8_gate.py) for `model`'s variants on this CPU
+    family: again for variants just made, once per family for kept ones."""
+    from .int8_gate import gate_variants
+
+    def held_out(settings: dict[str, Any], exclude: frozenset[str], count: int) -> Any:
+        return _calibration_sets(bundle, [model], settings, exclude, count)
+
+    for line in gate_variants(bundle, model, ("int8", "int8-u8"), settings, images, held_out,
+                              opts.int8_gate, log, force=made):
+        if "failed" in line or "not gated" in line:
+            report.warnings.append(line)
 
 
 _TARGETS = ("tensorrt", "onnxruntime")
@@ -245,7 +269,8 @@ def calibration_settings(opts: Options, record: dict[str, Any]) -> dict[str, Any
             "method": pick(opts.calib_method, "method", "entropy")}
 
 
-def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any]) -> Any:
+def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any],
+                      exclude: frozenset[str] = frozenset(), count: int | None = None) -> Any:
     from edgecrystal.calibration.select import calibration_sets
 
     data = Path(settings["data"])
@@ -255,13 +280,15 @@ def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any
     finder = None
     if bundle.variant("finder", "fp32"):
         finder = bundle.path(bundle.variant("finder", "fp32")["file"])
-    return calibration_sets(data, sizes, settings["count"], settings["seed"], finder,
-                            bundle.threshold, bundle.margin, bundle.crop_finder_size)
+    return calibration_sets(data, sizes, count or settings["count"], settings["seed"], finder,
+                            bundle.threshold, bundle.margin, bundle.crop_finder_size, exclude)
 
 
 def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
                     key: dict[str, Any]) -> dict[str, Any]:
     from edgecrystal.calibration.quantize import choose_for_ort, quantize, zero_points
+
+    from .int8_gate import s8s8_exact
 
     src = bundle.variant(model, "fp32")
     fp32 = bundle.path(src["file"])
@@ -278,7 +305,8 @@ def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
                           "TensorRT would reject it")
     check = parity_batch(bundle, model, None)
     timing = choose_for_ort(bundle.path(onnx_rel(model, "int8")),
-                            bundle.path(onnx_rel(model, "int8-u8")), check)
+                            bundle.path(onnx_rel(model, "int8-u8")), check,
+                            s8_exact=s8s8_exact())
     ort_variant = timing["onnxruntime_uses"]
     for variant, info in made.items():
         rel = onnx_rel(model, variant)

@@ -89,8 +89,28 @@ def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
             row["grid_share"] = grid_share(out)
             rows[name] = row
         result["models"][model] = {"reference": ref_name, "rank_reference": rank_name,
-                                   "variants": rows}
+                                   "variants": rows, "gates": _gates(bundle, model)}
     return result
+
+
+def _gates(bundle: Bundle, model: str) -> dict[str, str]:
+    """build-engines' INT8 gate verdict of each INT8 variant on this CPU family, one line each
+    (the line score and serve act on)."""
+    from edgecrystal.calibration.gate import describe
+    from edgecrystal.cpu_isa import detect
+
+    family = detect().family
+    lines = {}
+    for name, entry in bundle.variants(model).items():
+        if entry.get("precision") != "int8":
+            continue
+        gate = bundle.int8_gate(model, name, family)
+        if gate:
+            lines[name] = describe(model, name, gate)
+        elif "onnxruntime" in entry.get("backends", []):
+            lines[name] = (f"{model} {name}: not checked by the INT8 gate on {family} (score "
+                           "and serve use fp32 for it here; run build-engines)")
+    return lines
 
 
 def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
@@ -120,10 +140,18 @@ def _run_onnx(bundle: Bundle, model: str, inputs: np.ndarray,
               log: Callable[[str], None]) -> Any:
     import onnxruntime as ort
 
+    from .int8_gate import s8s8_exact
+
     for variant, entry in bundle.variants(model).items():
         path = bundle.path(entry["file"])
         if not path.is_file():
             log(f"{model} {variant}: {entry['file']} is missing; skipped")
+            continue
+        if variant == "int8" and not s8s8_exact():
+            # TensorRT's s8 x s8 file: ONNX Runtime on x86 without VNNI saturates its pair sums,
+            # so its numbers here would measure this CPU's kernels, not the variant.
+            log(f"{model} int8 (TensorRT's s8 x s8) skipped: ONNX Runtime does not compute it "
+                "exactly on this CPU")
             continue
         try:
             sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -171,8 +199,10 @@ def _difference(out: np.ndarray, ref: np.ndarray, model: str,
         agree = float(np.mean((out >= threshold) == (ref >= threshold)))
     else:
         agree = float(np.mean(out.argmax(axis=1) == ref.argmax(axis=1)))
+    # The spread over images (the collapse warning's measure); _auc replaces it for the
+    # classifier with the spread over its labelled images.
     return {"max_abs_diff": float(err.max()), "mean_abs_diff": float(err.mean()),
-            "agreement": agree}
+            "agreement": agree, "output_std": float(out.std(axis=0).mean())}
 
 
 def _dice(prob: np.ndarray, pictures: list, threshold: float) -> dict[str, float]:
@@ -262,6 +292,7 @@ def format_table(result: dict[str, Any]) -> str:
             warning = collapse_warning(model, name, check) if "int8" in name else None
             if warning:
                 notes.append(f"{warning} (its {quality} means little)")
+        notes.extend(info.get("gates", {}).values())
         first: dict[str, Any] = next(iter(info["variants"].values()), {})
         if model == "finder" and first.get("masks") == 0:
             notes.append("finder: no Dice: none of these images has a drop mask")

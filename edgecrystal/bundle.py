@@ -272,6 +272,51 @@ class Bundle:
         self.section("onnx").setdefault(model, {})[name] = entry
         return entry
 
+    # ----------------------------------------------------------------- INT8 gate per CPU family
+    def set_int8_gate(self, model: str, name: str, gate: dict[str, Any]) -> None:
+        """Keep the accuracy gate's record (calibration/gate.py) of INT8 variant `name` for the
+        CPU family it was measured on (gate["family"]); other families' records stay."""
+        entry = self.section("onnx").get(model, {}).get(name)
+        if entry is None:
+            raise BundleError(f"bundle {self.root} has no {model} {name} variant to gate")
+        entry.setdefault("gate", {})[str(gate["family"])] = gate
+
+    def int8_gate(self, model: str, name: str, family: str) -> dict[str, Any] | None:
+        """The gate's record of `model`'s INT8 variant `name` on CPU `family`, or None where it
+        was never checked on that family."""
+        gate = self.variant(model, name).get("gate", {}).get(family)
+        return dict(gate) if isinstance(gate, dict) else None
+
+    def int8_unusable(self, models: list[str], backend: str) -> str | None:
+        """One line when the INT8 variant `backend` runs of any of `models` failed the accuracy
+        gate on some family (it is not to be run anywhere its numbers were measured wrong)."""
+        for model in models:
+            found = self.variant_for(model, "int8", backend)
+            if found is None:
+                continue
+            name, entry = found
+            for family, gate in sorted(entry.get("gate", {}).items()):
+                if not gate.get("usable", True):
+                    reasons = "; ".join(gate.get("reasons") or ["outside the bounds"])
+                    return (f"{model} {name} failed the INT8 accuracy gate on {family} "
+                            f"({reasons}); use fp32 or fp16, or rebuild with more "
+                            "calibration images (build-engines --calib)")
+        return None
+
+    def int8_unchecked(self, models: list[str], family: str) -> str | None:
+        """One line when the ONNX Runtime INT8 variant of any of `models` was not checked on CPU
+        family `family` (made on another kind of CPU, or before the gate existed)."""
+        for model in models:
+            found = self.variant_for(model, "int8", "onnxruntime")
+            if found is None:
+                continue
+            name, entry = found
+            if self.int8_gate(model, name, family) is None:
+                checked = ", ".join(sorted(entry.get("gate", {}))) or "no CPU family"
+                return (f"{model} {name} was checked on {checked}, not on this CPU's "
+                        f"{family}")
+        return None
+
     def model_sha256(self, model: str) -> str | None:
         """The sha256 of `model`'s current trained model: from the registered Keras file, or,
         in a runtime export without Keras files, the hash the export recorded."""

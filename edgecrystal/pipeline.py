@@ -85,11 +85,16 @@ class ModelInfo:
     backend: str
     precision: str
     crop: str = "finder"  # "none": no finder ran, the classifier saw the whole image
+    # Why `precision` is not the one asked for (INT8 not checked on this CPU family), or None.
+    precision_fallback: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"bundle": self.bundle, "fingerprint": self.fingerprint,
-                "classes": list(self.classes), "backend": self.backend,
-                "precision": self.precision, "crop": self.crop}
+        record = {"bundle": self.bundle, "fingerprint": self.fingerprint,
+                  "classes": list(self.classes), "backend": self.backend,
+                  "precision": self.precision, "crop": self.crop}
+        if self.precision_fallback:
+            record["precision_fallback"] = self.precision_fallback
+        return record
 
 
 class Pipeline:
@@ -97,7 +102,8 @@ class Pipeline:
 
     def __init__(self, bundle: Bundle, finder: Runner | None, classifier: Runner, *,
                  backend: str, precision: str, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 read_threads: int = 2, outlines: bool = False) -> None:
+                 read_threads: int = 2, outlines: bool = False,
+                 precision_fallback: str | None = None) -> None:
         bundle.check_preprocess()
         cls_sec = bundle.require("classifier")
         self.crop_mode = bundle.crop
@@ -121,7 +127,7 @@ class Pipeline:
         self.outlines = outlines
         self.model = ModelInfo(str(bundle.root.resolve()),
                                bundle.runtime_fingerprint(backend, precision), self.classes,
-                               backend, precision, self.crop_mode)
+                               backend, precision, self.crop_mode, precision_fallback)
         self._pool = ThreadPoolExecutor(max(1, read_threads), thread_name_prefix="read")
 
     def close(self) -> None:

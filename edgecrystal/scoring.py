@@ -77,11 +77,11 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
                              providers=list(options.providers))
     # Skipped: what already has a result from exactly these models (the variant files that
     # run, backend, precision), so a rebuilt variant or another precision rescores.
-    fingerprint = bundle.runtime_fingerprint(selection.backend, options.precision)
+    fingerprint = bundle.runtime_fingerprint(selection.backend, selection.precision)
     todo = images if options.force else [p for p in images if not is_done(p, fingerprint)]
     say(f"backend: {selection.describe()}"
         + (f"; {options.workers} workers" if options.workers > 1 else ""))
-    report = ScoreReport(bundle.classes, selection.backend, options.precision,
+    report = ScoreReport(bundle.classes, selection.backend, selection.precision,
                          skipped=len(images) - len(todo))
     start = time.perf_counter()
     index = open_writer(options.index)
@@ -136,8 +136,8 @@ def _score_share(bundle: Bundle, selection: Selection, todo: list[Path], options
                  say: Callable[[str], None]) -> ShareReport:
     """Score `todo` in this process with a pipeline over `selection` (closed at the end)."""
     with Pipeline(bundle, selection.finder, selection.classifier, backend=selection.backend,
-                  precision=options.precision, max_pixels=options.max_pixels,
-                  outlines=options.overlay) as pipeline:
+                  precision=selection.precision, max_pixels=options.max_pixels,
+                  outlines=options.overlay, precision_fallback=selection.fallback) as pipeline:
         return score_with(pipeline, todo, options, say)
 
 

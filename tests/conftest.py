@@ -161,3 +161,10 @@ def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> None:
 
     os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state-home"))
     os.environ.pop("STATE_DIRECTORY", None)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which CPU family the run is on: INT8 numbers depend on it (edgecrystal/cpu_isa.py)."""
+    from edgecrystal.cpu_isa import detect
+
+    return f"edgecrystal cpu family: {detect().describe()}"

@@ -145,6 +145,9 @@ def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Pipelin
     if selection.backend != backend:
         selection.close()
         raise UsageError(f"{backend} is not usable here")
+    if selection.fallback:  # timing FP32 under an INT8 label would mislead
+        selection.close()
+        raise UsageError(f"int8 not run: {selection.fallback}")
     return Pipeline(bundle, selection.finder, selection.classifier, backend=selection.backend,
                     precision=precision)
 

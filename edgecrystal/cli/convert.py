@@ -44,6 +44,10 @@ def build_engines(
         help="TensorRT < 10 only: implicit INT8 calibration of the FP32 ONNX instead of the "
              "Q/DQ model.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild everything.")] = False,
+    int8_gate: Annotated[str | None, typer.Option(
+        "--int8-gate", help="INT8 accuracy gate bounds against FP32 on held-out images, e.g. "
+                            "agreement=0.98,dice_loss=0.01,rank=0.95 (those are the "
+                            "defaults).")] = None,
 ) -> None:
     """Make the ONNX variants (FP32, FP16, INT8 Q/DQ) and, with an NVIDIA GPU and TensorRT,
     engines for it. Re-running with nothing changed rebuilds nothing."""
@@ -62,7 +66,8 @@ def build_engines(
     opts = Options(precisions=precisions, calib=calib, calib_count=calib_count,
                    calib_method=calib_method, seed=seed, opt_batch=opt_batch,
                    max_batch=max_batch, workspace_mb=workspace, hardware_compat=hardware_compat,
-                   legacy_int8_calibrator=legacy_int8_calibrator, force=force)
+                   legacy_int8_calibrator=legacy_int8_calibrator, force=force,
+                   int8_gate=int8_gate)
     report = run(bundle, opts, log=typer.echo)
     made = len(report.made)
     typer.echo(f"{made} made, {len(report.steps) - made} kept")

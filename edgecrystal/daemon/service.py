@@ -245,9 +245,9 @@ class Daemon:
                                  allow_build=cfg.build_engines)
         try:
             pipe = Pipeline(bundle, selection.finder, selection.classifier,
-                            backend=selection.backend, precision=cfg.precision,
+                            backend=selection.backend, precision=selection.precision,
                             max_pixels=cfg.max_pixels, read_threads=cfg.read_threads,
-                            outlines=cfg.overlay)
+                            outlines=cfg.overlay, precision_fallback=selection.fallback)
         except BaseException:
             selection.close()
             raise

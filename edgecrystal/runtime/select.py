@@ -4,6 +4,12 @@ auto: TensorRT where an engine for this GPU and TensorRT version exists (or can 
 the bundle's ONNX), else ONNX Runtime on the CPU, and always one line saying which and why.
 An engine whose manifest does not match this machine is never loaded. Finding and building
 engines is edgecrystal.engines' work (TensorFlow-free); this module only asks it.
+
+INT8 is run only as build-engines' accuracy gate allowed (calibration/gate.py, recorded per CPU
+family in bundle.json): a variant that failed the gate is refused in one line; an ONNX Runtime
+INT8 variant never checked on this CPU's family (edgecrystal/cpu_isa.py: its integer kernels
+differ, and u8 x s8 saturates on x86 without VNNI) is not run: FP32 is, with one log line and
+the reason in `Selection.fallback` (the result file's model.precision_fallback).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import cpu_isa
 from ..bundle import Bundle
 from ..errors import BackendError, BundleError, EdgeCrystalError
 from ..interface import BACKEND_CHOICES, PRECISIONS
@@ -30,6 +37,8 @@ class Selection:
     finder: Runner | None
     reason: str
     notes: list[str] = field(default_factory=list)
+    # Why another precision than the one asked for runs (INT8 not checked on this CPU), or None.
+    fallback: str | None = None
 
     def describe(self) -> str:
         return f"{self.backend} {self.precision}: {self.reason}"
@@ -55,6 +64,11 @@ def open_runners(bundle: Bundle, *, backend: str = "auto", precision: str = "fp3
                            f"{', '.join(PRECISIONS)}")
     models = ["finder", "classifier"] if needs_finder(bundle) else ["classifier"]
     bundle.check_precision_current(models, precision)  # a stale variant on no backend
+    if precision == "int8":
+        for runs_it in ("tensorrt", "onnxruntime"):
+            refused = bundle.int8_unusable(models, runs_it)
+            if refused:
+                raise BackendError(refused)
     if backend == "onnxruntime":
         return _open_ort(bundle, models, precision, threads, providers, "asked for")
     try:
@@ -82,10 +96,21 @@ def _fall_back(bundle: Bundle, models: list[str], precision: str, threads: int,
     return _open_ort(bundle, models, precision, threads, providers, reason)
 
 
+def int8_fallback(bundle: Bundle, models: list[str]) -> str | None:
+    """Why ONNX Runtime must not run `models`' INT8 variants on this CPU (None: it may): they
+    were not checked on this CPU family."""
+    unchecked = bundle.int8_unchecked(models, cpu_isa.detect().family)
+    return f"{unchecked}: its integer arithmetic may differ here" if unchecked else None
+
+
 def _open_ort(bundle: Bundle, models: list[str], precision: str, threads: int,
               providers: list[str] | None, reason: str) -> Selection:
     from .onnxruntime_runner import OnnxRuntimeRunner
 
+    fallback = int8_fallback(bundle, models) if precision == "int8" else None
+    if fallback:
+        log.warning("int8 not used: %s; scoring with fp32", fallback)
+        precision = "fp32"
     runners: dict[str, Runner] = {}
     try:
         for model in models:
@@ -97,7 +122,8 @@ def _open_ort(bundle: Bundle, models: list[str], precision: str, threads: int,
         raise
     described = runners["classifier"].describe()
     return Selection("onnxruntime", precision, runners["classifier"], runners.get("finder"),
-                     f"{reason} ({described})")
+                     f"{reason} ({described})" + (f"; int8 not used: {fallback}" if fallback
+                                                  else ""), fallback=fallback)
 
 
 def _open_trt(engines: dict[str, Path], precision: str, why: str) -> Selection:

@@ -78,10 +78,11 @@ class ScoringWorker:
         bundle = Bundle.open(self._bundle_path)
         selection = open_runners(bundle, backend=options.backend, precision=options.precision,
                                  threads=options.threads, providers=list(options.providers))
-        self._fingerprint = bundle.runtime_fingerprint(selection.backend, options.precision)
+        self._fingerprint = bundle.runtime_fingerprint(selection.backend, selection.precision)
         self._pipeline = Pipeline(bundle, selection.finder, selection.classifier,
-                                  backend=selection.backend, precision=options.precision,
-                                  max_pixels=options.max_pixels, outlines=options.overlay)
+                                  backend=selection.backend, precision=selection.precision,
+                                  max_pixels=options.max_pixels, outlines=options.overlay,
+                                  precision_fallback=selection.fallback)
         return selection.backend, selection.describe()
 
     def score_chunk(self, paths: list[str]) -> ChunkOutcome:
