@@ -92,14 +92,17 @@ def reconcile(flags: frozenset[str], cpuid: Mapping[str, bool] | None
 
 
 def _numpy_cpuid() -> dict[str, bool] | None:
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # numpy < 2 kept it in numpy.core
+    """numpy's CPUID feature map (numpy >= 2 keeps it in numpy._core, older in numpy.core)."""
+    import importlib
+
+    for name in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
         try:
-            from numpy.core._multiarray_umath import __cpu_features__
+            features = getattr(importlib.import_module(name), "__cpu_features__", None)
         except ImportError:
-            return None
-    return dict(__cpu_features__)
+            continue
+        if isinstance(features, dict):
+            return {str(k): bool(v) for k, v in features.items()}
+    return None
 
 
 def detect(cpuinfo: Path = Path("/proc/cpuinfo"), machine: str | None = None,

@@ -98,6 +98,7 @@ def test_rerun_rebuilds_nothing(built: tuple[Path, object], calib_data: Path) ->
 def test_fast_bundle_variants_close_to_fp32_and_symmetric(fast_bundle: Path) -> None:
     """The converters' FP16 and INT8 steps on onnx.helper models (no TensorFlow)."""
     from edgecrystal.calibration.quantize import zero_points
+    from edgecrystal.converters.int8_gate import s8s8_exact
 
     bundle = Bundle.open(fast_bundle)
     for model in ("finder", "classifier"):
@@ -105,7 +106,9 @@ def test_fast_bundle_variants_close_to_fp32_and_symmetric(fast_bundle: Path) -> 
         ref = _run(bundle.onnx_variant(model, "fp32"), x)
         fp16 = _run(bundle.onnx_variant(model, "fp16", "tensorrt"), x)
         assert fp16.dtype == np.float32 and np.abs(fp16 - ref).max() < 2e-2
-        for backend in ("tensorrt", "onnxruntime"):
+        # TensorRT's s8 x s8 file runs exactly in ONNX Runtime only where the CPU has VNNI
+        # (or is ARM64): elsewhere ONNX Runtime's kernels saturate, whatever the file holds.
+        for backend in ("tensorrt", "onnxruntime") if s8s8_exact() else ("onnxruntime",):
             q = _run(bundle.onnx_variant(model, "int8", backend), x)
             assert q.shape == ref.shape and np.abs(q - ref).max() < 0.1
         zps = zero_points(bundle.onnx_variant(model, "int8", "tensorrt"))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgecrystal.converters.int8_gate import s8s8_exact
 from edgecrystal.converters.verify import STEPPED_SHARE, format_table, grid_share, run_verify
 
 
@@ -18,8 +19,10 @@ def test_verify_shows_rank_correlation_and_continuous_scores(
     classifier = result["models"]["classifier"]
     assert classifier["rank_reference"] == "onnx-fp32"
     variants = classifier["variants"]
-    assert {"onnx-fp16", "onnx-int8", "onnx-int8-u8"} <= set(variants)
-    for name in ("onnx-fp16", "onnx-int8", "onnx-int8-u8"):
+    # TensorRT's s8 x s8 file is compared in ONNX Runtime only where it computes it exactly.
+    names = ("onnx-fp16", "onnx-int8-u8") + (("onnx-int8",) if s8s8_exact() else ())
+    assert set(names) <= set(variants)
+    for name in names:
         ranks = variants[name]["rank_correlation"]
         assert set(ranks) == {"clear", "crystals", "precipitate", "other"}
         assert all(rho > 0.8 for rho in ranks.values()), (name, ranks)
