@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Debian packages the tests drive for real: PostgreSQL (the index on a server) and chromium with
-# its driver (the review page in a browser). Installs what is missing when run as root with
+# Debian packages the tests drive for real: PostgreSQL (the index on a server), chromium with
+# its driver (the review page in a browser) and qemu-user (INT8 checked on an emulated AVX2 CPU
+# without VNNI, tests/test_int8_emulated.py). Installs what is missing when run as root with
 # apt-get (CI); otherwise says in one line what is missing: those tests then skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,10 +10,11 @@ missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v qemu-x86_64 >/dev/null 2>&1 || missing+=(qemu-user)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "edgecrystal: ${missing[*]} not installed (needs root and apt-get); the PostgreSQL and" \
-       "browser tests will skip: sudo apt-get install ${missing[*]}" >&2
+  echo "edgecrystal: ${missing[*]} not installed (needs root and apt-get); the PostgreSQL," \
+       "browser and emulated-CPU tests will skip: sudo apt-get install ${missing[*]}" >&2
   exit 0
 fi
 log=.venv/apt.log
