@@ -114,7 +114,24 @@ def measure(bundle_path: Path, cfg: BenchConfig,
     report = build_report(runs, machine=machine.describe(),
                           peak_gflops=machine.measure_cpu_peak_gflops(), config=meta,
                           peak_gops_int8=peak_int8)
+    report["advice"] = cpu_advice(Bundle.open(bundle_path), runs)
     return report, runs
+
+
+def cpu_advice(bundle: Bundle, runs: list[RunTimings]) -> dict[str, str]:
+    """The precision this machine should run on the CPU (runtime/advice.py's rule) from the
+    ONNX Runtime runs' median end-to-end times."""
+    from .. import cpu_isa
+    from ..runtime.advice import advise, int8_refusal
+    from ..runtime.select import needs_finder
+    from .stats import summarize
+
+    medians = {run.precision: summarize(run.end_to_end_ms)["median"] for run in runs
+               if run.backend == "onnxruntime"}
+    models = ["finder", "classifier"] if needs_finder(bundle) else ["classifier"]
+    advice = advise(medians.get("fp32"), medians.get("int8"), int8_refusal(bundle, models))
+    return {"precision": advice.precision, "reason": advice.reason,
+            "cpu_family": cpu_isa.detect().family}
 
 
 def _combinations(cfg: BenchConfig) -> list[tuple[str, str]]:

@@ -69,6 +69,8 @@ def bench(
     typer.echo(format_table(report))
     for line in report["config"]["skipped"]:
         typer.echo(f"[I] skipped {line}")
+    advice = report["advice"]
+    typer.echo(f"[I] this machine ({advice['cpu_family']}) should run {advice['reason']}")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         write_json(json_out, report)

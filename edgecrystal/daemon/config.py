@@ -41,7 +41,9 @@ class Config:
     # auto | onnxruntime | tensorrt (auto: TensorRT where an engine for this GPU exists or can
     # be built, else ONNX Runtime on the CPU).
     backend: str = "auto"
-    # fp32 | fp16 | int8: which ONNX variant / engine of the bundle to run.
+    # fp32 | fp16 | int8 | auto: which ONNX variant / engine of the bundle to run. auto: int8
+    # where it passed the accuracy gate on this CPU family and times faster than fp32 here at
+    # start (edgecrystal/runtime/advice.py), else fp32; the choice and its reason are logged.
     precision: str = "fp32"
     # ONNX Runtime intra-op threads (0: automatic). Leave cores for the imager's own software.
     threads: int = 0
@@ -141,8 +143,8 @@ def _check(cfg: Config) -> None:
     problems = []
     if cfg.backend not in BACKEND_CHOICES:
         problems.append(f"backend must be one of {', '.join(BACKEND_CHOICES)}")
-    if cfg.precision not in PRECISIONS:
-        problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
+    if cfg.precision not in (*PRECISIONS, "auto"):
+        problems.append(f"precision must be one of {', '.join(PRECISIONS)} or auto")
     if cfg.log_level not in LOG_LEVELS:
         problems.append(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     for name in ("batch_size", "max_pixels", "read_threads", "queue_depth"):

@@ -142,7 +142,7 @@ class Daemon:
         heavy = heavy_modules()
         log.info("ready backend=%s precision=%s fingerprint=%s watching=%s pending=%d "
                  "heavy_modules=%s pid=%d startup_ms=%.0f", self.selection.backend,
-                 self.cfg.precision, self.pipeline.model.fingerprint,
+                 self.selection.precision, self.pipeline.model.fingerprint,
                  ",".join(self.cfg.watch), len(self.pending) + len(self.ready),
                  ",".join(heavy) or "none", os.getpid(), (time.monotonic() - started) * 1000)
         log.info("backend %s", self.selection.describe())
@@ -240,7 +240,14 @@ class Daemon:
         from ..runtime.select import open_runners
 
         bundle = Bundle.open(cfg.bundle)
-        selection = open_runners(bundle, backend=cfg.backend, precision=cfg.precision,
+        precision = cfg.precision
+        if precision == "auto":
+            from ..runtime.advice import auto_precision
+
+            advice = auto_precision(bundle, cfg.threads)
+            log.info("precision auto: %s", advice.reason)
+            precision = advice.precision
+        selection = open_runners(bundle, backend=cfg.backend, precision=precision,
                                  threads=cfg.threads, providers=list(cfg.providers),
                                  allow_build=cfg.build_engines)
         try:
@@ -304,7 +311,8 @@ class Daemon:
         if self.pipeline.model.fingerprint != old_fp:
             self.done.clear()
         log.info("reloaded config=%s backend=%s precision=%s fingerprint=%s", cfg.source,
-                 self.selection.backend, cfg.precision, self.pipeline.model.fingerprint)
+                 self.selection.backend, self.selection.precision,
+                 self.pipeline.model.fingerprint)
         self._rescan("reload")
         self.notifier.ready(self._status())
 
