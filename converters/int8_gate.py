@@ -37,34 +37,39 @@ def s8s8_exact() -> bool:
 def gate_variants(bundle: Bundle, model: str, variants: tuple[str, ...], settings: dict[str, Any],
                   calibration_images: list[dict[str, str]], sets_for: Callable[..., Any],
                   bounds_text: str | None, log: Callable[[str], None],
-                  force: bool = False) -> list[str]:
-    """Gate each of `model`'s INT8 `variants` not yet gated on this CPU family (all with
-    `force`); returns the one-line verdicts. `sets_for(settings, exclude, count)`: calibration
-    sets of held-out images (converters.build's _calibration_sets with an exclusion)."""
+                  force: bool = False) -> list[tuple[str, bool]]:
+    """Gate each of `model`'s INT8 `variants` not yet gated on this CPU family within these
+    bounds (all with `force`); returns the one-line verdicts, each with whether it is a pass.
+    `sets_for(settings, exclude, count)`: calibration sets of held-out images
+    (converters.build's _calibration_sets with an exclusion)."""
     from edgecrystal.calibration.gate import bounds_from, describe, gate_record
 
     family = cpu_isa.detect().family
-    todo = [v for v in variants if bundle.variant(model, v)
-            and (force or bundle.int8_gate(model, v, family) is None)
+    bounds = bounds_from(bounds_text)
+
+    def gated(variant: str) -> bool:
+        gate = bundle.int8_gate(model, variant, family)
+        return gate is not None and gate.get("bounds") == bounds.as_dict()
+
+    todo = [v for v in variants if bundle.variant(model, v) and (force or not gated(v))
             and (v != "int8" or s8s8_exact())]
     if not todo:
         return []
-    bounds = bounds_from(bounds_text)
     inputs, held_out = _held_out_inputs(bundle, model, settings, calibration_images, sets_for)
     if inputs is None:
         line = (f"{model}: INT8 not gated on {family}: calibration data {settings.get('data')} "
                 "is not here (the runtime will use fp32 for it on this CPU)")
         log(line)
-        return [line]
+        return [(line, False)]
     fp32 = _outputs(bundle.path(bundle.variant(model, "fp32")["file"]), inputs)
-    lines = []
+    verdicts = []
     for variant in todo:
         got = _outputs(bundle.path(bundle.variant(model, variant)["file"]), inputs)
         gate = gate_record(model, got, fp32, family, held_out, bounds, bundle.threshold)
         bundle.set_int8_gate(model, variant, gate)
-        lines.append(describe(model, variant, gate))
-        log(lines[-1])
-    return lines
+        verdicts.append((describe(model, variant, gate), bool(gate["usable"])))
+        log(verdicts[-1][0])
+    return verdicts
 
 
 def _held_out_inputs(bundle: Bundle, model: str, settings: dict[str, Any],

@@ -3,6 +3,7 @@ against FP32 on held-out images, on the CPU this runs on (run it under
 `qemu-x86_64 -cpu Haswell` for an AVX2 machine without VNNI: agreement only, never speed).
 
     python scripts/int8_forms.py MODEL.fp32.onnx DATA [--calib 32] [--held-out 32]
+        [--method entropy|minmax] [--forms u8s8,u8u8] [--skips none,input_fold]
 
 MODEL's role (finder or classifier) comes from its metadata; inputs are made by the runtime's
 preprocessing (finder: the whole well; classifier: the ground-truth-mask crop). Prints one
@@ -54,27 +55,36 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("--calib", type=int, default=32)
     parser.add_argument("--held-out", type=int, default=32)
+    parser.add_argument("--method", default="entropy",
+                        help="calibration method (minmax is much faster under emulation)")
+    parser.add_argument("--forms", default="s8s8," + ",".join(FORMS),
+                        help="comma-separated: s8s8 (TensorRT's file) and calibration.quantize "
+                             "FORMS")
+    parser.add_argument("--skips", default="none," + ",".join(REWRITES),
+                        help="comma-separated rewrites to leave out one at a time (none: all "
+                             "applied)")
     args = parser.parse_args()
+    forms, skips = args.forms.split(","), args.skips.split(",")
     role, inputs = _inputs(args.model, args.data, args.calib + args.held_out)
     calibration, held_out = inputs[:args.calib], inputs[args.calib:]
     family = detect().describe()
     fp32 = _run(args.model, held_out)
     print(f"{role} {args.model.name}: {len(calibration)} calibration, {len(held_out)} held-out "
-          f"images; cpu {family}", flush=True)
+          f"images, {args.method} calibration; cpu {family}", flush=True)
     print("| form | rewrite left out | agreement | Dice vs FP32 | lowest rho | max abs diff "
           "| gate |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        cases = [("s8s8 (TensorRT's file)", "-")] + [
-            (form, skipped) for form in FORMS for skipped in ("none", *REWRITES)]
+        cases = [("s8s8 (TensorRT's file)", "-")] if "s8s8" in forms else []
+        cases += [(form, skipped) for form in FORMS if form in forms for skipped in skips]
         for form, skipped in cases:
             out = Path(tmp) / "int8.onnx"
             if form in FORMS:
                 skip = frozenset() if skipped == "none" else frozenset({skipped})
-                quantize(args.model, out, calibration, "onnxruntime", "entropy", form=form,
+                quantize(args.model, out, calibration, "onnxruntime", args.method, form=form,
                          skip=skip)
             else:
-                quantize(args.model, out, calibration, "tensorrt", "entropy")
+                quantize(args.model, out, calibration, "tensorrt", args.method)
             got = _run(out, held_out)
             gate = gate_record(role, got, fp32, family, True)
             print(f"| {form} | {skipped} | {gate['agreement']:.3f} | "

@@ -79,7 +79,7 @@ def _collapse_finder(root: Path, family: str) -> str:
     lines = gate_variants(bundle, "finder", (name,), settings, record["images"],
                           lambda s, ex, n: _calibration_sets(bundle, ["finder"], s, ex, n),
                           None, lambda _l: None, force=True)
-    assert lines and "failed" in lines[0], lines
+    assert len(lines) == 1 and "failed" in lines[0][0] and not lines[0][1], lines
     bundle.save()
     assert bundle.int8_gate("finder", name, family)["usable"] is False
     return name
@@ -122,3 +122,32 @@ def test_int8_not_checked_on_this_family_scores_fp32_and_says_why(
                                                           precision="int8", force=True))
     model = json.loads(Path(f"{images[0]}.edgecrystal.json").read_text())["model"]
     assert again.precision == "int8" and "precision_fallback" not in model
+
+
+def test_stricter_bounds_regate_kept_variants_and_score_refuses_in_one_line(
+        fast_bundle: Path, fast_calibration_data: Path, tmp_path: Path) -> None:
+    """--int8-gate on a re-run with nothing to rebuild: the kept variants are measured again
+    against the new bounds, and `edgecrystal score` refuses what fails them (exit 2, one line)."""
+    import subprocess
+    import sys
+
+    from edgecrystal.converters.build import Options, Report, make_int8
+
+    root = _copy(fast_bundle, tmp_path)
+    bundle, report = Bundle.open(root), Report()
+    make_int8(bundle, ["finder", "classifier"],
+              Options(calib=fast_calibration_data, calib_count=8, int8_gate="dice_loss=0"),
+              report, lambda _line: None)
+    bundle.save()
+    assert [s["action"] for s in report.steps] == ["kept", "kept"]  # nothing remade
+    assert any("finder" in w and "INT8 gate failed" in w for w in report.warnings), report
+    family = cpu_isa.detect().family
+    name = (bundle.variant_for("finder", "int8", "onnxruntime") or ("",))[0]
+    assert bundle.int8_gate("finder", name, family)["bounds"]["max_dice_loss"] == 0.0
+    images = _wells(tmp_path / "wells")
+    done = subprocess.run([sys.executable, "-m", "edgecrystal", "score", str(root),
+                           str(images[0].parent), "--backend", "onnxruntime", "--precision",
+                           "int8"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "failed the INT8 accuracy gate" in lines[0], done.stderr
