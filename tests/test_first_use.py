@@ -101,7 +101,10 @@ def test_build_engines_rebuilds_every_stale_variant(bundle: Path, built: tuple[P
     before = Bundle.open(bundle)
     retrain(before, seed=1)  # new Keras file and its new FP32 export
     assert {v for _m, v in Bundle.open(bundle).stale_variants()} == {"fp16", "int8", "int8-u8"}
-    report = build_engines(bundle, Options(precisions=("fp32",)))  # asks for fp32 only
+    # Asks for fp32 only. The retrained tiny classifier is untrained: INT8 flips one of its
+    # 16 near-tied labels, which the accuracy gate rightly refuses (tests/test_int8_gate.py);
+    # here the rebuild is under test, so the gate's label bound is loosened.
+    report = build_engines(bundle, Options(precisions=("fp32",), int8_gate="agreement=0.9"))
     made = {s["precision"] for s in report.made}
     assert made == {"fp16", "int8"}
     after = Bundle.open(bundle)

@@ -98,7 +98,7 @@ def test_ranges_cached_before_the_rewrite_still_quantise_it(tmp_path: Path,
     pixels = np.random.default_rng(3).integers(0, 256, (8, 12, 12, 3), dtype=np.uint8)
     with monkeypatch.context() as patch:  # the quantizer as it was: no rewrite
         patch.setattr(quantize_module, "_for_onnxruntime",
-                      lambda path, _out, _cached: (path, [], {}))
+                      lambda path, _out, _cached, *_skip: (path, [], {}))
         quantize(fp32, old, pixels, "onnxruntime", "minmax", ranges_cache=cache)
     # Float: ONNX Runtime has no integer ConvTranspose kernel.
     assert "ConvTranspose" in {n.op_type for n in optimized_nodes(old, tmp_path)}
