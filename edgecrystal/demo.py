@@ -127,7 +127,9 @@ def _write_config(workdir: Path, bundle: Path, plate: Path) -> Path:
         f"bundle = {json.dumps(str(bundle.resolve()))}\n"
         f"watch = [{json.dumps(str(plate.resolve()))}]\n"
         'backend = "auto"\n'
-        'precision = "int8"\n'
+        "# auto: INT8 where build-engines' accuracy gate passed on this kind of CPU and it is\n"
+        "# faster here, else FP32; the daemon logs which and why.\n"
+        'precision = "auto"\n'
         "overlay = true\n"
         "# The results index (docs/review.md): `edgecrystal ui --index` shows it.\n"
         f"index = {json.dumps('sqlite:///' + str((workdir / 'results.db').resolve()))}\n",
