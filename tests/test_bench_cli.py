@@ -46,6 +46,8 @@ def test_bench_report_has_every_field(onnx_bundle: Path, tmp_path: Path) -> None
 
 
 def test_bench_of_onnx_precisions_without_keras(fast_bundle: Path, tmp_path: Path) -> None:
+    from edgecrystal.runtime.advice import INT8_AT_MOST
+
     out = tmp_path / "bench.json"
     done = _edgecrystal("bench", str(fast_bundle), "--backend", "onnxruntime,tensorrt",
                         "--precision", "fp32,int8", "--iterations", "4", "--warmup", "1",
@@ -61,6 +63,13 @@ def test_bench_of_onnx_precisions_without_keras(fast_bundle: Path, tmp_path: Pat
         assert run["ratio_vs_baseline"] is None
         s = run["latency_ms"]["end_to_end"]
         assert s["min"] <= s["median"] <= s["max"]
+    # The advice follows the rule on the two runs' medians (runtime/advice.py).
+    advice = report["advice"]
+    medians = {p: runs[("onnxruntime", p)]["latency_ms"]["end_to_end"]["median"]
+               for p in ("fp32", "int8")}
+    faster = medians["int8"] <= INT8_AT_MOST * medians["fp32"]
+    assert advice["precision"] == ("int8" if faster else "fp32"), advice
+    assert f"should run {advice['precision']}: " in done.stdout
 
 
 def test_bench_on_real_images(fast_bundle: Path, real_samples: Path, tmp_path: Path) -> None:
