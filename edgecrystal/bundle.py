@@ -287,18 +287,22 @@ class Bundle:
         gate = self.variant(model, name).get("gate", {}).get(family)
         return dict(gate) if isinstance(gate, dict) else None
 
-    def int8_unusable(self, models: list[str], backend: str) -> str | None:
+    def int8_unusable(self, models: list[str], backend: str,
+                      family: str | None = None) -> str | None:
         """One line when the INT8 variant `backend` runs of any of `models` failed the accuracy
-        gate on some family (it is not to be run anywhere its numbers were measured wrong)."""
+        gate on CPU `family` (None: on any family: TensorRT's file, whose CPU measurement stands
+        for the file itself, not for a CPU's kernels)."""
         for model in models:
             found = self.variant_for(model, "int8", backend)
             if found is None:
                 continue
             name, entry = found
-            for family, gate in sorted(entry.get("gate", {}).items()):
+            for checked, gate in sorted(entry.get("gate", {}).items()):
+                if family is not None and checked != family:
+                    continue
                 if not gate.get("usable", True):
                     reasons = "; ".join(gate.get("reasons") or ["outside the bounds"])
-                    return (f"{model} {name} failed the INT8 accuracy gate on {family} "
+                    return (f"{model} {name} failed the INT8 accuracy gate on {checked} "
                             f"({reasons}); use fp32 or fp16, or rebuild with more "
                             "calibration images (build-engines --calib)")
         return None

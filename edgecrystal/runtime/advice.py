@@ -50,8 +50,9 @@ def int8_refusal(bundle: Bundle, models: list[str]) -> str | None:
 
     if not all(bundle.variant_for(m, "int8", "onnxruntime") for m in models):
         return "the bundle has no int8 variant for ONNX Runtime"
-    unchecked = bundle.int8_unchecked(models, cpu_isa.detect().family)
-    return unchecked or bundle.int8_unusable(models, "onnxruntime")
+    family = cpu_isa.detect().family
+    return (bundle.int8_unchecked(models, family)
+            or bundle.int8_unusable(models, "onnxruntime", family))
 
 
 def auto_precision(bundle: Bundle, threads: int = 0) -> Advice:

@@ -64,14 +64,12 @@ def open_runners(bundle: Bundle, *, backend: str = "auto", precision: str = "fp3
                            f"{', '.join(PRECISIONS)}")
     models = ["finder", "classifier"] if needs_finder(bundle) else ["classifier"]
     bundle.check_precision_current(models, precision)  # a stale variant on no backend
-    if precision == "int8":
-        for runs_it in ("tensorrt", "onnxruntime"):
-            refused = bundle.int8_unusable(models, runs_it)
-            if refused:
-                raise BackendError(refused)
     if backend == "onnxruntime":
         return _open_ort(bundle, models, precision, threads, providers, "asked for")
     try:
+        refused = bundle.int8_unusable(models, "tensorrt") if precision == "int8" else None
+        if refused:  # with auto: ONNX Runtime's own INT8 file may still pass
+            raise BackendError(refused)
         engines, why = _tensorrt_engines(bundle, models, precision, allow_build)
     except EdgeCrystalError as exc:
         if backend == "tensorrt":
@@ -107,6 +105,10 @@ def _open_ort(bundle: Bundle, models: list[str], precision: str, threads: int,
               providers: list[str] | None, reason: str) -> Selection:
     from .onnxruntime_runner import OnnxRuntimeRunner
 
+    if precision == "int8":
+        refused = bundle.int8_unusable(models, "onnxruntime", cpu_isa.detect().family)
+        if refused:
+            raise BackendError(refused)
     fallback = int8_fallback(bundle, models) if precision == "int8" else None
     if fallback:
         log.warning("int8 not used: %s; scoring with fp32", fallback)
