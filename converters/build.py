@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecrystal import cpu_isa
 from edgecrystal.bundle import MODELS, Bundle
 from edgecrystal.engines import manifest
 from edgecrystal.engines.store import engine_for
@@ -312,8 +313,11 @@ def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
         rel = onnx_rel(model, variant)
         backends = (["tensorrt"] if variant == "int8" else []) + (
             ["onnxruntime"] if variant == ort_variant else [])
+        # made_on: the CPU family whose form (key["form"]) the file has; the families it was
+        # checked on are its "gate" records (converters/int8_gate.py).
         bundle.add_variant(model, variant, precision="int8", backends=backends, key=key,
                            source=src, quantization=info, ort_latency=timing,
+                           made_on=cpu_isa.detect().family,
                            check={"reference": "fp32",
                                   **compare(fp32, bundle.path(rel), inputs[:32])})
     for target in _TARGETS:

@@ -151,3 +151,18 @@ def test_stricter_bounds_regate_kept_variants_and_score_refuses_in_one_line(
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "failed the INT8 accuracy gate" in lines[0], done.stderr
+
+
+def test_each_int8_variant_records_its_family_form_and_gate(fast_bundle: Path) -> None:
+    from edgecrystal.calibration.quantize import FORM_FOR
+
+    family = cpu_isa.detect().family
+    bundle = Bundle.open(fast_bundle)
+    for model in ("finder", "classifier"):
+        entry = bundle.variant(model, "int8-u8")
+        assert entry["made_on"] == family
+        assert entry["form"] == entry["quantization"]["form"] == FORM_FOR[family]
+        gate = bundle.int8_gate(model, "int8-u8", family)
+        assert gate is not None and gate["usable"] and gate["family"] == family
+        assert gate["bounds"] == {"min_agreement": 0.98, "max_dice_loss": 0.01,
+                                  "min_rank_correlation": 0.95}
