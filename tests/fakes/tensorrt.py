@@ -614,8 +614,8 @@ def behaviours(world: World) -> dict[str, type]:
             return True
 
     return {cls.__name__: cls for cls in (
-        Logger, Dims, ITensor, ILayer, INetworkDefinition, ParserError, OnnxParser, IOptimizationProfile,
-        ITimingCache, IBuilderConfig, Builder, Runtime, ICudaEngine, EngineInspector,
+        Logger, Dims, ITensor, ILayer, INetworkDefinition, ParserError, OnnxParser,
+        IOptimizationProfile, ITimingCache, IBuilderConfig, Builder, Runtime, ICudaEngine, EngineInspector,
         IExecutionContext)}
 
 
