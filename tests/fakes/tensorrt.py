@@ -615,8 +615,8 @@ def behaviours(world: World) -> dict[str, type]:
 
     return {cls.__name__: cls for cls in (
         Logger, Dims, ITensor, ILayer, INetworkDefinition, ParserError, OnnxParser,
-        IOptimizationProfile, ITimingCache, IBuilderConfig, Builder, Runtime, ICudaEngine, EngineInspector,
-        IExecutionContext)}
+        IOptimizationProfile, ITimingCache, IBuilderConfig, Builder, Runtime, ICudaEngine,
+        EngineInspector, IExecutionContext)}
 
 
 def _nptype(world: World) -> Any:
