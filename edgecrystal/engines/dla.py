@@ -80,6 +80,26 @@ def describe_placement(placement: dict[str, Any] | None) -> str:
     """'dla0 (28 layers on DLA, 2 on the GPU)' for the ready line and bench; 'gpu' without one."""
     if not placement or placement.get("device", "gpu") == "gpu":
         return "gpu"
-    layers = placement.get("layers", {})
+    layers = placement.get("layers")
+    if not layers:
+        return str(placement["device"])
     return (f"{placement['device']} ({layers.get('dla', '?')} layers on DLA, "
             f"{layers.get('gpu', '?')} on the GPU)")
+
+
+def count_cores() -> int | str:
+    """DLA cores this board offers through TensorRT (Builder.num_DLA_cores), or why it cannot
+    say (no TensorRT, no GPU)."""
+    from edgecrystal.errors import BackendError
+
+    from .tensorrt_module import load_tensorrt
+
+    try:
+        trt = load_tensorrt()
+    except BackendError as exc:
+        return str(exc)
+    try:
+        builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
+        return int(builder.num_DLA_cores)
+    except Exception as exc:  # a builder needs a working GPU; TensorRT's errors vary by version
+        return f"TensorRT cannot open a builder here ({type(exc).__name__}: {exc})"

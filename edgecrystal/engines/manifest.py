@@ -184,6 +184,18 @@ def find_engine(bundle: Any, model: str, precision: str,
     return f"no engines were built for {describe(identity)}{seen}"
 
 
+def entry_for(plan: Path) -> dict[str, Any]:
+    """The engine.json entry of a .plan file ({} where its folder's manifest does not list it)."""
+    try:
+        data = read_manifest(Path(plan).parent)
+    except BackendError:
+        return {}
+    for entry in data.get("engines", {}).values():
+        if entry.get("file") == Path(plan).name:
+            return dict(entry)
+    return {}
+
+
 def _engine_in(folder: Path, bundle: Any, key: str, identity: dict[str, Any]) -> Path | str:
     from edgecrystal.hashing import sha256_file
 
