@@ -62,6 +62,12 @@ def build_engines(
         precisions = tuple(p for p in PRECISIONS if p in ("fp32", precision))
     else:
         raise UsageError(f"--precision must be fp32, fp16, int8 or all (got {precision})")
+    from edgecrystal.engines.trt_build import BuildOptions
+
+    # The DLA flags' combinations, refused before any export or calibration work.
+    BuildOptions("fp16", opt_batch=opt_batch, max_batch=max_batch, workspace_mb=workspace,
+                 hardware_compat=hardware_compat, dla_core=dla_core,
+                 gpu_fallback=gpu_fallback).check()
     if dla_core is not None and precision == "fp32":
         raise UsageError("--dla-core: DLA runs FP16 and INT8 only; use --precision fp16, int8 "
                          "or all (the FP32 ONNX is still made, as their source)")
