@@ -87,7 +87,7 @@ def run_bench(bundle_path: Path, cfg: BenchConfig,
                 continue
             with pipeline:
                 log(f"bench {backend}/{precision}: {cfg.warmup} warm-up + {cfg.iterations} "
-                    f"timed batches of {cfg.batch}")
+                    f"timed batches of {cfg.batch}; {_where(pipeline)}")
                 run = _measure(pipeline, images, cfg)
             run.backend, run.precision, run.flops = backend, precision, flops
             runs.append(run)
@@ -129,6 +129,12 @@ def _combinations(cfg: BenchConfig) -> list[tuple[str, str]]:
                                  f"{', '.join(ALL_PRECISIONS)}")
             combos.append((backend, precision))
     return combos
+
+
+def _where(pipeline: Pipeline) -> str:
+    """What runs each model and where (a DLA engine names its core and layer placement)."""
+    runners = (("finder", pipeline.finder), ("classifier", pipeline.classifier))
+    return "; ".join(f"{name} {runner.describe()}" for name, runner in runners if runner)
 
 
 def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Pipeline:
