@@ -128,3 +128,40 @@ def test_build_engines_dla_refusals(tmp_path: Path, args: list[str], message: st
     assert res.returncode == 2, res.stdout + res.stderr
     assert message in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+GPU_CHECK_SITE = """
+import sys
+sys.path.insert(0, {tests!r})
+from fakes.cuda import FakeGpu, install_cuda_python
+from fakes.tensorrt import install_tensorrt
+
+
+class Modules:
+    def setitem(self, mapping, key, value):
+        mapping[key] = value
+
+
+gpu = FakeGpu(name="Orin", major=8, minor=7, driver=12060, dla_cores={cores})
+install_tensorrt(Modules(), {version!r}, gpu)
+install_cuda_python(Modules(), gpu, "12.6")
+sys.modules["pycuda"] = None
+"""
+
+
+@pytest.mark.trt_api
+@pytest.mark.parametrize(("version", "cores", "says"), [
+    ("10.3", 2, "dla: 2 core(s) (TensorRT 10.3.0)"),
+    ("10.3", 0, "dla: 0 core(s) (TensorRT 10.3.0)"),
+    ("10.13", 2, "dla: none with TensorRT 10.13.3.9")])
+def test_gpu_check_reports_the_jetson_paths(tmp_path: Path, version: str, cores: int,
+                                            says: str) -> None:
+    (tmp_path / "sitecustomize.py").write_text(GPU_CHECK_SITE.format(
+        tests=str(REPO / "tests"), cores=cores, version=version))
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "gpu-check.sh")], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = done.stdout.strip()
+    assert line.startswith("gpu-check ok: Orin sm87") and "\n" not in line
+    assert line.endswith(f"{says}; onnxruntime-trt: not installed")
