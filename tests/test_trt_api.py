@@ -662,3 +662,23 @@ def test_ort_trt_refuses_a_session_that_dropped_the_provider(
         OrtTensorRTRunner(bundle.path("onnx/classifier.fp16.onnx"), bundle=bundle,
                           precision="fp16")
     assert "TensorRT provider" in _one_line(exc)
+
+
+# ----------------------------------------------------------------- INT8 gate hook (engines)
+def test_int8_engine_gate_is_recorded_in_the_manifest(env: Env, tmp_path: Path) -> None:
+    from edgecrystal.runtime.engine_gate import engine_gate
+
+    bundle = onnx_bundle(tmp_path / "bundle")
+    identity = _identity(env)
+    fp32 = engine_for(bundle, "classifier", "fp32", identity=identity)
+    batch = pixels(8, seed=3)
+    int8 = engine_for(bundle, "classifier", "int8", identity=identity,
+                      gate=engine_gate(fp32, batch, min_agreement=0.9))
+    gate = manifest.read_manifest(int8.parent)["engines"]["classifier.int8"]["gate"]
+    want, got = expected(batch), expected(batch, "int8")
+    assert gate["images"] == 8 and gate["reference"] == "classifier.fp32.plan"
+    assert gate["max_abs_diff"] == pytest.approx(float(np.max(np.abs(want - got))), abs=1e-6)
+    agreement = float(np.mean(want.argmax(1) == got.argmax(1)))
+    assert gate["top1_agreement"] == pytest.approx(agreement)
+    assert gate["passed"] is (agreement >= 0.9)
+    assert not env.gpu.live()["device"]  # both runners freed their buffers

@@ -14,6 +14,7 @@ logs it and sends it to systemd as STATUS=.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,16 @@ def build_engine(bundle: Any, model: str, precision: str, onnx_path: Path | None
 
 def engine_for(bundle: Any, model: str, precision: str, onnx_path: Path | None = None,
                options: BuildOptions | None = None, identity: dict[str, Any] | None = None,
-               force: bool = False, progress: Report | None = None) -> Path:
+               force: bool = False, progress: Report | None = None,
+               gate: Callable[[Path], dict[str, Any]] | None = None) -> Path:
     """Build (or keep) <engines folder>/<key>.plan; update engine.json.
+    `gate` (runtime.engine_gate.engine_gate: INT8 against FP32 on held-out images) runs on a
+    freshly built plan and its answer is recorded as the entry's "gate".
     `bundle` is an edgecrystal.bundle.Bundle."""
     options = options or BuildOptions(precision=precision)
     try:
         return _engine_for(bundle, model, precision, onnx_path, options, identity, force,
-                           progress)
+                           progress, gate)
     finally:
         # A kept engine never reaches build_plan: free the calibrator's GPU memory here too.
         close = getattr(options.legacy_int8_calibrator, "close", None)
@@ -51,7 +55,8 @@ def engine_for(bundle: Any, model: str, precision: str, onnx_path: Path | None =
 
 def _engine_for(bundle: Any, model: str, precision: str, onnx_path: Path | None,
                 options: BuildOptions, identity: dict[str, Any] | None,
-                force: bool, progress: Report | None) -> Path:
+                force: bool, progress: Report | None,
+                gate: Callable[[Path], dict[str, Any]] | None) -> Path:
     from edgecrystal.hashing import sha256_file
 
     identity = identity or manifest.device_identity()
@@ -103,5 +108,7 @@ def _engine_for(bundle: Any, model: str, precision: str, onnx_path: Path | None,
     data["engines"][key]["device"] = dla.device_name(options.dla_core)
     if facts.get("placement"):
         data["engines"][key]["placement"] = facts["placement"]
+    if gate is not None:
+        data["engines"][key]["gate"] = gate(plan)
     manifest.write_manifest(folder, data)
     return plan
