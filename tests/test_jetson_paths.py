@@ -165,3 +165,10 @@ def test_gpu_check_reports_the_jetson_paths(tmp_path: Path, version: str, cores:
     line = done.stdout.strip()
     assert line.startswith("gpu-check ok: Orin sm87") and "\n" not in line
     assert line.endswith(f"{says}; onnxruntime-trt: not installed")
+
+
+def test_bench_dla_option_is_refused_in_one_line(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "edgecrystal", "bench", str(tmp_path),
+                          "--dla", "unet=0"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "give MODEL=CORE" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

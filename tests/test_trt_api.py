@@ -682,3 +682,27 @@ def test_int8_engine_gate_is_recorded_in_the_manifest(env: Env, tmp_path: Path) 
     assert gate["top1_agreement"] == pytest.approx(agreement)
     assert gate["passed"] is (agreement >= 0.9)
     assert not env.gpu.live()["device"]  # both runners freed their buffers
+
+
+def test_bench_runs_the_dla_engine_and_says_where_layers_run(env: Env, tmp_path: Path) -> None:
+    from edgecrystal.bench.run import BenchConfig, measure
+
+    _orin(env)
+    bundle = onnx_bundle(tmp_path / "bundle")
+    bundle.meta["classes"] = ["clear", "precipitate", "crystals"]  # the fake's 3 outputs
+    bundle.save()
+    cfg = BenchConfig(backends=("tensorrt",), precisions=("fp16",), batch=2, iterations=2,
+                      warmup=1, synthetic=2, dla=(("classifier", 0),))
+    if not HAS_DLA[env.version]:
+        with pytest.raises(UsageError, match="no backend could run here"):
+            measure(bundle.root, cfg, log=lambda _line: None)
+        return
+    engine_for(bundle, "classifier", "fp16", options=BuildOptions(
+        "fp16", dla_core=0, gpu_fallback=True), identity=_identity(env))
+    lines: list[str] = []
+    report, _runs = measure(bundle.root, cfg, log=lines.append)
+    started = [line for line in lines if line.startswith("bench tensorrt/fp16:")]
+    assert len(started) == 1 and "classifier tensorrt" in started[0]
+    assert "on dla0 (" in started[0] and "layers on DLA" in started[0]
+    assert report["config"]["dla"] == {"classifier": 0}
+    assert env.gpu.stats["dla0_runs"] >= 3
