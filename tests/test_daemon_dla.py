@@ -2,7 +2,7 @@
 a real subprocess whose tensorrt and cuda-python are the fakes of tests/fakes (TensorRT 10.3 on
 an Orin with two DLA cores, put in place by a sitecustomize module), the classifier on DLA core
 0 by the config's dla_core. The build's progress arrives as sd_notify STATUS= lines before
-READY=1, and the log says where the layers run."""
+READY=1 (with watchdog pings), and the log says where the layers run."""
 
 from __future__ import annotations
 
@@ -55,6 +55,9 @@ def test_first_start_build_reports_status_then_ready(tmp_path: Path,
         before = "\n".join(daemon.messages[:ready])
         assert "STATUS=building classifier fp16 engine for dla0 (TensorRT 10.3.0) ..." in before
         assert "STATUS=built classifier fp16 engine for dla0 (TensorRT 10.3.0) in " in before
+        # The build pings the watchdog (armed during a SIGHUP reload's build); nothing else
+        # pings before READY=1.
+        assert "WATCHDOG=1" in before
         daemon.wait_for_log("on dla0 (", 10)
         assert "layers on DLA" in daemon.text()
     finally:

@@ -235,9 +235,13 @@ class Daemon:
     # ------------------------------------------------------------------ models and config
     def _build_progress(self, line: str) -> None:
         """An engine build's progress: in the log, and in `systemctl status` (STATUS=) while
-        the daemon is not yet READY=1 (a first build on an Orin takes minutes)."""
+        the daemon is not yet READY=1 (a first build on an Orin takes minutes). Each line also
+        pings the watchdog: a build after SIGHUP (new bundle, precision or dla_core) runs
+        while the watchdog is armed, and takes longer than WatchdogSec on an Orin; the
+        progress lines come every 15 s from the build's own thread while it runs."""
         log.info("%s", line)
         self.notifier.status(line)
+        self._ping()
 
     def _open_models(self, cfg: Config) -> None:
         from ..bundle import Bundle
