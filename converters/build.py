@@ -57,6 +57,8 @@ class Options:
     hardware_compat: bool = False
     legacy_int8_calibrator: bool = False
     force: bool = False
+    dla_core: int | None = None  # engines for this DLA core instead of the GPU
+    gpu_fallback: bool = False
 
 
 @dataclass
@@ -339,16 +341,20 @@ def make_engines(bundle: Bundle, models: list[str], opts: Options, report: Repor
     folder = manifest.engines_folder(bundle.root, identity, opts.hardware_compat)
     for model in models:
         for precision in opts.precisions:
+            if opts.dla_core is not None and precision == "fp32":
+                continue  # DLA has no FP32; the FP32 ONNX is the others' source only
             legacy = precision == "int8" and opts.legacy_int8_calibrator
             source = bundle.onnx_variant(model, "fp32" if legacy else precision, "tensorrt")
             build_options = BuildOptions(precision=precision,
                                  opt_batch=opts.opt_batch, max_batch=opts.max_batch,
                                  workspace_mb=opts.workspace_mb,
-                                 hardware_compat=opts.hardware_compat)
+                                 hardware_compat=opts.hardware_compat,
+                                 dla_core=opts.dla_core, gpu_fallback=opts.gpu_fallback)
             if legacy:
                 build_options.legacy_int8_calibrator = _legacy_calibrator(bundle, model, opts)
-            before = _plan_sha(folder, f"{model}.{precision}")
-            plan = engine_for(bundle, model, precision, source, build_options, identity, opts.force)
+            before = _plan_sha(folder, manifest.engine_key(model, precision, opts.dla_core))
+            plan = engine_for(bundle, model, precision, source, build_options, identity, opts.force,
+                              progress=log)
             action = "kept" if before and before == _plan_sha(folder, plan.stem) else "made"
             report.add("engine", model, precision, action, file=str(plan.relative_to(bundle.root)))
             log(f"{model} {precision} engine: {action}")

@@ -41,6 +41,8 @@ class BenchConfig:
     threads: int = 0
     images: Path | None = None
     synthetic: int = DEFAULT_SYNTHETIC
+    # Models on DLA cores for the TensorRT backends: (("finder", 0),) (bench --dla finder=0).
+    dla: tuple[tuple[str, int], ...] = ()
 
 
 def prepare_images(cfg: BenchConfig, workdir: Path) -> tuple[list[Path], str]:
@@ -80,18 +82,18 @@ def run_bench(bundle_path: Path, cfg: BenchConfig,
         images, source = prepare_images(cfg, Path(tmp))
         for backend, precision in _combinations(cfg):
             try:
-                pipeline = _open(bundle, backend, precision, cfg.threads)
+                pipeline = _open(bundle, backend, precision, cfg.threads, dict(cfg.dla))
             except (EdgeCrystalError, ImportError) as exc:
                 skipped.append(f"{backend}/{precision}: {exc}")
                 log(f"skip {backend}/{precision}: {exc}")
                 continue
             with pipeline:
                 log(f"bench {backend}/{precision}: {cfg.warmup} warm-up + {cfg.iterations} "
-                    f"timed batches of {cfg.batch}")
+                    f"timed batches of {cfg.batch}; {_where(pipeline)}")
                 run = _measure(pipeline, images, cfg)
             run.backend, run.precision, run.flops = backend, precision, flops
             runs.append(run)
-    meta = {"images": source, "skipped": skipped, "batch": cfg.batch,
+    meta = {"images": source, "skipped": skipped, "batch": cfg.batch, "dla": dict(cfg.dla),
             "iterations": cfg.iterations, "warmup": cfg.warmup, "threads": cfg.threads,
             "bundle": str(bundle.root.resolve()), "fingerprint": bundle.fingerprint,
             "classes": bundle.classes}
@@ -131,7 +133,14 @@ def _combinations(cfg: BenchConfig) -> list[tuple[str, str]]:
     return combos
 
 
-def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Pipeline:
+def _where(pipeline: Pipeline) -> str:
+    """What runs each model and where (a DLA engine names its core and layer placement)."""
+    runners = (("finder", pipeline.finder), ("classifier", pipeline.classifier))
+    return "; ".join(f"{name} {runner.describe()}" for name, runner in runners if runner)
+
+
+def _open(bundle: Bundle, backend: str, precision: str, threads: int,
+          dla: dict[str, int] | None = None) -> Pipeline:
     if backend == "keras":
         from .keras_runner import KerasRunner
 
@@ -141,7 +150,7 @@ def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Pipelin
     from ..runtime.select import open_runners
 
     selection = open_runners(bundle, backend=backend, precision=precision, threads=threads,
-                             allow_build=False)
+                             allow_build=False, dla=dla)
     if selection.backend != backend:
         selection.close()
         raise UsageError(f"{backend} is not usable here")

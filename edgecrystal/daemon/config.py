@@ -55,6 +55,9 @@ class Config:
     queue_depth: int = 1
     # Allow building TensorRT engines from the bundle's ONNX when none matches this GPU.
     build_engines: bool = True
+    # Models on a DLA core instead of the GPU (Orin NX / AGX Orin; fp16 or int8), as a TOML
+    # table: dla_core = { finder = 0 } runs the finder on DLA core 0, the classifier on the GPU.
+    dla_core: tuple[tuple[str, int], ...] = ()
     # Also write IMAGE.edgecrystal.png (drop outline, label and score).
     overlay: bool = False
     # Keep edgecrystal-summary.csv up to date in every folder that gets results.
@@ -170,6 +173,8 @@ def _check(cfg: Config) -> None:
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
+    if name == "dla_core":
+        return _dla_cores(value)
     kind = type(default)
     if isinstance(default, tuple):
         if isinstance(value, str):
@@ -190,6 +195,16 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     if not isinstance(value, str):
         raise UsageError(f"config: {name} must be a string")
     return value
+
+
+def _dla_cores(value: Any) -> tuple[tuple[str, int], ...]:
+    models = ("finder", "classifier")
+    if not isinstance(value, dict) or any(
+            m not in models or isinstance(c, bool) or not isinstance(c, int) or c < 0
+            for m, c in value.items()):
+        raise UsageError("config: dla_core must be a table of model = DLA core, e.g. "
+                         "dla_core = { finder = 0 } (models: finder, classifier; cores 0, 1)")
+    return tuple(sorted(value.items()))
 
 
 def _toml() -> Any:

@@ -233,6 +233,16 @@ class Daemon:
                 pass
 
     # ------------------------------------------------------------------ models and config
+    def _build_progress(self, line: str) -> None:
+        """An engine build's progress: in the log, and in `systemctl status` (STATUS=) while
+        the daemon is not yet READY=1 (a first build on an Orin takes minutes). Each line also
+        pings the watchdog: a build after SIGHUP (new bundle, precision or dla_core) runs
+        while the watchdog is armed, and takes longer than WatchdogSec on an Orin; the
+        progress lines come every 15 s from the build's own thread while it runs."""
+        log.info("%s", line)
+        self.notifier.status(line)
+        self._ping()
+
     def _open_models(self, cfg: Config) -> None:
         from ..bundle import Bundle
         from ..pipeline import Pipeline
@@ -242,7 +252,8 @@ class Daemon:
         bundle = Bundle.open(cfg.bundle)
         selection = open_runners(bundle, backend=cfg.backend, precision=cfg.precision,
                                  threads=cfg.threads, providers=list(cfg.providers),
-                                 allow_build=cfg.build_engines)
+                                 allow_build=cfg.build_engines, dla=dict(cfg.dla_core),
+                                 progress=self._build_progress)
         try:
             pipe = Pipeline(bundle, selection.finder, selection.classifier,
                             backend=selection.backend, precision=cfg.precision,
