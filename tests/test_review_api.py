@@ -150,3 +150,45 @@ def test_ui_refuses_other_addresses_without_a_token(tmp_path: Path) -> None:
     assert done.stderr.strip() == ("edgecrystal: error: --host 0.0.0.0 is reachable from other "
                                    "machines: set a token (EDGECRYSTAL_UI_TOKEN or `token` in "
                                    "--config) first")
+
+
+def test_a_link_swapped_in_during_requests_is_never_followed(
+        indexed: tuple[Index, Path], tmp_path: Path) -> None:
+    """The indexed file is swapped, over and over, between the real picture and a link to a
+    secret (atomic renames) while the page is asked for it: every answer is the picture or a
+    404, never the secret. The old check-then-reopen served the secret here."""
+    import threading
+
+    index, _ = indexed
+    api = client(index)
+    row = index.plate_wells("plateA")[0]
+    image = Path(row["path"])
+    picture = image.read_bytes()
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"SECRET " * 1000)
+    spare_file, spare_link = image.with_name("spare.jpg.tmp"), image.with_name("link.jpg.tmp")
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            os.link(image, spare_file)          # keep the picture's inode
+            os.symlink(secret, spare_link)
+            os.replace(spare_link, image)       # the path is now a link to the secret
+            os.replace(spare_file, image)       # and the picture again
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    answers: dict[int, int] = {}
+    try:
+        for _ in range(400):
+            response = api.get(f"/images/{row['id']}/file")
+            assert b"SECRET" not in response.content
+            if response.status_code == 200:
+                assert response.content == picture
+            else:
+                assert response.status_code == 404, response.text
+            answers[response.status_code] = answers.get(response.status_code, 0) + 1
+    finally:
+        stop.set()
+        swapper.join()
+    assert answers.get(200), answers  # the picture itself was still served between swaps

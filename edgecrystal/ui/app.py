@@ -2,7 +2,8 @@
 JSON API under /api/ (Starlette). Reads are open on localhost; writing a label needs the token.
 
 Only images the index holds are served, by their row id: a request never names a path. A path
-whose real location changed since it was indexed (a link swapped in, the file moved) is refused.
+whose real location changed since it was indexed (a link swapped in, the file moved) is refused:
+the file is opened once without following any link and that descriptor is served (files.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -31,6 +32,7 @@ from ..imageio import is_image_name
 from ..index.history import drop_histories
 from ..index.store import Index, UnknownPlate, effective_label
 from ..results import OVERLAY_SUFFIX
+from .files import OpenedFileResponse, open_without_links
 from .plate_grid import plate_grid
 
 HERE = Path(__file__).resolve().parent
@@ -112,14 +114,19 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
         row = index.image(request.path_params["image_id"])
         if row is None:
             raise ApiError(404, "no such image in the index")
-        path = safe_image_path(row["path"])
-        if path is None:
+        stored = row["path"]
+        # Opened once, no link followed, and that descriptor served: nothing to race.
+        opened = open_without_links(stored) if is_image_name(os.path.basename(stored)) else None
+        if opened is None:
             raise ApiError(404, "the image is no longer where it was indexed")
         if request.url.path.endswith("/overlay"):
-            path = overlay_of(path)
-            if path is None:
+            opened.close()
+            stored = f"{stored}{OVERLAY_SUFFIX}"
+            opened = open_without_links(stored)
+            if opened is None:
                 raise ApiError(404, "no overlay picture beside this image")
-        return FileResponse(path, headers={"Cache-Control": "private, max-age=60"})
+        return OpenedFileResponse(opened, stored,
+                                  headers={"Cache-Control": "private, max-age=60"})
 
     # ------------------------------------------------------------------ API
     def api_plates(request: Request) -> Response:
