@@ -187,8 +187,8 @@ def _connect(address: str | None) -> bool:
     target = None if address in (None, "", LOCAL) else address
     if target is not None:
         _probe(target)
-    options = {"include_dashboard": False, "log_to_driver": False,
-               "logging_level": logging.WARNING}
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                               "logging_level": logging.WARNING}
     try:
         if target is None:
             start_local_ray(**options)  # its servers on 127.0.0.1 only
