@@ -49,8 +49,8 @@ INCOMPLETE_KINDS = ("empty", "truncated")
 def run_daemon(config_path: Path | None, overrides: dict[str, Any], *, once: bool = False) -> int:
     cfg = load_config(config_path, overrides)
     setup_logging(cfg.log_level)
-    locks = RootLocks()
-    locks.acquire(cfg.roots())  # a second daemon on the same folder stops here
+    locks = RootLocks(recursive=cfg.recursive)
+    locks.acquire(cfg.roots())  # a second daemon on the same, a nested or a parent folder stops
     try:
         daemon = Daemon(config_path, overrides, cfg, once=once)
         daemon.locks = locks
@@ -278,7 +278,7 @@ class Daemon:
         roots_changed = (cfg.watch, cfg.recursive) != (self.cfg.watch, self.cfg.recursive)
         if roots_changed:
             try:
-                self.locks.retarget(cfg.roots())
+                self.locks.retarget(cfg.roots(), cfg.recursive)
             except EdgeCrystalError as exc:
                 log.error("reload: keeping the old config: %s", exc)
                 self.notifier.ready(self._status())
@@ -290,7 +290,8 @@ class Daemon:
         except EdgeCrystalError as exc:
             log.error("reload: cannot open the bundle, keeping the old one: %s", exc)
             if roots_changed:
-                self.locks.retarget(self.cfg.roots())  # held before this reload: free again
+                # Held before this reload: free again.
+                self.locks.retarget(self.cfg.roots(), self.cfg.recursive)
             self.notifier.ready(self._status())
             return
         self.cfg = cfg
