@@ -301,3 +301,37 @@ def test_a_daemon_started_on_a_full_disk_waits_and_catches_up(fast_bundle: Path,
             assert vouches_for_bytes(p), p
             assert scored_lines(log, p) == 1, p
         assert "pid could not be written" in log and "Traceback" not in log
+
+
+def test_sighup_reloads_between_batches_not_after_the_backlog(fast_bundle: Path,
+                                                             tmp_path: Path) -> None:
+    """With a backlog queued, SIGHUP is answered after the batches already in hand, not after
+    every queued image was scored with the old bundle (seen: 1,192 of 1,200)."""
+    plate = tmp_path / "images"
+    plate.mkdir()
+    images = [plate / f"{chr(65 + i // 24 % 16)}{i % 24 + 1:02d}_{i // 384 + 1}.jpg"
+              for i in range(240)]
+    for i, p in enumerate(images):
+        p.write_bytes(jpeg_bytes(i))
+    depth, batch = 2, 2
+    cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate, queue_depth=depth,
+                       batch_size=batch, settle_ms=100, summary=False, index="off")
+    daemon = ServeProcess(tmp_path, cfg)
+    try:
+        daemon.wait_until(lambda: results_count(images) >= 4, 60)
+        at_signal = sum(" scored " in line for line in daemon.text().splitlines())
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for_log("reloaded config", 120)
+        lines = daemon.text().splitlines()
+        reloaded = next(i for i, line in enumerate(lines) if "reloaded config" in line)
+        before_reload = sum(" scored " in line for line in lines[:reloaded])
+        wait_results(images, 120, daemon)
+        assert daemon.stop() == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+    # Between the signal and the reload: the batches already handed to the stages, which the
+    # old bundle finishes (reading: 2 x depth + 1, writing: depth + 1, the one being inferred),
+    # and a batch of slack for the log read before the signal: 20 images, not the rest of 240.
+    stages_hold = (2 * depth + 1) + (depth + 1) + 1
+    assert before_reload - at_signal <= (stages_hold + 1) * batch, (at_signal, before_reload)

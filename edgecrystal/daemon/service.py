@@ -395,8 +395,10 @@ class Daemon:
     def _score_if_due(self) -> None:
         """Move the burst along without blocking for long: hand due batches to the reader while
         it has room, infer a decoded batch when one is there and hand it to the writer, and take
-        back what was written. The stage threads wake the loop when they finish something."""
-        while not self.stop:
+        back what was written. The stage threads wake the loop when they finish something.
+        A stop or a reload (SIGHUP) ends the burst between two batches, not after the backlog:
+        the main loop then drains what is in the stages and answers it."""
+        while not (self.stop or self.reload):
             moved = self._submit_due()
             decoded = self.stages.take_decoded(block=False)
             if decoded is not None:
