@@ -262,6 +262,7 @@ def calibration_settings(opts: Options, record: dict[str, Any]) -> dict[str, Any
 
 def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any]) -> Any:
     from edgecrystal.calibration.select import calibration_sets
+    from edgecrystal.results import is_own_output
 
     data = Path(settings["data"])
     if not data.exists():
@@ -271,7 +272,8 @@ def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any
     if bundle.variant("finder", "fp32"):
         finder = bundle.path(bundle.variant("finder", "fp32")["file"])
     return calibration_sets(data, sizes, settings["count"], settings["seed"], finder,
-                            bundle.threshold, bundle.margin, bundle.crop_finder_size)
+                            bundle.threshold, bundle.margin, bundle.crop_finder_size,
+                            is_output=is_own_output)  # an image folder: not our overlays
 
 
 def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
