@@ -25,9 +25,11 @@ from edgecrystal.engines.store import engine_for
 from edgecrystal.errors import BackendError, BundleError, UsageError
 from edgecrystal.interface import INPUT_NAME, PRECISIONS
 
+from .integrity import CALIB_DIR, damaged_files
+from .integrity import PRECISION_OF as _PRECISION_OF
 from .keras_to_onnx import onnx_rel, parity_batch
+from .staging import staged
 
-_PRECISION_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8-u8": "int8"}
 # INT8 collapse: outputs that vary over the images less than this share of the FP32 model's
 # variation, or labels that agree with FP32's less often than COLLAPSE_AGREEMENT, mean the
 # calibration failed (too few or too similar images). A model whose FP32 outputs hardly vary
@@ -39,7 +41,6 @@ QUANTIZER = "6"  # ORT variant: 2 upsamples with Conv 1x1 + DepthToSpace; 3 move
 # 4 pools after 1x1 convs; 5 splits concat -> conv joins (4 and 5: when calibrating, or when
 # the cached ranges cover their new tensors); 6 reads the pixels as the first quantised tensor
 FP16_TOLERANCE = 2e-2
-CALIB_DIR = "calibration"
 
 
 @dataclass
@@ -78,21 +79,35 @@ class Report:
 
 def build_engines(root: Path, opts: Options,
                   log: Callable[[str], None] | None = None) -> Report:
+    """Build in a staging copy of the bundle, swapped in only when everything succeeded
+    (staging.py); a file whose bytes no longer match bundle.json is rebuilt or refused, never
+    re-hashed (integrity.py)."""
     log = log or (lambda _msg: None)
     for p in opts.precisions:
         if p not in PRECISIONS:
             raise UsageError(f"--precision must be fp32, fp16, int8 or all (got {p})")
     bundle = Bundle.open(root)
-    models = [m for m in MODELS if bundle.has(m)]
-    if not models:
+    if not any(bundle.has(m) for m in MODELS):
         raise BundleError(f"bundle {root} has no models (train one first)")
+    damaged = damaged_files(bundle)
+    with staged(Path(root), log) as work:
+        return _build(work, opts, log, damaged)
+
+
+def _build(root: Path, opts: Options, log: Callable[[str], None],
+           damaged: dict[str, str]) -> Report:
+    bundle = Bundle.open(root)
+    models = [m for m in MODELS if bundle.has(m)]
     report = Report()
+    for rel, precision in sorted(damaged.items()):
+        bundle.path(rel).unlink(missing_ok=True)
+        log(f"{rel} no longer matches the hash in bundle.json: rebuilding {precision}")
     # Variants made from an older model are rebuilt whatever --precision asks for: a stale
-    # FP16 or INT8 file must never go on scoring with the old weights.
+    # FP16 or INT8 file must never go on scoring with the old weights. Nor a damaged one.
     stale = {_PRECISION_OF[name] for _model, name in bundle.stale_variants()}
     keras_changed = {model for model in models if bundle.is_stale(model, "fp32")}
     stale |= {_PRECISION_OF[name] for model in keras_changed for name in bundle.variants(model)}
-    wanted = set(opts.precisions) | stale
+    wanted = set(opts.precisions) | stale | set(damaged.values())
     for precision in sorted(stale - set(opts.precisions)):
         log(f"{precision} variants were made from an older model: rebuilding them too")
     from .keras_to_onnx import export_bundle
@@ -249,6 +264,7 @@ def calibration_settings(opts: Options, record: dict[str, Any]) -> dict[str, Any
 
 def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any]) -> Any:
     from edgecrystal.calibration.select import calibration_sets
+    from edgecrystal.results import is_own_output
 
     data = Path(settings["data"])
     if not data.exists():
@@ -258,7 +274,8 @@ def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any
     if bundle.variant("finder", "fp32"):
         finder = bundle.path(bundle.variant("finder", "fp32")["file"])
     return calibration_sets(data, sizes, settings["count"], settings["seed"], finder,
-                            bundle.threshold, bundle.margin, bundle.crop_finder_size)
+                            bundle.threshold, bundle.margin, bundle.crop_finder_size,
+                            is_output=is_own_output)  # an image folder: not our overlays
 
 
 def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,

@@ -172,11 +172,15 @@ def ui(
         raise UsageError(f"--host {host} is reachable from other machines: set a token "
                          "(EDGECRYSTAL_UI_TOKEN or `token` in --config) first")
     store = Index.open(url)
-    hosts = LOOPBACK_NAMES if local else ("*",)
+    hosts = (*LOOPBACK_NAMES, host) if local else ("*",)
     app = create_app(store, token, read_open=local, allowed_hosts=hosts)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"review page: http://{shown}:{port}/  index {redact(store.url)}  writing "
                f"{'needs the token' if token else 'off (no token set)'}", err=True)
+    if not local:
+        # A browser cannot send the token header: this link (good once) lets one read.
+        typer.echo(f"to read in a browser, open (once): http://{shown}:{port}"
+                   f"{app.state.login_links.issue()}", err=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:

@@ -35,6 +35,7 @@ from ..pipeline import Pipeline
 from ..results import finish_folders, is_done, result_path
 from ..runtime.select import open_runners
 from ..scoring import ScoreOptions, ScoreReport, find_images, score_with
+from .loopback import start_local_ray
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +187,13 @@ def _connect(address: str | None) -> bool:
     target = None if address in (None, "", LOCAL) else address
     if target is not None:
         _probe(target)
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                               "logging_level": logging.WARNING}
     try:
-        ray.init(address=target, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)
+        if target is None:
+            start_local_ray(**options)  # its servers on 127.0.0.1 only
+        else:
+            ray.init(address=target, **options)
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
         where = target or "this machine"
         raise UsageError(f"cannot use the Ray cluster at {where}: {one_line(exc)}") from exc

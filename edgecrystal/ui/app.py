@@ -2,7 +2,8 @@
 JSON API under /api/ (Starlette). Reads are open on localhost; writing a label needs the token.
 
 Only images the index holds are served, by their row id: a request never names a path. A path
-whose real location changed since it was indexed (a link swapped in, the file moved) is refused.
+whose real location changed since it was indexed (a link swapped in, the file moved) is refused:
+the file is opened once without following any link and that descriptor is served (files.py).
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from urllib.parse import quote
 import jinja2
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -31,12 +31,16 @@ from ..imageio import is_image_name
 from ..index.history import drop_histories
 from ..index.store import Index, UnknownPlate, effective_label
 from ..results import OVERLAY_SUFFIX
+from .files import OpenedFileResponse, open_without_links
 from .plate_grid import plate_grid
+from .sessions import COOKIE, SESSION_LIFETIME_S, LoginLinks
 
 HERE = Path(__file__).resolve().parent
 LABEL_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 WHO_PATTERN = re.compile(r"[\w .@-]{1,128}")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+MAX_BODY = 64 * 1024  # a label is a few dozen bytes; nothing larger is read into memory
+MAX_ROW_ID = 2**63 - 1  # SQLite's and PostgreSQL's largest row id
 
 
 class ApiError(Exception):
@@ -59,6 +63,7 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
                allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES) -> Starlette:
     """The review app over an open index. `read_open` False: reading needs the token too
     (bound beyond localhost). `allowed_hosts` guards against DNS rebinding."""
+    login_links = LoginLinks()
     pages = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                autoescape=True, undefined=jinja2.StrictUndefined)
     pages.filters["q"] = lambda text: quote(str(text), safe="")
@@ -97,10 +102,15 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
         histories = drop_histories(index.history(plate, well))
         return render("well.html", plate=plate, well=well, histories=histories)
 
-    def image_page(request: Request) -> Response:
-        row = index.image(request.path_params["image_id"])
+    def indexed(request: Request) -> dict[str, Any]:
+        image_id = request.path_params["image_id"]
+        row = index.image(image_id) if 0 <= image_id <= MAX_ROW_ID else None
         if row is None:
             raise ApiError(404, "no such image in the index")
+        return row
+
+    def image_page(request: Request) -> Response:
+        row = indexed(request)
         return render("image.html", row=row)
 
     def hits_page(request: Request) -> Response:
@@ -109,17 +119,20 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
                       class_name=class_name, min_score=min_score)
 
     def image_file(request: Request) -> Response:
-        row = index.image(request.path_params["image_id"])
-        if row is None:
-            raise ApiError(404, "no such image in the index")
-        path = safe_image_path(row["path"])
-        if path is None:
+        row = indexed(request)
+        stored = row["path"]
+        # Opened once, no link followed, and that descriptor served: nothing to race.
+        opened = open_without_links(stored) if is_image_name(os.path.basename(stored)) else None
+        if opened is None:
             raise ApiError(404, "the image is no longer where it was indexed")
         if request.url.path.endswith("/overlay"):
-            path = overlay_of(path)
-            if path is None:
+            opened.close()
+            stored = f"{stored}{OVERLAY_SUFFIX}"
+            opened = open_without_links(stored)
+            if opened is None:
                 raise ApiError(404, "no overlay picture beside this image")
-        return FileResponse(path, headers={"Cache-Control": "private, max-age=60"})
+        return OpenedFileResponse(opened, stored,
+                                  headers={"Cache-Control": "private, max-age=60"})
 
     # ------------------------------------------------------------------ API
     def api_plates(request: Request) -> Response:
@@ -141,16 +154,13 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
                          "hits": [brief(r) for r in index.hits(class_name, min_score)]})
 
     def api_image(request: Request) -> Response:
-        row = index.image(request.path_params["image_id"])
-        if row is None:
-            raise ApiError(404, "no such image in the index")
-        return api_json(brief(row))
+        return api_json(brief(indexed(request)))
 
     async def api_label(request: Request) -> Response:
         check_token(request)
         try:
-            body = json.loads(await request.body() or b"null")
-        except ValueError:
+            body = json.loads(await bounded_body(request) or b"null")
+        except (ValueError, RecursionError):  # RecursionError: [[[[... nested too deep
             raise ApiError(400, "the body is not JSON: send {\"label\": \"crystals\"}") from None
         if not isinstance(body, dict) or not isinstance(body.get("label"), str):
             raise ApiError(400, "malformed label: send {\"label\": \"crystals\", "
@@ -164,10 +174,27 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
             raise ApiError(400, "malformed who: 1-128 letters, digits, spaces, . @ _ -")
         image_id = request.path_params["image_id"]
         try:
+            if not 0 <= image_id <= MAX_ROW_ID:
+                raise KeyError(image_id)
             row = index.set_human_label(image_id, label, who)
         except KeyError:
             raise ApiError(404, f"no image {image_id} in the index") from None
         return api_json(brief(row))
+
+    def login(request: Request) -> Response:
+        session = login_links.redeem(request.query_params.get("once", ""))
+        if session is None:
+            raise ApiError(403, "this link was used already, has expired or was not made here: "
+                                "ask for a new one (edgecrystal ui prints one; POST "
+                                "/api/login-link with the token makes another)")
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, session, max_age=SESSION_LIFETIME_S, httponly=True,
+                            samesite="lax", path="/")
+        return response
+
+    def api_login_link(request: Request) -> Response:
+        check_token(request)
+        return api_json({"link": login_links.issue()})
 
     def hits_query(request: Request) -> tuple[str, float]:
         class_name = request.query_params.get("class", "crystals")
@@ -207,31 +234,77 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
         Route("/api/hits", api_hits),
         Route("/api/images/{image_id:int}", api_image),
         Route("/api/images/{image_id:int}/label", api_label, methods=["POST"]),
+        Route("/login", login),
+        Route("/api/login-link", api_login_link, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={ApiError: on_api_error, UnknownPlate: on_unknown_plate,
                             404: on_not_found, 405: on_not_found},
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)),
-                    Middleware(_Guard, check_token=check_token, read_open=read_open)])
+        middleware=[Middleware(_Guard, check_token=check_token, read_open=read_open,
+                               allowed_hosts=allowed_hosts, login_links=login_links)])
+    app.state.login_links = login_links
+    return app
+
+
+async def bounded_body(request: Request) -> bytes:
+    """The request body, refused with 413 once it passes MAX_BODY (by its Content-Length, or
+    as it arrives when there is none) instead of being read whole into memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise ApiError(413, f"body too large: at most {MAX_BODY} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise ApiError(413, f"body too large: at most {MAX_BODY} bytes")
+    return bytes(body)
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without the port: `[::1]:8765` is ::1 (Starlette's own host
+    check cuts at the first colon and so refused the IPv6 page its own printed URL)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else ""
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 class _Guard:
-    """Security headers on every response; with `read_open` False, the token on every request
-    (the stylesheet excepted, so that the refusal page still looks like the site)."""
+    """Every request: its Host must be one of ours (no DNS rebinding), and security headers on
+    every response. With `read_open` False, every request needs the token, except a read from a
+    browser holding a session cookie from a one-time link, the link itself, and the stylesheet
+    (so that the refusal page still looks like the site)."""
 
-    def __init__(self, app: Any, check_token: Any, read_open: bool) -> None:
+    def __init__(self, app: Any, check_token: Any, read_open: bool,
+                 allowed_hosts: tuple[str, ...], login_links: LoginLinks) -> None:
         self.app = app
         self.check_token = check_token
         self.read_open = read_open
+        self.allowed_hosts = {h.lower() for h in allowed_hosts}
+        self.login_links = login_links
+
+    def host_allowed(self, request: Request) -> bool:
+        return "*" in self.allowed_hosts or \
+            host_name(request.headers.get("host", "")) in self.allowed_hosts
+
+    def may_read(self, request: Request) -> bool:
+        if request.url.path in ("/static/review.css", "/login"):
+            return True
+        return request.method in ("GET", "HEAD") and \
+            self.login_links.is_session(request.cookies.get(COOKIE, ""))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        if not self.read_open and request.url.path != "/static/review.css":
+        if not self.host_allowed(request):
+            await Response("Invalid host header", status_code=400,
+                           media_type="text/plain")(scope, receive, send)
+            return
+        if not self.read_open and not self.may_read(request):
             try:
                 self.check_token(request)
             except ApiError as exc:
