@@ -30,9 +30,10 @@ SECTION = "confidence"
 # The recall on held-out crystals that the default operating threshold keeps.
 DEFAULT_RECALL = 0.95
 # When a drop is uncertain (the one place these bounds live): its top calibrated score is
-# below UNCERTAIN_TOP, or the top two are closer than UNCERTAIN_MARGIN.
-UNCERTAIN_TOP = 0.6
-UNCERTAIN_MARGIN = 0.15
+# below UNCERTAIN_TOP, or the top two are closer than UNCERTAIN_MARGIN (both bite: a top score
+# of 0.55 against 0.40 passes the first and fails the second).
+UNCERTAIN_TOP = 0.5
+UNCERTAIN_MARGIN = 0.2
 # Temperatures searched when fitting (log-spaced; the fit is one-dimensional and cheap).
 TEMPERATURES = np.exp(np.linspace(math.log(0.05), math.log(20.0), 241))
 _TINY = 1e-7
