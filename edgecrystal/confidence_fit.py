@@ -65,6 +65,18 @@ def fit_after_training(bundle_path: str | Path, held_out: Sequence[dict[str, str
                          source={"split": "validation of train classifier"})
 
 
+def train_and_fit(data_dir: str | Path, bundle_path: str | Path, *, fit: bool = True,
+                  **train_options: Any) -> dict[str, Any]:
+    """`train classifier`: train (train.train_classifier's options), then, with `fit`, fit the
+    confidence on the validation split through the FP32 ONNX (result["confidence"])."""
+    from .train import train_classifier
+
+    result = train_classifier(data_dir, bundle_path, **train_options)
+    if fit:
+        result["confidence"] = fit_after_training(bundle_path, result["held_out"])
+    return result
+
+
 def fit_on_images(bundle: Bundle, images: Sequence[tuple[Path, str]], *,
                   recall: float = DEFAULT_RECALL, threads: int = 0,
                   source: dict[str, Any] | None = None) -> dict[str, Any]:
