@@ -114,6 +114,10 @@ def test_fit_then_score_writes_calibrated_scores_hits_and_uncertain(
         assert rec["crystals_hit"] == bool(rec["scores"]["crystals"] >= conf.crystals_threshold)
         assert rec["uncertain"] == confidence.uncertain(list(rec["scores"].values()))
         assert rec["model"]["confidence"]["temperature"] == pytest.approx(conf.temperature)
+    hits = sum(bool(load_result(result_path(p))["crystals_hit"]) for p in plate.glob("*.jpg"))
+    unsure = sum(bool(load_result(result_path(p))["uncertain"]) for p in plate.glob("*.jpg"))
+    assert f"crystals hits{hits:>9}" in scored.stdout
+    assert f"uncertain{unsure:>13}" in scored.stdout
     with (plate / SUMMARY_NAME).open() as f:
         rows = list(csv.DictReader(f))
     assert {r["crystals_hit"] for r in rows} <= {"0", "1"}
