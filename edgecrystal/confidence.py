@@ -52,13 +52,17 @@ class Confidence:
 
     def crystals_hit(self, classes: tuple[str, ...] | list[str],
                      calibrated: np.ndarray) -> np.ndarray | None:
-        """Per row: is it a crystals hit (None when the class list has no crystals)."""
+        """Per row: is it a crystals hit (None when the class list has no crystals): its label
+        is crystals, or its crystals score reaches the threshold (so a hit list is never
+        shorter than the crystals labels)."""
         if CRYSTALS not in classes:
             return None
         column = list(classes).index(CRYSTALS)
+        scores = np.asarray(calibrated)
+        labelled = scores.argmax(axis=1) == column
         if self.crystals_threshold is None:
-            return np.asarray(calibrated).argmax(axis=1) == column
-        return np.asarray(calibrated)[:, column] >= self.crystals_threshold
+            return labelled
+        return np.asarray(labelled | (scores[:, column] >= self.crystals_threshold))
 
     def as_record(self) -> dict[str, Any]:
         """What result files say about it (model.confidence)."""

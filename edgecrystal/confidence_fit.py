@@ -24,6 +24,7 @@ from .confidence import (
     SECTION,
     UNCERTAIN_MARGIN,
     UNCERTAIN_TOP,
+    Confidence,
     calibrate,
     expected_calibration_error,
     fit_temperature,
@@ -124,7 +125,8 @@ def fit_on_images(bundle: Bundle, images: Sequence[tuple[Path, str]], *,
             threshold = recall_threshold(calibrated[positives, column], recall)
             # Not rounded: a threshold rounded up would lose the crystal it sits on.
             section["crystals_threshold"] = threshold
-            hit = calibrated[:, column] >= threshold
+            hit = np.asarray(Confidence(temperature, threshold).crystals_hit(classes,
+                                                                            calibrated))
             metrics["crystals"] = {
                 "held_out": int(positives.sum()),
                 "recall": round(float(hit[positives].mean()), 6),

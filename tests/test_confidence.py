@@ -71,6 +71,18 @@ def test_uncertain_bounds() -> None:
     assert not confidence.uncertain([0.9, 0.05, 0.03, 0.02])
 
 
+def test_a_crystals_hit_is_a_crystals_label_or_a_score_over_the_threshold() -> None:
+    classes = ("clear", "crystals", "precipitate", "other")
+    calibrated = np.array([[0.2, 0.5, 0.2, 0.1],    # labelled crystals, under the threshold
+                           [0.5, 0.35, 0.1, 0.05],  # labelled clear, over it
+                           [0.7, 0.1, 0.1, 0.1]])   # neither
+    fitted = confidence.Confidence(1.0, 0.3, fitted=True)
+    assert fitted.crystals_hit(classes, calibrated).tolist() == [True, True, False]
+    assert confidence.Confidence().crystals_hit(classes, calibrated).tolist() == [True, False,
+                                                                                   False]
+    assert fitted.crystals_hit(("a", "b", "c", "d"), calibrated) is None
+
+
 # ------------------------------------------------------------------ fit, score, results
 def test_fit_then_score_writes_calibrated_scores_hits_and_uncertain(
         fast_bundle: Path, held_out: Path, tmp_path: Path) -> None:
@@ -111,7 +123,8 @@ def test_fit_then_score_writes_calibrated_scores_hits_and_uncertain(
         model = np.array([[direct[image.name].model_scores[c] for c in b.classes]])
         want = confidence.calibrate(model, conf.temperature)[0]
         np.testing.assert_allclose([rec["scores"][c] for c in b.classes], want, atol=2e-6)
-        assert rec["crystals_hit"] == bool(rec["scores"]["crystals"] >= conf.crystals_threshold)
+        assert rec["crystals_hit"] == bool(rec["scores"]["crystals"] >= conf.crystals_threshold
+                                           or rec["label"] == "crystals")
         assert rec["uncertain"] == confidence.uncertain(list(rec["scores"].values()))
         assert rec["model"]["confidence"]["temperature"] == pytest.approx(conf.temperature)
     hits = sum(bool(load_result(result_path(p))["crystals_hit"]) for p in plate.glob("*.jpg"))
