@@ -60,7 +60,12 @@ def fit_after_training(bundle_path: str | Path, held_out: Sequence[dict[str, str
     from .converters.keras_to_onnx import export_bundle
 
     bundle = Bundle.open(bundle_path)
-    export_bundle(bundle, models=[m for m in bundle.runtime_models() if bundle.has(m)])
+    missing = [m for m in bundle.runtime_models() if not bundle.has(m)]
+    if missing:  # e.g. --crop manual before any finder: nothing can score the wells yet
+        return _save(bundle, {"note": f"not fitted: the bundle has no {', '.join(missing)} to "
+                                      "score with yet; train it, then run `edgecrystal bundle "
+                                      f"fit-confidence {bundle.root} --data HELDOUT`"})
+    export_bundle(bundle, models=bundle.runtime_models())
     images = [(Path(item["image"]), item["label"]) for item in held_out]
     return fit_on_images(Bundle.open(bundle_path), images, recall=recall,
                          source={"split": "validation of train classifier"})
