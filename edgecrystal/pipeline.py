@@ -26,6 +26,7 @@ import numpy as np
 
 from . import preprocess
 from .bundle import Bundle
+from .confidence import Confidence, uncertain
 from .errors import BundleError, ImageError
 from .imageio import DEFAULT_MAX_PIXELS, Picture, load_picture
 from .runtime.base import Runner
@@ -43,7 +44,10 @@ class Scored:
     stat: os.stat_result | None  # taken just before reading: what the result vouches for
     status: str = "ok"  # "ok" | "error"
     label: str | None = None
-    scores: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)  # calibrated (bundle's confidence)
+    model_scores: dict[str, float] = field(default_factory=dict)  # the model's own, for fits
+    crystals_hit: bool | None = None  # None: the class list has no crystals
+    uncertain: bool | None = None
     found: bool = False
     searched: bool = True  # False when no finder ran (crop none): `found` means nothing then
     box: tuple[int, int, int, int] | None = None
@@ -85,11 +89,13 @@ class ModelInfo:
     backend: str
     precision: str
     crop: str = "finder"  # "none": no finder ran, the classifier saw the whole image
+    confidence: Confidence = field(default_factory=Confidence)
 
     def as_dict(self) -> dict[str, Any]:
         return {"bundle": self.bundle, "fingerprint": self.fingerprint,
                 "classes": list(self.classes), "backend": self.backend,
-                "precision": self.precision, "crop": self.crop}
+                "precision": self.precision, "crop": self.crop,
+                "confidence": self.confidence.as_record()}
 
 
 class Pipeline:
@@ -119,9 +125,10 @@ class Pipeline:
         self.classifier = classifier
         self.max_pixels = max_pixels
         self.outlines = outlines
+        self.confidence = bundle.confidence()
         self.model = ModelInfo(str(bundle.root.resolve()),
                                bundle.runtime_fingerprint(backend, precision), self.classes,
-                               backend, precision, self.crop_mode)
+                               backend, precision, self.crop_mode, self.confidence)
         self._pool = ThreadPoolExecutor(max(1, read_threads), thread_name_prefix="read")
 
     def close(self) -> None:
@@ -168,10 +175,16 @@ class Pipeline:
             return results
         t = time.perf_counter()
         probs = self.classifier.predict(np.stack(crops))
+        # The bundle's calibration comes after the model, here and only here (docs/results.md).
+        calibrated = self.confidence.calibrate(probs)
+        hits = self.confidence.crystals_hit(self.classes, calibrated)
         per_image = _ms(t) / len(crops)
-        for r, p in zip(scored, probs, strict=True):
-            r.scores = {c: float(v) for c, v in zip(self.classes, p, strict=True)}
-            r.label = self.classes[int(np.argmax(p))]
+        for k, (r, p, c) in enumerate(zip(scored, probs, calibrated, strict=True)):
+            r.model_scores = {name: float(v) for name, v in zip(self.classes, p, strict=True)}
+            r.scores = {name: float(v) for name, v in zip(self.classes, c, strict=True)}
+            r.label = self.classes[int(np.argmax(c))]
+            r.crystals_hit = None if hits is None else bool(hits[k])
+            r.uncertain = uncertain(c)
             r.timings_ms["classifier"] = per_image
         return results
 

@@ -57,6 +57,7 @@ class ScoreReport:
     elapsed_s: float = 0.0
     labels: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)  # "path: kind: reason", one per image
+    marks: Counter[str] = field(default_factory=Counter)  # "crystals_hit", "uncertain"
 
     @property
     def images_per_second(self) -> float | None:
@@ -96,6 +97,7 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
         shares = [_score_share(bundle, selection, todo, options, say)]
     for share in shares:
         report.labels.update(share.labels)
+        report.marks.update(share.marks)
         report.errors.extend(share.errors)
         if index is not None:
             for result in share.results:
@@ -130,6 +132,7 @@ class ShareReport:
     labels: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     results: list[Path] = field(default_factory=list)
+    marks: Counter[str] = field(default_factory=Counter)  # "crystals_hit", "uncertain"
 
 
 def _score_share(bundle: Bundle, selection: Selection, todo: list[Path], options: ScoreOptions,
@@ -164,6 +167,8 @@ def score_with(pipeline: Pipeline, todo: list[Path], options: ScoreOptions,
             for r in scored:
                 if r.ok:
                     share.labels[r.label or "?"] += 1
+                    share.marks.update(mark for mark in ("crystals_hit", "uncertain")
+                                       if getattr(r, mark))
                 else:
                     share.errors.append(f"{r.path}: {r.error_kind}: {r.error_reason}")
         done += len(scored)

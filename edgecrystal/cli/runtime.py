@@ -97,6 +97,9 @@ def score(
     typer.echo(f"{'label':<14}{'images':>8}")
     for label in report.classes:
         typer.echo(f"{label:<14}{report.labels.get(label, 0):>8}")
+    typer.echo(f"{'crystals hits':<14}{report.marks['crystals_hit']:>8}  (the bundle's "
+               "crystals threshold)")
+    typer.echo(f"{'uncertain':<14}{report.marks['uncertain']:>8}  (the review page's queue)")
     typer.echo(f"{'errors':<14}{len(report.errors):>8}")
     typer.echo(f"{'skipped':<14}{report.skipped:>8}  (already scored with these models)")
     typer.echo(f"{report.scored} scored in {report.elapsed_s:.1f} s"

@@ -59,7 +59,8 @@ def _classes(text: str | None) -> list[str] | None:
 def _show(result: dict[str, Any], verbose: int) -> None:
     """A few lines: where the model went and how it did; the whole record with -v."""
     if verbose:
-        typer.echo(json.dumps({k: v for k, v in result.items() if k != "hyperparameters"},
+        typer.echo(json.dumps({k: v for k, v in result.items()
+                               if k not in ("hyperparameters", "held_out")},
                               indent=2, allow_nan=True))
         return
     training, found = result.get("training", {}), result.get("metrics", {})
@@ -119,18 +120,35 @@ def train_classifier_cmd(
     finder: Annotated[Path | None, typer.Option(
         "--finder", help="Another bundle whose finder this bundle uses (for data without "
         "drop masks).")] = None,
-    profile: ProfileOpt = "lite", epochs: EpochsOpt = None, batch_size: BatchOpt = None,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help=PROFILE_HELP + " Default: lite; with --init, finetune (docs/"
+        "training.md).")] = None,
+    epochs: EpochsOpt = None, batch_size: BatchOpt = None,
     lr: LrOpt = None, input_size: SizeOpt = None, seed: SeedOpt = None, sets: SetOpt = None,
-    resume: ResumeOpt = False, classes: ClassesOpt = None, verbose: VerboseOpt = 0,
+    resume: ResumeOpt = False, classes: ClassesOpt = None,
+    init: Annotated[str | None, typer.Option(
+        "--init", help="Start from a trained classifier: 'default' (the shipped one) or a "
+        "bundle folder; fine-tunes it on DATA's labels (e.g. `index export-labels`), keeping "
+        "its classes and architecture (profile finetune unless --profile is given).")] = None,
+    fit_confidence: Annotated[bool, typer.Option(
+        "--fit-confidence/--no-fit-confidence",
+        help="Afterwards, export the FP32 ONNX and fit the calibration and crystals threshold "
+        "on the validation split (`bundle fit-confidence` does it on other held-out "
+        "wells).")] = True,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Train the Inception-V3 classifier on DATA's labelled images (3:2 split, stratified)."""
-    from ..train import train_classifier
+    from ..confidence_fit import train_and_fit
+    from .bundle import describe_fit
 
     ov = _overrides(epochs, batch_size, lr, input_size, seed, sets)
-    _show(train_classifier(data, bundle, crop=crop, profile=profile, overrides=ov,
-                           imagenet_weights=imagenet_weights, resume=resume,
+    result = train_and_fit(data, bundle, fit=fit_confidence, crop=crop, profile=profile,
+                           overrides=ov, imagenet_weights=imagenet_weights, resume=resume,
                            verbose=_keras_verbosity(verbose), classes=_classes(classes),
-                           finder_from=finder), verbose)
+                           finder_from=finder, init=init)
+    _show(result, verbose)
+    if "confidence" in result:
+        typer.echo(describe_fit(bundle, result["confidence"]))
 
 
 def evaluate_cmd(

@@ -33,6 +33,22 @@ def bundle_path(name: str) -> Path:
     return path
 
 
+# Where a shipped classifier may live (issue 22: a classifier folder, or the default bundle of
+# finder and classifier); the first that holds a bundle with a classifier is the one.
+CLASSIFIER_FOLDERS = ("classifier", "bundle")
+
+
+def shipped_classifier() -> Path:
+    """The bundle folder of the classifier that ships with edgecrystal (`train classifier
+    --init default` fine-tunes it); one line when this installation ships none."""
+    for folder in CLASSIFIER_FOLDERS:
+        path = HERE / folder / BUNDLE_FILE
+        if path.is_file() and Bundle.open(path.parent).has("classifier"):
+            return path.parent
+    raise BundleError("no classifier ships with this edgecrystal installation: pass --init "
+                      "BUNDLE (a bundle with a trained classifier) instead of --init default")
+
+
 def describe(name: str) -> dict[str, Any]:
     """What `edgecrystal models list` shows: where it is, what it is and how it was made."""
     path = bundle_path(name)

@@ -60,6 +60,7 @@ class ChunkOutcome:
     labels: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)  # "path: kind: reason", as `score` lists
     results: list[str] = field(default_factory=list)  # result files, written or already there
+    marks: Counter[str] = field(default_factory=Counter)  # "crystals_hit", "uncertain"
 
 
 class ScoringWorker:
@@ -95,6 +96,7 @@ class ScoringWorker:
         todo = [p for p in images if p not in waiting]
         share = score_with(self._pipeline, todo, options, log.debug)
         return ChunkOutcome(scored=len(todo), skipped=len(done), labels=share.labels,
+                            marks=share.marks,
                             errors=share.errors,
                             results=[str(result_path(p)) for p in done]
                             + [str(p) for p in share.results])
@@ -156,6 +158,7 @@ def _score_on_cluster(ray: Any, bundle: Bundle, images: list[Path], options: Sco
             report.scored += outcome.scored
             report.skipped += outcome.skipped
             report.labels.update(outcome.labels)
+            report.marks.update(outcome.marks)
             report.errors.extend(outcome.errors)
             if index is not None:
                 for result in outcome.results:

@@ -124,6 +124,12 @@ CLASSIFIER_PROFILES: dict[str, ClassifierHP] = {
     "tiny": ClassifierHP(input_size=75, batch_size=8, lr=1e-3, epochs=2, bn_momentum=0.9,
                          optimizer="adam", channel_shift=20.0),
 }
+# What `train classifier DATA --init ...` uses unless --profile says otherwise: the `edge`
+# augmentation at a tenth of its rate for a few epochs, so 10-30 labelled photos per class move
+# the shipped classifier without washing out what it learned (input size and backbone are the
+# init model's). docs/training.md, "Fine-tuning the classifier on a few labels".
+CLASSIFIER_PROFILES["finetune"] = dataclasses.replace(
+    CLASSIFIER_PROFILES["edge"], lr=1e-4, epochs=10)
 
 
 def resolve(kind: str, profile: str, overrides: dict[str, Any] | None = None) -> Any:

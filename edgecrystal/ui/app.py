@@ -27,13 +27,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import DEFAULT_CLASSES
+from ..errors import ImageError
 from ..imageio import is_image_name
 from ..index.history import drop_histories
-from ..index.store import Index, UnknownPlate, effective_label
+from ..index.store import Index, UnknownPlate, effective_label, is_hit
 from ..results import OVERLAY_SUFFIX
 from .files import OpenedFileResponse, open_without_links
 from .plate_grid import plate_grid
 from .sessions import COOKIE, SESSION_LIFETIME_S, LoginLinks
+from .thumbs import drop_thumbnail
 
 HERE = Path(__file__).resolve().parent
 LABEL_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -70,6 +72,7 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
     pages.filters["score"] = lambda value: "" if value is None else f"{value:.2f}"
     pages.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M") if value else ""
     pages.globals["label_of"] = effective_label
+    pages.globals["is_hit"] = is_hit
     pages.globals["has_overlay"] = lambda row: (
         (path := safe_image_path(row["path"])) is not None and overlay_of(path) is not None)
 
@@ -115,8 +118,37 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
 
     def hits_page(request: Request) -> Response:
         class_name, min_score = hits_query(request)
+        if by_threshold(request, class_name):
+            return render("hits.html", hits=index.crystal_hits(limit=200),
+                          class_name=class_name, min_score=min_score, by_threshold=True)
         return render("hits.html", hits=index.hits(class_name, min_score, limit=200),
-                      class_name=class_name, min_score=min_score)
+                      class_name=class_name, min_score=min_score, by_threshold=False)
+
+    def queue_page(request: Request) -> Response:
+        return render("queue.html", rows=index.uncertain_queue(limit=200))
+
+    def queue_next(request: Request) -> Response:
+        """The next uncertain drop nobody has labelled (not `after`, the one just seen)."""
+        after = request.query_params.get("after", "")
+        rows = index.uncertain_queue(limit=1, after=int(after) if after.isdigit() else None)
+        target = f"/images/{rows[0]['id']}?queue=1" if rows else "/queue"
+        return RedirectResponse(target, status_code=303)
+
+    def image_thumb(request: Request) -> Response:
+        row = index.image(request.path_params["image_id"])
+        if row is None:
+            raise ApiError(404, "no such image in the index")
+        stored = row["path"]
+        # Like the image itself: one open with no link followed, and the thumbnail made from it.
+        opened = open_without_links(stored) if is_image_name(os.path.basename(stored)) else None
+        if opened is None:
+            raise ApiError(404, "the image is no longer where it was indexed")
+        try:
+            data = drop_thumbnail(opened, stored, box_of(row))
+        except (ImageError, OSError) as exc:
+            raise ApiError(404, f"no thumbnail: {exc}") from None
+        return Response(data, media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=60"})
 
     def image_file(request: Request) -> Response:
         row = indexed(request)
@@ -150,8 +182,14 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
 
     def api_hits(request: Request) -> Response:
         class_name, min_score = hits_query(request)
+        if by_threshold(request, class_name):
+            return api_json({"class": class_name, "by": "crystals_hit",
+                             "hits": [brief(r) for r in index.crystal_hits()]})
         return api_json({"class": class_name, "min_score": min_score,
                          "hits": [brief(r) for r in index.hits(class_name, min_score)]})
+
+    def api_queue(request: Request) -> Response:
+        return api_json({"queue": [brief(r) for r in index.uncertain_queue()]})
 
     def api_image(request: Request) -> Response:
         return api_json(brief(indexed(request)))
@@ -201,12 +239,17 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
         if not LABEL_PATTERN.fullmatch(class_name):
             raise ApiError(400, f"malformed class {class_name[:40]!r}")
         try:
-            min_score = float(request.query_params.get("min_score", "0.5"))
+            min_score = float(request.query_params.get("min_score") or "0.5")
         except ValueError:
             raise ApiError(400, "min_score must be a number from 0 to 1") from None
         if not (math.isfinite(min_score) and 0.0 <= min_score <= 1.0):
             raise ApiError(400, "min_score must be a number from 0 to 1")
         return class_name, min_score
+
+    def by_threshold(request: Request, class_name: str) -> bool:
+        """Crystals without a score asked for: the hit list by the bundle's operating threshold
+        (each result's crystals_hit) and people's labels."""
+        return class_name == "crystals" and not request.query_params.get("min_score")
 
     # ------------------------------------------------------------------ errors, headers
     async def on_api_error(request: Request, exc: Exception) -> Response:
@@ -227,7 +270,11 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
         Route("/images/{image_id:int}", image_page),
         Route("/images/{image_id:int}/file", image_file),
         Route("/images/{image_id:int}/overlay", image_file),
+        Route("/images/{image_id:int}/thumb", image_thumb),
         Route("/hits", hits_page),
+        Route("/queue", queue_page),
+        Route("/queue/next", queue_next),
+        Route("/api/queue", api_queue),
         Route("/api/plates", api_plates),
         Route("/api/plates/{plate}", api_plate),
         Route("/api/plates/{plate}/history", api_history),
@@ -349,10 +396,12 @@ def _json_default(value: Any) -> Any:
 
 def brief(row: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "plate", "well", "drop_number", "inspection", "inspected_at", "status",
-            "label", "human_label", "human_by", "human_at", "scores", "name_layout",
+            "label", "human_label", "human_by", "human_at", "scores", "crystals_hit",
+            "uncertain", "name_layout",
             "name_understood", "name_note", "fingerprint", "backend", "precision")
     out = {key: row.get(key) for key in keys}
     out["effective_label"] = effective_label(row)
+    out["hit"] = is_hit(row)
     out["name"] = os.path.basename(row["path"])
     out["box"] = box_of(row)
     return out
