@@ -60,6 +60,18 @@ def test_16_bit_is_scaled_not_truncated(tmp_path: Path, suffix: str) -> None:
     np.testing.assert_array_equal(out[0, :, 0], [0, 1, 128, 255])
 
 
+@pytest.mark.parametrize(("top", "bits"), [(4080, 12), (4095, 12), (16383, 14)])
+def test_12_and_14_bit_data_in_16_bit_files_use_their_whole_range(tmp_path: Path, top: int,
+                                                                   bits: int) -> None:
+    """A 12-bit camera's TIFF (max 4080) scaled as 16-bit came out nearly black (max 16)."""
+    gray16 = np.array([[0, top // 2, top]], dtype=np.uint16).repeat(4, axis=0)
+    out = read_image(_encode(tmp_path / "camera.tif", gray16))
+    full = (1 << bits) - 1
+    expected = [0, round(top // 2 * 255 / full), round(top * 255 / full)]
+    np.testing.assert_array_equal(out[0, :, 0], expected)
+    assert out.max() >= 254
+
+
 def test_16_bit_rgb_tiff(tmp_path: Path) -> None:
     rgb16 = (_gradient().astype(np.uint16) * 257)
     out = read_image(_encode(tmp_path / "c.tiff", cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR)))
