@@ -54,6 +54,8 @@ class Scored:
     size_bytes: int | None = None
     error_kind: str | None = None
     error_reason: str | None = None
+    # Problems of a file that still scored ("corrupt JPEG data: ..."): status stays ok.
+    warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     outline: np.ndarray | None = None  # drop contour (original pixels), only for overlays
     preview: np.ndarray | None = None  # downscaled RGB pixels, only for overlays
@@ -193,6 +195,7 @@ class Pipeline:
             r.timings_ms["read"] = _ms(t)
             return Loaded(r, None)
         r.sha256, r.size_bytes = picture.sha256, picture.size_bytes
+        r.warnings = list(picture.warnings)
         r.width, r.height = picture.width, picture.height
         r.timings_ms["read"] = _ms(t)
         return Loaded(r, picture, finder_input)

@@ -57,6 +57,7 @@ class ScoreReport:
     elapsed_s: float = 0.0
     labels: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)  # "path: kind: reason", one per image
+    warnings: list[str] = field(default_factory=list)  # "path: warning", images scored ok
 
     @property
     def images_per_second(self) -> float | None:
@@ -97,6 +98,7 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
     for share in shares:
         report.labels.update(share.labels)
         report.errors.extend(share.errors)
+        report.warnings.extend(share.warnings)
         if index is not None:
             for result in share.results:
                 index.add(result)  # queued only: the index never holds scoring back
@@ -129,6 +131,7 @@ class ShareReport:
 
     labels: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     results: list[Path] = field(default_factory=list)
 
 
@@ -164,6 +167,7 @@ def score_with(pipeline: Pipeline, todo: list[Path], options: ScoreOptions,
             for r in scored:
                 if r.ok:
                     share.labels[r.label or "?"] += 1
+                    share.warnings.extend(f"{r.path}: {warning}" for warning in r.warnings)
                 else:
                     share.errors.append(f"{r.path}: {r.error_kind}: {r.error_reason}")
         done += len(scored)

@@ -104,3 +104,20 @@ def test_workers_split_the_archive_skip_what_is_done_and_report_once(fast_bundle
     assert again.returncode == 0, again.stderr  # the broken file's error result vouches too
     assert "0 scored" in again.stdout
     assert all(Path(f"{p}.edgecrystal.json").read_text() == text for p, text in before.items())
+
+
+def test_corrupt_jpeg_data_scores_ok_with_a_warning(fast_bundle: Path, tmp_path: Path) -> None:
+    """libjpeg's "Corrupt JPEG data" went to stderr with no file name and the result said ok."""
+    good, flipped = write_wells(tmp_path / "p", 2)
+    data = bytearray(flipped.read_bytes())
+    scan = data.find(b"\xff\xda") + 20
+    for offset in range(scan + 50, len(data) - 200, 61):
+        data[offset] ^= 0x24
+    flipped.write_bytes(bytes(data))
+    res = _run(str(fast_bundle), str(tmp_path / "p"), "--backend", "onnxruntime")
+    assert res.returncode == 0, res.stderr
+    rec = json.loads(Path(f"{flipped}.edgecrystal.json").read_text())
+    assert rec["status"] == "ok"
+    assert [w.split(":")[0] for w in rec["warnings"]] == ["corrupt JPEG data"]
+    assert "warnings" not in json.loads(Path(f"{good}.edgecrystal.json").read_text())
+    assert f"{flipped}: corrupt JPEG data" in res.stderr

@@ -93,11 +93,15 @@ def score(
         report = score_paths_on_ray(bundle, paths, options, ray, progress=say)
     for line in report.errors:
         typer.echo(f"error: {line}", err=True)
+    for line in report.warnings:
+        typer.echo(f"warning: {line}", err=True)
     rate = report.images_per_second
     typer.echo(f"{'label':<14}{'images':>8}")
     for label in report.classes:
         typer.echo(f"{label:<14}{report.labels.get(label, 0):>8}")
     typer.echo(f"{'errors':<14}{len(report.errors):>8}")
+    if report.warnings:
+        typer.echo(f"{'warnings':<14}{len(report.warnings):>8}  (scored; see the result files)")
     typer.echo(f"{'skipped':<14}{report.skipped:>8}  (already scored with these models)")
     typer.echo(f"{report.scored} scored in {report.elapsed_s:.1f} s"
                f"{f', {rate:.1f} images/s' if rate else ''}; "
