@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bundle import Bundle
+from .bundle import BUNDLE_FILE, Bundle
 from .discovery import collect_images
 from .errors import UsageError
 from .imageio import DEFAULT_MAX_PIXELS
@@ -116,6 +116,10 @@ def find_images(paths: list[Path], recursive: bool) -> list[Path]:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    bundles = [str(p) for p in paths if (p / BUNDLE_FILE).is_file()]
+    if bundles:  # `score IMAGES BUNDLE`: said "no images in BUNDLE (pass --recursive)"
+        raise UsageError(f"{', '.join(bundles)} is a model bundle, not images: the bundle "
+                         "comes first (edgecrystal score BUNDLE IMAGES...)")
     images = collect_images(paths, recursive)
     if not images and not recursive:
         nested = [str(p) for p in paths if p.is_dir() and any(c.is_dir() for c in p.iterdir())]

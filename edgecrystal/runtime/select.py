@@ -77,8 +77,9 @@ def open_runners(bundle: Bundle, *, backend: str = "auto", precision: str = "fp3
 
 def _fall_back(bundle: Bundle, models: list[str], precision: str, threads: int,
                providers: list[str] | None, reason: str) -> Selection:
-    """--backend auto without TensorRT: ONNX Runtime, and the reason in the log."""
-    log.warning("%s; using ONNX Runtime", reason)
+    """--backend auto without TensorRT: ONNX Runtime. The reason travels in the Selection,
+    whose describe() every caller prints or logs: a warning here printed it twice."""
+    log.debug("%s; using ONNX Runtime", reason)
     return _open_ort(bundle, models, precision, threads, providers, reason)
 
 
