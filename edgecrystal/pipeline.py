@@ -45,6 +45,8 @@ class Scored:
     label: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
     found: bool = False
+    # Why no drop was found when the finder ran: preprocess.NO_EDGE, TOO_SMALL or OUTSIDE_WELL.
+    drop_reason: str | None = None
     searched: bool = True  # False when no finder ran (crop none): `found` means nothing then
     box: tuple[int, int, int, int] | None = None
     area_px: int = 0
@@ -229,6 +231,7 @@ class Pipeline:
             _failed(r, exc)
             return None
         r.found, r.box, r.area_px = crop.found, crop.box, crop.area
+        r.drop_reason = crop.reason
         r.searched = self.finder is not None
         if self.outlines:
             r.outline = crop.outline

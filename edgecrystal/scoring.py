@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .bundle import BUNDLE_FILE, Bundle
+from .collapse import useless_scores
 from .discovery import collect_images
 from .errors import UsageError
 from .imageio import DEFAULT_MAX_PIXELS
@@ -47,6 +48,10 @@ class ScoreOptions:
     workers: int = 1  # processes, each with its own pipeline
 
 
+# Score rows kept per process for the useless-classifier check (a few hundred KB at most).
+SCORES_KEPT = 2000
+
+
 @dataclass
 class ScoreReport:
     classes: list[str]
@@ -58,6 +63,9 @@ class ScoreReport:
     labels: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)  # "path: kind: reason", one per image
     warnings: list[str] = field(default_factory=list)  # "path: warning", images scored ok
+    useless: str | None = None  # the classifier's scores barely vary (collapse.useless_scores)
+    # Images scored whole because the finder found no drop, by drop.reason ("no edge"...).
+    no_drop: Counter[str] = field(default_factory=Counter)
 
     @property
     def images_per_second(self) -> float | None:
@@ -95,14 +103,18 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
         shares = _score_in_workers(bundle_path, todo, options, say)
     else:
         shares = [_score_share(bundle, selection, todo, options, say)]
+    scores: list[list[float]] = []
     for share in shares:
         report.labels.update(share.labels)
         report.errors.extend(share.errors)
         report.warnings.extend(share.warnings)
+        report.no_drop.update(share.no_drop)
+        scores.extend(share.scores)
         if index is not None:
             for result in share.results:
                 index.add(result)  # queued only: the index never holds scoring back
     finish_folders(bundle.classes, images)
+    report.useless = useless_scores(scores, bundle.classes)
     report.scored = len(todo)
     report.elapsed_s = time.perf_counter() - start
     if index is not None:
@@ -136,6 +148,9 @@ class ShareReport:
     labels: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    no_drop: Counter[str] = field(default_factory=Counter)
+    # Score rows of the first SCORES_KEPT images scored ok: enough to tell a useless classifier.
+    scores: list[list[float]] = field(default_factory=list)
     results: list[Path] = field(default_factory=list)
 
 
@@ -172,6 +187,10 @@ def score_with(pipeline: Pipeline, todo: list[Path], options: ScoreOptions,
                 if r.ok:
                     share.labels[r.label or "?"] += 1
                     share.warnings.extend(f"{r.path}: {warning}" for warning in r.warnings)
+                    if r.searched and not r.found:
+                        share.no_drop[r.drop_reason or "no edge"] += 1
+                    if len(share.scores) < SCORES_KEPT:
+                        share.scores.append(list(r.scores.values()))
                 else:
                     share.errors.append(f"{r.path}: {r.error_kind}: {r.error_reason}")
         done += len(scored)

@@ -95,11 +95,17 @@ def score(
         typer.echo(f"error: {line}", err=True)
     for line in report.warnings:
         typer.echo(f"warning: {line}", err=True)
+    if report.useless:
+        typer.echo(f"warning: {report.useless}", err=True)
     rate = report.images_per_second
     typer.echo(f"{'label':<14}{'images':>8}")
     for label in report.classes:
         typer.echo(f"{label:<14}{report.labels.get(label, 0):>8}")
     typer.echo(f"{'errors':<14}{len(report.errors):>8}")
+    if report.no_drop:  # drop.found false: the whole image was classified
+        why = ", ".join(f"{reason} {n}" for reason, n in sorted(report.no_drop.items()))
+        typer.echo(f"{'no drop':<14}{sum(report.no_drop.values()):>8}  (whole image "
+                   f"classified: {why})")
     if report.warnings:
         typer.echo(f"{'warnings':<14}{len(report.warnings):>8}  (scored; see the result files)")
     typer.echo(f"{'skipped':<14}{report.skipped:>8}  (already scored with these models)")
