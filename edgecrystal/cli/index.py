@@ -105,11 +105,14 @@ def history(
     crystals, and where the label changed. Exit 1 for an unknown plate or well."""
     require("index")
     from ..index.history import drop_histories
-    from ..index.store import Index
+    from ..index.store import Index, UnknownPlate, redact
 
     wanted = _well(well) if well else None
     with Index.open(index_url(index), must_exist=True) as store:
-        histories = drop_histories(store.history(plate, wanted))
+        try:
+            histories = drop_histories(store.history(plate, wanted))
+        except UnknownPlate as exc:  # which index was searched: a mistyped --index shows
+            raise UnknownPlate(f"{exc.what} in index {redact(store.url)}", exc.hint) from None
     if as_json:
         import json
 

@@ -36,7 +36,14 @@ class IndexUnavailable(EdgeCrystalError):
 
 
 class UnknownPlate(EdgeCrystalError):
+    """No such plate (or well). `what` names it; `hint` is a plate that differs only in case.
+    The CLI adds the index it searched; the review page does not show the server's paths."""
+
     exit_code = 1
+
+    def __init__(self, what: str, hint: str = "") -> None:
+        super().__init__(f"unknown {what}{hint}")
+        self.what, self.hint = what, hint
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -235,7 +242,7 @@ class Index:
         """The latest inspection of every drop on `plate` (UnknownPlate when it has none)."""
         rows = self._latest_per_drop(plate)
         if not rows:
-            raise UnknownPlate(f"unknown plate {plate!r}")
+            raise UnknownPlate(f"plate {plate!r}")
         return rows
 
     def history(self, plate: str, well: str | None = None) -> list[dict[str, Any]]:
@@ -250,8 +257,7 @@ class Index:
             self._attach_scores(connection, rows)
         if not rows:
             what = f"plate {plate!r} well {well!r}" if well else f"plate {plate!r}"
-            raise UnknownPlate(f"unknown {what} in index {redact(self.url)}"
-                               + self._case_hint(plate))
+            raise UnknownPlate(what, self._case_hint(plate))
         return rows
 
     def _case_hint(self, plate: str) -> str:
