@@ -115,6 +115,10 @@ def _build(root: Path, opts: Options, log: Callable[[str], None],
     for model, res in export_bundle(bundle, models=models, force=opts.force).items():
         report.add("onnx", model, "fp32", res["action"], max_abs_diff=res.get("max_abs_diff"))
         log(f"{model} fp32 onnx: {res['action']}")
+    useless = bundle.require("classifier").get("useless") if "classifier" in models else None
+    if useless:  # found by `train` on real images: engines of it score nothing
+        report.warnings.append(f"warning: classifier: {useless}")
+        log(report.warnings[-1])
     if "fp16" in wanted:
         for model in models:
             action, diff = make_fp16(bundle, model, opts.force)

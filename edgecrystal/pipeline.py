@@ -49,6 +49,8 @@ class Scored:
     crystals_hit: bool | None = None  # None: the class list has no crystals
     uncertain: bool | None = None
     found: bool = False
+    # Why no drop was found when the finder ran: preprocess.NO_EDGE, TOO_SMALL or OUTSIDE_WELL.
+    drop_reason: str | None = None
     searched: bool = True  # False when no finder ran (crop none): `found` means nothing then
     box: tuple[int, int, int, int] | None = None
     area_px: int = 0
@@ -58,6 +60,8 @@ class Scored:
     size_bytes: int | None = None
     error_kind: str | None = None
     error_reason: str | None = None
+    # Problems of a file that still scored ("corrupt JPEG data: ..."): status stays ok.
+    warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     outline: np.ndarray | None = None  # drop contour (original pixels), only for overlays
     preview: np.ndarray | None = None  # downscaled RGB pixels, only for overlays
@@ -206,6 +210,7 @@ class Pipeline:
             r.timings_ms["read"] = _ms(t)
             return Loaded(r, None)
         r.sha256, r.size_bytes = picture.sha256, picture.size_bytes
+        r.warnings = list(picture.warnings)
         r.width, r.height = picture.width, picture.height
         r.timings_ms["read"] = _ms(t)
         return Loaded(r, picture, finder_input)
@@ -239,6 +244,7 @@ class Pipeline:
             _failed(r, exc)
             return None
         r.found, r.box, r.area_px = crop.found, crop.box, crop.area
+        r.drop_reason = crop.reason
         r.searched = self.finder is not None
         if self.outlines:
             r.outline = crop.outline

@@ -115,6 +115,10 @@ def make_record(scored: Scored, model: ModelInfo) -> dict[str, Any]:
             "area_px": scored.area_px,
             "area_fraction": round(scored.area_px / area, 6) if area else 0.0,
         }
+        if rec["drop"] is not None and not scored.found and scored.drop_reason:
+            rec["drop"]["reason"] = scored.drop_reason
+        if scored.warnings:  # absent when there is nothing to say (docs/results.md)
+            rec["warnings"] = list(scored.warnings)
     else:
         rec["error"] = {"kind": scored.error_kind, "reason": scored.error_reason}
     rec["model"] = model.as_dict()

@@ -107,7 +107,8 @@ def test_history_and_sync_commands(plates: Path, tmp_path: Path) -> None:
     assert "changed clear -> crystals at 2026-11-07" in done.stdout
     done = cli("history", "no-such-plate", "--index", url)
     assert done.returncode == 1
-    assert done.stderr.strip() == "edgecrystal: error: unknown plate 'no-such-plate'"
+    assert done.stderr.strip() == (f"edgecrystal: error: unknown plate 'no-such-plate' in "
+                                   f"index {url}")
 
 
 def test_export_labels_is_a_training_folder(plates: Path, tmp_path: Path) -> None:

@@ -57,8 +57,12 @@ def prepare_images(cfg: BenchConfig, workdir: Path) -> tuple[list[Path], str]:
         found = collect_images([cfg.images], recursive=True)
         if not found:
             raise UsageError(f"--images {cfg.images} holds no JPEG/PNG/BMP/TIFF images")
+        readable = _readable(found, max(cfg.synthetic, cfg.batch))
+        if not readable:
+            raise UsageError(f"--images {cfg.images}: none of its {len(found)} images could be "
+                             f"read (first: {_why_unreadable(found[0])})")
         copies = []
-        for i, src in enumerate(found[: max(cfg.synthetic, cfg.batch)]):
+        for i, src in enumerate(readable):
             dst = workdir / f"{i:04d}_{src.name}"
             shutil.copyfile(src, dst)
             copies.append(dst)
@@ -67,6 +71,30 @@ def prepare_images(cfg: BenchConfig, workdir: Path) -> tuple[list[Path], str]:
 
     paths = make_plate(workdir, seed=0, count=max(cfg.synthetic, cfg.batch))
     return list(paths), f"{len(paths)} synthetic 1280x960 JPEG wells"
+
+
+def _readable(images: list[Path], wanted: int) -> list[Path]:
+    """The first `wanted` images that decode: a run of files that all fail has nothing to time."""
+    readable = []
+    for path in images:
+        if _why_unreadable(path) is None:
+            readable.append(path)
+            if len(readable) == wanted:
+                break
+    return readable
+
+
+def _why_unreadable(path: Path) -> str | None:
+    """None when `path` decodes, else "path: reason" as a result file would give it."""
+    from ..errors import ImageError
+    from ..imageio import load_picture
+
+    try:
+        picture = load_picture(path)
+        picture.pixels(picture.reductions[-1])  # the cheapest decode that reads the data
+    except ImageError as exc:
+        return f"{path.name}: {exc.reason}"
+    return None
 
 
 def run_bench(bundle_path: Path, cfg: BenchConfig,

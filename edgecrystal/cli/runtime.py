@@ -93,6 +93,10 @@ def score(
         report = score_paths_on_ray(bundle, paths, options, ray, progress=say)
     for line in report.errors:
         typer.echo(f"error: {line}", err=True)
+    for line in report.warnings:
+        typer.echo(f"warning: {line}", err=True)
+    if report.useless:
+        typer.echo(f"warning: {report.useless}", err=True)
     rate = report.images_per_second
     typer.echo(f"{'label':<14}{'images':>8}")
     for label in report.classes:
@@ -101,6 +105,12 @@ def score(
                "crystals threshold)")
     typer.echo(f"{'uncertain':<14}{report.marks['uncertain']:>8}  (the review page's queue)")
     typer.echo(f"{'errors':<14}{len(report.errors):>8}")
+    if report.no_drop:  # drop.found false: the whole image was classified
+        why = ", ".join(f"{reason} {n}" for reason, n in sorted(report.no_drop.items()))
+        typer.echo(f"{'no drop':<14}{sum(report.no_drop.values()):>8}  (whole image "
+                   f"classified: {why})")
+    if report.warnings:
+        typer.echo(f"{'warnings':<14}{len(report.warnings):>8}  (scored; see the result files)")
     typer.echo(f"{'skipped':<14}{report.skipped:>8}  (already scored with these models)")
     typer.echo(f"{report.scored} scored in {report.elapsed_s:.1f} s"
                f"{f', {rate:.1f} images/s' if rate else ''}; "

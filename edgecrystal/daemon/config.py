@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, path_problem
 from ..imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -158,10 +158,10 @@ def _check(cfg: Config) -> None:
     if cfg.rescan_interval_s <= 0:
         problems.append("rescan_interval_s must be positive")
     for w in cfg.watch:
-        if not Path(w).is_dir():
-            problems.append(f"watch folder {w} does not exist")
-    if not Path(cfg.bundle).is_dir():
-        problems.append(f"bundle {cfg.bundle} does not exist")
+        if (problem := path_problem(w, "folder")) is not None:
+            problems.append(f"watch folder {w} {problem}")
+    if (problem := path_problem(cfg.bundle, "folder")) is not None:
+        problems.append(f"bundle {cfg.bundle} {problem}")
     try:
         from ..naming import NameReader
 

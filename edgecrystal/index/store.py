@@ -37,7 +37,14 @@ class IndexUnavailable(EdgeCrystalError):
 
 
 class UnknownPlate(EdgeCrystalError):
+    """No such plate (or well). `what` names it; `hint` is a plate that differs only in case.
+    The CLI adds the index it searched; the review page does not show the server's paths."""
+
     exit_code = 1
+
+    def __init__(self, what: str, hint: str = "") -> None:
+        super().__init__(f"unknown {what}{hint}")
+        self.what, self.hint = what, hint
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -94,10 +101,15 @@ class Index:
         self.engine = engine_for(self.url)
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Index:
+    def open(cls, url: str, *, migrate: bool = True, must_exist: bool = False) -> Index:
         """Open the index, creating the SQLite file's folder and bringing the schema up to date.
-        Raises IndexUnavailable (one line) when the database cannot be reached."""
+        Raises IndexUnavailable (one line) when the database cannot be reached, and with
+        `must_exist` (the commands that only read) when a SQLite file is not there: a mistyped
+        --index must not leave an empty database behind."""
         database = sqlite_file(url)
+        if database is not None and must_exist and not database.is_file():
+            raise IndexUnavailable(f"index {database} does not exist (check --index; "
+                                   "`edgecrystal index sync ROOT --index ...` builds one)")
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
         index = cls(url)
@@ -231,7 +243,7 @@ class Index:
         """The latest inspection of every drop on `plate` (UnknownPlate when it has none)."""
         rows = self._latest_per_drop(plate)
         if not rows:
-            raise UnknownPlate(f"unknown plate {plate!r}")
+            raise UnknownPlate(f"plate {plate!r}")
         return rows
 
     def history(self, plate: str, well: str | None = None) -> list[dict[str, Any]]:
@@ -246,8 +258,19 @@ class Index:
             self._attach_scores(connection, rows)
         if not rows:
             what = f"plate {plate!r} well {well!r}" if well else f"plate {plate!r}"
-            raise UnknownPlate(f"unknown {what}")
+            raise UnknownPlate(what, self._case_hint(plate))
         return rows
+
+    def _case_hint(self, plate: str) -> str:
+        """Plates are matched as the imager wrote them; name those that differ only in case."""
+        query = (sa.select(images.c.plate).distinct()
+                 .where(sa.func.lower(images.c.plate) == plate.lower(), images.c.plate != plate))
+        with self.engine.connect() as connection:
+            near = sorted(connection.execute(query).scalars())
+        if not near:
+            return ""
+        return (" (plate names are matched as the imager wrote them: did you mean "
+                + " or ".join(repr(name) for name in near) + "?)")
 
     def hits(self, class_name: str, min_score: float, limit: int = 500) -> list[dict[str, Any]]:
         """Images scoring at least `min_score` for `class_name`, best first, across plates."""

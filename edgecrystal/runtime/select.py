@@ -89,14 +89,15 @@ def open_runners(bundle: Bundle, *, backend: str = "auto", precision: str = "fp3
 def _fall_back(bundle: Bundle, models: list[str], precision: str, threads: int,
                providers: list[str] | None, dla: dict[str, int], reason: str) -> Selection:
     """--backend auto without raw TensorRT: ONNX Runtime's TensorRT provider where this
-    onnxruntime has it, else ONNX Runtime as configured; each step's reason in the log."""
+    onnxruntime has it, else ONNX Runtime as configured. The reason travels in the Selection,
+    whose describe() every caller prints or logs: a warning here printed it twice."""
     try:
         selection = _open_ort_trt(bundle, models, precision, threads, dla, reason)
     except EdgeCrystalError as exc:
         reason = f"{reason}; {ORT_TRT} not used: {exc}"
-        log.warning("%s; using ONNX Runtime", reason)
+        log.debug("%s; using ONNX Runtime", reason)
         return _open_ort(bundle, models, precision, threads, providers, reason)
-    log.warning("%s; using %s", reason, ORT_TRT)
+    log.debug("%s; using %s", reason, ORT_TRT)
     return selection
 
 

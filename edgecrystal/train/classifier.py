@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import metrics, models, preprocess
 from ..bundle import BUNDLE_FILE, Bundle, removed_on_failure
+from ..collapse import MIN_IMAGES, useless_scores
 from ..dataset import load_dataset
 from ..errors import BundleError, UsageError
 from ..pretrained import adopt_finder
@@ -195,6 +196,8 @@ def _train_into(b: Bundle, ds: Any, records: Any, class_list: list[str], crop: s
                             resume=resume, verbose=verbose, log_dir=b.path("logs/classifier"),
                             init=init_file)
     scores = score(result.model, x_all[va], labels[va], class_list, hp.batch_size)
+    warnings, useless = _training_warnings(result.model, x_all, len(va), scores["probs"],
+                                           class_list, hp.batch_size)
     loop.save_clean(result.model, lambda: build(hp, len(class_list)), b.path("classifier.keras"))
     b.set_classes(class_list)
     b.register_file("classifier.keras")
@@ -219,12 +222,40 @@ def _train_into(b: Bundle, ds: Any, records: Any, class_list: list[str], crop: s
                      "seconds_this_run": round(time.time() - started, 1)},
         "metrics": {"split": "validation",
                     **{k: v for k, v in scores.items() if k != "probs"}},
+        # build-engines says it again; None when the scores vary (collapse.useless_scores).
+        "useless": useless,
+        "warnings": warnings,
     }))
     b.save()
     return {"bundle": str(b.root), "model": str(b.path("classifier.keras")), "classes": class_list,
             "hyperparameters": profiles.as_dict(hp), "metrics": section["metrics"],
-            "training": section["training"],
+            "training": section["training"], "warnings": warnings,
             "split": {"train": len(tr), "val": len(va)},
             # The validation images: what the confidence fit after training runs on.
             "held_out": [{"image": str(samples[k].path), "label": str(samples[k].label)}
                          for k in va]}
+
+
+# A validation set smaller than this gives an AUC and an accuracy too coarse to trust (one
+# image is 5 % of 20).
+MIN_VALIDATION = 20
+
+
+def _training_warnings(model: Any, x_all: np.ndarray, n_val: int, val_probs: np.ndarray,
+                       classes: Sequence[str], batch_size: int) -> tuple[list[str], str | None]:
+    """What `train` must say about a model that passed: a validation set too small to trust,
+    scores that barely vary (judged on the validation images, or on up to 256 of all images
+    when there are too few of those). Logged as warnings and returned for bundle.json."""
+    warnings = []
+    if n_val < MIN_VALIDATION:
+        warnings.append(f"the validation set is {n_val} image(s): too few for its AUC and "
+                        f"accuracy to be trusted (want {MIN_VALIDATION}+; label more images)")
+    probs = val_probs
+    if n_val < MIN_IMAGES:
+        probs = np.asarray(model.predict(x_all[:256], batch_size=batch_size, verbose=0))
+    useless = useless_scores(probs, classes)
+    if useless:
+        warnings.append(useless)
+    for warning in warnings:
+        log.warning("warning: %s", warning)
+    return warnings, useless
