@@ -33,7 +33,9 @@ def list_cmd(
 
 
 def path_cmd(
-    name: Annotated[str, typer.Argument(help="Shipped model name (finder).")],
+    name: Annotated[str, typer.Argument(
+        help="Shipped model: finder, or bundle (the default bundle: the shipped finder and "
+             "classifier).")],
 ) -> None:
     """Print the folder of a shipped model's bundle (usable as --bundle, read-only)."""
     from ..pretrained import bundle_path
