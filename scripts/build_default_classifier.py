@@ -103,10 +103,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
-def evaluate_on(bundle: Path, data: Path, out: Path) -> dict[str, Any]:
+def evaluate_on(bundle: Path, data: Path, out: Path, precision: str = "fp32") -> dict[str, Any]:
     from edgecrystal.evaluate import evaluate
 
-    report = evaluate(data, bundle, out)
+    report = evaluate(data, bundle, out, precision=precision)
     c = report["classifier"]
     return {"images": c["images"], "runtime": c.get("runtime"),
             "roc_auc": {k: round(v, 4) for k, v in c["roc_auc"].items()},
@@ -133,14 +133,22 @@ def package(args: argparse.Namespace) -> None:
         "heldout_synthetic_imagers": evaluate_on(bundle, work / "heldout-imagers",
                                                  work / "eval-imagers"),
     }
+    # The INT8 variant ONNX Runtime runs on the CPU, on the same wells: is it faithful?
+    measured["heldout_synthetic_imagers_int8"] = evaluate_on(
+        bundle, work / "heldout-imagers", work / "eval-imagers-int8", "int8")
     if args.real:
         measured["real_validation"] = {"data": str(args.real),
                                        **evaluate_on(bundle, args.real, work / "eval-real")}
+        measured["real_validation_int8"] = {
+            "data": str(args.real),
+            **evaluate_on(bundle, args.real, work / "eval-real-int8", "int8")}
 
     b = Bundle.open(bundle)
+    command = shlex.join([Path(sys.executable).name, *sys.argv])
     b.meta["provenance"] = {
-        "command": record["command"] + " && " + shlex.join([Path(sys.executable).name,
-                                                            *sys.argv]),
+        # The training's command, then this one when packaging ran separately (--stage package).
+        "command": command if record["command"] == command
+        else f"{record['command']} && {command}",
         "script": "scripts/build_default_classifier.py",
         "seed": args.seed,
         "profile": "sim2real",
