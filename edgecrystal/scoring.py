@@ -124,6 +124,19 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
     return report
 
 
+def bundle_and_paths(first: Path, rest: list[Path]) -> tuple[Path, list[Path]]:
+    """`score [BUNDLE] PATH...`: the first argument is the bundle when it is a bundle folder (it
+    holds bundle.json); when it is an image or a folder of images instead, every argument is a
+    path and the shipped default bundle scores them. A first argument that does not exist is
+    taken for a bundle when paths follow it (so a mistyped bundle says so)."""
+    from .bundle import BUNDLE_FILE
+    from .pretrained import default_bundle_path
+
+    if (first / BUNDLE_FILE).is_file() or (rest and not first.exists()):
+        return first, rest
+    return default_bundle_path(), [first, *rest]
+
+
 def find_images(paths: list[Path], recursive: bool) -> list[Path]:
     """The images to score in `paths` (files and folders), or a one-line UsageError: a missing
     path, or folders that only hold subfolders without --recursive."""

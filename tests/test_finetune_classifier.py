@@ -17,20 +17,21 @@ from edgecrystal.errors import BundleError
 
 def test_shipped_classifier_is_found_or_refused_in_one_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # This installation ships one: the default bundle's classifier.
+    assert pretrained.shipped_classifier() == pretrained.default_bundle_path()
     monkeypatch.setattr(pretrained, "HERE", tmp_path)
     with pytest.raises(BundleError, match="no classifier ships") as refused:
         pretrained.shipped_classifier()
     assert "\n" not in str(refused.value)
     # A finder-only bundle in the folder is not a classifier either.
-    finder_only = Bundle.open(tmp_path / "bundle", create=True)
-    finder_only.section("finder").update({"input_size": 64})
-    finder_only.save()
+    shipped = Bundle.open(tmp_path / "bundle", create=True)
+    shipped.section("finder").update({"input_size": 64})
+    shipped.save()
     with pytest.raises(BundleError, match="no classifier ships"):
         pretrained.shipped_classifier()
-    shipped = Bundle.open(tmp_path / "classifier", create=True)
     shipped.section("classifier").update({"input_size": 75})
     shipped.save()
-    assert pretrained.shipped_classifier() == tmp_path / "classifier"
+    assert pretrained.shipped_classifier() == tmp_path / "bundle"
 
 
 @pytest.mark.slow

@@ -35,8 +35,11 @@ def register(app: typer.Typer) -> None:
 
 
 def score(
-    bundle: Annotated[Path, typer.Argument(help="Model bundle folder (with ONNX models).")],
-    paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders to score.")],
+    bundle: Annotated[Path, typer.Argument(
+        help="Model bundle folder (with ONNX models); leave it out to use the shipped default "
+             "bundle (edgecrystal models path bundle).")],
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Image files and/or folders to score.")] = None,
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", help="Descend into subfolders.")] = False,
     overlay: Annotated[bool, typer.Option(
@@ -74,8 +77,9 @@ def score(
     mtime) are skipped unless --force. Exit status: 0 when every image was scored, 1 when any
     image got an error result (unreadable, truncated, not an image...), 2 on a usage error
     (a missing path, a bad bundle or backend)."""
-    from ..scoring import ScoreOptions, score_paths
+    from ..scoring import ScoreOptions, bundle_and_paths, score_paths
 
+    bundle, paths = bundle_and_paths(bundle, paths or [])
     options = ScoreOptions(recursive=recursive, overlay=overlay, backend=backend,
                            precision=precision, batch=batch, threads=threads,
                            providers=tuple(p for p in providers.split(",") if p), force=force,

@@ -156,15 +156,26 @@ def evaluate_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, "
                                       "report.json, outlines.png, roc.png, confusion.png).")],
     bundle: Annotated[Path | None, typer.Option(
-        "--bundle", "-b", help="Bundle to evaluate (default: the shipped finder).")] = None,
+        "--bundle", "-b", help="Bundle to evaluate (default: the shipped default bundle, "
+                               "edgecrystal models path bundle).")] = None,
+    precision: Annotated[str, typer.Option(
+        help="Which ONNX variant scores the classifier: fp32, fp16 or int8.")] = "fp32",
     verbose: VerboseOpt = 0,
 ) -> None:
     """The paper's Table 1 for BUNDLE on all of DATA (pass a held-out set): finder Dice/IoU per
-    image with an outline contact sheet, classifier ROC AUC per class and macro, accuracy,
-    confusion matrix. DATA may be real photos with hand-drawn masks (masks/manifest.csv)."""
+    image with an outline contact sheet; classifier ROC AUC per class, macro and crystals vs
+    rest, accuracy, crystal recall, confusion matrix and the worst-scored images per class,
+    through ONNX Runtime and the runtime's own preprocessing (Keras only for a bundle without
+    ONNX variants). DATA: labels.csv, class folders, or real photos with hand-drawn masks
+    (masks/manifest.csv)."""
     from ..evaluate import evaluate
+    from ..interface import PRECISIONS
 
-    report = evaluate(data, bundle, out, verbose=verbose)
+    if precision not in PRECISIONS:
+        from ..errors import UsageError
+
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)} (got {precision})")
+    report = evaluate(data, bundle, out, verbose=verbose, precision=precision)
     typer.echo((Path(out) / "report.md").read_text(encoding="utf-8").split("![ROC]")[0].rstrip())
     del report
 

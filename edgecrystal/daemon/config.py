@@ -18,7 +18,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 @dataclass(frozen=True)
 class Config:
-    # The model bundle folder; relative paths are relative to the config file.
+    # The model bundle folder; relative paths are relative to the config file. Unset: the
+    # shipped default bundle (edgecrystal models path bundle).
     bundle: str = ""
     # Folders to watch. Images appear anywhere below them (with `recursive`).
     watch: tuple[str, ...] = ()
@@ -124,7 +125,9 @@ def load_config(path: str | os.PathLike[str] | None,
         values[f.name] = _coerce(f.name, raw[f.name], getattr(cfg, f.name))
     cfg = replace(cfg, **values)
     if not cfg.bundle:
-        raise UsageError("config: `bundle` is not set (the model bundle folder)")
+        from ..pretrained import default_bundle_path
+
+        cfg = replace(cfg, bundle=str(default_bundle_path()))
     if not cfg.watch:
         raise UsageError("config: `watch` is empty (folders to watch)")
     cfg = replace(
