@@ -122,12 +122,12 @@ def _classifier(b: Bundle, ds: Any, records: list[Any], out: Path, precision: st
         if verbose:
             log.info("classifier: %d labelled images through ONNX Runtime %s, crop=%s",
                      len(records), precision, crop)
-        probs, tiles = _runtime_probs(b, [r.image for r in records], precision)
+        probs, tiles, hits = _runtime_probs(b, [r.image for r in records], precision)
         runtime = f"onnxruntime {precision}"
     else:
         log.info("bundle %s has no ONNX classifier at %s: scoring the Keras models (run "
                  "`edgecrystal build-engines` to evaluate the deployed path)", b.root, precision)
-        probs, tiles = _keras_probs(b, records, crop, size, finder_model), None
+        probs, tiles, hits = _keras_probs(b, records, crop, size, finder_model), None, None
         runtime = "keras (no ONNX variant)"
     pred = probs.argmax(axis=1)
     report_plots.roc_figure(y, probs, classes, out / "roc.png",
@@ -149,6 +149,13 @@ def _classifier(b: Bundle, ds: Any, records: list[Any], out: Path, precision: st
         is_crystal = y == k
         result["crystal_recall"] = (float((pred[is_crystal] == k).mean())
                                     if is_crystal.any() else math.nan)
+        if hits is not None:  # what the result files say: crystals_hit at the bundle's threshold
+            result["crystals_hit"] = {
+                "threshold": b.confidence().crystals_threshold,
+                "recall": float(hits[is_crystal].mean()) if is_crystal.any() else math.nan,
+                "hits": int(hits.sum()), "crystal_drops_hit": int(hits[is_crystal].sum()),
+                "crystal_drops": int(is_crystal.sum()),
+                "precision": float(is_crystal[hits].mean()) if hits.any() else math.nan}
     if tiles is not None:
         _worst_sheet(out / "worst.png", tiles, y, probs, classes, names)
         result["figures"].append("worst.png")
@@ -159,15 +166,16 @@ def _name(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def _runtime_probs(b: Bundle, paths: list[Path],
-                   precision: str) -> tuple[np.ndarray, list[tuple[np.ndarray, Any]]]:
-    """Class scores of each image file through the deployed pipeline on ONNX Runtime, and per
-    image a preview with the outline of the drop it cut (None when no drop was found)."""
+def _runtime_probs(b: Bundle, paths: list[Path], precision: str
+                   ) -> tuple[np.ndarray, list[tuple[np.ndarray, Any]], np.ndarray | None]:
+    """Class scores of each image file through the deployed pipeline on ONNX Runtime, per
+    image a preview with the outline of the drop it cut (None when no drop was found), and
+    whether each is a crystals hit (None when the classes have no crystals)."""
     from .pipeline import Pipeline
     from .runtime.select import open_runners
 
     selection = open_runners(b, backend="onnxruntime", precision=precision)
-    probs, tiles = [], []
+    probs, tiles, hits = [], [], []
     with Pipeline(b, selection.finder, selection.classifier, backend=selection.backend,
                   precision=precision, outlines=True) as pipeline:
         for start in range(0, len(paths), 8):
@@ -176,7 +184,9 @@ def _runtime_probs(b: Bundle, paths: list[Path],
                     raise DataError(f"cannot score {r.path}: {r.error_reason}")
                 probs.append([r.scores[c] for c in b.classes])
                 tiles.append(_preview_mask(r))
-    return np.array(probs, dtype=np.float64), tiles
+                hits.append(r.crystals_hit)
+    flags = None if None in hits else np.array(hits, dtype=bool)
+    return np.array(probs, dtype=np.float64), tiles, flags
 
 
 def _preview_mask(r: Any) -> tuple[np.ndarray, Any]:
@@ -250,6 +260,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines += [f"Crystals vs rest ROC AUC: {_fmt(c['crystals_vs_rest_auc'])}; crystal "
                       f"recall (crystals drops labelled crystals): {_fmt(c['crystal_recall'])}",
                       ""]
+        hit = c.get("crystals_hit")
+        if hit:
+            lines += [f"crystals_hit (the result files' flag; threshold "
+                      f"{_fmt(hit['threshold']) if hit['threshold'] is not None else 'none'}): "
+                      f"{hit['crystal_drops_hit']} of {hit['crystal_drops']} crystal drops "
+                      f"(recall {_fmt(hit['recall'])}), {hit['hits']} hits in all (precision "
+                      f"{_fmt(hit['precision'])})", ""]
         lines += [f"Accuracy: {c['accuracy']:.4f}", "", "Confusion matrix (rows: true, columns: "
                   "predicted):", "", "| | " + " | ".join(classes) + " |",
                   "|---" * (len(classes) + 1) + "|"]
