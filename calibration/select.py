@@ -7,25 +7,37 @@ the ranges stop moving well before 500, while time and (for entropy calibration)
 memory grow with every image. Capped at 1024. The selection is stratified: round-robin over
 (label, style/imager) groups, shuffled by the seed inside each group, so rare classes (crystals)
 and every imager style set the ranges rather than only the common clear drops.
+
+`--calib` also takes a folder of the imager's own images, unlabelled (the pictures the model will
+really see): any folder that is none of the data set layouts (docs/data.md), or whose "class
+folders" are an imager's plate folders (every name read by an imager layout). Every input image
+below it is a record, stratified by imager layout and plate as `edgecrystal.naming` reads
+them from the names and folders (the folder where names say nothing).
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgecrystal.dataset import Record, load_dataset
+from edgecrystal.dataset import Dataset, Record, load_dataset
 from edgecrystal.errors import DataError, ImageError, UsageError
-from edgecrystal.imageio import Picture
+from edgecrystal.imageio import Picture, is_image_name
 from edgecrystal.interface import INPUT_NAME
+from edgecrystal.naming import NameReader
 
 DEFAULT_COUNT = 256
 MAX_COUNT = 1024
 MIN_COUNT = 8
-STRATA_COLUMNS = ("style", "imager")
+# "imager_plate": set only for an unlabelled image folder's records (labelled data sets keep
+# their style/imager strata, so their choice of images does not change).
+STRATA_COLUMNS = ("style", "imager_plate", "imager")
+IMAGE_FOLDER = "image-folder"
 
 
 @dataclass
@@ -69,6 +81,50 @@ def choose(records: list[Record], count: int, seed: int = 0) -> list[Record]:
     return chosen[:count]
 
 
+def _nothing(name: str) -> bool:
+    return False
+
+
+def calibration_data(data: str | Path, is_output: Callable[[str], bool] = _nothing) -> Dataset:
+    """The records `--calib DATA` names: a data set in one of its layouts, else the imager's own
+    images in the folder (`image_folder`)."""
+    try:
+        dataset = load_dataset(data)
+    except DataError:
+        return image_folder(Path(data), is_output)
+    if dataset.layout == "class-folders" and _imager_names(dataset.records):
+        return image_folder(Path(data), is_output)  # plate folders, not classes
+    return dataset
+
+
+def image_folder(root: Path, is_output: Callable[[str], bool] = _nothing) -> Dataset:
+    """Every image below `root` as `score` would take it (dot files and folders, linked folders
+    and, by `is_output`, what edgecrystal wrote there are left out: the caller passes
+    results.is_own_output, a layer above this one), unlabelled, with the imager layout and
+    plate the name says."""
+    reader = NameReader()
+    records = []
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(folder) / name
+            if (is_image_name(name) and not name.startswith(".") and not is_output(name)
+                    and path.is_file()):
+                read = reader.read(path.relative_to(root))
+                records.append(Record(path, None, None, {
+                    "imager_plate": f"{read.layout} {read.plate}", "imager": read.layout,
+                    "plate": read.plate}))
+    if not records:
+        raise DataError(f"{root} holds no images: --calib takes a data set (docs/data.md) or "
+                        "a folder of the imager's own images")
+    return Dataset(root, records, IMAGE_FOLDER)
+
+
+def _imager_names(records: list[Record]) -> bool:
+    reader = NameReader()
+    return all(reader.read(r.image.name).understood for r in records)
+
+
 def load_pictures(records: list[Record], need: int) -> tuple[list, list[str]]:
     """(record, picture, sha256, mask-or-None) for readable images (the picture as the runtime
     reads it: imageio.Picture); one line per unreadable one."""
@@ -96,18 +152,21 @@ def load_pictures(records: list[Record], need: int) -> tuple[list, list[str]]:
 def calibration_sets(data: str | Path, sizes: dict[str, int], count: int = DEFAULT_COUNT,
                      seed: int = 0, finder_onnx: Path | None = None, threshold: float = 0.5,
                      margin: float = 0.05, finder_size: int = 0,
-                     exclude: frozenset[str] = frozenset()) -> dict[str, CalibrationSet]:
+                     is_output: Callable[[str], bool] = _nothing,
+                     exclude: frozenset[str] = frozenset(),
+                     ) -> dict[str, CalibrationSet]:
     """Calibration inputs for each model in `sizes` ({"finder": 512, "classifier": 299}).
     `exclude`: image paths (relative to the data set, as CalibrationSet.images has them) not to
     choose: the INT8 gate's held-out images are the calibration's complement.
 
     Classifier inputs are drop crops: from the ground-truth mask when the record has one, else
     from the finder's prediction (ONNX Runtime on `finder_onnx`), else the whole image, cut as
-    scoring cuts them (`finder_size`: Bundle.crop_finder_size).
+    scoring cuts them (`finder_size`: Bundle.crop_finder_size). `data` may also be a folder of
+    unlabelled images (`calibration_data`).
     """
     from edgecrystal import preprocess
 
-    dataset = load_dataset(data)
+    dataset = calibration_data(data, is_output)
     candidates = [r for r in dataset.records if _rel(r.image, dataset.root) not in exclude]
     if not candidates:
         raise DataError(f"{data} has no images besides the {len(exclude)} excluded")

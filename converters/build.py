@@ -26,9 +26,11 @@ from edgecrystal.engines.store import engine_for
 from edgecrystal.errors import BackendError, BundleError, UsageError
 from edgecrystal.interface import INPUT_NAME, PRECISIONS
 
+from .integrity import CALIB_DIR, damaged_files
+from .integrity import PRECISION_OF as _PRECISION_OF
 from .keras_to_onnx import onnx_rel, parity_batch
+from .staging import staged
 
-_PRECISION_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8-u8": "int8"}
 # INT8 collapse: outputs that vary over the images less than this share of the FP32 model's
 # variation, or labels that agree with FP32's less often than COLLAPSE_AGREEMENT, mean the
 # calibration failed (too few or too similar images). A model whose FP32 outputs hardly vary
@@ -41,7 +43,6 @@ QUANTIZER = "7"  # ORT variant: 2 upsamples with Conv 1x1 + DepthToSpace; 3 move
 # the cached ranges cover their new tensors); 6 reads the pixels as the first quantised tensor;
 # 7 picks the integer form by CPU family (the key's "form") and gates each variant
 FP16_TOLERANCE = 2e-2
-CALIB_DIR = "calibration"
 
 
 @dataclass
@@ -62,6 +63,8 @@ class Options:
     # INT8 accuracy gate bounds, "agreement=0.98,dice_loss=0.01,rank=0.95" (None: the defaults
     # in calibration/gate.py).
     int8_gate: str | None = None
+    dla_core: int | None = None  # engines for this DLA core instead of the GPU
+    gpu_fallback: bool = False
 
 
 @dataclass
@@ -81,21 +84,35 @@ class Report:
 
 def build_engines(root: Path, opts: Options,
                   log: Callable[[str], None] | None = None) -> Report:
+    """Build in a staging copy of the bundle, swapped in only when everything succeeded
+    (staging.py); a file whose bytes no longer match bundle.json is rebuilt or refused, never
+    re-hashed (integrity.py)."""
     log = log or (lambda _msg: None)
     for p in opts.precisions:
         if p not in PRECISIONS:
             raise UsageError(f"--precision must be fp32, fp16, int8 or all (got {p})")
     bundle = Bundle.open(root)
-    models = [m for m in MODELS if bundle.has(m)]
-    if not models:
+    if not any(bundle.has(m) for m in MODELS):
         raise BundleError(f"bundle {root} has no models (train one first)")
+    damaged = damaged_files(bundle)
+    with staged(Path(root), log) as work:
+        return _build(work, opts, log, damaged)
+
+
+def _build(root: Path, opts: Options, log: Callable[[str], None],
+           damaged: dict[str, str]) -> Report:
+    bundle = Bundle.open(root)
+    models = [m for m in MODELS if bundle.has(m)]
     report = Report()
+    for rel, precision in sorted(damaged.items()):
+        bundle.path(rel).unlink(missing_ok=True)
+        log(f"{rel} no longer matches the hash in bundle.json: rebuilding {precision}")
     # Variants made from an older model are rebuilt whatever --precision asks for: a stale
-    # FP16 or INT8 file must never go on scoring with the old weights.
+    # FP16 or INT8 file must never go on scoring with the old weights. Nor a damaged one.
     stale = {_PRECISION_OF[name] for _model, name in bundle.stale_variants()}
     keras_changed = {model for model in models if bundle.is_stale(model, "fp32")}
     stale |= {_PRECISION_OF[name] for model in keras_changed for name in bundle.variants(model)}
-    wanted = set(opts.precisions) | stale
+    wanted = set(opts.precisions) | stale | set(damaged.values())
     for precision in sorted(stale - set(opts.precisions)):
         log(f"{precision} variants were made from an older model: rebuilding them too")
     from .keras_to_onnx import export_bundle
@@ -103,6 +120,10 @@ def build_engines(root: Path, opts: Options,
     for model, res in export_bundle(bundle, models=models, force=opts.force).items():
         report.add("onnx", model, "fp32", res["action"], max_abs_diff=res.get("max_abs_diff"))
         log(f"{model} fp32 onnx: {res['action']}")
+    useless = bundle.require("classifier").get("useless") if "classifier" in models else None
+    if useless:  # found by `train` on real images: engines of it score nothing
+        report.warnings.append(f"warning: classifier: {useless}")
+        log(report.warnings[-1])
     if "fp16" in wanted:
         for model in models:
             action, diff = make_fp16(bundle, model, opts.force)
@@ -273,6 +294,7 @@ def calibration_settings(opts: Options, record: dict[str, Any]) -> dict[str, Any
 def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any],
                       exclude: frozenset[str] = frozenset(), count: int | None = None) -> Any:
     from edgecrystal.calibration.select import calibration_sets
+    from edgecrystal.results import is_own_output
 
     data = Path(settings["data"])
     if not data.exists():
@@ -282,7 +304,9 @@ def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any
     if bundle.variant("finder", "fp32"):
         finder = bundle.path(bundle.variant("finder", "fp32")["file"])
     return calibration_sets(data, sizes, count or settings["count"], settings["seed"], finder,
-                            bundle.threshold, bundle.margin, bundle.crop_finder_size, exclude)
+                            bundle.threshold, bundle.margin, bundle.crop_finder_size,
+                            is_output=is_own_output,  # an image folder: not our overlays
+                            exclude=exclude)
 
 
 def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
@@ -371,16 +395,20 @@ def make_engines(bundle: Bundle, models: list[str], opts: Options, report: Repor
     folder = manifest.engines_folder(bundle.root, identity, opts.hardware_compat)
     for model in models:
         for precision in opts.precisions:
+            if opts.dla_core is not None and precision == "fp32":
+                continue  # DLA has no FP32; the FP32 ONNX is the others' source only
             legacy = precision == "int8" and opts.legacy_int8_calibrator
             source = bundle.onnx_variant(model, "fp32" if legacy else precision, "tensorrt")
             build_options = BuildOptions(precision=precision,
                                  opt_batch=opts.opt_batch, max_batch=opts.max_batch,
                                  workspace_mb=opts.workspace_mb,
-                                 hardware_compat=opts.hardware_compat)
+                                 hardware_compat=opts.hardware_compat,
+                                 dla_core=opts.dla_core, gpu_fallback=opts.gpu_fallback)
             if legacy:
                 build_options.legacy_int8_calibrator = _legacy_calibrator(bundle, model, opts)
-            before = _plan_sha(folder, f"{model}.{precision}")
-            plan = engine_for(bundle, model, precision, source, build_options, identity, opts.force)
+            before = _plan_sha(folder, manifest.engine_key(model, precision, opts.dla_core))
+            plan = engine_for(bundle, model, precision, source, build_options, identity, opts.force,
+                              progress=log)
             action = "kept" if before and before == _plan_sha(folder, plan.stem) else "made"
             report.add("engine", model, precision, action, file=str(plan.relative_to(bundle.root)))
             log(f"{model} {precision} engine: {action}")

@@ -171,11 +171,16 @@ def _name_batch_dim(proto: Any) -> None:
 
 def _patch_tf2onnx_numpy2() -> None:
     # tf2onnx 1.17 still uses aliases numpy 2 removed; Keras ships the patch it uses itself.
+    # The patch probes np.object, a FutureWarning users saw printed by build-engines.
+    import warnings
+
     try:
         from keras.src.export.tf2onnx_lib import patch_tf2onnx
     except ImportError:
         return
-    patch_tf2onnx()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        patch_tf2onnx()
 
 
 # ----------------------------------------------------------------- parity against Keras

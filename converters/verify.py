@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgecrystal.bundle import MODELS, Bundle
+from edgecrystal.collapse import useless_scores
 from edgecrystal.errors import BundleError, DataError, UsageError, one_line
 from edgecrystal.interface import INPUT_NAME
 
@@ -90,6 +91,8 @@ def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
             rows[name] = row
         result["models"][model] = {"reference": ref_name, "rank_reference": rank_name,
                                    "variants": rows, "gates": _gates(bundle, model)}
+        if model == "classifier":  # verify said "continuous" about a useless model
+            result["models"][model]["useless"] = useless_scores(ref, classes)
     return result
 
 
@@ -296,6 +299,8 @@ def format_table(result: dict[str, Any]) -> str:
         first: dict[str, Any] = next(iter(info["variants"].values()), {})
         if model == "finder" and first.get("masks") == 0:
             notes.append("finder: no Dice: none of these images has a drop mask")
+        if info.get("useless"):
+            notes.append(f"warning: {model}: {info['useless']}")
         if model == "classifier" and first.get("labelled") == 0:
             notes.append("classifier: no AUC: none of these images has a label in the "
                          "bundle's classes")

@@ -16,6 +16,8 @@ bundle.json sections (each written by the part of the project that owns it):
 - `onnx`:       {"finder"|"classifier": {variant: {"file", "precision", "backends": [...],
                  "opset", "sha256_source", ...}}}                           (converters)
 - `calibration`: {"finder"|"classifier": {...}}                             (calibration)
+- `confidence`: {"temperature", "crystals_threshold", "recall_target",
+                 "classifier_fp32_sha256", "data", "metrics", ...}           (confidence_fit)
 This module never imports TensorFlow or ONNX: the runtime reads bundles through it.
 """
 
@@ -33,6 +35,8 @@ from typing import Any
 
 from . import DEFAULT_CLASSES, PREPROCESS_VERSION, __version__
 from .atomic import write_json
+from .confidence import SECTION as CONFIDENCE_SECTION
+from .confidence import Confidence, from_section
 from .errors import BundleError
 from .hashing import sha256_file
 from .interface import INPUT_NAME
@@ -389,6 +393,12 @@ class Bundle:
         return self.input_size("finder") if "finder" in self.runtime_models() and \
             self.has("finder") else 0
 
+    def confidence(self) -> Confidence:
+        """The calibration and crystals threshold scoring applies after the classifier: the
+        fitted ones while they were fitted on the current classifier FP32 ONNX, else none."""
+        fp32 = self.variant("classifier", "fp32").get("sha256")
+        return from_section(self.meta.get(CONFIDENCE_SECTION), fp32)
+
     def runtime_models(self) -> list[str]:
         """The models scoring runs: the classifier, and the finder unless crop is none."""
         return ["classifier"] if self.crop == "none" else ["finder", "classifier"]
@@ -408,7 +418,10 @@ class Bundle:
         blob = json.dumps({"runs": runs, "backend": backend, "precision": precision,
                            "classes": self.classes, "crop": self.crop,
                            "threshold": self.threshold, "margin": self.margin,
-                           "preprocess": self.preprocess_version}, sort_keys=True)
+                           "preprocess": self.preprocess_version,
+                           # Only when fitted, so unfitted bundles keep their fingerprints.
+                           **({"confidence": self.confidence().as_record()}
+                              if self.confidence().fitted else {})}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property

@@ -52,11 +52,15 @@ class DataCheckReport:
     def verdicts(self) -> dict[str, str]:
         """Per purpose, "usable ..." or "NOT usable: why": the finder needs drop masks, the
         classifier needs labels from the class list."""
-        unreadable = [e for e in self.errors if e.kind.startswith("image_")
-                      or e.kind == "unloadable"]
+        unloadable = [e for e in self.errors if e.kind == "unloadable"]
+        if unloadable:  # no data set at all: not "1 unreadable image"
+            return {purpose: f"NOT usable: {unloadable[0].message}"
+                    for purpose in ("finder", "classifier")}
+        unreadable = [e for e in self.errors if e.kind.startswith("image_")]
         mask_errors = [e for e in self.errors if e.kind.startswith("mask_")]
         label_errors = [e for e in self.errors if e.kind in LABEL_KINDS]
         labelled = sum(n for c, n in self.counts.items() if c in self.classes)
+        skipped = sum(1 for w in self.warnings if w.kind == "unlabelled")
         out = {}
         if unreadable:
             why = f"{len(unreadable)} unreadable image(s)"
@@ -75,7 +79,8 @@ class DataCheckReport:
             out["classifier"] = f"NOT usable: {labelled} labelled image(s) (needs 2+)"
         else:
             used = sum(1 for c in self.classes if self.counts.get(c))
-            out["classifier"] = f"usable ({labelled} labelled images in {used} classes)"
+            also = f"; {skipped} unlabelled image(s) skipped" if skipped else ""
+            out["classifier"] = f"usable ({labelled} labelled images in {used} classes{also})"
         return out
 
     def error(self, kind: str, path: str, message: str) -> None:
@@ -183,14 +188,15 @@ def _rel(ds: Dataset, p: Path) -> str:
 
 
 def _label_issues(report: DataCheckReport, ds: Dataset, rec: Record) -> None:
-    if not rec.label:
-        report.error("label_missing", _rel(ds, rec.image), "no label")
+    if not rec.label:  # `train classifier` and `evaluate` skip it (Dataset.labelled)
+        report.warn("unlabelled", _rel(ds, rec.image),
+                    "no label: the classifier skips it (the finder uses its mask)")
 
 
 # Folder names that hold masks, never a class.
 MASK_FOLDERS = ("masks", "mask")
 # Issues that stop a classifier from training (the finder needs no labels).
-LABEL_KINDS = ("label_missing", "label_unknown", "masks_as_class", "masks_in_class_folder")
+LABEL_KINDS = ("label_unknown", "masks_as_class", "masks_in_class_folder")
 
 
 def class_problems(ds: Dataset, classes: Sequence[str]) -> list[Issue]:
@@ -236,8 +242,8 @@ def _inspect(ds: Dataset, rec: Record) -> _Found:
         found.sha256 = img.sha256
     except ImageError as exc:
         found.issues.append(("error", Issue(f"image_{exc.kind}", name, exc.reason)))
-    if ds.layout != "labels.csv":
-        return found  # class folders carry no masks
+    if not ds.carries_masks:
+        return found
     if rec.mask is None:
         found.issues.append(("warning", Issue(
             "mask_not_listed", name, "no mask (the finder cannot train on this image)")))

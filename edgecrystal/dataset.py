@@ -56,6 +56,20 @@ class Dataset:
     def with_masks(self) -> list[Record]:
         return [r for r in self.records if r.mask is not None]
 
+    @property
+    def carries_masks(self) -> bool:
+        """Whether the layout can list drop masks (labels.csv's `mask` column, the mask
+        manifest); class folders cannot."""
+        return self.layout != "class-folders"
+
+    def labelled(self) -> list[Record]:
+        """What a classifier trains and is evaluated on. Unlabelled rows (the real samples'
+        empty label) are skipped there, never an error: the finder still uses their masks."""
+        return [r for r in self.records if r.label]
+
+    def unlabelled(self) -> list[Record]:
+        return [r for r in self.records if not r.label]
+
     def summary(self) -> dict[str, object]:
         return {
             "root": str(self.root),

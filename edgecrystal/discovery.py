@@ -7,12 +7,15 @@ and its inotify events) all ask this module, so a file the daemon would score is
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .imageio import IMAGE_SUFFIXES
 from .results import is_own_output
+
+log = logging.getLogger(__name__)
 
 
 def is_input_name(name: str, extensions: tuple[str, ...] = IMAGE_SUFFIXES) -> bool:
@@ -21,6 +24,25 @@ def is_input_name(name: str, extensions: tuple[str, ...] = IMAGE_SUFFIXES) -> bo
     summaries)."""
     return (name.lower().endswith(tuple(e.lower() for e in extensions))
             and not name.startswith(".") and not is_own_output(name))
+
+
+def within(path: Path, roots: Iterable[Path]) -> bool:
+    return any(path == r or path.is_relative_to(r) for r in roots)
+
+
+def link_out_of(path: Path, roots: Iterable[Path]) -> str | None:
+    """Why `path`, a symbolic link, may not be followed: it leads out of the roots (real paths
+    compared) or nowhere. None for a link that stays inside, and for anything not a link. The
+    one rule for `score` (folders it walks) and the daemon (its watched folders)."""
+    if not path.is_symlink():
+        return None
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # RuntimeError: a loop of links
+        return "dangling symlink"
+    if not within(real, [Path(os.path.realpath(r)) for r in roots]):
+        return f"symlink out of the folder (to {real})"
+    return None
 
 
 def scan(roots: Iterable[Path], recursive: bool,
@@ -50,12 +72,14 @@ def scan(roots: Iterable[Path], recursive: bool,
 
 def collect_images(paths: Iterable[Path], recursive: bool) -> list[Path]:
     """Named files as given (whatever their suffix: a named file is meant to be scored), then
-    the input images inside named folders; each path once, in order."""
+    the input images inside named folders, none by a link out of its folder; each path once,
+    in order."""
     found: list[Path] = []
     seen: set[Path] = set()
     for path in paths:
         if path.is_dir():
-            candidates = [p for p in scan([path], recursive) if p.is_file()]
+            candidates = [p for p in scan([path], recursive)
+                          if p.is_file() and not _skipped_link(p, path)]
         else:
             candidates = [path]
         for candidate in candidates:
@@ -63,3 +87,10 @@ def collect_images(paths: Iterable[Path], recursive: bool) -> list[Path]:
                 seen.add(candidate)
                 found.append(candidate)
     return found
+
+
+def _skipped_link(path: Path, root: Path) -> bool:
+    why = link_out_of(path, [root])
+    if why is not None:
+        log.warning("skipped %s: %s", path, why)
+    return why is not None

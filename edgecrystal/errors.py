@@ -7,6 +7,8 @@ collapsed, capped in length.
 
 from __future__ import annotations
 
+import os
+
 # Long enough for a path and a reason; short enough for a log line or a result file.
 ONE_LINE_LIMIT = 300
 
@@ -17,6 +19,20 @@ def one_line(exc: BaseException, limit: int = ONE_LINE_LIMIT) -> str:
     lines = [" ".join(line.split()) for line in str(exc).splitlines()]
     text = next((line for line in lines if line), "") or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def path_problem(path: str | os.PathLike[str], want: str) -> str | None:
+    """Why `path` is not the `want` ("file" or "folder") a command needs, or None: "does not
+    exist" only when nothing is there, so a path of the wrong kind is not called missing."""
+    text = os.fspath(path)
+    if not os.path.exists(text):
+        return "does not exist"
+    is_folder = os.path.isdir(text)
+    if want == "folder" and not is_folder:
+        return "is a file, not a folder"
+    if want == "file" and is_folder:
+        return "is a folder, not a file"
+    return None
 
 
 class EdgeCrystalError(Exception):

@@ -1,13 +1,18 @@
 """`edgecrystal evaluate`: the paper's Table 1 for a bundle on a (held-out) data set.
 
 Finder: Dice and IoU per image (finder output at its resolution, mapped back to the image's size
-by preprocess.mask_to_image, thresholded at the bundle's threshold), mean and standard deviation.
-Classifier: ROC AUC per class (one against the rest) and macro, accuracy, confusion matrix, on
-crops made with the bundle's crop mode. Writes report.md, report.json, roc.png, confusion.png,
-and outlines.png (drawn vs found drop outline per image, worst Dice first). DATA may be real
-photos with hand-drawn masks (masks/manifest.csv, see dataset.py); without a bundle the shipped
-finder is evaluated.
-Uses the Keras models (the reference); the runtime's own accuracy checks live with the backends.
+by preprocess.mask_to_image, thresholded at the bundle's threshold), mean and standard deviation,
+from the Keras finder. Classifier: ROC AUC per class (one against the rest) and macro, crystals
+against the rest, accuracy, crystal recall, confusion matrix, and worst.png (per true class the
+images whose own class scored lowest, with the drop the finder cut). The classifier is scored
+through the deployed path when the bundle has ONNX variants: the image files through
+pipeline.Pipeline on ONNX Runtime runners (the runtime's decoding, finder, crop step and
+classifier, at --precision), which is what `score` and `serve` give; a bundle without them
+(freshly trained, before build-engines) is scored with its Keras models on the same crops, and
+the report says which. Writes report.md, report.json, roc.png, confusion.png, worst.png and
+outlines.png (drawn vs found drop outline per image, worst Dice first). DATA may be real photos
+with hand-drawn masks (masks/manifest.csv, see dataset.py), labels.csv or class folders; without
+a bundle the shipped default bundle is evaluated.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import metrics
 from .atomic import write_json, write_text
 from .bundle import Bundle
 from .dataset import load_dataset
@@ -28,20 +34,21 @@ from .metrics import json_safe
 log = logging.getLogger(__name__)
 
 
+CRYSTALS = "crystals"
+WORST_PER_CLASS = 5
+
+
 def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
-             verbose: int = 0) -> dict[str, Any]:
-    from . import models, outline_sheet, report_plots
-    from .train import classifier as clf
-    from .train import data
-    from .train import finder as fnd
+             verbose: int = 0, precision: str = "fp32") -> dict[str, Any]:
+    from . import outline_sheet
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} is a file, not a folder")
     if bundle is None:
-        from .pretrained import bundle_path
+        from .pretrained import default_bundle_path
 
-        bundle = bundle_path("finder")
+        bundle = default_bundle_path()
     b = Bundle.open(bundle)
     b.check_preprocess()
     if not (b.has("finder") or b.has("classifier")):
@@ -52,58 +59,41 @@ def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
                               "data": ds.summary(), "classes": b.classes}
 
     finder_model = None
-    if b.has("finder"):
+    masked = ds.with_masks() if b.has("finder") else []
+    if masked:
+        from .train import classifier as clf
+        from .train import data
+        from .train import finder as fnd
+
         finder_model = clf.load_finder(b)
-        masked = ds.with_masks()
-        if masked:
-            if verbose:
-                log.info("finder: %d images with masks", len(masked))
-            samples = data.load_samples(masked, masks=True)
-            scores = fnd.mask_scores(finder_model[0], samples, finder_model[1], finder_model[2],
-                                     keep_masks=True)
-            names = [str(s.path.relative_to(ds.root)) if s.path.is_relative_to(ds.root)
-                     else str(s.path) for s in samples]
-            worst_first = sorted(range(len(samples)), key=lambda k: scores["dice"][k])
-            outline_sheet.write_sheet(
-                out / "outlines.png", [s.rgb for s in samples], [s.mask for s in samples],
-                scores["masks"], [f"{n} Dice {d:.3f}" for n, d in zip(names, scores["dice"],
-                                                                        strict=True)],
-                order=worst_first)
-            report["finder"] = {
-                **{k: v for k, v in scores.items() if k not in ("dice", "iou", "masks")},
-                "dice_min": min(scores["dice"]),
-                "below_half": sum(d < 0.5 for d in scores["dice"]),
-                "input_size": finder_model[1], "threshold": finder_model[2],
-                "per_image": [{"image": n, "dice": d, "iou": i} for n, d, i in
-                              zip(names, scores["dice"], scores["iou"], strict=True)],
-                "figures": ["outlines.png"],
-            }
+        if verbose:
+            log.info("finder: %d images with masks", len(masked))
+        samples = data.load_samples(masked, masks=True)
+        scores = fnd.mask_scores(finder_model[0], samples, finder_model[1], finder_model[2],
+                                 keep_masks=True)
+        names = [str(s.path.relative_to(ds.root)) if s.path.is_relative_to(ds.root)
+                 else str(s.path) for s in samples]
+        worst_first = sorted(range(len(samples)), key=lambda k: scores["dice"][k])
+        outline_sheet.write_sheet(
+            out / "outlines.png", [s.rgb for s in samples], [s.mask for s in samples],
+            scores["masks"], [f"{n} Dice {d:.3f}" for n, d in zip(names, scores["dice"],
+                                                                    strict=True)],
+            order=worst_first)
+        report["finder"] = {
+            **{k: v for k, v in scores.items() if k not in ("dice", "iou", "masks")},
+            "dice_min": min(scores["dice"]),
+            "below_half": sum(d < 0.5 for d in scores["dice"]),
+            "input_size": finder_model[1], "threshold": finder_model[2],
+            "per_image": [{"image": n, "dice": d, "iou": i} for n, d, i in
+                          zip(names, scores["dice"], scores["iou"], strict=True)],
+            "figures": ["outlines.png"],
+        }
 
     if b.has("classifier"):
-        section = b.require("classifier")
-        crop = str(section.get("crop", "finder"))
-        size = int(section["input_size"])
-        classes = b.classes
         records = [r for r in ds.records if r.label]
         if records:
-            unknown = sorted({r.label for r in records if r.label} - set(classes))
-            if unknown:
-                raise DataError(f"unknown class label(s) {', '.join(unknown)} in {ds.root} "
-                                f"(the bundle knows {', '.join(classes)})")
-            if verbose:
-                log.info("classifier: %d labelled images, crop=%s", len(records), crop)
-            samples = data.load_samples(records, masks=crop == "manual")
-            x = clf.crops_for(b, samples, crop, size, finder_model)
-            y = data.label_indices(samples, classes)
-            model = models.load_model(b.model_file("classifier"))
-            scores = clf.score(model, x, y, classes)
-            probs = scores.pop("probs")
-            report_plots.roc_figure(y, probs, classes, out / "roc.png",
-                                    title=f"ROC (crop={crop}, n={len(y)})")
-            report_plots.confusion_figure(np.array(scores["confusion_matrix"]), classes,
-                                          out / "confusion.png")
-            report["classifier"] = {**scores, "crop": crop, "input_size": size,
-                                    "figures": ["roc.png", "confusion.png"]}
+            report["classifier"] = _classifier(b, ds, records, out, precision, finder_model,
+                                               verbose)
 
     if "finder" not in report and "classifier" not in report:
         raise DataError(f"nothing to evaluate: {ds.root} has no masks for the finder and no "
@@ -111,6 +101,132 @@ def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
     write_json(out / "report.json", json_safe(report))
     write_text(out / "report.md", render_markdown(report))
     return report
+
+
+def _classifier(b: Bundle, ds: Any, records: list[Any], out: Path, precision: str,
+                finder_model: Any, verbose: int) -> dict[str, Any]:
+    """The classifier's figures on the labelled `records` (see the module's docstring)."""
+    from . import report_plots
+
+    section = b.require("classifier")
+    crop = str(section.get("crop", "finder"))
+    size = int(section["input_size"])
+    classes = b.classes
+    unknown = sorted({r.label for r in records if r.label} - set(classes))
+    if unknown:
+        raise DataError(f"unknown class label(s) {', '.join(unknown)} in {ds.root} "
+                        f"(the bundle knows {', '.join(classes)})")
+    y = np.array([classes.index(r.label) for r in records], dtype=int)
+    names = [_name(r.image, ds.root) for r in records]
+    if b.variant_for("classifier", precision, "onnxruntime") is not None:
+        if verbose:
+            log.info("classifier: %d labelled images through ONNX Runtime %s, crop=%s",
+                     len(records), precision, crop)
+        probs, tiles, hits = _runtime_probs(b, [r.image for r in records], precision)
+        runtime = f"onnxruntime {precision}"
+    else:
+        log.info("bundle %s has no ONNX classifier at %s: scoring the Keras models (run "
+                 "`edgecrystal build-engines` to evaluate the deployed path)", b.root, precision)
+        probs, tiles, hits = _keras_probs(b, records, crop, size, finder_model), None, None
+        runtime = "keras (no ONNX variant)"
+    pred = probs.argmax(axis=1)
+    report_plots.roc_figure(y, probs, classes, out / "roc.png",
+                            title=f"ROC ({runtime}, crop={crop}, n={len(y)})")
+    cm = metrics.confusion_matrix(y, pred, len(classes))
+    report_plots.confusion_figure(cm, classes, out / "confusion.png")
+    result: dict[str, Any] = {
+        "roc_auc": metrics.roc_auc_ovr(y, probs, classes),
+        "accuracy": metrics.accuracy(y, pred),
+        "confusion_matrix": cm.tolist(), "images": len(y), "runtime": runtime,
+        "crop": crop, "input_size": size, "figures": ["roc.png", "confusion.png"],
+        "per_image": [{"image": n, "label": classes[t], "predicted": classes[p],
+                       "scores": {c: float(v) for c, v in zip(classes, row, strict=True)}}
+                      for n, t, p, row in zip(names, y, pred, probs, strict=True)],
+    }
+    if CRYSTALS in classes:
+        k = classes.index(CRYSTALS)
+        result["crystals_vs_rest_auc"] = result["roc_auc"][CRYSTALS]
+        is_crystal = y == k
+        result["crystal_recall"] = (float((pred[is_crystal] == k).mean())
+                                    if is_crystal.any() else math.nan)
+        if hits is not None:  # what the result files say: crystals_hit at the bundle's threshold
+            result["crystals_hit"] = {
+                "threshold": b.confidence().crystals_threshold,
+                "recall": float(hits[is_crystal].mean()) if is_crystal.any() else math.nan,
+                "hits": int(hits.sum()), "crystal_drops_hit": int(hits[is_crystal].sum()),
+                "crystal_drops": int(is_crystal.sum()),
+                "precision": float(is_crystal[hits].mean()) if hits.any() else math.nan}
+    if tiles is not None:
+        _worst_sheet(out / "worst.png", tiles, y, probs, classes, names)
+        result["figures"].append("worst.png")
+    return result
+
+
+def _name(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _runtime_probs(b: Bundle, paths: list[Path], precision: str
+                   ) -> tuple[np.ndarray, list[tuple[np.ndarray, Any]], np.ndarray | None]:
+    """Class scores of each image file through the deployed pipeline on ONNX Runtime, per
+    image a preview with the outline of the drop it cut (None when no drop was found), and
+    whether each is a crystals hit (None when the classes have no crystals)."""
+    from .pipeline import Pipeline
+    from .runtime.select import open_runners
+
+    selection = open_runners(b, backend="onnxruntime", precision=precision)
+    probs, tiles, hits = [], [], []
+    with Pipeline(b, selection.finder, selection.classifier, backend=selection.backend,
+                  precision=precision, outlines=True) as pipeline:
+        for start in range(0, len(paths), 8):
+            for r in pipeline.score(paths[start:start + 8]):
+                if not r.ok:
+                    raise DataError(f"cannot score {r.path}: {r.error_reason}")
+                probs.append([r.scores[c] for c in b.classes])
+                tiles.append(_preview_mask(r))
+                hits.append(r.crystals_hit)
+    flags = None if None in hits else np.array(hits, dtype=bool)
+    return np.array(probs, dtype=np.float64), tiles, flags
+
+
+def _preview_mask(r: Any) -> tuple[np.ndarray, Any]:
+    """The scored image's preview and the found drop as a mask at the preview's size."""
+    import cv2
+
+    preview = r.preview
+    found = np.zeros(preview.shape[:2], np.uint8)
+    if r.outline is not None and r.width:
+        scale = preview.shape[1] / r.width
+        cv2.fillPoly(found, [np.round(r.outline * scale).astype(np.int32)], 1)
+    return preview, found
+
+
+def _keras_probs(b: Bundle, records: list[Any], crop: str, size: int,
+                 finder_model: Any) -> np.ndarray:
+    from . import models
+    from .train import classifier as clf
+    from .train import data
+
+    samples = data.load_samples(records, masks=crop == "manual")
+    x = clf.crops_for(b, samples, crop, size, finder_model)
+    model = models.load_model(b.model_file("classifier"))
+    return np.asarray(model.predict(x, batch_size=16, verbose=0), dtype=np.float64)
+
+
+def _worst_sheet(path: Path, tiles: list[tuple[np.ndarray, Any]], y: np.ndarray,
+                 probs: np.ndarray, classes: list[str], names: list[str]) -> None:
+    """Per true class, the images whose own class scored lowest (worst first), with the drop
+    the finder cut outlined: where the classifier fails, at a glance."""
+    from . import outline_sheet
+
+    order: list[int] = []
+    for k in range(len(classes)):
+        members = [i for i in range(len(y)) if y[i] == k]
+        order += sorted(members, key=lambda i: probs[i, k])[:WORST_PER_CLASS]
+    captions = [f"{classes[t]} p={probs[i, t]:.2f} -> {classes[int(probs[i].argmax())]} "
+                f"{Path(n).name}" for i, (t, n) in enumerate(zip(y, names, strict=True))]
+    outline_sheet.write_sheet(path, [t[0] for t in tiles], [None] * len(tiles),
+                              [t[1] for t in tiles], captions, order=order)
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -135,15 +251,31 @@ def render_markdown(report: dict[str, Any]) -> str:
     if c:
         classes = report["classes"]
         lines += ["## Classifier", "",
-                  f"{c['images']} images; crop mode `{c['crop']}`, input {c['input_size']} px.", "",
+                  f"{c['images']} images, scored with {c.get('runtime', 'keras')}; crop mode "
+                  f"`{c['crop']}`, input {c['input_size']} px.", "",
                   "| class | ROC AUC |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in c["roc_auc"].items() if k != "macro"]
-        lines += [f"| **macro** | **{_fmt(c['roc_auc']['macro'])}** |", "",
-                  f"Accuracy: {c['accuracy']:.4f}", "", "Confusion matrix (rows: true, columns: "
+        lines += [f"| **macro** | **{_fmt(c['roc_auc']['macro'])}** |", ""]
+        if "crystals_vs_rest_auc" in c:
+            lines += [f"Crystals vs rest ROC AUC: {_fmt(c['crystals_vs_rest_auc'])}; crystal "
+                      f"recall (crystals drops labelled crystals): {_fmt(c['crystal_recall'])}",
+                      ""]
+        hit = c.get("crystals_hit")
+        if hit:
+            lines += [f"crystals_hit (the result files' flag; threshold "
+                      f"{_fmt(hit['threshold']) if hit['threshold'] is not None else 'none'}): "
+                      f"{hit['crystal_drops_hit']} of {hit['crystal_drops']} crystal drops "
+                      f"(recall {_fmt(hit['recall'])}), {hit['hits']} hits in all (precision "
+                      f"{_fmt(hit['precision'])})", ""]
+        lines += [f"Accuracy: {c['accuracy']:.4f}", "", "Confusion matrix (rows: true, columns: "
                   "predicted):", "", "| | " + " | ".join(classes) + " |",
                   "|---" * (len(classes) + 1) + "|"]
         lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
                   for name, row in zip(classes, c["confusion_matrix"], strict=True)]
+        if "worst.png" in c["figures"]:
+            lines += ["", f"Worst-scored images per true class (the {WORST_PER_CLASS} whose own "
+                      "class scored lowest; the drop the finder cut outlined):", "",
+                      "![worst](worst.png)"]
         lines += ["", "![ROC](roc.png) ![confusion](confusion.png)", ""]
     return "\n".join(lines)
 

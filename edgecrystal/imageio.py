@@ -1,6 +1,7 @@
 """edgecrystal's one image decoder: a file in, RGB uint8 pixels out, or a typed error that says why.
 
-Imagers write JPEG, PNG, BMP and TIFF, 8- or 16-bit, greyscale, RGB or RGBA. Everything in the
+Imagers write JPEG, PNG, BMP and TIFF, 8- or 16-bit (a 16-bit file scaled by the sensor depth
+its values use: 12, 14 or 16 bits), greyscale, RGB or RGBA. Everything in the
 project (training, calibration, scoring, the daemon) reads images through `load_picture` (a
 `Picture`: checked now, decoded later at the resolution a step needs, a JPEG reduced through
 libjpeg's DCT scaling) or `read_image` / `load_image` (the full decode), so a quirk is handled
@@ -95,6 +96,16 @@ class Picture:
         self.reductions: tuple[int, ...] = JPEG_REDUCTIONS if header.format == "JPEG" else (1,)
         self._data = data
         self._decoded: dict[int, np.ndarray] = {}
+        self._warnings: tuple[str, ...] | None = None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What is wrong with a file that still decodes (result files record it): a JPEG whose
+        entropy-coded data libjpeg finds corrupt ("corrupt JPEG data: ...")."""
+        if self._warnings is None:
+            problem = jpeg_data_problem(self._data) if self.format == "JPEG" else None
+            self._warnings = (f"corrupt JPEG data: {problem}",) if problem else ()
+        return self._warnings
 
     def pixels(self, reduction: int = 1) -> np.ndarray:
         """HxWx3 uint8 RGB at 1/`reduction` (ceil(side / reduction) pixels a side)."""
@@ -208,6 +219,24 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+def jpeg_data_problem(data: bytes) -> str | None:
+    """libjpeg's complaint about a JPEG's data ("premature end of data segment"), or None.
+
+    OpenCV decodes past corrupt data and libjpeg's warning goes to the process's stderr with no
+    file name, so the check is a second, strict libjpeg-turbo pass (simplejpeg), entropy-decoding
+    every block but doing the least else: greyscale, 1/8 scale, fast DCT. On the real samples'
+    JPEGs it costs about what OpenCV's 1/8 decode does."""
+    import simplejpeg  # deferred: keeps `edgecrystal --help` instant
+
+    try:
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", fastdct=True, min_height=1,
+                               min_width=1, min_factor=8, strict=True)
+    except ValueError as exc:
+        message = " ".join(str(exc).split())
+        return message.removeprefix("Corrupt JPEG data: ") or "libjpeg refused it"
+    return None
+
+
 def _jpeg_header(data: bytes, name: object) -> Header:
     pos = 2
     n = len(data)
@@ -308,8 +337,9 @@ def _to_rgb8(img: np.ndarray, name: object) -> np.ndarray:
     import cv2
 
     if img.dtype == np.uint16:
-        # Full-range scaling (65535 -> 255) with rounding; a plain cast would wrap.
-        img = ((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        # Scaled by the depth the camera used (a plain cast would wrap), with rounding.
+        full = (1 << bits_used(img)) - 1
+        img = ((img.astype(np.uint32) * 255 + full // 2) // full).astype(np.uint8)
     elif img.dtype != np.uint8:
         raise ImageUnsupported(name, f"pixel type {img.dtype} is not 8- or 16-bit integer")
     if img.ndim == 2:
@@ -322,6 +352,18 @@ def _to_rgb8(img: np.ndarray, name: object) -> np.ndarray:
     if channels == 4:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     raise ImageUnsupported(name, f"{channels} colour channels")
+
+
+# Sensor depths stored in 16-bit files. 12-bit cameras are common (max 4095; one real imager's
+# TIFFs top out at 4080) and their files say BitsPerSample 16, so the depth is read from the data.
+SENSOR_DEPTHS = (12, 14, 16)
+
+
+def bits_used(pixels: np.ndarray) -> int:
+    """The smallest sensor depth that holds every value of a 16-bit image: 12-bit data in a
+    16-bit file scaled as 16-bit comes out nearly black (4080 -> 16 of 255)."""
+    top = int(pixels.max()) if pixels.size else 0
+    return next(bits for bits in SENSOR_DEPTHS if top < 1 << bits)
 
 
 def write_image(path: str | os.PathLike[str], rgb: np.ndarray, quality: int = 92) -> None:

@@ -15,7 +15,7 @@ MODEL_OUTPUTS = {"finder": FINDER_OUTPUT, "classifier": CLASSIFIER_OUTPUT}
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 
 # Backends that serve (the daemon, `score`); `auto` chooses between them at start-up.
-RUNTIME_BACKENDS: tuple[str, ...] = ("onnxruntime", "tensorrt")
+RUNTIME_BACKENDS: tuple[str, ...] = ("onnxruntime", "onnxruntime-trt", "tensorrt")
 BACKEND_CHOICES: tuple[str, ...] = ("auto", *RUNTIME_BACKENDS)
 # The Keras reference: bench and accuracy comparisons only, never serving.
 REFERENCE_BACKEND = "keras"

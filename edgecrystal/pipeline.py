@@ -26,6 +26,7 @@ import numpy as np
 
 from . import preprocess
 from .bundle import Bundle
+from .confidence import Confidence, uncertain
 from .errors import BundleError, ImageError
 from .imageio import DEFAULT_MAX_PIXELS, Picture, load_picture
 from .runtime.base import Runner
@@ -43,8 +44,13 @@ class Scored:
     stat: os.stat_result | None  # taken just before reading: what the result vouches for
     status: str = "ok"  # "ok" | "error"
     label: str | None = None
-    scores: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)  # calibrated (bundle's confidence)
+    model_scores: dict[str, float] = field(default_factory=dict)  # the model's own, for fits
+    crystals_hit: bool | None = None  # None: the class list has no crystals
+    uncertain: bool | None = None
     found: bool = False
+    # Why no drop was found when the finder ran: preprocess.NO_EDGE, TOO_SMALL or OUTSIDE_WELL.
+    drop_reason: str | None = None
     searched: bool = True  # False when no finder ran (crop none): `found` means nothing then
     box: tuple[int, int, int, int] | None = None
     area_px: int = 0
@@ -54,6 +60,8 @@ class Scored:
     size_bytes: int | None = None
     error_kind: str | None = None
     error_reason: str | None = None
+    # Problems of a file that still scored ("corrupt JPEG data: ..."): status stays ok.
+    warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     outline: np.ndarray | None = None  # drop contour (original pixels), only for overlays
     preview: np.ndarray | None = None  # downscaled RGB pixels, only for overlays
@@ -85,13 +93,15 @@ class ModelInfo:
     backend: str
     precision: str
     crop: str = "finder"  # "none": no finder ran, the classifier saw the whole image
+    confidence: Confidence = field(default_factory=Confidence)
     # Why `precision` is not the one asked for (INT8 not checked on this CPU family), or None.
     precision_fallback: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         record = {"bundle": self.bundle, "fingerprint": self.fingerprint,
                   "classes": list(self.classes), "backend": self.backend,
-                  "precision": self.precision, "crop": self.crop}
+                  "precision": self.precision, "crop": self.crop,
+                  "confidence": self.confidence.as_record()}
         if self.precision_fallback:
             record["precision_fallback"] = self.precision_fallback
         return record
@@ -125,9 +135,11 @@ class Pipeline:
         self.classifier = classifier
         self.max_pixels = max_pixels
         self.outlines = outlines
+        self.confidence = bundle.confidence()
         self.model = ModelInfo(str(bundle.root.resolve()),
                                bundle.runtime_fingerprint(backend, precision), self.classes,
-                               backend, precision, self.crop_mode, precision_fallback)
+                               backend, precision, self.crop_mode, self.confidence,
+                               precision_fallback)
         self._pool = ThreadPoolExecutor(max(1, read_threads), thread_name_prefix="read")
 
     def close(self) -> None:
@@ -174,10 +186,16 @@ class Pipeline:
             return results
         t = time.perf_counter()
         probs = self.classifier.predict(np.stack(crops))
+        # The bundle's calibration comes after the model, here and only here (docs/results.md).
+        calibrated = self.confidence.calibrate(probs)
+        hits = self.confidence.crystals_hit(self.classes, calibrated)
         per_image = _ms(t) / len(crops)
-        for r, p in zip(scored, probs, strict=True):
-            r.scores = {c: float(v) for c, v in zip(self.classes, p, strict=True)}
-            r.label = self.classes[int(np.argmax(p))]
+        for k, (r, p, c) in enumerate(zip(scored, probs, calibrated, strict=True)):
+            r.model_scores = {name: float(v) for name, v in zip(self.classes, p, strict=True)}
+            r.scores = {name: float(v) for name, v in zip(self.classes, c, strict=True)}
+            r.label = self.classes[int(np.argmax(c))]
+            r.crystals_hit = None if hits is None else bool(hits[k])
+            r.uncertain = uncertain(c)
             r.timings_ms["classifier"] = per_image
         return results
 
@@ -199,6 +217,7 @@ class Pipeline:
             r.timings_ms["read"] = _ms(t)
             return Loaded(r, None)
         r.sha256, r.size_bytes = picture.sha256, picture.size_bytes
+        r.warnings = list(picture.warnings)
         r.width, r.height = picture.width, picture.height
         r.timings_ms["read"] = _ms(t)
         return Loaded(r, picture, finder_input)
@@ -232,6 +251,7 @@ class Pipeline:
             _failed(r, exc)
             return None
         r.found, r.box, r.area_px = crop.found, crop.box, crop.area
+        r.drop_reason = crop.reason
         r.searched = self.finder is not None
         if self.outlines:
             r.outline = crop.outline

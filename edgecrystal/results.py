@@ -105,6 +105,8 @@ def make_record(scored: Scored, model: ModelInfo) -> dict[str, Any]:
     if scored.ok:
         area = scored.width * scored.height
         rec["label"] = scored.label
+        rec["crystals_hit"] = scored.crystals_hit
+        rec["uncertain"] = scored.uncertain
         rec["scores"] = {c: round(p, 6) for c, p in scored.scores.items()}
         # No finder ran (crop none): there is no drop to report, found or not.
         rec["drop"] = None if not scored.searched else {
@@ -113,6 +115,10 @@ def make_record(scored: Scored, model: ModelInfo) -> dict[str, Any]:
             "area_px": scored.area_px,
             "area_fraction": round(scored.area_px / area, 6) if area else 0.0,
         }
+        if rec["drop"] is not None and not scored.found and scored.drop_reason:
+            rec["drop"]["reason"] = scored.drop_reason
+        if scored.warnings:  # absent when there is nothing to say (docs/results.md)
+            rec["warnings"] = list(scored.warnings)
     else:
         rec["error"] = {"kind": scored.error_kind, "reason": scored.error_reason}
     rec["model"] = model.as_dict()
@@ -267,14 +273,15 @@ class Summaries:
                     classes.append(c)
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["image", "well", "status", "label", *classes, "drop_found",
-                    "drop_area_fraction", "error_kind", "fingerprint", "created"])
+        w.writerow(["image", "well", "status", "label", "crystals_hit", "uncertain", *classes,
+                    "drop_found", "drop_area_fraction", "error_kind", "fingerprint", "created"])
         for rec in sorted(records, key=lambda r: (r["image"].get("name") or "")):
             name = rec["image"].get("name") or ""
             scores = rec.get("scores") or {}
             drop = rec.get("drop") or {}
             w.writerow([
                 name, well_of(name) or "", rec.get("status", ""), rec.get("label") or "",
+                _flag(rec.get("crystals_hit")), _flag(rec.get("uncertain")),
                 *[_fmt(scores.get(c)) for c in classes],
                 "" if not drop else int(bool(drop.get("found"))),
                 _fmt(drop.get("area_fraction")),
@@ -291,6 +298,11 @@ def finish_folders(classes: list[str] | tuple[str, ...], images: list[Path]) -> 
     for folder in sorted({p.parent for p in images}):
         remove_stale_temporaries(folder)
         summaries.update(folder)
+
+
+def _flag(v: object) -> str:
+    """1/0 for a recorded true/false; empty when the result has none (an error, an older file)."""
+    return "" if not isinstance(v, bool) else str(int(v))
 
 
 def _fmt(v: float | None) -> str:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bundle import Bundle
+from .bundle import BUNDLE_FILE, Bundle
+from .collapse import useless_scores
 from .discovery import collect_images
 from .errors import UsageError
 from .imageio import DEFAULT_MAX_PIXELS
@@ -47,6 +48,10 @@ class ScoreOptions:
     workers: int = 1  # processes, each with its own pipeline
 
 
+# Score rows kept per process for the useless-classifier check (a few hundred KB at most).
+SCORES_KEPT = 2000
+
+
 @dataclass
 class ScoreReport:
     classes: list[str]
@@ -57,6 +62,11 @@ class ScoreReport:
     elapsed_s: float = 0.0
     labels: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)  # "path: kind: reason", one per image
+    marks: Counter[str] = field(default_factory=Counter)  # "crystals_hit", "uncertain"
+    warnings: list[str] = field(default_factory=list)  # "path: warning", images scored ok
+    useless: str | None = None  # the classifier's scores barely vary (collapse.useless_scores)
+    # Images scored whole because the finder found no drop, by drop.reason ("no edge"...).
+    no_drop: Counter[str] = field(default_factory=Counter)
 
     @property
     def images_per_second(self) -> float | None:
@@ -94,18 +104,37 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
         shares = _score_in_workers(bundle_path, todo, options, say)
     else:
         shares = [_score_share(bundle, selection, todo, options, say)]
+    scores: list[list[float]] = []
     for share in shares:
         report.labels.update(share.labels)
+        report.marks.update(share.marks)
         report.errors.extend(share.errors)
+        report.warnings.extend(share.warnings)
+        report.no_drop.update(share.no_drop)
+        scores.extend(share.scores)
         if index is not None:
             for result in share.results:
                 index.add(result)  # queued only: the index never holds scoring back
     finish_folders(bundle.classes, images)
+    report.useless = useless_scores(scores, bundle.classes)
     report.scored = len(todo)
     report.elapsed_s = time.perf_counter() - start
     if index is not None:
         index.close(timeout=60)  # logs one line when it could not catch up
     return report
+
+
+def bundle_and_paths(first: Path, rest: list[Path]) -> tuple[Path, list[Path]]:
+    """`score [BUNDLE] PATH...`: the first argument is the bundle when it is a bundle folder (it
+    holds bundle.json); when it is an image or a folder of images instead, every argument is a
+    path and the shipped default bundle scores them. A first argument that does not exist is
+    taken for a bundle when paths follow it (so a mistyped bundle says so)."""
+    from .bundle import BUNDLE_FILE
+    from .pretrained import default_bundle_path
+
+    if (first / BUNDLE_FILE).is_file() or (rest and not first.exists()):
+        return first, rest
+    return default_bundle_path(), [first, *rest]
 
 
 def find_images(paths: list[Path], recursive: bool) -> list[Path]:
@@ -114,6 +143,10 @@ def find_images(paths: list[Path], recursive: bool) -> list[Path]:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    bundles = [str(p) for p in paths if (p / BUNDLE_FILE).is_file()]
+    if bundles:  # `score IMAGES BUNDLE`: said "no images in BUNDLE (pass --recursive)"
+        raise UsageError(f"{', '.join(bundles)} is a model bundle, not images: the bundle "
+                         "comes first (edgecrystal score BUNDLE IMAGES...)")
     images = collect_images(paths, recursive)
     if not images and not recursive:
         nested = [str(p) for p in paths if p.is_dir() and any(c.is_dir() for c in p.iterdir())]
@@ -129,7 +162,12 @@ class ShareReport:
 
     labels: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    no_drop: Counter[str] = field(default_factory=Counter)
+    # Score rows of the first SCORES_KEPT images scored ok: enough to tell a useless classifier.
+    scores: list[list[float]] = field(default_factory=list)
     results: list[Path] = field(default_factory=list)
+    marks: Counter[str] = field(default_factory=Counter)  # "crystals_hit", "uncertain"
 
 
 def _score_share(bundle: Bundle, selection: Selection, todo: list[Path], options: ScoreOptions,
@@ -164,6 +202,13 @@ def score_with(pipeline: Pipeline, todo: list[Path], options: ScoreOptions,
             for r in scored:
                 if r.ok:
                     share.labels[r.label or "?"] += 1
+                    share.marks.update(mark for mark in ("crystals_hit", "uncertain")
+                                       if getattr(r, mark))
+                    share.warnings.extend(f"{r.path}: {warning}" for warning in r.warnings)
+                    if r.searched and not r.found:
+                        share.no_drop[r.drop_reason or "no edge"] += 1
+                    if len(share.scores) < SCORES_KEPT:
+                        share.scores.append(list(r.scores.values()))
                 else:
                     share.errors.append(f"{r.path}: {r.error_kind}: {r.error_reason}")
         done += len(scored)

@@ -9,7 +9,8 @@ machine weighs on both alike.
 Each run scores every image (--force) from a fresh process. Reports, per configuration, the wall
 time from process start to exit and score's own images/s (from the first batch to the last
 result, without start-up), plus the load average before and after. Ray is started once here
-(ray.init(num_cpus=--cpus)) and joined by address, so its start-up (seconds) is reported once,
+(start_local_ray(num_cpus=--cpus): listening on 127.0.0.1 only, all traffic on loopback) and
+joined by address, so its start-up (seconds) is reported once,
 apart. Not a test: nothing here asserts a time.
 """
 
@@ -75,12 +76,14 @@ def main() -> int:
     args = parser.parse_args()
     import ray
 
+    from edgecrystal.scale.loopback import start_local_ray
+
     width, height = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as work:
         images = Path(work) / "archive"
         write_images(images, args.images, width, height)
         started = time.perf_counter()
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+        start_local_ray(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
         ray_start = time.perf_counter() - started
         address = ray.get_runtime_context().gcs_address
         common = [str(args.bundle), str(images), "--force", "--backend", "onnxruntime",

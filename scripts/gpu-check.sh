@@ -2,7 +2,10 @@
 # The GPU check that needs no TensorRT: on a machine with an NVIDIA GPU and cuda-python
 # (cuda-bindings), run the project's own CUDA memory path (edgecrystal.runtime.cuda_memory:
 # page-locked host buffers, a device buffer, one stream, events, H2D and D2H copies, freeing)
-# and its device identity (edgecrystal.engines.device), and print one summary line.
+# and its device identity (edgecrystal.engines.device), and print one summary line. The line
+# ends with what the Jetson paths find here: DLA cores through TensorRT (Builder.num_DLA_cores,
+# refused by version as build-engines refuses it) and whether onnxruntime has its TensorRT
+# provider (`--backend onnxruntime-trt`); neither is exercised beyond that.
 #   bash scripts/gpu-check.sh            # uses .venv/bin/python if there, else python3
 # Exit 0 and "gpu-check ok: ..." when everything held; "gpu-check FAILED: ..." and exit 1 else.
 set -euo pipefail
@@ -28,6 +31,25 @@ def binding_version() -> str:
         except metadata.PackageNotFoundError:
             continue
     return "cuda-python (version unknown)"
+
+
+def jetson_paths() -> str:
+    from edgecrystal.engines.dla import count_cores
+    from edgecrystal.engines.tensorrt_module import tensorrt_version
+    from edgecrystal.engines.versions import dla_problem
+    from edgecrystal.runtime.ort_tensorrt import unavailable_reason
+
+    trt = tensorrt_version()
+    if trt is None:
+        dla = "dla: no TensorRT"
+    elif dla_problem(trt):
+        dla = f"dla: none with TensorRT {trt}"
+    else:
+        cores = count_cores()
+        dla = (f"dla: {cores} core(s) (TensorRT {trt})" if isinstance(cores, int)
+               else f"dla: unknown ({cores})")
+    ort = "available" if unavailable_reason() is None else "not installed"
+    return f"; {dla}; onnxruntime-trt: {ort}"
 
 
 def main() -> str:
@@ -68,7 +90,7 @@ def main() -> str:
             f"{driver // 1000}.{driver % 1000 // 10}, {binding_version()} "
             f"({cuda.rt.__name__}); {MIB} MiB page-locked H2D "
             f"{h2d_ms:.2f} ms ({rate(h2d_ms):.1f} GiB/s), D2H {d2h_ms:.2f} ms "
-            f"({rate(d2h_ms):.1f} GiB/s), round trip identical, all freed")
+            f"({rate(d2h_ms):.1f} GiB/s), round trip identical, all freed{jetson_paths()}")
 
 
 try:

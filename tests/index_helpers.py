@@ -47,9 +47,13 @@ def write_image(path: Path, seed: int = 0, size: tuple[int, int] = (96, 72)) -> 
 
 
 def write_result_for(image: Path, label: str | None, *, crystals: float = 0.0,
-                     error: str | None = None) -> Path:
+                     error: str | None = None, crystals_hit: bool | None = None,
+                     uncertain: bool | None = None) -> Path:
     """The result file beside `image`: `label` with `crystals` as the crystals score (the rest
-    shared by the other classes), or an error result of kind `error`."""
+    shared by the other classes), or an error result of kind `error`. `crystals_hit` defaults
+    to a crystals label, `uncertain` to what the scores say (confidence.uncertain)."""
+    from edgecrystal.confidence import uncertain as is_uncertain
+
     data = image.read_bytes()
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     height, width = decoded.shape[:2]
@@ -69,6 +73,9 @@ def write_result_for(image: Path, label: str | None, *, crystals: float = 0.0,
             for name in (c for c in DEFAULT_CLASSES if c not in (label, "crystals")):
                 scored.scores[name] = rest * 0.075
         scored.label = max(scored.scores, key=scored.scores.__getitem__)
+        scored.crystals_hit = scored.label == "crystals" if crystals_hit is None else crystals_hit
+        scored.uncertain = (is_uncertain(list(scored.scores.values())) if uncertain is None
+                            else uncertain)
         scored.found, scored.box = True, (width // 6, height // 6, width - width // 6,
                                           height - height // 6)
         scored.area_px = (scored.box[2] - scored.box[0]) * (scored.box[3] - scored.box[1])

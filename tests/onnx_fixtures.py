@@ -71,8 +71,11 @@ def finder_graph(size: int = FINDER_SIZE) -> Any:
     return _model("finder", nodes, initializers, size, [BATCH_DIM, size, size, 1])
 
 
-def classifier_graph(num_classes: int, size: int = CLASSIFIER_SIZE, seed: int = 0) -> Any:
-    """pixels (uint8 N x size x size x 3) -> scores (float32 N x num_classes, rows sum to 1)."""
+def classifier_graph(num_classes: int, size: int = CLASSIFIER_SIZE, seed: int = 0,
+                     collapsed: bool = False) -> Any:
+    """pixels (uint8 N x size x size x 3) -> scores (float32 N x num_classes, rows sum to 1).
+    `collapsed`: the dense layer ignores its features, so every image gets the same scores
+    (a classifier that learned nothing)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -83,9 +86,11 @@ def classifier_graph(num_classes: int, size: int = CLASSIFIER_SIZE, seed: int = 
         numpy_helper.from_array(rng.normal(0, 0.4, (features, 3, 3, 3)).astype(np.float32),
                                 "conv_w"),
         numpy_helper.from_array(rng.normal(0, 0.1, features).astype(np.float32), "conv_b"),
-        numpy_helper.from_array(rng.normal(0, 1.0, (features, num_classes)).astype(np.float32),
+        numpy_helper.from_array(rng.normal(0, 0.0 if collapsed else 1.0,
+                                           (features, num_classes)).astype(np.float32),
                                 "dense_w"),
-        numpy_helper.from_array(np.zeros(num_classes, np.float32), "dense_b"),
+        numpy_helper.from_array(np.linspace(0, 0.5 if collapsed else 0, num_classes,
+                                            dtype=np.float32), "dense_b"),
     ]
     nodes = [
         helper.make_node("Cast", [INPUT_NAME], ["as_float"], to=TensorProto.FLOAT),
@@ -165,14 +170,17 @@ def optimized_nodes(path: Path, folder: Path) -> list[Any]:
     return list(onnx.load(opts.optimized_model_filepath).graph.node)
 
 
-def build_fast_bundle(root: Path, classes: tuple[str, ...] = DEFAULT_CLASSES) -> Path:
-    """A complete bundle at `root` with fp32 ONNX finder and classifier (no Keras files)."""
+def build_fast_bundle(root: Path, classes: tuple[str, ...] = DEFAULT_CLASSES,
+                      collapsed: bool = False) -> Path:
+    """A complete bundle at `root` with fp32 ONNX finder and classifier (no Keras files);
+    `collapsed`: a classifier that gives every image the same scores."""
     bundle = Bundle.open(root, create=True, classes=classes)
     bundle.section("finder").update(
         {"input_size": FINDER_SIZE, "profile": "fixture", "threshold": 0.5})
     bundle.section("classifier").update(
         {"input_size": CLASSIFIER_SIZE, "crop": "finder", "margin": 0.05, "profile": "fixture"})
-    protos = {"finder": finder_graph(), "classifier": classifier_graph(len(classes))}
+    protos = {"finder": finder_graph(),
+              "classifier": classifier_graph(len(classes), collapsed=collapsed)}
     for role, proto in protos.items():
         size = FINDER_SIZE if role == "finder" else CLASSIFIER_SIZE
         set_metadata(proto, {

@@ -94,6 +94,21 @@ def test_bench_bad_input_is_one_line(fast_bundle: Path, tmp_path: Path) -> None:
         assert len(lines) == 1 and lines[0].startswith("edgecrystal: error:"), done.stderr
 
 
+def test_bench_with_no_readable_image_is_one_line(fast_bundle: Path, tmp_path: Path) -> None:
+    """Images that all fail to decode made `bench` end in "internal error: no timings"."""
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "A01_1.jpg").write_text("not a picture")
+    (folder / "A02_1.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 10)
+    done = _edgecrystal("bench", str(fast_bundle), "--backend", "onnxruntime", "--precision",
+                        "fp32", "--iterations", "2", "--warmup", "0", "--images", str(folder),
+                        timeout=120)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("edgecrystal: error: --images") and "internal error" not in last
+    assert "none of its 2 images could be read" in last and "A01_1.jpg" in last
+
+
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
     done = _edgecrystal("demo", "--workdir", str(tmp_path), timeout=120)

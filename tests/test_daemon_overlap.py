@@ -4,7 +4,8 @@ its guarantees: a real `edgecrystal serve` subprocess, real files, the fast ONNX
 - kill -9 mid-burst: every image ends with exactly one complete result after a restart;
 - an image rewritten under the same name while queued or in flight: its final result vouches for
   the bytes now there;
-- a full disk (a real, small tmpfs): writes fail, are retried, and nothing is lost or doubled;
+- a full disk (a real, small tmpfs): writes fail, are retried, and nothing is lost or doubled,
+  also when the disk was full before the daemon started;
 - SIGHUP mid-burst: every result names the bundle that really scored it; a broken new bundle is
   refused and the old one kept.
 """
@@ -269,3 +270,68 @@ def test_sighup_mid_burst_results_name_the_bundle_that_scored_them(
     assert used.count(str(bundle_b.resolve())) >= len(images + late), "B scored them all again"
     # The broken bundle was refused: the images after it were scored by B.
     assert {load(p)["model"]["bundle"] for p in late} == {str(bundle_b.resolve())}
+
+
+def test_a_daemon_started_on_a_full_disk_waits_and_catches_up(fast_bundle: Path,
+                                                              tmp_path: Path) -> None:
+    """The disk is full before the daemon starts (its lock file's pid cannot be written): it
+    starts all the same, retries the results it cannot write, and writes them all once there is
+    space again, none lost or doubled."""
+    with small_tmpfs("2m") as plate:
+        cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate, queue_depth=2,
+                           batch_size=2, settle_ms=100, retry_backoff_s=0.5, retry_max=20,
+                           summary=False, index="off", recursive=False)
+        images = [plate / name for name in names(8)]
+        for i, p in enumerate(images):
+            p.write_bytes(jpeg_bytes(i))
+        filler = fill(plate)
+        daemon = ServeProcess(tmp_path, cfg)  # READY=1, or the test fails with its log
+        try:
+            daemon.wait_for_log("cannot write result", 60)
+            assert results_count(images) == 0
+            filler.unlink()
+            wait_results(images, 60, daemon)
+            time.sleep(1.0)
+            log = daemon.text()
+            assert daemon.stop() == 0
+        finally:
+            if daemon.proc.poll() is None:
+                daemon.proc.kill()
+        for p in images:
+            assert vouches_for_bytes(p), p
+            assert scored_lines(log, p) == 1, p
+        assert "pid could not be written" in log and "Traceback" not in log
+
+
+def test_sighup_reloads_between_batches_not_after_the_backlog(fast_bundle: Path,
+                                                             tmp_path: Path) -> None:
+    """With a backlog queued, SIGHUP is answered after the batches already in hand, not after
+    every queued image was scored with the old bundle (seen: 1,192 of 1,200)."""
+    plate = tmp_path / "images"
+    plate.mkdir()
+    images = [plate / f"{chr(65 + i // 24 % 16)}{i % 24 + 1:02d}_{i // 384 + 1}.jpg"
+              for i in range(240)]
+    for i, p in enumerate(images):
+        p.write_bytes(jpeg_bytes(i))
+    depth, batch = 2, 2
+    cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate, queue_depth=depth,
+                       batch_size=batch, settle_ms=100, summary=False, index="off")
+    daemon = ServeProcess(tmp_path, cfg)
+    try:
+        daemon.wait_until(lambda: results_count(images) >= 4, 60)
+        at_signal = sum(" scored " in line for line in daemon.text().splitlines())
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for_log("reloaded config", 120)
+        lines = daemon.text().splitlines()
+        reloaded = next(i for i, line in enumerate(lines) if "reloaded config" in line)
+        before_reload = sum(" scored " in line for line in lines[:reloaded])
+        wait_results(images, 120, daemon)
+        assert daemon.stop() == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+    # Between the signal and the reload: the batches already handed to the stages, which the
+    # old bundle finishes (reading: 2 x depth + 1, writing: depth + 1, the one being inferred),
+    # and a batch of slack for the log read before the signal: 20 images, not the rest of 240.
+    stages_hold = (2 * depth + 1) + (depth + 1) + 1
+    assert before_reload - at_signal <= (stages_hold + 1) * batch, (at_signal, before_reload)

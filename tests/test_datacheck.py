@@ -128,3 +128,53 @@ def test_folder_without_data(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     report = check_dataset(tmp_path / "empty")
     assert not report.usable and _kinds(report.errors) == {"unloadable"}
+
+
+def test_folder_without_data_is_not_called_an_unreadable_image(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    verdicts = check_dataset(tmp_path / "empty").verdicts()
+    assert "unreadable" not in " ".join(verdicts.values())
+    assert verdicts["finder"].startswith("NOT usable: ") and "no labels.csv" in verdicts["finder"]
+
+
+def _manifest_layout(root: Path, labels: dict[str, str]) -> Path:
+    """The real samples' layout: labels.csv (path,label) + masks/manifest.csv (path,mask,...)."""
+    rng = np.random.default_rng(0)
+    rows = ["path,mask,drops,quality,note"]
+    (root / "photos").mkdir(parents=True)
+    (root / "masks" / "photos").mkdir(parents=True)
+    for name in labels:
+        write_image(root / "photos" / name, rng.integers(0, 255, (40, 50, 3), dtype=np.uint8))
+        mask = np.zeros((40, 50), np.uint8)
+        mask[10:30, 10:40] = 255
+        write_image(root / "masks" / "photos" / f"{Path(name).stem}.png", mask)
+        rows.append(f"photos/{name},masks/photos/{Path(name).stem}.png,1,good,")
+    (root / "masks" / "manifest.csv").write_text("\n".join(rows) + "\n")
+    (root / "labels.csv").write_text(
+        "path,label\n" + "".join(f"photos/{n},{label}\n" for n, label in labels.items()))
+    return root
+
+
+def test_mask_manifest_layout_counts_its_masks_and_unlabelled_rows(tmp_path: Path) -> None:
+    """It said "0 with masks, finder: NOT usable" and "classifier: NOT usable" for one row
+    without a label, which `train classifier` skips."""
+    root = _manifest_layout(tmp_path / "real", {"a.jpg": "clear", "b.jpg": "crystals",
+                                                "c.jpg": "", "d.jpg": "clear"})
+    report = check_dataset(root)
+    assert report.layout == "mask-manifest" and report.masks == 4
+    assert report.usable and report.errors == []
+    assert [(i.kind, i.path) for i in report.warnings if i.kind == "unlabelled"] == [
+        ("unlabelled", "photos/c.jpg")]
+    verdicts = report.verdicts()
+    assert verdicts["finder"] == "usable (4 images with masks)"
+    assert verdicts["classifier"] == "usable (3 labelled images in 2 classes; 1 unlabelled " \
+                                     "image(s) skipped)"
+
+
+def test_real_samples_layout(real_samples: Path) -> None:
+    report = check_dataset(real_samples)
+    assert report.masks == 17 and report.images == 17 and report.errors == []
+    assert [i.path for i in report.warnings if i.kind == "unlabelled"] == [
+        "marco-gsk/57465.jpeg"]
+    assert report.verdicts()["finder"] == "usable (17 images with masks)"
+    assert report.verdicts()["classifier"].startswith("usable (16 labelled images in 4 classes")

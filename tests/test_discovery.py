@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from edgecrystal.daemon.watcher import Filter
-from edgecrystal.discovery import collect_images, is_input_name, scan
+from edgecrystal.discovery import collect_images, is_input_name, link_out_of, scan
 from edgecrystal.imageio import IMAGE_SUFFIXES
 
 
@@ -66,3 +66,27 @@ def test_symlinked_folders_are_not_entered(tmp_path: Path) -> None:
     plate.mkdir()
     os.symlink(outside, plate / "link")
     assert collect_images([plate], recursive=True) == []
+
+
+def test_links_out_of_the_folder_are_not_followed(tmp_path: Path) -> None:
+    """`score` and the daemon share one rule: a link whose target is outside the root it was
+    found under is not an input (it would be scored, indexed, then served by the page)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"x")
+    plate = tmp_path / "plate"
+    (plate / "day1").mkdir(parents=True)
+    (plate / "A01_1.jpg").write_bytes(b"x")
+    os.symlink(outside / "secret.jpg", plate / "B01_1.jpg")
+    os.symlink(plate / "A01_1.jpg", plate / "day1" / "A01_1.jpg")  # stays inside: fine
+    os.symlink(tmp_path / "nowhere.jpg", plate / "C01_1.jpg")
+    inside = [plate / "A01_1.jpg", plate / "day1" / "A01_1.jpg"]
+    assert collect_images([plate], recursive=True) == inside
+    assert collect_images([plate], recursive=False) == [plate / "A01_1.jpg"]
+    name_filter = Filter([plate], IMAGE_SUFFIXES)
+    daemon_view = [p for p in scan([plate], True, name_filter.wanted_name)
+                   if name_filter.check(p) is None]
+    assert sorted(daemon_view) == sorted(inside)
+    # The same rule, asked directly, says why.
+    assert "out of" in str(link_out_of(plate / "B01_1.jpg", [plate]))
+    assert link_out_of(plate / "day1" / "A01_1.jpg", [plate]) is None

@@ -99,3 +99,7 @@ def test_evaluate_the_shared_real_samples(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["finder"]["images"] == 17
     assert (tmp_path / "report" / "outlines.png").is_file()
+    # The default bundle's classifier on the 16 labelled photos, through ONNX Runtime.
+    c = report["classifier"]
+    assert c["images"] == 16 and c["runtime"] == "onnxruntime fp32"
+    assert (tmp_path / "report" / "worst.png").is_file()

@@ -63,3 +63,17 @@ def test_reexport_is_skipped_until_the_keras_file_changes(onnx_bundle: Path,
     result = export_bundle(Bundle.open(root), models=("finder",))
     assert result["finder"]["action"] == "kept"
     assert (root / "onnx/finder.fp32.onnx").stat().st_mtime_ns == before
+
+
+def test_the_export_prints_no_numpy_future_warning() -> None:
+    """build-engines printed Keras' tf2onnx patch probing np.object (a FutureWarning) to users."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-W", "always", "-c",
+         "from edgecrystal.converters.keras_to_onnx import _patch_tf2onnx_numpy2\n"
+         "_patch_tf2onnx_numpy2()"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "FutureWarning" not in done.stderr, done.stderr

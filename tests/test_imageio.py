@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from edgecrystal import errors
-from edgecrystal.imageio import decode_image, load_image, read_header, read_image, write_image
+from edgecrystal.imageio import (
+    decode_image,
+    load_image,
+    load_picture,
+    read_header,
+    read_image,
+    write_image,
+)
 
 
 def _gradient(h: int = 48, w: int = 64) -> np.ndarray:
@@ -58,6 +65,18 @@ def test_16_bit_is_scaled_not_truncated(tmp_path: Path, suffix: str) -> None:
     gray16 = np.array([[0, 257, 32768, 65535]], dtype=np.uint16).repeat(4, axis=0)
     out = read_image(_encode(tmp_path / f"d{suffix}", gray16))
     np.testing.assert_array_equal(out[0, :, 0], [0, 1, 128, 255])
+
+
+@pytest.mark.parametrize(("top", "bits"), [(4080, 12), (4095, 12), (16383, 14)])
+def test_12_and_14_bit_data_in_16_bit_files_use_their_whole_range(tmp_path: Path, top: int,
+                                                                   bits: int) -> None:
+    """A 12-bit camera's TIFF (max 4080) scaled as 16-bit came out nearly black (max 16)."""
+    gray16 = np.array([[0, top // 2, top]], dtype=np.uint16).repeat(4, axis=0)
+    out = read_image(_encode(tmp_path / "camera.tif", gray16))
+    full = (1 << bits) - 1
+    expected = [0, round(top // 2 * 255 / full), round(top * 255 / full)]
+    np.testing.assert_array_equal(out[0, :, 0], expected)
+    assert out.max() >= 254
 
 
 def test_16_bit_rgb_tiff(tmp_path: Path) -> None:
@@ -177,3 +196,27 @@ def test_real_samples_decode(real_samples: Path) -> None:
         img = read_image(path)
         assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
         assert img.shape[:2] == (header.height, header.width)
+
+
+def _bit_flipped_jpeg(path: Path) -> Path:
+    """A whole JPEG (end marker in place) with bits flipped in its entropy-coded data: libjpeg
+    decodes it with "Corrupt JPEG data" on stderr and no error."""
+    y, x = np.mgrid[0:240, 0:320]
+    rgb = np.stack([x % 256, y % 256, (x + y) % 256], axis=2).astype(np.uint8)
+    write_image(path, rgb, quality=90)
+    data = bytearray(path.read_bytes())
+    scan = data.find(b"\xff\xda") + 20
+    for offset in range(scan + 100, len(data) - 400, 97):
+        data[offset] ^= 0x24
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_corrupt_jpeg_data_decodes_with_a_warning(tmp_path: Path) -> None:
+    picture = load_picture(_bit_flipped_jpeg(tmp_path / "flipped.jpg"))
+    assert picture.pixels(1).shape == (240, 320, 3)
+    assert len(picture.warnings) == 1 and "corrupt JPEG data" in picture.warnings[0]
+    assert "\n" not in picture.warnings[0]
+    write_image(tmp_path / "whole.jpg", _gradient())
+    assert load_picture(tmp_path / "whole.jpg").warnings == ()
+    assert load_picture(_encode(tmp_path / "whole.png", _gradient())).warnings == ()

@@ -217,6 +217,9 @@ def test_bad_input_is_one_line_error(tmp_path: Path) -> None:
         "has 48 channels in --layout nhwc": [
             "--classifier", str(model), "--crop", "none", "--layout", "nhwc"],
         "does not exist": ["--classifier", str(tmp_path / "nope.onnx"), "--crop", "none"],
+        # A folder that exists used to be called missing too.
+        f"--classifier {tmp_path} is a folder, not a file": [
+            "--classifier", str(tmp_path), "--crop", "none"],
     }
     for expected, args in cases.items():
         res = _import(tmp_path / "b", *args)

@@ -45,12 +45,12 @@ def test_migrations_match_the_schema_and_run_once(tmp_path: Path) -> None:
 
     url = f"sqlite:///{tmp_path}/index.db"
     with Index.open(url) as index:
-        assert index.revision() == "0001"
+        assert index.revision() == "0002"
         with index.engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), metadata)
         assert differences == []
     with Index.open(url) as again:  # a second open finds the schema current
-        assert again.revision() == "0001" and again.count() == 0
+        assert again.revision() == "0002" and again.count() == 0
 
 
 def test_sync_is_idempotent_and_keeps_a_persons_label(plates: Path, tmp_path: Path) -> None:
@@ -107,7 +107,8 @@ def test_history_and_sync_commands(plates: Path, tmp_path: Path) -> None:
     assert "changed clear -> crystals at 2026-11-07" in done.stdout
     done = cli("history", "no-such-plate", "--index", url)
     assert done.returncode == 1
-    assert done.stderr.strip() == "edgecrystal: error: unknown plate 'no-such-plate'"
+    assert done.stderr.strip() == (f"edgecrystal: error: unknown plate 'no-such-plate' in "
+                                   f"index {url}")
 
 
 def test_export_labels_is_a_training_folder(plates: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -21,6 +22,14 @@ def test_the_wheel_builds_with_every_package(tmp_path: Path) -> None:
     assert "edgecrystal/converters/build.py" in names
     assert "edgecrystal/bundle_export.py" in names
     assert not [n for n in names if n.startswith(("converters/", "calibration/", "tests/"))]
+    # The shipped default bundle travels in the wheel: its description, models and every ONNX
+    # variant it lists, and the wheel stays small.
+    shipped = REPO / "edgecrystal" / "pretrained" / "bundle"
+    listed = json.loads((shipped / "bundle.json").read_text())["files"]
+    for rel in ["bundle.json", *listed]:
+        assert f"edgecrystal/pretrained/bundle/{rel}" in names, rel
+    assert any(rel.startswith("onnx/classifier.int8") for rel in listed)
+    assert wheel.stat().st_size < 30_000_000
 
 
 def test_the_unit_tolerates_missing_folders_and_its_docs_exist_after_install() -> None:

@@ -17,8 +17,10 @@ from edgecrystal.results import Summaries, well_of
 # Minstrel names in the style of public ones: the issue's (elided middle filled in) and one
 # from CSIRO C3's published image folders (<barcode>/<inspection>/).
 MINSTREL = ("/imager/MC100341/4/RMM3_01_328_ROBO_Test1_Clon1_MC_0000MC100341_004_100716_"
-            "01_06_01_00_99_030_001_RDI.jpg")
-MINSTREL_ISSUE = "RMM3_01_470_Screen_B_0000AB1234_003_081218_01_03_02_E0_99_030_001_RDI.jpg"
+            "06_01_01_00_99_030_001_RDI.jpg")
+MINSTREL_ISSUE = "RMM3_01_470_Screen_B_0000AB1234_003_081218_03_01_02_E0_99_030_001_RDI.jpg"
+# Issue 23's Minstrel name: after the date comes the column (01-12), then the row (01-08).
+MINSTREL_H12 = "RMM3_01_512_Screen_C_0000CI022987_002_121121_12_08_04_HF_99_030_001_RDI.jpg"
 ROCK_MAKER = ("/mnt/RockMakerStorage/WellImages/539/plateID_14539/batchID_72673/wellNum_13/"
               "profileID_1/d2_r91234_ef.jpg")
 
@@ -35,6 +37,9 @@ def test_minstrel_names() -> None:
     issue = read(f"/x/{MINSTREL_ISSUE}")
     # The summary CSV used to read the `E0` token as well E00.
     assert (issue.well, issue.drop, issue.inspection) == ("A03", 2, "3")
+    # Read as row 12, column 08 this was L08: a well no 96-well plate has.
+    h12 = read(f"/imager/CI022987/2/{MINSTREL_H12}")
+    assert (h12.plate, h12.well, h12.drop, h12.inspection) == ("CI022987", "H12", 4, "2")
 
 
 def test_rock_maker_store() -> None:

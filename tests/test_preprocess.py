@@ -29,10 +29,10 @@ def test_known_box_without_margin() -> None:
 def test_margin_grows_box_and_clips_at_borders() -> None:
     img = _image()
     mask = np.zeros(img.shape[:2], np.uint8)
-    mask[0:100, 250:300] = 1  # touches the top and right edges
+    mask[0:150, 120:300] = 1  # touches the top and right edges (its centre is in the well)
     crop = crop_drop(img, mask, 64, margin=0.1)
     x0, y0, x1, y1 = crop.box
-    assert (x0, y0, x1, y1) == (245, 0, 300, 110)
+    assert (x0, y0, x1, y1) == (102, 0, 300, 165)
 
 
 def test_background_is_masked_inside_the_box() -> None:
@@ -151,3 +151,35 @@ def test_resize_gives_opencvs_uint8_area_pixels(seed: int) -> None:
         interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
         expected = cv2.resize(img, (size, size), interpolation=interp)
         assert np.array_equal(preprocess.resize(img, size), expected), (h, w, size)
+
+
+def _blob(mask: np.ndarray, centre: tuple[int, int], radius: int, value: float = 1.0) -> None:
+    cv2.circle(mask, centre, radius, value, thickness=-1)
+
+
+def test_a_fragment_too_small_to_be_a_drop_is_not_cropped() -> None:
+    """Drops that fill the well (no edge): the finder marked fragments of 1-3 % of the image."""
+    img = _image()  # 300 x 200
+    mask = np.zeros(img.shape[:2], np.float32)
+    _blob(mask, (150, 100), 22)  # 2.5 % of the image, in the middle of the well
+    crop = crop_drop(img, mask, 64)
+    assert not crop.found and crop.reason == "too small"
+    assert crop.box == (0, 0, 300, 200)
+
+
+def test_a_region_outside_the_well_is_not_cropped() -> None:
+    img = _image()
+    mask = np.zeros(img.shape[:2], np.float32)
+    _blob(mask, (275, 180), 45)  # a blob in the plate's corner, big enough to be a drop
+    crop = crop_drop(img, mask, 64)
+    assert not crop.found and crop.reason == "outside the well"
+    # A drop in the well is chosen over a bigger blob in the corner.
+    _blob(mask, (120, 90), 35)
+    crop = crop_drop(img, mask, 64, margin=0.0)
+    assert crop.found and crop.reason is None and crop.box == (85, 55, 156, 126)
+
+
+def test_no_edge_has_its_own_reason() -> None:
+    img = _image()
+    assert crop_drop(img, np.zeros(img.shape[:2], np.float32), 64).reason == "no edge"
+    assert crop_drop(img, None, 64).reason is None  # nothing was looked for

@@ -94,9 +94,10 @@ def test_crop_reads_full_resolution_only_for_a_small_drop(well: tuple[Path, np.n
     assert preprocess.crop_drop(picture, big, 96).found
     assert set(picture._decoded) == {8}
     small = np.zeros((64, 64), np.float32)
-    small[30:34, 30:34] = 1.0  # 80x60 px: only the full decode spans 96 px
-    crop = preprocess.crop_drop(picture, small, 96, margin=0.0)
-    assert crop.found and crop.box == (600, 450, 680, 510)
+    # 280x210 px (4.8 % of the frame, a drop's least): only the full decode spans 299 px
+    small[25:39, 25:39] = 1.0
+    crop = preprocess.crop_drop(picture, small, 299, margin=0.0)
+    assert crop.found and crop.box == (500, 375, 780, 585)
     assert 1 in picture._decoded
 
 
@@ -122,8 +123,8 @@ def test_crop_reuses_the_finder_inputs_decode(well: tuple[Path, np.ndarray]) -> 
     whole = preprocess.full_image(picture, 96, finder_size=256)
     assert not whole.found and set(picture._decoded) == {2}
     small = np.zeros((64, 64), np.float32)
-    small[30:34, 30:34] = 1.0
-    assert preprocess.crop_drop(picture, small, 96, margin=0.0, finder_size=256).found
+    small[25:39, 25:39] = 1.0  # 140 px wide at 1/2: a 299 px input needs the full decode
+    assert preprocess.crop_drop(picture, small, 299, margin=0.0, finder_size=256).found
     assert set(picture._decoded) == {1, 2}
 
 

@@ -150,3 +150,115 @@ def test_ui_refuses_other_addresses_without_a_token(tmp_path: Path) -> None:
     assert done.stderr.strip() == ("edgecrystal: error: --host 0.0.0.0 is reachable from other "
                                    "machines: set a token (EDGECRYSTAL_UI_TOKEN or `token` in "
                                    "--config) first")
+
+
+def test_a_link_swapped_in_during_requests_is_never_followed(
+        indexed: tuple[Index, Path], tmp_path: Path) -> None:
+    """The indexed file is swapped, over and over, between the real picture and a link to a
+    secret (atomic renames) while the page is asked for it: every answer is the picture or a
+    404, never the secret. The old check-then-reopen served the secret here."""
+    import threading
+
+    index, _ = indexed
+    api = client(index)
+    row = index.plate_wells("plateA")[0]
+    image = Path(row["path"])
+    picture = image.read_bytes()
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"SECRET " * 1000)
+    spare_file, spare_link = image.with_name("spare.jpg.tmp"), image.with_name("link.jpg.tmp")
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            os.link(image, spare_file)          # keep the picture's inode
+            os.symlink(secret, spare_link)
+            os.replace(spare_link, image)       # the path is now a link to the secret
+            os.replace(spare_file, image)       # and the picture again
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    answers: dict[int, int] = {}
+    try:
+        for _ in range(400):
+            response = api.get(f"/images/{row['id']}/file")
+            assert b"SECRET" not in response.content
+            if response.status_code == 200:
+                assert response.content == picture
+            else:
+                assert response.status_code == 404, response.text
+            answers[response.status_code] = answers.get(response.status_code, 0) + 1
+    finally:
+        stop.set()
+        swapper.join()
+    assert answers.get(200), answers  # the picture itself was still served between swaps
+
+
+def test_hostile_requests_get_a_4xx_not_a_500(indexed: tuple[Index, Path]) -> None:
+    index, _ = indexed
+    api = client(index)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    huge = "1" * 23  # beyond a 64-bit row id
+    for probe in (f"/api/images/{huge}", f"/images/{huge}", f"/images/{huge}/file"):
+        assert api.get(probe).status_code == 404, probe
+    assert "no image" in one_line_error(
+        api.post(f"/api/images/{huge}/label", json={"label": "clear"}, headers=auth), 404)
+    image_id = index.plate_wells("plateA")[0]["id"]
+    url = f"/api/images/{image_id}/label"
+    # Nested too deep for the parser (a RecursionError inside json), within the size limit:
+    for body in (b"[" * 20_000, b'{"a":' * 10_000, b"[" * 5_000 + b"]" * 5_000):
+        assert "not JSON" in one_line_error(api.post(url, content=body, headers=auth), 400)
+    assert "too large" in one_line_error(api.post(url, content=b"[" * 100_000, headers=auth), 413)
+    # A body beyond the limit is refused before it is read into memory.
+    too_big = b" " * (2 * 1024 * 1024)
+    assert "too large" in one_line_error(api.post(url, content=too_big, headers=auth), 413)
+
+    def chunked() -> object:
+        for _ in range(64):
+            yield b" " * 65536  # no Content-Length: counted as it arrives
+
+    assert "too large" in one_line_error(api.post(url, content=chunked(), headers=auth), 413)
+    assert index.image(image_id)["human_label"] is None
+
+
+def test_ipv6_loopback_answers_its_own_url(indexed: tuple[Index, Path]) -> None:
+    index, _ = indexed
+    api = TestClient(create_app(index, TOKEN), base_url="http://[::1]:8765")
+    assert api.get("/").status_code == 200
+    assert api.get("/api/plates").status_code == 200
+    assert api.get("/", headers={"host": "[::2]:8765"}).status_code == 400
+    assert api.get("/", headers={"host": "evil.example:8765"}).status_code == 400
+
+
+def test_off_localhost_reads_through_a_cookie_from_a_one_time_link(
+        indexed: tuple[Index, Path]) -> None:
+    index, _ = indexed
+    app = create_app(index, TOKEN, read_open=False, allowed_hosts=("*",))
+    browser = TestClient(app, base_url="http://imager.lab:8765")
+    assert browser.get("/api/plates").status_code == 401
+    link = app.state.login_links.issue()
+    assert link.startswith("/login?once=")
+    landed = browser.get(link, follow_redirects=False)
+    assert landed.status_code == 303 and landed.headers["location"] == "/"
+    cookie = landed.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    assert browser.get("/api/plates").status_code == 200
+    assert browser.get("/").status_code == 200
+    row = index.plate_wells("plateA")[0]
+    assert browser.get(f"/images/{row['id']}/file").status_code == 200
+    # Writing still needs the token: the cookie alone is not enough (no CSRF through it).
+    url = f"/api/images/{row['id']}/label"
+    assert "missing token" in one_line_error(browser.post(url, json={"label": "clear"}), 401)
+    assert browser.post(url, json={"label": "clear"},
+                        headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    # The link works once; a second browser, a made-up session or code gets nothing.
+    other = TestClient(app, base_url="http://imager.lab:8765")
+    assert other.get(link, follow_redirects=False).status_code == 403
+    other.cookies.set("edgecrystal_session", "made-up")
+    assert other.get("/api/plates").status_code == 401
+    assert other.get("/login?once=guess", follow_redirects=False).status_code == 403
+    # Whoever holds the token can make a new link for a colleague.
+    made = other.post("/api/login-link", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert made.status_code == 200
+    assert other.get(made.json()["link"], follow_redirects=False).status_code == 303
+    assert other.get("/api/plates").status_code == 200

@@ -56,6 +56,11 @@ def review_server(postgres: object, tmp_path: Path) -> Iterator[tuple[str, str]]
     plate_over_time(root, "browserplate", ["2026-11-01", "2026-11-08"],
                     {"A01": ["clear", "clear"], "B07": ["clear", "crystals"]})
     write_result_for(write_image(root / NASTY_PLATE / "C03_1.jpg"), "clear")
+    # Two drops of one well that the model was unsure of (the second a crystals hit).
+    day = root / "browserplate" / "2026-11-08"
+    write_result_for(write_image(day / "D04_1.jpg", seed=4), "clear", crystals=0.45)
+    write_result_for(write_image(day / "D04_2.jpg", seed=5), "precipitate", crystals=0.4,
+                     crystals_hit=True)
     with Index.open(url) as index:
         sync(index, root, NameReader())
     port = free_port()
@@ -126,3 +131,52 @@ def test_relabel_a_well_in_the_browser(browser: object, review_server: tuple[str
     page.get(base + "/plates/browserplate")
     a01 = page.find_element(By.CSS_SELECTOR, 'td.well[data-well="A01"]')
     assert "label-crystals" in a01.get_attribute("class") and "✎" in a01.text
+
+
+def test_uncertain_first_with_the_keyboard(browser: object,
+                                           review_server: tuple[str, str]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = browser  # a selenium WebDriver
+    base, url = review_server
+    # 1. The plate view: a loaded thumbnail for each of D04's two drops, marked.
+    page.get(base + "/plates/browserplate")
+    thumbs = page.find_elements(By.CSS_SELECTOR, 'td.well[data-well="D04"] .drop-thumb')
+    assert len(thumbs) == 2
+    assert all("uncertain" in t.get_attribute("class") for t in thumbs)
+    assert sum("hit" in t.get_attribute("class").split() for t in thumbs) == 1
+    for thumb in thumbs:
+        image = thumb.find_element(By.TAG_NAME, "img")
+        WebDriverWait(page, 10).until(
+            lambda _, img=image: page.execute_script(
+                "return arguments[0].complete && arguments[0].naturalWidth", img))
+    # 2. The well view: every inspection of A01 side by side, oldest first (the database is
+    # shared with the test above, whose copy of the plate is there too).
+    page.get(base + "/plates/browserplate/wells/A01")
+    days = [f.text.split()[0] for f in page.find_elements(
+        By.CSS_SELECTOR, ".timeline figure.inspection figcaption")]
+    assert set(days) == {"2026-11-01", "2026-11-08"} and days == sorted(days)
+    # 3. The queue: least sure first; start reviewing with the token remembered.
+    page.get(base + "/queue")
+    queued = [int(r.get_attribute("data-image-id"))
+              for r in page.find_elements(By.CSS_SELECTOR, "#queue tbody tr")]
+    assert len(queued) >= 2
+    page.find_element(By.ID, "token").send_keys(TOKEN)
+    page.find_element(By.ID, "who").send_keys("kai")
+    page.find_element(By.ID, "queue-start").click()
+    WebDriverWait(page, 10).until(lambda _: f"/images/{queued[0]}" in page.current_url)
+    # 4. Key 2 relabels it crystals (the second label), key n opens the next uncertain drop.
+    page.find_element(By.TAG_NAME, "body").send_keys("2")
+    status = page.find_element(By.CSS_SELECTOR, ".current .status")
+    WebDriverWait(page, 10).until(lambda _: status.text == "saved" or
+                                  status.text.startswith("not saved"))
+    assert status.text == "saved"
+    assert page.find_element(By.CSS_SELECTOR, ".current .label-cell .chip").text == "crystals"
+    page.find_element(By.TAG_NAME, "body").send_keys("n")
+    WebDriverWait(page, 10).until(lambda _: f"/images/{queued[1]}" in page.current_url)
+    with Index.open(url) as index:
+        row = index.image(queued[0])
+        assert row is not None and (row["human_label"], row["human_by"]) == ("crystals", "kai")
+        waiting = [r["id"] for r in index.uncertain_queue()]
+        assert queued[0] not in waiting and waiting[0] == queued[1]

@@ -104,3 +104,48 @@ def test_workers_split_the_archive_skip_what_is_done_and_report_once(fast_bundle
     assert again.returncode == 0, again.stderr  # the broken file's error result vouches too
     assert "0 scored" in again.stdout
     assert all(Path(f"{p}.edgecrystal.json").read_text() == text for p, text in before.items())
+
+
+def test_corrupt_jpeg_data_scores_ok_with_a_warning(fast_bundle: Path, tmp_path: Path) -> None:
+    """libjpeg's "Corrupt JPEG data" went to stderr with no file name and the result said ok."""
+    good, flipped = write_wells(tmp_path / "p", 2)
+    data = bytearray(flipped.read_bytes())
+    scan = data.find(b"\xff\xda") + 20
+    for offset in range(scan + 50, len(data) - 200, 61):
+        data[offset] ^= 0x24
+    flipped.write_bytes(bytes(data))
+    res = _run(str(fast_bundle), str(tmp_path / "p"), "--backend", "onnxruntime")
+    assert res.returncode == 0, res.stderr
+    rec = json.loads(Path(f"{flipped}.edgecrystal.json").read_text())
+    assert rec["status"] == "ok"
+    assert [w.split(":")[0] for w in rec["warnings"]] == ["corrupt JPEG data"]
+    assert "warnings" not in json.loads(Path(f"{good}.edgecrystal.json").read_text())
+    assert f"{flipped}: corrupt JPEG data" in res.stderr
+
+
+def test_no_drop_reasons_in_result_files_and_the_report(fast_bundle: Path,
+                                                        tmp_path: Path) -> None:
+    """A drop that fills the well has no edge: the finder's fragments (1-3 % of the image) and
+    blobs outside the well were cropped as drops (`found: true`)."""
+    import cv2
+    import numpy as np
+
+    plate = tmp_path / "plate"
+    [drop] = write_wells(plate, 1)
+    pictures = {"B01_1.jpg": [], "B02_1.jpg": [((60, 45), 8)], "B03_1.jpg": [((108, 82), 22)]}
+    for name, blobs in pictures.items():
+        img = np.full((90, 120, 3), 70, np.uint8)  # the fixture finder marks light drops
+        for centre, radius in blobs:
+            cv2.circle(img, centre, radius, (200, 180, 150), -1)
+        cv2.imwrite(str(plate / name), img)
+    res = _run(str(fast_bundle), str(plate), "--backend", "onnxruntime")
+    assert res.returncode == 0, res.stderr
+    drops = {name: json.loads(Path(f"{plate / name}.edgecrystal.json").read_text())["drop"]
+             for name in [drop.name, *pictures]}
+    assert drops[drop.name]["found"] and "reason" not in drops[drop.name]
+    assert {name: (d["found"], d.get("reason")) for name, d in drops.items()
+            if name != drop.name} == {"B01_1.jpg": (False, "no edge"),
+                                      "B02_1.jpg": (False, "too small"),
+                                      "B03_1.jpg": (False, "outside the well")}
+    assert ("no drop              3  (whole image classified: no edge 1, outside the well 1, "
+            "too small 1)") in res.stdout

@@ -1,7 +1,8 @@
 """`edgecrystal score --ray`: an archive re-score on a real local Ray instance started here.
 
-The slow tests start Ray once per module (ray.init(num_cpus=2), a few seconds) and drive the
-command as a user does, in subprocesses that join that instance by its address. The fast test
+The slow tests start Ray once per module (start_local_ray(num_cpus=2): on 127.0.0.1 only, a few
+seconds) and drive the command as a user does, in subprocesses that join that instance by its
+address. The fast test
 runs without Ray: `score` must work as before and `--ray` must say which extra is missing."""
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def _indexed(database: Path) -> tuple[int, int]:
 def ray_address() -> Iterator[str]:
     """A local Ray instance with 2 CPUs for this module; its address for `--ray`."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from edgecrystal.scale.loopback import start_local_ray
+
+    start_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)  # on loopback
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

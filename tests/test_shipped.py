@@ -54,7 +54,9 @@ def test_shipped_files_match_their_hashes_and_are_small() -> None:
 def test_models_list_shows_provenance() -> None:
     done = _edgecrystal("models", "list", "--json")
     assert done.returncode == 0, done.stderr
-    (finder,) = json.loads(done.stdout)
+    listed = json.loads(done.stdout)
+    assert [m["name"] for m in listed] == ["finder", "bundle"]
+    finder = listed[0]
     assert finder["name"] == "finder" and Path(finder["path"]) == bundle_path("finder")
     assert "scripts/build_default_finder.py" in finder["command"]
     assert isinstance(finder["seed"], int)

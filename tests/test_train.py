@@ -119,10 +119,30 @@ def test_train_classifier_manual_crop_via_cli(trained_bundle: tuple[Path, Path],
     r = _cli("train", "classifier", str(data_path), "--bundle", str(bundle), "--crop", "manual",
              "--profile", "tiny", "--epochs", "1", "--set", "channel_shift=50")
     assert r.returncode == 0, r.stderr[-2000:]
+    # Without -v it printed nothing for minutes, and nothing about a 10-image validation set.
+    assert "epoch 1/1: " in r.stderr and " loss " in r.stderr
     b = Bundle.open(bundle)
+    val = b.meta["classifier"]["data"]["split"]["val"]
+    assert val < 20 and f"warning: the validation set is {val} image(s): too few" in r.stderr
+    assert b.meta["classifier"]["warnings"][0].startswith(f"the validation set is {val} image")
     assert b.meta["classifier"]["crop"] == "manual"
     assert b.meta["classifier"]["hyperparameters"]["channel_shift"] == 50.0
     assert "finder" not in b.meta and b.verify_files() == []
+
+
+@pytest.mark.slow
+def test_build_engines_repeats_trains_useless_classifier_verdict(
+        trained_bundle: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    bundle = tmp_path / "useless"
+    shutil.copytree(trained_bundle[0], bundle)
+    b = Bundle.open(bundle)
+    b.meta["classifier"]["useless"] = "the classifier's scores barely vary over 12 images"
+    b.save()
+    r = _cli("build-engines", str(bundle), "--precision", "fp32")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "warning: classifier: the classifier's scores barely vary" in r.stdout
 
 
 # ------------------------------------------------------------------------- resume after SIGINT

@@ -373,11 +373,13 @@ def test_backend_auto_falls_back_with_the_reason_logged(
     else:
         plan = engine_for(bundle, "classifier", "fp32", identity=_identity(env))
         plan.write_bytes(b"damaged")
-    with caplog.at_level(logging.WARNING, logger="edgecrystal.runtime.select"):
+    # Logged at debug: the reason travels in the Selection, which every caller prints or logs
+    # once (a warning here printed it twice on every CPU run).
+    with caplog.at_level(logging.DEBUG, logger="edgecrystal.runtime.select"):
         selection = open_runners(bundle, backend="auto", precision="fp32")
     selection.close()
     assert selection.backend == "onnxruntime"
-    assert expected_reason in selection.reason
+    assert expected_reason in selection.reason and expected_reason in selection.describe()
     assert expected_reason in caplog.text and "using ONNX Runtime" in caplog.text
     with pytest.raises(BackendError, match=expected_reason):
         open_runners(bundle, backend="tensorrt", precision="fp32")
@@ -451,3 +453,258 @@ def test_the_fake_lacks_what_the_real_version_lacks(env: Env) -> None:
         trt.Builder(trt.Logger()).build_engine_with_magic  # noqa: B018
     with pytest.raises(TypeError):
         trt.Builder(trt.Logger()).create_network(0, 1)
+
+
+# ----------------------------------------------------------------- DLA (Orin NX / AGX Orin)
+# NVIDIA: DLA up to TensorRT 10.7 (8.6 and 10.3 here), none in 10.8+ and 11.0-11.3, 11.4.0 on
+# Windows on ARM only (11.4 here), 11.4.1+ on AGX Orin with JetPack 7.2.2+.
+HAS_DLA = {"8.6": True, "10.3": True, "10.13": False, "11.4": False}
+NO_DLA_LINE = {"10.13": "has no DLA (10.7 was the last 10.x with DLA)",
+               "11.4": "has DLA on Windows on ARM only"}
+
+
+def _orin(env: Env, cores: int = 2) -> None:
+    env.gpu.name, env.gpu.major, env.gpu.minor, env.gpu.dla_cores = "Orin", 8, 7, cores
+
+
+def _one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
+
+
+def test_dla_apis_exist_in_every_binding(env: Env) -> None:
+    """Every DLA API the project calls is in the real surface of this version."""
+    trt = env.trt
+    assert {"GPU", "DLA"} <= set(trt.DeviceType.__members__)
+    for name in ("default_device_type", "DLA_core", "can_run_on_DLA", "set_flag"):
+        assert hasattr(trt.IBuilderConfig, name)
+    assert hasattr(trt.Builder, "num_DLA_cores") and hasattr(trt.Runtime, "DLA_core")
+    assert hasattr(trt.BuilderFlag, "GPU_FALLBACK")
+    assert hasattr(trt.ICudaEngine, "create_engine_inspector")
+    assert hasattr(trt.EngineInspector, "get_engine_information")
+    assert hasattr(trt.LayerInformationFormat, "JSON")
+    assert hasattr(trt.INetworkDefinition, "get_layer") and hasattr(trt.ILayer, "name")
+
+
+def test_dla_build_or_the_version_refusal(env: Env, tmp_path: Path) -> None:
+    _orin(env)
+    plan = tmp_path / "dla.plan"
+    options = BuildOptions("fp16", opt_batch=4, max_batch=16, dla_core=1, gpu_fallback=True)
+    if not HAS_DLA[env.version]:
+        with pytest.raises(UsageError) as exc:
+            build_plan(_onnx(tmp_path, "fp16"), plan, options)
+        assert NO_DLA_LINE[env.version] in _one_line(exc) and "JetPack 6" in str(exc.value)
+        assert not plan.exists()
+        return
+    facts = build_plan(_onnx(tmp_path, "fp16"), plan, options)
+    header, _ = read_plan(plan.read_bytes())
+    assert header["device"] == "DLA" and header["dla_core"] == 1
+    assert "GPU_FALLBACK" in header["flags"]
+    # Static profile: min = opt = max = the opt batch.
+    assert header["profiles"][0]["pixels"] == [[4, 4, 4, 3]] * 3
+    assert facts["profile"]["min"] == facts["profile"]["max"] == [4, 4, 4, 3]
+    placement = facts["placement"]
+    # The fake's DLA has no Cast: the fp16 classifier's casts go to the GPU, the rest to DLA.
+    assert placement["device"] == "dla1" and placement["gpu_fallback"] is True
+    assert set(placement["gpu_layers"]) == set(header["gpu_layers"]) >= {"to_float"}
+    assert placement["layers"]["dla"] + placement["layers"]["gpu"] == header["layers"]
+
+
+@pytest.mark.parametrize("case", ["no-dla-board", "core-out-of-range", "fp32", "no-fallback",
+                                  "dynamic-image"])
+def test_dla_refusals_are_one_line_with_reason_and_fix(env: Env, tmp_path: Path,
+                                                       case: str) -> None:
+    _orin(env, cores=0 if case == "no-dla-board" else 2)
+    source = _onnx(tmp_path, "fp32" if case == "fp32" else "fp16")
+    if case == "dynamic-image":
+        model = onnx.load(source)
+        for dim in model.graph.input[0].type.tensor_type.shape.dim[1:3]:
+            dim.dim_param = "side"
+        onnx.save(model, source)
+    options = BuildOptions("fp32" if case == "fp32" else "fp16",
+                           dla_core=2 if case == "core-out-of-range" else 0,
+                           gpu_fallback=case != "no-fallback")
+    with pytest.raises(UsageError) as exc:
+        build_plan(source, tmp_path / "x.plan", options)
+    text = _one_line(exc)
+    if not HAS_DLA[env.version]:  # the TensorRT line is refused before the board is asked
+        assert NO_DLA_LINE[env.version] in text
+        return
+    reason, fix = {"no-dla-board": ("has no DLA core", "drop --dla-core"),
+                   "core-out-of-range": ("2 DLA core(s), numbered 0 to 1", "choose one"),
+                   "fp32": ("FP16 and INT8 only", "--precision fp16 or int8"),
+                   "no-fallback": ("cannot run on DLA (to_float", "add --gpu-fallback"),
+                   "dynamic-image": ("DLA needs static shapes", "fixed image size")}[case]
+    assert reason in text and fix in text
+
+
+def test_dla_engine_serves_beside_the_gpu_engine(env: Env, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """--backend tensorrt with dla {classifier: 0}: the engine is built at start (progress
+    lines), kept under its own key, loaded on DLA core 0, a short batch padded to the static
+    one; where this TensorRT has no DLA, auto falls back with the version's reason."""
+    from edgecrystal.runtime.select import open_runners
+
+    _orin(env)
+    bundle = onnx_bundle(tmp_path / "bundle")
+    lines: list[str] = []
+    if not HAS_DLA[env.version]:
+        with caplog.at_level(logging.WARNING, logger="edgecrystal.runtime.select"):
+            selection = open_runners(bundle, backend="auto", precision="fp16",
+                                     dla={"classifier": 0}, progress=lines.append)
+        selection.close()
+        assert selection.backend == "onnxruntime"
+        assert NO_DLA_LINE[env.version] in selection.reason and "using ONNX Runtime" in caplog.text
+        return
+    selection = open_runners(bundle, backend="tensorrt", precision="fp16",
+                             dla={"classifier": 0}, progress=lines.append)
+    try:
+        runner = selection.classifier
+        assert lines[0] == f"building classifier fp16 engine for dla0 (TensorRT " \
+                           f"{env.trt.__version__}) ..."
+        assert lines[-1].startswith("built classifier fp16 engine for dla0") and " s" in lines[-1]
+        assert "classifier tensorrt" in selection.reason and "on dla0 (" in selection.reason
+        assert "layers on DLA" in selection.reason and "engine_layers=" in runner.describe()
+        assert runner.min_batch == runner.max_batch == 4
+        batch = pixels(3)  # shorter than the static batch: padded, the padding dropped
+        np.testing.assert_allclose(runner.predict(batch), expected(batch, "fp16"), atol=2e-3)
+        assert env.gpu.stats["dla0_runs"] >= 1
+    finally:
+        selection.close()
+    plan = Path(str(runner.path))
+    assert plan.name == "classifier.fp16.dla0.plan"
+    entry = manifest.read_manifest(plan.parent)["engines"]["classifier.fp16.dla0"]
+    assert entry["device"] == "dla0" and entry["options"]["batch"] == [4, 4, 4]
+    # The GPU engine is another key: not found until built, and found without DLA after.
+    identity = _identity(env)
+    assert "no classifier.fp16 engine" in str(manifest.find_engine(bundle, "classifier",
+                                                                   "fp16", identity))
+    gpu_plan = engine_for(bundle, "classifier", "fp16", identity=identity)
+    assert manifest.find_engine(bundle, "classifier", "fp16", identity) == gpu_plan
+    assert manifest.find_engine(bundle, "classifier", "fp16", identity, dla_core=0) == plan
+
+
+def test_hardware_compat_is_refused_on_jetson(env: Env, tmp_path: Path) -> None:
+    """NVIDIA documents hardware compatibility for desktop Ampere+ GPUs, not JetPack: an Orin
+    neither builds AMPERE_PLUS engines nor loads those a workstation built."""
+    bundle = onnx_bundle(tmp_path / "bundle")
+    workstation = _identity(env)
+    engine_for(bundle, "classifier", "fp32", options=BuildOptions(
+        "fp32", hardware_compat=True), identity=workstation)
+    _orin(env)
+    orin = _identity(env)
+    found = manifest.find_engine(bundle, "classifier", "fp32", orin)
+    assert isinstance(found, str) and found.startswith("no engines were built for Orin")
+    with pytest.raises(UsageError) as exc:
+        engine_for(bundle, "classifier", "fp32",
+                   options=BuildOptions("fp32", hardware_compat=True), identity=orin)
+    assert "not supported on Jetson" in _one_line(exc)
+
+
+# ----------------------------------------------------------------- ONNX Runtime's TensorRT EP
+def test_ort_trt_cache_is_keyed_like_the_manifest(env: Env, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from edgecrystal.runtime.ort_tensorrt import _identity as ort_identity
+    from edgecrystal.runtime.ort_tensorrt import cache_folder
+
+    identity = ort_identity()
+    assert identity["tensorrt"] == env.trt.__version__
+    folder = cache_folder(tmp_path, identity, ort.__version__)
+    assert folder.parent == tmp_path / "engines"
+    assert folder.name == f"ort{ort.__version__}-geforce-rtx-4090-sm89-trt{env.trt.__version__}"
+
+
+def test_ort_trt_dla_refused_where_tensorrt_has_none(env: Env) -> None:
+    from edgecrystal.runtime.ort_tensorrt import _check_dla
+
+    if HAS_DLA[env.version]:
+        _check_dla(0, "int8", env.trt.__version__)
+        with pytest.raises(UsageError, match="FP16 and INT8 only"):
+            _check_dla(0, "fp32", env.trt.__version__)
+        return
+    with pytest.raises(UsageError) as exc:
+        _check_dla(0, "fp16", env.trt.__version__)
+    assert NO_DLA_LINE[env.version] in _one_line(exc)
+
+
+def test_auto_tries_ort_trt_between_tensorrt_and_cpu(env: Env, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """Raw TensorRT unusable (no engine, building off): auto asks the real onnxruntime for its
+    TensorRT provider (absent in the CPU wheel), logs both reasons and runs on the CPU."""
+    from edgecrystal.runtime.select import open_runners
+
+    bundle = onnx_bundle(tmp_path / "bundle")
+    with caplog.at_level(logging.WARNING, logger="edgecrystal.runtime.select"):
+        selection = open_runners(bundle, backend="auto", precision="fp32", allow_build=False)
+    selection.close()
+    assert selection.backend == "onnxruntime"
+    assert "engine building is off" in selection.reason
+    assert "onnxruntime-trt not used" in selection.reason
+    assert "has no TensorrtExecutionProvider" in caplog.text
+    with pytest.raises(BackendError, match="has no TensorrtExecutionProvider"):
+        open_runners(bundle, backend="onnxruntime-trt", precision="fp32")
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_ort_trt_refuses_a_session_that_dropped_the_provider(
+        env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider listed as available that the session does not enable (missing libnvinfer:
+    onnxruntime warns and runs on the CPU) is an error, not a silent CPU run."""
+    import onnxruntime as ort
+
+    from edgecrystal.runtime.ort_tensorrt import CUDA_PROVIDER, TRT_PROVIDER, OrtTensorRTRunner
+
+    real = ort.get_available_providers()
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: [TRT_PROVIDER, CUDA_PROVIDER, *real])
+    bundle = onnx_bundle(tmp_path / "bundle")
+    with pytest.raises(BackendError) as exc:
+        OrtTensorRTRunner(bundle.path("onnx/classifier.fp16.onnx"), bundle=bundle,
+                          precision="fp16")
+    assert "TensorRT provider" in _one_line(exc)
+
+
+# ----------------------------------------------------------------- INT8 gate hook (engines)
+def test_int8_engine_gate_is_recorded_in_the_manifest(env: Env, tmp_path: Path) -> None:
+    from edgecrystal.runtime.engine_gate import engine_gate
+
+    bundle = onnx_bundle(tmp_path / "bundle")
+    identity = _identity(env)
+    fp32 = engine_for(bundle, "classifier", "fp32", identity=identity)
+    batch = pixels(8, seed=3)
+    int8 = engine_for(bundle, "classifier", "int8", identity=identity,
+                      gate=engine_gate(fp32, batch, min_agreement=0.9))
+    gate = manifest.read_manifest(int8.parent)["engines"]["classifier.int8"]["gate"]
+    want, got = expected(batch), expected(batch, "int8")
+    assert gate["images"] == 8 and gate["reference"] == "classifier.fp32.plan"
+    assert gate["max_abs_diff"] == pytest.approx(float(np.max(np.abs(want - got))), abs=1e-6)
+    agreement = float(np.mean(want.argmax(1) == got.argmax(1)))
+    assert gate["top1_agreement"] == pytest.approx(agreement)
+    assert gate["passed"] is (agreement >= 0.9)
+    assert not env.gpu.live()["device"]  # both runners freed their buffers
+
+
+def test_bench_runs_the_dla_engine_and_says_where_layers_run(env: Env, tmp_path: Path) -> None:
+    from edgecrystal.bench.run import BenchConfig, measure
+
+    _orin(env)
+    bundle = onnx_bundle(tmp_path / "bundle")
+    bundle.meta["classes"] = ["clear", "precipitate", "crystals"]  # the fake's 3 outputs
+    bundle.save()
+    cfg = BenchConfig(backends=("tensorrt",), precisions=("fp16",), batch=2, iterations=2,
+                      warmup=1, synthetic=2, dla=(("classifier", 0),))
+    if not HAS_DLA[env.version]:
+        with pytest.raises(UsageError, match="no backend could run here"):
+            measure(bundle.root, cfg, log=lambda _line: None)
+        return
+    engine_for(bundle, "classifier", "fp16", options=BuildOptions(
+        "fp16", dla_core=0, gpu_fallback=True), identity=_identity(env))
+    lines: list[str] = []
+    report, _runs = measure(bundle.root, cfg, log=lines.append)
+    started = [line for line in lines if line.startswith("bench tensorrt/fp16:")]
+    assert len(started) == 1 and "classifier tensorrt" in started[0]
+    assert "on dla0 (" in started[0] and "layers on DLA" in started[0]
+    assert report["config"]["dla"] == {"classifier": 0}
+    assert env.gpu.stats["dla0_runs"] >= 3

@@ -41,6 +41,8 @@ class BenchConfig:
     threads: int = 0
     images: Path | None = None
     synthetic: int = DEFAULT_SYNTHETIC
+    # Models on DLA cores for the TensorRT backends: (("finder", 0),) (bench --dla finder=0).
+    dla: tuple[tuple[str, int], ...] = ()
 
 
 def prepare_images(cfg: BenchConfig, workdir: Path) -> tuple[list[Path], str]:
@@ -55,8 +57,12 @@ def prepare_images(cfg: BenchConfig, workdir: Path) -> tuple[list[Path], str]:
         found = collect_images([cfg.images], recursive=True)
         if not found:
             raise UsageError(f"--images {cfg.images} holds no JPEG/PNG/BMP/TIFF images")
+        readable = _readable(found, max(cfg.synthetic, cfg.batch))
+        if not readable:
+            raise UsageError(f"--images {cfg.images}: none of its {len(found)} images could be "
+                             f"read (first: {_why_unreadable(found[0])})")
         copies = []
-        for i, src in enumerate(found[: max(cfg.synthetic, cfg.batch)]):
+        for i, src in enumerate(readable):
             dst = workdir / f"{i:04d}_{src.name}"
             shutil.copyfile(src, dst)
             copies.append(dst)
@@ -65,6 +71,30 @@ def prepare_images(cfg: BenchConfig, workdir: Path) -> tuple[list[Path], str]:
 
     paths = make_plate(workdir, seed=0, count=max(cfg.synthetic, cfg.batch))
     return list(paths), f"{len(paths)} synthetic 1280x960 JPEG wells"
+
+
+def _readable(images: list[Path], wanted: int) -> list[Path]:
+    """The first `wanted` images that decode: a run of files that all fail has nothing to time."""
+    readable = []
+    for path in images:
+        if _why_unreadable(path) is None:
+            readable.append(path)
+            if len(readable) == wanted:
+                break
+    return readable
+
+
+def _why_unreadable(path: Path) -> str | None:
+    """None when `path` decodes, else "path: reason" as a result file would give it."""
+    from ..errors import ImageError
+    from ..imageio import load_picture
+
+    try:
+        picture = load_picture(path)
+        picture.pixels(picture.reductions[-1])  # the cheapest decode that reads the data
+    except ImageError as exc:
+        return f"{path.name}: {exc.reason}"
+    return None
 
 
 def run_bench(bundle_path: Path, cfg: BenchConfig,
@@ -80,18 +110,18 @@ def run_bench(bundle_path: Path, cfg: BenchConfig,
         images, source = prepare_images(cfg, Path(tmp))
         for backend, precision in _combinations(cfg):
             try:
-                pipeline = _open(bundle, backend, precision, cfg.threads)
+                pipeline = _open(bundle, backend, precision, cfg.threads, dict(cfg.dla))
             except (EdgeCrystalError, ImportError) as exc:
                 skipped.append(f"{backend}/{precision}: {exc}")
                 log(f"skip {backend}/{precision}: {exc}")
                 continue
             with pipeline:
                 log(f"bench {backend}/{precision}: {cfg.warmup} warm-up + {cfg.iterations} "
-                    f"timed batches of {cfg.batch}")
+                    f"timed batches of {cfg.batch}; {_where(pipeline)}")
                 run = _measure(pipeline, images, cfg)
             run.backend, run.precision, run.flops = backend, precision, flops
             runs.append(run)
-    meta = {"images": source, "skipped": skipped, "batch": cfg.batch,
+    meta = {"images": source, "skipped": skipped, "batch": cfg.batch, "dla": dict(cfg.dla),
             "iterations": cfg.iterations, "warmup": cfg.warmup, "threads": cfg.threads,
             "bundle": str(bundle.root.resolve()), "fingerprint": bundle.fingerprint,
             "classes": bundle.classes}
@@ -148,7 +178,14 @@ def _combinations(cfg: BenchConfig) -> list[tuple[str, str]]:
     return combos
 
 
-def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Pipeline:
+def _where(pipeline: Pipeline) -> str:
+    """What runs each model and where (a DLA engine names its core and layer placement)."""
+    runners = (("finder", pipeline.finder), ("classifier", pipeline.classifier))
+    return "; ".join(f"{name} {runner.describe()}" for name, runner in runners if runner)
+
+
+def _open(bundle: Bundle, backend: str, precision: str, threads: int,
+          dla: dict[str, int] | None = None) -> Pipeline:
     if backend == "keras":
         from .keras_runner import KerasRunner
 
@@ -158,7 +195,7 @@ def _open(bundle: Bundle, backend: str, precision: str, threads: int) -> Pipelin
     from ..runtime.select import open_runners
 
     selection = open_runners(bundle, backend=backend, precision=precision, threads=threads,
-                             allow_build=False)
+                             allow_build=False, dla=dla)
     if selection.backend != backend:
         selection.close()
         raise UsageError(f"{backend} is not usable here")

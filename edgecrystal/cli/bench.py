@@ -29,10 +29,23 @@ def _split(values: list[str] | None, allowed: tuple[str, ...], what: str) -> tup
     return tuple(dict.fromkeys(items))
 
 
+def _dla_cores(values: list[str] | None) -> tuple[tuple[str, int], ...]:
+    """['finder=0'] -> (('finder', 0),); anything else is a one-line UsageError."""
+    cores: dict[str, int] = {}
+    for value in values or []:
+        model, _, core = value.partition("=")
+        if model not in ("finder", "classifier") or not core.isdigit():
+            raise UsageError(f"--dla {value}: give MODEL=CORE, MODEL finder or classifier, "
+                             "CORE 0 or 1 (e.g. --dla finder=0)")
+        cores[model] = int(core)
+    return tuple(sorted(cores.items()))
+
+
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Model bundle folder.")],
     backend: Annotated[list[str] | None, typer.Option(
-        help="keras, onnxruntime, tensorrt or all (repeat or comma-separate). Keras is the "
+        help="keras, onnxruntime, onnxruntime-trt, tensorrt or all (repeat or "
+             "comma-separate). Keras is the "
              "reference every ratio is measured against; backends that cannot run here are "
              "skipped with the reason.")] = None,
     precision: Annotated[list[str] | None, typer.Option(
@@ -51,6 +64,10 @@ def bench(
                                                                  "here.")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of latency "
                                                                  "distributions here.")] = None,
+    dla: Annotated[list[str] | None, typer.Option(
+        help="MODEL=CORE: run that model's TensorRT engine on a DLA core (repeatable), e.g. "
+             "--dla finder=0; the engine must have been built with build-engines "
+             "--dla-core.")] = None,
 ) -> None:
     """Latency and throughput per stage and end to end, for several backends and precisions
     side by side, shaped like trtexec's performance summary."""
@@ -64,7 +81,7 @@ def bench(
     cfg = BenchConfig(backends=_split(backend, ALL_BACKENDS, "backend"),
                       precisions=_split(precision, ALL_PRECISIONS, "precision"),
                       batch=batch, iterations=iterations, warmup=warmup, threads=threads,
-                      images=images, synthetic=count)
+                      images=images, synthetic=count, dla=_dla_cores(dla))
     report, runs = measure(bundle, cfg, log=lambda m: typer.echo(m, err=True))
     typer.echo(format_table(report))
     for line in report["config"]["skipped"]:

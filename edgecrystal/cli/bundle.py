@@ -5,7 +5,7 @@ Only typer and the standard library at import time."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,8 +32,47 @@ def export(
                "hashes checked")
 
 
+def fit_confidence(
+    bundle: Annotated[Path, typer.Argument(help="Bundle with a classifier FP32 ONNX.")],
+    data: Annotated[Path, typer.Option(
+        "--data", help="Held-out labelled wells (labels.csv or class folders), never the "
+        "images the classifier trained on.")],
+    recall: Annotated[float, typer.Option(
+        "--recall", help="Share of the held-out crystals the crystals threshold keeps as "
+        "hits.")] = 0.95,
+    threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime threads (0: "
+                                         "all cores).")] = 0,
+) -> None:
+    """Fit BUNDLE's calibration (temperature) and crystals threshold on held-out wells through
+    its FP32 ONNX, and save them in bundle.json: scoring applies them (docs/results.md)."""
+    from ..confidence_fit import fit_confidence as fit
+
+    section = fit(bundle, data, recall=recall, threads=threads)
+    typer.echo(describe_fit(bundle, section))
+
+
+def describe_fit(bundle: Path, section: dict[str, Any]) -> str:
+    """One or two lines about a confidence fit, for this command and `train classifier`."""
+    if "temperature" not in section:
+        return f"confidence of {bundle}: {section.get('note', 'not fitted')}"
+    metrics = section.get("metrics", {})
+    line = (f"confidence of {bundle}: temperature {section['temperature']:.3f} on "
+            f"{section['data']['images']} held-out images (NLL {metrics['nll']['model']:.3f} -> "
+            f"{metrics['nll']['calibrated']:.3f}, ECE {metrics['ece']['model']:.3f} -> "
+            f"{metrics['ece']['calibrated']:.3f})")
+    crystals = metrics.get("crystals")
+    if crystals:
+        line += (f"\ncrystals threshold {section['crystals_threshold']:.4f}: recall "
+                 f"{crystals['recall']:.3f} of {crystals['held_out']} held-out crystals, "
+                 f"{crystals['hits']} hits")
+    elif section.get("note"):
+        line += f"\n{section['note']}"
+    return line
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
     bundle_app = typer.Typer(help="Work with model bundles.", no_args_is_help=True)
     bundle_app.command("export")(export)
+    bundle_app.command("fit-confidence")(fit_confidence)
     app.add_typer(bundle_app, name="bundle")

@@ -43,6 +43,11 @@ def build_engines(
         "--legacy-int8-calibrator",
         help="TensorRT < 10 only: implicit INT8 calibration of the FP32 ONNX instead of the "
              "Q/DQ model.")] = False,
+    dla_core: Annotated[int | None, typer.Option(
+        "--dla-core", help="Build the engines for this DLA core (Orin NX / AGX Orin; FP16 "
+                           "and INT8 only, static batch = --opt-batch).")] = None,
+    gpu_fallback: Annotated[bool, typer.Option(
+        "--gpu-fallback", help="With --dla-core: layers DLA cannot run go to the GPU.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild everything.")] = False,
     int8_gate: Annotated[str | None, typer.Option(
         "--int8-gate", help="INT8 accuracy gate bounds against FP32 on held-out images, e.g. "
@@ -61,13 +66,22 @@ def build_engines(
         precisions = tuple(p for p in PRECISIONS if p in ("fp32", precision))
     else:
         raise UsageError(f"--precision must be fp32, fp16, int8 or all (got {precision})")
+    from edgecrystal.engines.trt_build import BuildOptions
+
+    # The DLA flags' combinations, refused before any export or calibration work.
+    BuildOptions("fp16", opt_batch=opt_batch, max_batch=max_batch, workspace_mb=workspace,
+                 hardware_compat=hardware_compat, dla_core=dla_core,
+                 gpu_fallback=gpu_fallback).check()
+    if dla_core is not None and precision == "fp32":
+        raise UsageError("--dla-core: DLA runs FP16 and INT8 only; use --precision fp16, int8 "
+                         "or all (the FP32 ONNX is still made, as their source)")
     if calib is not None and not calib.exists():
         raise UsageError(f"calibration data {calib} does not exist")
     opts = Options(precisions=precisions, calib=calib, calib_count=calib_count,
                    calib_method=calib_method, seed=seed, opt_batch=opt_batch,
                    max_batch=max_batch, workspace_mb=workspace, hardware_compat=hardware_compat,
                    legacy_int8_calibrator=legacy_int8_calibrator, force=force,
-                   int8_gate=int8_gate)
+                   int8_gate=int8_gate, dla_core=dla_core, gpu_fallback=gpu_fallback)
     report = run(bundle, opts, log=typer.echo)
     made = len(report.made)
     typer.echo(f"{made} made, {len(report.steps) - made} kept")

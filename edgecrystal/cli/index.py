@@ -89,7 +89,7 @@ def export_labels(
     from ..index.export import export_labels as run_export
     from ..index.store import Index
 
-    with Index.open(index_url(index)) as store:
+    with Index.open(index_url(index), must_exist=True) as store:
         written, missing = run_export(store, out)
     gone = f"; {missing} labelled image(s) no longer on disk" if missing else ""
     typer.echo(f"{written} labelled image(s) in {out}/labels.csv{gone}")
@@ -105,10 +105,14 @@ def history(
     crystals, and where the label changed. Exit 1 for an unknown plate or well."""
     require("index")
     from ..index.history import drop_histories
-    from ..index.store import Index
+    from ..index.store import Index, UnknownPlate, redact
 
-    with Index.open(index_url(index)) as store:
-        histories = drop_histories(store.history(plate, well.upper() if well else None))
+    wanted = _well(well) if well else None
+    with Index.open(index_url(index), must_exist=True) as store:
+        try:
+            histories = drop_histories(store.history(plate, wanted))
+        except UnknownPlate as exc:  # which index was searched: a mistyped --index shows
+            raise UnknownPlate(f"{exc.what} in index {redact(store.url)}", exc.hint) from None
     if as_json:
         import json
 
@@ -116,6 +120,21 @@ def history(
         return
     for drop in histories:
         typer.echo(_history_text(drop))
+
+
+def _well(text: str) -> str:
+    """--well as the index writes wells: A1, a01 and A01 are all A01."""
+    import re
+
+    from ..errors import UsageError
+    from ..naming import well_name
+
+    match = re.fullmatch(r"([A-Za-z]{1,2})(\d{1,2})", text.strip())
+    well = well_name(match[1], match[2]) if match else None
+    if well is None:
+        raise UsageError(f"--well {text} is not a well (a row letter and a column: A1, H12, "
+                         "AF48)")
+    return well
 
 
 def _history_text(drop: Any) -> str:
@@ -171,16 +190,44 @@ def ui(
     if not local and not token:
         raise UsageError(f"--host {host} is reachable from other machines: set a token "
                          "(EDGECRYSTAL_UI_TOKEN or `token` in --config) first")
-    store = Index.open(url)
-    hosts = LOOPBACK_NAMES if local else ("*",)
+    _refuse_busy_port(host, port)
+    store = Index.open(url, must_exist=True)
+    hosts = (*LOOPBACK_NAMES, host) if local else ("*",)
     app = create_app(store, token, read_open=local, allowed_hosts=hosts)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"review page: http://{shown}:{port}/  index {redact(store.url)}  writing "
                f"{'needs the token' if token else 'off (no token set)'}", err=True)
+    if not local:
+        # A browser cannot send the token header: this link (good once) lets one read.
+        typer.echo(f"to read in a browser, open (once): http://{shown}:{port}"
+                   f"{app.state.login_links.issue()}", err=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         store.close()
+
+
+def _refuse_busy_port(host: str, port: int) -> None:
+    """One line when another program listens there already (uvicorn would log a traceback-
+    like error and exit 1). A port freed between this check and uvicorn's bind is no harm."""
+    import socket
+
+    from ..errors import UsageError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except PermissionError:
+            raise UsageError(f"port {port} on {host} needs privileges (choose --port above "
+                             "1023)") from None
+        except OSError:
+            raise UsageError(f"port {port} on {host} is in use (choose --port)") from None
 
 
 def _ui_config(path: Path | None) -> dict[str, str]:

@@ -35,8 +35,11 @@ def register(app: typer.Typer) -> None:
 
 
 def score(
-    bundle: Annotated[Path, typer.Argument(help="Model bundle folder (with ONNX models).")],
-    paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders to score.")],
+    bundle: Annotated[Path, typer.Argument(
+        help="Model bundle folder (with ONNX models); leave it out to use the shipped default "
+             "bundle (edgecrystal models path bundle).")],
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Image files and/or folders to score.")] = None,
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", help="Descend into subfolders.")] = False,
     overlay: Annotated[bool, typer.Option(
@@ -74,8 +77,9 @@ def score(
     mtime) are skipped unless --force. Exit status: 0 when every image was scored, 1 when any
     image got an error result (unreadable, truncated, not an image...), 2 on a usage error
     (a missing path, a bad bundle or backend)."""
-    from ..scoring import ScoreOptions, score_paths
+    from ..scoring import ScoreOptions, bundle_and_paths, score_paths
 
+    bundle, paths = bundle_and_paths(bundle, paths or [])
     options = ScoreOptions(recursive=recursive, overlay=overlay, backend=backend,
                            precision=precision, batch=batch, threads=threads,
                            providers=tuple(p for p in providers.split(",") if p), force=force,
@@ -93,11 +97,24 @@ def score(
         report = score_paths_on_ray(bundle, paths, options, ray, progress=say)
     for line in report.errors:
         typer.echo(f"error: {line}", err=True)
+    for line in report.warnings:
+        typer.echo(f"warning: {line}", err=True)
+    if report.useless:
+        typer.echo(f"warning: {report.useless}", err=True)
     rate = report.images_per_second
     typer.echo(f"{'label':<14}{'images':>8}")
     for label in report.classes:
         typer.echo(f"{label:<14}{report.labels.get(label, 0):>8}")
+    typer.echo(f"{'crystals hits':<14}{report.marks['crystals_hit']:>8}  (the bundle's "
+               "crystals threshold)")
+    typer.echo(f"{'uncertain':<14}{report.marks['uncertain']:>8}  (the review page's queue)")
     typer.echo(f"{'errors':<14}{len(report.errors):>8}")
+    if report.no_drop:  # drop.found false: the whole image was classified
+        why = ", ".join(f"{reason} {n}" for reason, n in sorted(report.no_drop.items()))
+        typer.echo(f"{'no drop':<14}{sum(report.no_drop.values()):>8}  (whole image "
+                   f"classified: {why})")
+    if report.warnings:
+        typer.echo(f"{'warnings':<14}{len(report.warnings):>8}  (scored; see the result files)")
     typer.echo(f"{'skipped':<14}{report.skipped:>8}  (already scored with these models)")
     typer.echo(f"{report.scored} scored in {report.elapsed_s:.1f} s"
                f"{f', {rate:.1f} images/s' if rate else ''}; "

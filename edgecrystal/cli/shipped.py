@@ -22,8 +22,9 @@ def list_cmd(
         return
     for m in models:
         typer.echo(f"{m['name']}: {m['path']}")
-        typer.echo(f"  profile {m['profile']}, input {m['input_size']} px, base filters "
-                   f"{m['base_filters']}, {(m['flops'] or 0) / 1e9:.2f} GFLOPs per image")
+        width = f", base filters {m['base_filters']}" if m["base_filters"] else ""
+        typer.echo(f"  profile {m['profile']}, input {m['input_size']} px{width}, "
+                   f"{(m['flops'] or 0) / 1e9:.2f} GFLOPs per image")
         typer.echo(f"  files: {', '.join(f'{k} ({v})' for k, v in m['files'].items())}")
         typer.echo(f"  trained {m['trained']} in {m['training_seconds']} s, seed {m['seed']}")
         typer.echo(f"  command: {m['command']}")
@@ -33,7 +34,9 @@ def list_cmd(
 
 
 def path_cmd(
-    name: Annotated[str, typer.Argument(help="Shipped model name (finder).")],
+    name: Annotated[str, typer.Argument(
+        help="Shipped model: finder, or bundle (the default bundle: the shipped finder and "
+             "classifier).")],
 ) -> None:
     """Print the folder of a shipped model's bundle (usable as --bundle, read-only)."""
     from ..pretrained import bundle_path

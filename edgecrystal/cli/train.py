@@ -59,7 +59,8 @@ def _classes(text: str | None) -> list[str] | None:
 def _show(result: dict[str, Any], verbose: int) -> None:
     """A few lines: where the model went and how it did; the whole record with -v."""
     if verbose:
-        typer.echo(json.dumps({k: v for k, v in result.items() if k != "hyperparameters"},
+        typer.echo(json.dumps({k: v for k, v in result.items()
+                               if k not in ("hyperparameters", "held_out")},
                               indent=2, allow_nan=True))
         return
     training, found = result.get("training", {}), result.get("metrics", {})
@@ -119,18 +120,35 @@ def train_classifier_cmd(
     finder: Annotated[Path | None, typer.Option(
         "--finder", help="Another bundle whose finder this bundle uses (for data without "
         "drop masks).")] = None,
-    profile: ProfileOpt = "lite", epochs: EpochsOpt = None, batch_size: BatchOpt = None,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help=PROFILE_HELP + " Default: lite; with --init, finetune (docs/"
+        "training.md).")] = None,
+    epochs: EpochsOpt = None, batch_size: BatchOpt = None,
     lr: LrOpt = None, input_size: SizeOpt = None, seed: SeedOpt = None, sets: SetOpt = None,
-    resume: ResumeOpt = False, classes: ClassesOpt = None, verbose: VerboseOpt = 0,
+    resume: ResumeOpt = False, classes: ClassesOpt = None,
+    init: Annotated[str | None, typer.Option(
+        "--init", help="Start from a trained classifier: 'default' (the shipped one) or a "
+        "bundle folder; fine-tunes it on DATA's labels (e.g. `index export-labels`), keeping "
+        "its classes and architecture (profile finetune unless --profile is given).")] = None,
+    fit_confidence: Annotated[bool, typer.Option(
+        "--fit-confidence/--no-fit-confidence",
+        help="Afterwards, export the FP32 ONNX and fit the calibration and crystals threshold "
+        "on the validation split (`bundle fit-confidence` does it on other held-out "
+        "wells).")] = True,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Train the Inception-V3 classifier on DATA's labelled images (3:2 split, stratified)."""
-    from ..train import train_classifier
+    from ..confidence_fit import train_and_fit
+    from .bundle import describe_fit
 
     ov = _overrides(epochs, batch_size, lr, input_size, seed, sets)
-    _show(train_classifier(data, bundle, crop=crop, profile=profile, overrides=ov,
-                           imagenet_weights=imagenet_weights, resume=resume,
+    result = train_and_fit(data, bundle, fit=fit_confidence, crop=crop, profile=profile,
+                           overrides=ov, imagenet_weights=imagenet_weights, resume=resume,
                            verbose=_keras_verbosity(verbose), classes=_classes(classes),
-                           finder_from=finder), verbose)
+                           finder_from=finder, init=init)
+    _show(result, verbose)
+    if "confidence" in result:
+        typer.echo(describe_fit(bundle, result["confidence"]))
 
 
 def evaluate_cmd(
@@ -138,15 +156,26 @@ def evaluate_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, "
                                       "report.json, outlines.png, roc.png, confusion.png).")],
     bundle: Annotated[Path | None, typer.Option(
-        "--bundle", "-b", help="Bundle to evaluate (default: the shipped finder).")] = None,
+        "--bundle", "-b", help="Bundle to evaluate (default: the shipped default bundle, "
+                               "edgecrystal models path bundle).")] = None,
+    precision: Annotated[str, typer.Option(
+        help="Which ONNX variant scores the classifier: fp32, fp16 or int8.")] = "fp32",
     verbose: VerboseOpt = 0,
 ) -> None:
     """The paper's Table 1 for BUNDLE on all of DATA (pass a held-out set): finder Dice/IoU per
-    image with an outline contact sheet, classifier ROC AUC per class and macro, accuracy,
-    confusion matrix. DATA may be real photos with hand-drawn masks (masks/manifest.csv)."""
+    image with an outline contact sheet; classifier ROC AUC per class, macro and crystals vs
+    rest, accuracy, crystal recall, confusion matrix and the worst-scored images per class,
+    through ONNX Runtime and the runtime's own preprocessing (Keras only for a bundle without
+    ONNX variants). DATA: labels.csv, class folders, or real photos with hand-drawn masks
+    (masks/manifest.csv)."""
     from ..evaluate import evaluate
+    from ..interface import PRECISIONS
 
-    report = evaluate(data, bundle, out, verbose=verbose)
+    if precision not in PRECISIONS:
+        from ..errors import UsageError
+
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)} (got {precision})")
+    report = evaluate(data, bundle, out, verbose=verbose, precision=precision)
     typer.echo((Path(out) / "report.md").read_text(encoding="utf-8").split("![ROC]")[0].rstrip())
     del report
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, path_problem
 from ..imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -18,7 +18,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 @dataclass(frozen=True)
 class Config:
-    # The model bundle folder; relative paths are relative to the config file.
+    # The model bundle folder; relative paths are relative to the config file. Unset: the
+    # shipped default bundle (edgecrystal models path bundle).
     bundle: str = ""
     # Folders to watch. Images appear anywhere below them (with `recursive`).
     watch: tuple[str, ...] = ()
@@ -57,6 +58,9 @@ class Config:
     queue_depth: int = 1
     # Allow building TensorRT engines from the bundle's ONNX when none matches this GPU.
     build_engines: bool = True
+    # Models on a DLA core instead of the GPU (Orin NX / AGX Orin; fp16 or int8), as a TOML
+    # table: dla_core = { finder = 0 } runs the finder on DLA core 0, the classifier on the GPU.
+    dla_core: tuple[tuple[str, int], ...] = ()
     # Also write IMAGE.edgecrystal.png (drop outline, label and score).
     overlay: bool = False
     # Keep edgecrystal-summary.csv up to date in every folder that gets results.
@@ -123,7 +127,9 @@ def load_config(path: str | os.PathLike[str] | None,
         values[f.name] = _coerce(f.name, raw[f.name], getattr(cfg, f.name))
     cfg = replace(cfg, **values)
     if not cfg.bundle:
-        raise UsageError("config: `bundle` is not set (the model bundle folder)")
+        from ..pretrained import default_bundle_path
+
+        cfg = replace(cfg, bundle=str(default_bundle_path()))
     if not cfg.watch:
         raise UsageError("config: `watch` is empty (folders to watch)")
     cfg = replace(
@@ -157,10 +163,10 @@ def _check(cfg: Config) -> None:
     if cfg.rescan_interval_s <= 0:
         problems.append("rescan_interval_s must be positive")
     for w in cfg.watch:
-        if not Path(w).is_dir():
-            problems.append(f"watch folder {w} does not exist")
-    if not Path(cfg.bundle).is_dir():
-        problems.append(f"bundle {cfg.bundle} does not exist")
+        if (problem := path_problem(w, "folder")) is not None:
+            problems.append(f"watch folder {w} {problem}")
+    if (problem := path_problem(cfg.bundle, "folder")) is not None:
+        problems.append(f"bundle {cfg.bundle} {problem}")
     try:
         from ..naming import NameReader
 
@@ -172,6 +178,8 @@ def _check(cfg: Config) -> None:
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
+    if name == "dla_core":
+        return _dla_cores(value)
     kind = type(default)
     if isinstance(default, tuple):
         if isinstance(value, str):
@@ -192,6 +200,16 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     if not isinstance(value, str):
         raise UsageError(f"config: {name} must be a string")
     return value
+
+
+def _dla_cores(value: Any) -> tuple[tuple[str, int], ...]:
+    models = ("finder", "classifier")
+    if not isinstance(value, dict) or any(
+            m not in models or isinstance(c, bool) or not isinstance(c, int) or c < 0
+            for m, c in value.items()):
+        raise UsageError("config: dla_core must be a table of model = DLA core, e.g. "
+                         "dla_core = { finder = 0 } (models: finder, classifier; cores 0, 1)")
+    return tuple(sorted(value.items()))
 
 
 def _toml() -> Any:

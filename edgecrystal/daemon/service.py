@@ -49,8 +49,8 @@ INCOMPLETE_KINDS = ("empty", "truncated")
 def run_daemon(config_path: Path | None, overrides: dict[str, Any], *, once: bool = False) -> int:
     cfg = load_config(config_path, overrides)
     setup_logging(cfg.log_level)
-    locks = RootLocks()
-    locks.acquire(cfg.roots())  # a second daemon on the same folder stops here
+    locks = RootLocks(recursive=cfg.recursive)
+    locks.acquire(cfg.roots())  # a second daemon on the same, a nested or a parent folder stops
     try:
         daemon = Daemon(config_path, overrides, cfg, once=once)
         daemon.locks = locks
@@ -233,6 +233,16 @@ class Daemon:
                 pass
 
     # ------------------------------------------------------------------ models and config
+    def _build_progress(self, line: str) -> None:
+        """An engine build's progress: in the log, and in `systemctl status` (STATUS=) while
+        the daemon is not yet READY=1 (a first build on an Orin takes minutes). Each line also
+        pings the watchdog: a build after SIGHUP (new bundle, precision or dla_core) runs
+        while the watchdog is armed, and takes longer than WatchdogSec on an Orin; the
+        progress lines come every 15 s from the build's own thread while it runs."""
+        log.info("%s", line)
+        self.notifier.status(line)
+        self._ping()
+
     def _open_models(self, cfg: Config) -> None:
         from ..bundle import Bundle
         from ..pipeline import Pipeline
@@ -249,7 +259,8 @@ class Daemon:
             precision = advice.precision
         selection = open_runners(bundle, backend=cfg.backend, precision=precision,
                                  threads=cfg.threads, providers=list(cfg.providers),
-                                 allow_build=cfg.build_engines)
+                                 allow_build=cfg.build_engines, dla=dict(cfg.dla_core),
+                                 progress=self._build_progress)
         try:
             pipe = Pipeline(bundle, selection.finder, selection.classifier,
                             backend=selection.backend, precision=selection.precision,
@@ -285,7 +296,7 @@ class Daemon:
         roots_changed = (cfg.watch, cfg.recursive) != (self.cfg.watch, self.cfg.recursive)
         if roots_changed:
             try:
-                self.locks.retarget(cfg.roots())
+                self.locks.retarget(cfg.roots(), cfg.recursive)
             except EdgeCrystalError as exc:
                 log.error("reload: keeping the old config: %s", exc)
                 self.notifier.ready(self._status())
@@ -297,7 +308,8 @@ class Daemon:
         except EdgeCrystalError as exc:
             log.error("reload: cannot open the bundle, keeping the old one: %s", exc)
             if roots_changed:
-                self.locks.retarget(self.cfg.roots())  # held before this reload: free again
+                # Held before this reload: free again.
+                self.locks.retarget(self.cfg.roots(), self.cfg.recursive)
             self.notifier.ready(self._status())
             return
         self.cfg = cfg
@@ -402,8 +414,10 @@ class Daemon:
     def _score_if_due(self) -> None:
         """Move the burst along without blocking for long: hand due batches to the reader while
         it has room, infer a decoded batch when one is there and hand it to the writer, and take
-        back what was written. The stage threads wake the loop when they finish something."""
-        while not self.stop:
+        back what was written. The stage threads wake the loop when they finish something.
+        A stop or a reload (SIGHUP) ends the burst between two batches, not after the backlog:
+        the main loop then drains what is in the stages and answers it."""
+        while not (self.stop or self.reload):
             moved = self._submit_due()
             decoded = self.stages.take_decoded(block=False)
             if decoded is not None:

@@ -15,11 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..discovery import is_input_name
-
-
-def within(path: Path, roots: list[Path]) -> bool:
-    return any(path == r or path.is_relative_to(r) for r in roots)
+from ..discovery import is_input_name, link_out_of, within
 
 
 class Filter:
@@ -36,13 +32,9 @@ class Filter:
         """None when `path` may be scored; otherwise why it is skipped."""
         if not within(Path(os.path.abspath(path)), self.roots):
             return "outside the watched folders"
-        if path.is_symlink():
-            try:
-                real = path.resolve(strict=True)
-            except OSError:
-                return "dangling symlink"
-            if not within(real, self.roots):
-                return f"symlink out of the watched folders (to {real})"
+        why = link_out_of(path, self.roots)
+        if why is not None:
+            return why
         try:
             if not path.is_file():
                 return "not a regular file"

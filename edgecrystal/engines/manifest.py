@@ -21,6 +21,7 @@ from typing import Any
 from edgecrystal.errors import BackendError
 
 from .device import device_identity
+from .versions import is_jetson
 
 MANIFEST = "engine.json"
 FORMAT = "edgecrystal-engines"
@@ -28,6 +29,13 @@ FORMAT_VERSION = 1
 ENGINES_DIR = "engines"
 # TensorRT's AMPERE_PLUS hardware-compatibility level: engines run on any sm >= 8.0.
 AMPERE_PLUS_MIN_SM = (8, 0)
+
+
+def engine_key(model: str, precision: str, dla_core: int | None = None) -> str:
+    """'finder.fp16' for the GPU, 'finder.fp16.dla0' for DLA core 0: the manifest key and the
+    .plan file's stem, so one folder holds a model's GPU and DLA engines side by side."""
+    key = f"{model}.{precision}"
+    return key if dla_core is None else f"{key}.dla{dla_core}"
 
 
 def slug(name: str) -> str:
@@ -58,7 +66,12 @@ def candidate_folders(bundle_root: Path, identity: dict[str, Any]) -> list[Path]
 
 
 def hardware_compat_problem(identity: dict[str, Any]) -> str | None:
-    """None when `identity`'s GPU can build and run AMPERE_PLUS engines; otherwise why not."""
+    """None when `identity`'s GPU can build and run AMPERE_PLUS engines; otherwise why not.
+    NVIDIA documents hardware compatibility for Ampere-and-newer desktop GPUs, not for JetPack:
+    an Orin (sm87) neither builds nor loads them."""
+    if is_jetson(str(identity.get("compute_capability", ""))):
+        return (f"hardware-compatible engines are not supported on Jetson (JetPack); this is "
+                f"{describe(identity)}: build the engines on the board itself")
     if _cc(identity.get("compute_capability", "0.0")) < AMPERE_PLUS_MIN_SM:
         return (f"hardware-compatible (Ampere+) engines need an Ampere or newer GPU (sm80+); "
                 f"this is {describe(identity)}")
@@ -125,10 +138,10 @@ def check_manifest(manifest: dict[str, Any], identity: dict[str, Any] | None) ->
     want, have = _cc(manifest.get("compute_capability", "0.0")), _cc(
         identity["compute_capability"])
     if manifest.get("hardware_compatibility") == "ampere+":
-        # AMPERE_PLUS: any sm >= 8.0 GPU runs it; the building GPU does not matter.
+        # AMPERE_PLUS: any sm >= 8.0 desktop GPU runs it; the building GPU does not matter.
         if have < AMPERE_PLUS_MIN_SM:
             return f"engines were built for Ampere or newer GPUs, this machine has {here}"
-        return None
+        return hardware_compat_problem(identity)
     if want != have:
         return f"engines were built for {built}, this machine has {here} (GPU differs)"
     if slug(str(manifest.get("gpu", ""))) != slug(str(identity.get("gpu", ""))):
@@ -148,10 +161,10 @@ def check_engine(manifest: dict[str, Any], key: str, onnx_sha256: str | None = N
 
 
 def find_engine(bundle: Any, model: str, precision: str,
-                identity: dict[str, Any] | None = None) -> Path | str:
-    """The .plan of `model` at `precision` that this machine can load, or the reason (one line)
-    why there is none. Looks in this GPU's folder, then in the hardware-compatible one.
-    `bundle` is an edgecrystal.bundle.Bundle."""
+                identity: dict[str, Any] | None = None, dla_core: int | None = None) -> Path | str:
+    """The .plan of `model` at `precision` (on DLA core `dla_core`, else the GPU) that this
+    machine can load, or the reason (one line) why there is none. Looks in this GPU's folder,
+    then in the hardware-compatible one. `bundle` is an edgecrystal.bundle.Bundle."""
     identity = device_identity() if identity is None else identity
     if identity is None:
         return "this machine has no NVIDIA GPU with TensorRT"
@@ -159,7 +172,7 @@ def find_engine(bundle: Any, model: str, precision: str,
     for folder in candidate_folders(bundle.root, identity):
         if not (folder / MANIFEST).is_file():
             continue
-        found = _engine_in(folder, bundle, model, precision, identity)
+        found = _engine_in(folder, bundle, engine_key(model, precision, dla_core), identity)
         if isinstance(found, Path):
             return found
         reasons.append(f"{folder.name}: {found}")
@@ -171,8 +184,19 @@ def find_engine(bundle: Any, model: str, precision: str,
     return f"no engines were built for {describe(identity)}{seen}"
 
 
-def _engine_in(folder: Path, bundle: Any, model: str, precision: str,
-               identity: dict[str, Any]) -> Path | str:
+def entry_for(plan: Path) -> dict[str, Any]:
+    """The engine.json entry of a .plan file ({} where its folder's manifest does not list it)."""
+    try:
+        data = read_manifest(Path(plan).parent)
+    except BackendError:
+        return {}
+    for entry in data.get("engines", {}).values():
+        if entry.get("file") == Path(plan).name:
+            return dict(entry)
+    return {}
+
+
+def _engine_in(folder: Path, bundle: Any, key: str, identity: dict[str, Any]) -> Path | str:
     from edgecrystal.hashing import sha256_file
 
     try:
@@ -182,7 +206,6 @@ def _engine_in(folder: Path, bundle: Any, model: str, precision: str,
     reason = check_manifest(data, identity)
     if reason:
         return reason
-    key = f"{model}.{precision}"
     entry = data.get("engines", {}).get(key)
     source = None
     if entry is not None and (Path(bundle.root) / entry.get("source", "")).is_file():

@@ -12,6 +12,8 @@ What changes across versions, and what this module does about it:
   (8.6+), uint8 network inputs (ONNX parser 8.5+).
 - TF32: on by default in every version; an FP32 engine clears it (strict FP32, so it matches
   ONNX Runtime's FP32 within the FP32 tolerance) unless BuildOptions.tf32 asks for it.
+- DLA (BuildOptions.dla_core): checked against the version matrix and the board before parsing,
+  static profile (min = opt = max = opt_batch), GPU_FALLBACK on request (engines.dla).
 Nothing here runs without TensorRT and a GPU; tensorrt loads inside the functions
 (tensorrt_module.load_tensorrt).
 """
@@ -25,6 +27,7 @@ from typing import Any
 
 from edgecrystal.errors import BackendError, UsageError
 
+from . import dla
 from .tensorrt_module import load_tensorrt, version_tuple
 
 
@@ -40,6 +43,10 @@ class BuildOptions:
     tf32: bool = False
     # Weakly typed network + builder flags + implicit calibrator (TensorRT < 10 only).
     legacy_int8_calibrator: Any = None
+    # A DLA core (Orin NX / AGX Orin) instead of the GPU; layers DLA cannot run go to the GPU
+    # only with gpu_fallback.
+    dla_core: int | None = None
+    gpu_fallback: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -48,13 +55,30 @@ class BuildOptions:
                              f"{self.min_batch}, {self.opt_batch}, {self.max_batch})")
         if self.workspace_mb < 16:
             raise UsageError(f"--workspace must be at least 16 MB (got {self.workspace_mb})")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise UsageError(f"--dla-core must be 0 or more (got {self.dla_core})")
+        if self.gpu_fallback and self.dla_core is None:
+            raise UsageError("--gpu-fallback goes with --dla-core N (layers DLA cannot run go "
+                             "to the GPU); without a DLA core everything runs on the GPU")
+        if self.dla_core is not None and self.hardware_compat:
+            raise UsageError("--dla-core and --hardware-compat do not go together: DLA engines "
+                             "are built for one board")
+
+    @property
+    def batches(self) -> list[int]:
+        """[min, opt, max] of the profile: one static batch (opt) for DLA."""
+        if self.dla_core is not None:
+            return [self.opt_batch] * 3
+        return [self.min_batch, self.opt_batch, self.max_batch]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"precision": self.precision, "batch": [self.min_batch, self.opt_batch,
-                                                       self.max_batch],
-                "workspace_mb": self.workspace_mb, "hardware_compat": self.hardware_compat,
-                "tf32": self.tf32,
-                "legacy_int8_calibrator": self.legacy_int8_calibrator is not None}
+        out = {"precision": self.precision, "batch": self.batches,
+               "workspace_mb": self.workspace_mb, "hardware_compat": self.hardware_compat,
+               "tf32": self.tf32,
+               "legacy_int8_calibrator": self.legacy_int8_calibrator is not None}
+        if self.dla_core is not None:  # GPU engines keep the keys older manifests have
+            out.update(dla_core=self.dla_core, gpu_fallback=self.gpu_fallback)
+        return out
 
 
 def network_flags(trt: Any, strongly_typed: bool) -> int:
@@ -113,6 +137,8 @@ def _build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
     strongly_typed = not legacy and hasattr(creation, "STRONGLY_TYPED")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
+    if options.dla_core is not None:  # before minutes of parsing: a board without DLA says so
+        dla.check_board(trt, builder, options.dla_core, options.precision)
     network = builder.create_network(network_flags(trt, strongly_typed))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -133,6 +159,13 @@ def _build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
             raise UsageError(f"--hardware-compat needs TensorRT 8.6 or newer "
                              f"(this is {trt.__version__})")
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    placement = None
+    if options.dla_core is not None:
+        tensor = network.get_input(0)
+        dla.check_static(tensor.name, list(tensor.shape), options.dla_core)
+        placement = dla.configure(trt, config, network, options.dla_core, options.gpu_fallback)
+        if options.gpu_fallback:
+            flags_used.append("GPU_FALLBACK")
     profile_shapes = _add_profile(builder, network, config, options)
     cache = _load_timing_cache(config, timing_cache)
     start = time.perf_counter()
@@ -150,7 +183,7 @@ def _build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
     return {"tensorrt": trt.__version__, "profile": profile_shapes,
             "input_dtype": _dtype_name(network.get_input(0).dtype),
             "strongly_typed": strongly_typed, "builder_flags": flags_used,
-            "build_seconds": seconds}
+            "build_seconds": seconds, "placement": placement}
 
 
 def _precision_flags(trt: Any, config: Any, options: BuildOptions,
@@ -187,8 +220,8 @@ def _add_profile(builder: Any, network: Any, config: Any,
     if any(d < 0 for d in rest):
         raise BackendError(f"input {tensor.name} has dynamic dimensions besides the batch: "
                            f"{list(tensor.shape)}")
-    shapes = {"min": [options.min_batch, *rest], "opt": [options.opt_batch, *rest],
-              "max": [options.max_batch, *rest]}
+    low, opt, high = options.batches
+    shapes = {"min": [low, *rest], "opt": [opt, *rest], "max": [high, *rest]}
     profile = builder.create_optimization_profile()
     profile.set_shape(tensor.name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import PREPROCESS_VERSION, preprocess
 from ..bundle import Bundle
-from ..errors import BundleError, UsageError, one_line
+from ..errors import BundleError, UsageError, one_line, path_problem
 from ..models import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
 from . import wrap
 from .wrap import Normalisation
@@ -152,8 +152,8 @@ def _import_model(bundle: Bundle, role: str, source: ModelSource, pictures: np.n
 
     from edgecrystal.converters.keras_to_onnx import onnx_rel, set_metadata
 
-    if not source.path.is_file():
-        raise UsageError(f"--{role} {source.path} does not exist")
+    if (problem := path_problem(source.path, "file")) is not None:
+        raise UsageError(f"--{role} {source.path} {problem}")
     try:
         original = onnx.load(str(source.path))
     except Exception as exc:  # onnx's DecodeError and friends

@@ -426,16 +426,12 @@ def map_classes(model_names: list[str], bundle_classes: list[str]) -> list[int] 
 def convert_cut(frozen: Any, cut: Cut, output_keys: list[str], score_key: str,
                 out: Path) -> None:
     """tf2onnx on the graph between a new Placeholder at the cut and the scores."""
-    import warnings
-
     import tensorflow as tf
     import tf2onnx
 
     from edgecrystal.converters.keras_to_onnx import DEFAULT_OPSET, _patch_tf2onnx_numpy2
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # the patch probes np.object
-        _patch_tf2onnx_numpy2()
+    _patch_tf2onnx_numpy2()
     graph_def = frozen.graph.as_graph_def()
     score_tensor = _score_tensor(frozen, output_keys, score_key)
     cut_node = tf.compat.v1.NodeDef(name=CUT_NAME, op="Placeholder")

@@ -60,5 +60,6 @@ def _brief(row: dict[str, Any]) -> dict[str, Any]:
         "human_label": row.get("human_label"), "human_by": row.get("human_by"),
         "human_at": human_at.isoformat() if human_at else None,
         "status": row.get("status"), "scores": row.get("scores", {}),
+        "crystals_hit": row.get("crystals_hit"), "uncertain": row.get("uncertain"),
         "image": row["path"],
     }

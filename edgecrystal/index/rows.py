@@ -62,6 +62,8 @@ def row_from_record(image: str | os.PathLike[str], record: dict[str, Any],
         "error_reason": error.get("reason"),
         "label": label,
         "label_score": scores.get(label) if label else None,
+        "crystals_hit": _flag(record.get("crystals_hit")),
+        "uncertain": _flag(record.get("uncertain")),
         "drop_found": drop.get("found") if drop else None,
         "box_x0": box[0], "box_y0": box[1], "box_x1": box[2], "box_y1": box[3],
         "area_fraction": drop.get("area_fraction") if drop else None,
@@ -72,6 +74,11 @@ def row_from_record(image: str | os.PathLike[str], record: dict[str, Any],
         "indexed_at": dt.datetime.now(dt.timezone.utc),
     }
     return IndexRow(values, scores)
+
+
+def _flag(value: object) -> bool | None:
+    """A recorded true/false; None for a result without one (an error, an older file)."""
+    return value if isinstance(value, bool) else None
 
 
 def image_of_result(result: str | os.PathLike[str]) -> Path:

@@ -33,6 +33,8 @@ images = sa.Table(
     sa.Column("error_reason", sa.Text),
     sa.Column("label", sa.String(64)),
     sa.Column("label_score", sa.Float),
+    sa.Column("crystals_hit", sa.Boolean),  # the bundle's crystals operating threshold
+    sa.Column("uncertain", sa.Boolean),  # low or close calibrated scores (confidence.py)
     sa.Column("drop_found", sa.Boolean),
     sa.Column("box_x0", sa.Integer),
     sa.Column("box_y0", sa.Integer),
@@ -50,6 +52,7 @@ images = sa.Table(
     sa.Column("human_at", sa.DateTime(timezone=True)),
 )
 sa.Index("ix_images_plate_well", images.c.plate, images.c.well, images.c.drop_number)
+sa.Index("ix_images_uncertain", images.c.uncertain)
 
 # Every class score of an image (the class list is the bundle's, so it is rows, not columns).
 scores = sa.Table(

@@ -24,6 +24,7 @@ from .schema import images, scores
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+CRYSTALS = "crystals"
 # Both ends of one advisory lock: two daemons starting at once migrate one after the other.
 _MIGRATION_LOCK = 0x0EDC0001
 # Rows per transaction when many arrive at once (sync, a burst): big enough to amortise the
@@ -36,7 +37,14 @@ class IndexUnavailable(EdgeCrystalError):
 
 
 class UnknownPlate(EdgeCrystalError):
+    """No such plate (or well). `what` names it; `hint` is a plate that differs only in case.
+    The CLI adds the index it searched; the review page does not show the server's paths."""
+
     exit_code = 1
+
+    def __init__(self, what: str, hint: str = "") -> None:
+        super().__init__(f"unknown {what}{hint}")
+        self.what, self.hint = what, hint
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -93,10 +101,15 @@ class Index:
         self.engine = engine_for(self.url)
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Index:
+    def open(cls, url: str, *, migrate: bool = True, must_exist: bool = False) -> Index:
         """Open the index, creating the SQLite file's folder and bringing the schema up to date.
-        Raises IndexUnavailable (one line) when the database cannot be reached."""
+        Raises IndexUnavailable (one line) when the database cannot be reached, and with
+        `must_exist` (the commands that only read) when a SQLite file is not there: a mistyped
+        --index must not leave an empty database behind."""
         database = sqlite_file(url)
+        if database is not None and must_exist and not database.is_file():
+            raise IndexUnavailable(f"index {database} does not exist (check --index; "
+                                   "`edgecrystal index sync ROOT --index ...` builds one)")
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
         index = cls(url)
@@ -207,7 +220,7 @@ class Index:
                 plate["not_understood"] += 1
                 continue
             plate["wells"].add(row["well"])
-            if effective_label(row) == "crystals":
+            if is_hit(row):
                 plate["crystal_wells"].add(row["well"])
             when = row["inspected_at"]
             if when is not None and (plate["last_inspected"] is None
@@ -230,7 +243,7 @@ class Index:
         """The latest inspection of every drop on `plate` (UnknownPlate when it has none)."""
         rows = self._latest_per_drop(plate)
         if not rows:
-            raise UnknownPlate(f"unknown plate {plate!r}")
+            raise UnknownPlate(f"plate {plate!r}")
         return rows
 
     def history(self, plate: str, well: str | None = None) -> list[dict[str, Any]]:
@@ -245,8 +258,19 @@ class Index:
             self._attach_scores(connection, rows)
         if not rows:
             what = f"plate {plate!r} well {well!r}" if well else f"plate {plate!r}"
-            raise UnknownPlate(f"unknown {what}")
+            raise UnknownPlate(what, self._case_hint(plate))
         return rows
+
+    def _case_hint(self, plate: str) -> str:
+        """Plates are matched as the imager wrote them; name those that differ only in case."""
+        query = (sa.select(images.c.plate).distinct()
+                 .where(sa.func.lower(images.c.plate) == plate.lower(), images.c.plate != plate))
+        with self.engine.connect() as connection:
+            near = sorted(connection.execute(query).scalars())
+        if not near:
+            return ""
+        return (" (plate names are matched as the imager wrote them: did you mean "
+                + " or ".join(repr(name) for name in near) + "?)")
 
     def hits(self, class_name: str, min_score: float, limit: int = 500) -> list[dict[str, Any]]:
         """Images scoring at least `min_score` for `class_name`, best first, across plates."""
@@ -254,6 +278,38 @@ class Index:
                  .join(scores, scores.c.image_id == images.c.id)
                  .where(scores.c.class_name == class_name, scores.c.score >= min_score)
                  .order_by(scores.c.score.desc(), images.c.path).limit(limit))
+        with self.engine.connect() as connection:
+            rows = [_row(r) for r in connection.execute(query).mappings()]
+            self._attach_scores(connection, rows)
+        return rows
+
+    def crystal_hits(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The crystals hit list: a person's crystals label, or, where nobody relabelled it, the
+        model's `crystals_hit` (the bundle's threshold chosen for recall); highest crystals
+        score first. `hit_score` is the crystals score."""
+        crystals = scores.c.class_name == CRYSTALS
+        query = (sa.select(images, scores.c.score.label("hit_score"))
+                 .outerjoin(scores, sa.and_(scores.c.image_id == images.c.id, crystals))
+                 .where(sa.or_(images.c.human_label == CRYSTALS,
+                               sa.and_(images.c.human_label.is_(None),
+                                       images.c.crystals_hit.is_(True))))
+                 .order_by(sa.func.coalesce(scores.c.score, -1.0).desc(), images.c.path)
+                 .limit(limit))
+        with self.engine.connect() as connection:
+            rows = [_row(r) for r in connection.execute(query).mappings()]
+            self._attach_scores(connection, rows)
+        return rows
+
+    def uncertain_queue(self, limit: int = 500, after: int | None = None) -> list[dict[str, Any]]:
+        """Images the model was uncertain about and nobody has labelled yet, least sure first
+        (lowest top score); `after`: leave that image out (the one just looked at)."""
+        query = sa.select(images).where(images.c.uncertain.is_(True),
+                                        images.c.human_label.is_(None),
+                                        images.c.status == "ok")
+        if after is not None:
+            query = query.where(images.c.id != after)
+        query = query.order_by(sa.func.coalesce(images.c.label_score, 0.0), images.c.path) \
+            .limit(limit)
         with self.engine.connect() as connection:
             rows = [_row(r) for r in connection.execute(query).mappings()]
             self._attach_scores(connection, rows)
@@ -309,6 +365,15 @@ class Index:
 def effective_label(row: dict[str, Any]) -> str | None:
     """A person's label where there is one, else the model's."""
     return row.get("human_label") or row.get("label")
+
+
+def is_hit(row: dict[str, Any]) -> bool:
+    """A crystals hit: a person said crystals, or nobody relabelled it and the model's result
+    says `crystals_hit` (a row indexed before that existed: its label is crystals)."""
+    if row.get("human_label"):
+        return bool(row["human_label"] == CRYSTALS)
+    hit = row.get("crystals_hit")
+    return bool(hit) if hit is not None else row.get("label") == CRYSTALS
 
 
 def _newer(row: dict[str, Any], other: dict[str, Any]) -> bool:

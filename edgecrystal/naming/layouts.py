@@ -15,9 +15,10 @@ Built in (docs/review.md shows an example of each):
   (``97wo_01A_1.jpg``: plate 97wo, well A01, drop 1) in a folder
   ``<barcode>_<YYYY-MM-DD>_<imager>...`` whose date is the inspection.
 - ``minstrel``: Rigaku Minstrel / CrystalTrak,
-  ``RMM3_01_<id>_<experiment>_<barcode>_<inspection>_<YYMMDD>_<row>_<column>_<drop>_<focus>_99_030_001_RDI.jpg``
-  in ``<barcode>/<inspection>/``; the row, column and drop fields are read as numbers
-  (01_03_02: A03, drop 2).
+  ``RMM3_01_<id>_<experiment>_<barcode>_<inspection>_<YYMMDD>_<column>_<row>_<drop>_<focus>_99_030_001_RDI.jpg``
+  in ``<barcode>/<inspection>/``; the column (01-12), row (01-08) and drop fields are read as
+  numbers (12_08_04: H12, drop 4; read the other way round it was L08, a well no 96-well
+  plate has).
 - ``synthetic``: ``edgecrystal synth --plate``, ``<plate>/A01_1.jpg`` or
   ``<plate>/<inspection>/A01_1.jpg`` where the inspection folder is a date (2026-11-20,
   20261120, 2026-11-20T0930) or a number (3, day3, inspection_3).
@@ -127,7 +128,7 @@ def read_xchem(path: PurePath) -> ImageName | None:
 
 _MINSTREL = re.compile(
     r"^(?P<imager>RMM\d*)_(?P<unit>\d{2})_(?P<id>\d+)_(?P<experiment>.+)_(?P<barcode>[A-Za-z0-9]+)"
-    r"_(?P<inspection>\d{3})_(?P<date>\d{6})_(?P<row>\d{2})_(?P<column>\d{2})_(?P<drop>\d{2})"
+    r"_(?P<inspection>\d{3})_(?P<date>\d{6})_(?P<column>\d{2})_(?P<row>\d{2})_(?P<drop>\d{2})"
     r"_(?P<focus>[0-9A-Z]{2})_\d{2}_\d{3}_\d{3}_RDI\.(?:jpe?g|png|tiff?|bmp)$")
 
 
@@ -145,7 +146,7 @@ def read_minstrel(path: PurePath) -> ImageName | None:
     well = well_name(int(match["row"]), int(match["column"]))
     drop = int(match["drop"])
     if well is None or not 1 <= drop <= 9:
-        return replace(base, note=f"row {match['row']}, column {match['column']}, drop "
+        return replace(base, note=f"column {match['column']}, row {match['row']}, drop "
                                   f"{match['drop']} is not a well and drop")
     return replace(base, well=well, drop=drop, understood=True)
 

@@ -1,9 +1,12 @@
 """Models that ship with edgecrystal: a finder trained on domain-randomised synthetic wells, so
-that the paper's pipeline works on a user's imager before they have drawn a single mask.
+that the paper's pipeline works on a user's imager before they have drawn a single mask, and the
+default bundle (that finder and a classifier trained on synthetic wells of every style), so that
+a new user scores plates with no training at all.
 
-Each shipped model is a bundle folder inside this package (bundle.json, the Keras file, the FP32
-ONNX). Its bundle.json holds the provenance: the exact command, seed and data that produced it
-(scripts/build_default_finder.py rebuilds it). numpy-free and TensorFlow-free: the CLI's
+Each shipped model is a bundle folder inside this package (bundle.json, the Keras files, the
+ONNX variants). Its bundle.json holds the provenance: the exact command, seed and data that
+produced it (scripts/build_default_finder.py and scripts/build_default_classifier.py rebuild
+them). numpy-free and TensorFlow-free: the CLI's
 `models` command and the runtime may import this.
 """
 
@@ -18,7 +21,10 @@ from ..errors import BundleError, UsageError
 
 HERE = Path(__file__).resolve().parent
 # name -> folder inside this package
-SHIPPED: dict[str, str] = {"finder": "finder"}
+SHIPPED: dict[str, str] = {"finder": "finder", "bundle": "bundle"}
+# The script that rebuilds each, for the "missing from this installation" message.
+_BUILDERS = {"finder": "scripts/build_default_finder.py",
+             "bundle": "scripts/build_default_classifier.py"}
 
 
 def bundle_path(name: str) -> Path:
@@ -28,16 +34,38 @@ def bundle_path(name: str) -> Path:
     path = HERE / SHIPPED[name]
     if not (path / BUNDLE_FILE).is_file():
         raise BundleError(f"the shipped {name} is missing from this installation ({path}); "
-                          "reinstall edgecrystal or rebuild it with "
-                          "scripts/build_default_finder.py")
+                          f"reinstall edgecrystal or rebuild it with {_BUILDERS[name]}")
     return path
+
+
+def default_bundle_path() -> Path:
+    """The shipped default bundle (finder + classifier, FP32 and INT8 ONNX): what `score` and
+    `serve` use when no bundle is given. Read-only: copy it before changing it."""
+    return bundle_path("bundle")
+
+
+def classifier_path() -> Path:
+    """The shipped default classifier's Keras file (inside the default bundle): the starting
+    point of fine-tuning on a user's labels."""
+    return default_bundle_path() / "classifier.keras"
+
+
+def shipped_classifier() -> Path:
+    """The bundle folder of the classifier that ships with edgecrystal (the default bundle:
+    `train classifier --init default` fine-tunes it); one line when this installation ships
+    none."""
+    path = HERE / SHIPPED["bundle"]
+    if (path / BUNDLE_FILE).is_file() and Bundle.open(path).has("classifier"):
+        return path
+    raise BundleError("no classifier ships with this edgecrystal installation: pass --init "
+                      "BUNDLE (a bundle with a trained classifier) instead of --init default")
 
 
 def describe(name: str) -> dict[str, Any]:
     """What `edgecrystal models list` shows: where it is, what it is and how it was made."""
     path = bundle_path(name)
     meta = json.loads((path / BUNDLE_FILE).read_text(encoding="utf-8"))
-    section = meta.get(name, {})
+    section = meta.get(name) or meta.get("classifier", {})
     provenance = meta.get("provenance", {})
     return {
         "name": name,

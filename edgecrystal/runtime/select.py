@@ -1,7 +1,11 @@
-"""Choosing and opening the backend for a bundle: `--backend auto|onnxruntime|tensorrt`.
+"""Choosing and opening the backend for a bundle:
+`--backend auto|onnxruntime|onnxruntime-trt|tensorrt`.
 
 auto: TensorRT where an engine for this GPU and TensorRT version exists (or can be built from
-the bundle's ONNX), else ONNX Runtime on the CPU, and always one line saying which and why.
+the bundle's ONNX), else ONNX Runtime with its TensorRT execution provider where this
+onnxruntime has it (runtime.ort_tensorrt), else ONNX Runtime on the CPU, and always one line
+saying which and why (each fallback logged with its reason). `dla` puts models on DLA cores
+({"finder": 0}: the finder on DLA core 0, the classifier on the GPU).
 An engine whose manifest does not match this machine is never loaded. Finding and building
 engines is edgecrystal.engines' work (TensorFlow-free); this module only asks it.
 
@@ -15,6 +19,7 @@ the reason in `Selection.fallback` (the result file's model.precision_fallback).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +28,8 @@ from ..bundle import Bundle
 from ..errors import BackendError, BundleError, EdgeCrystalError
 from ..interface import BACKEND_CHOICES, PRECISIONS
 from .base import Runner
+
+ORT_TRT = "onnxruntime-trt"
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +62,8 @@ def needs_finder(bundle: Bundle) -> bool:
 
 def open_runners(bundle: Bundle, *, backend: str = "auto", precision: str = "fp32",
                  threads: int = 0, providers: list[str] | None = None,
-                 allow_build: bool = True) -> Selection:
+                 allow_build: bool = True, dla: dict[str, int] | None = None,
+                 progress: Callable[[str], None] | None = None) -> Selection:
     if backend not in BACKEND_CHOICES:
         raise BackendError(f"unknown backend {backend!r}: choose one of "
                            f"{', '.join(BACKEND_CHOICES)}")
@@ -64,34 +72,71 @@ def open_runners(bundle: Bundle, *, backend: str = "auto", precision: str = "fp3
                            f"{', '.join(PRECISIONS)}")
     models = ["finder", "classifier"] if needs_finder(bundle) else ["classifier"]
     bundle.check_precision_current(models, precision)  # a stale variant on no backend
+    dla = {m: c for m, c in (dla or {}).items() if m in models}
     if backend == "onnxruntime":
         return _open_ort(bundle, models, precision, threads, providers, "asked for")
+    if backend == ORT_TRT:
+        return _open_ort_trt(bundle, models, precision, threads, dla, "asked for")
     try:
         refused = bundle.int8_unusable(models, "tensorrt") if precision == "int8" else None
         if refused:  # with auto: ONNX Runtime's own INT8 file may still pass
             raise BackendError(refused)
-        engines, why = _tensorrt_engines(bundle, models, precision, allow_build)
+        engines, why = _tensorrt_engines(bundle, models, precision, allow_build, dla, progress)
     except EdgeCrystalError as exc:
         if backend == "tensorrt":
             raise
-        return _fall_back(bundle, models, precision, threads, providers,
+        return _fall_back(bundle, models, precision, threads, providers, dla,
                           f"TensorRT not used: {exc}")
     try:
         selection = _open_trt(engines, precision, why)
     except EdgeCrystalError as exc:
         if backend == "tensorrt":
             raise
-        return _fall_back(bundle, models, precision, threads, providers,
+        return _fall_back(bundle, models, precision, threads, providers, dla,
                           f"TensorRT engine did not load: {exc}")
     log.info("backend tensorrt %s: %s", precision, why)
     return selection
 
 
 def _fall_back(bundle: Bundle, models: list[str], precision: str, threads: int,
-               providers: list[str] | None, reason: str) -> Selection:
-    """--backend auto without TensorRT: ONNX Runtime, and the reason in the log."""
-    log.warning("%s; using ONNX Runtime", reason)
-    return _open_ort(bundle, models, precision, threads, providers, reason)
+               providers: list[str] | None, dla: dict[str, int], reason: str) -> Selection:
+    """--backend auto without raw TensorRT: ONNX Runtime's TensorRT provider where this
+    onnxruntime has it, else ONNX Runtime as configured. The reason travels in the Selection,
+    whose describe() every caller prints or logs: a warning here printed it twice."""
+    try:
+        selection = _open_ort_trt(bundle, models, precision, threads, dla, reason)
+    except EdgeCrystalError as exc:
+        reason = f"{reason}; {ORT_TRT} not used: {exc}"
+        log.debug("%s; using ONNX Runtime", reason)
+        return _open_ort(bundle, models, precision, threads, providers, reason)
+    log.debug("%s; using %s", reason, ORT_TRT)
+    return selection
+
+
+def _open_ort_trt(bundle: Bundle, models: list[str], precision: str, threads: int,
+                  dla: dict[str, int], reason: str) -> Selection:
+    from .ort_tensorrt import OrtTensorRTRunner, unavailable_reason
+
+    problem = unavailable_reason()
+    if problem:
+        raise BackendError(problem)
+    # The provider builds TensorRT engines from TensorRT's own INT8 file: the same gate.
+    refused = bundle.int8_unusable(models, "tensorrt") if precision == "int8" else None
+    if refused:
+        raise BackendError(refused)
+    runners: dict[str, Runner] = {}
+    try:
+        for model in models:
+            path = bundle.onnx_variant(model, precision, "tensorrt")
+            runners[model] = OrtTensorRTRunner(path, bundle=bundle, precision=precision,
+                                               threads=threads, dla_core=dla.get(model))
+    except BaseException:
+        for r in runners.values():
+            r.close()
+        raise
+    described = runners["classifier"].describe()
+    return Selection(ORT_TRT, precision, runners["classifier"], runners.get("finder"),
+                     f"{reason} ({described})")
 
 
 def int8_fallback(bundle: Bundle, models: list[str]) -> str | None:
@@ -129,26 +174,36 @@ def _open_ort(bundle: Bundle, models: list[str], precision: str, threads: int,
 
 
 def _open_trt(engines: dict[str, Path], precision: str, why: str) -> Selection:
+    from edgecrystal.engines.manifest import entry_for
+
     from .tensorrt_runner import TensorRTRunner
 
     runners: dict[str, Runner] = {}
     try:
         for model, path in engines.items():
-            runners[model] = TensorRTRunner(path)
+            entry = entry_for(path)
+            core = entry.get("options", {}).get("dla_core")
+            runners[model] = TensorRTRunner(path, dla_core=core, placement=entry.get("placement"))
     except BaseException:
         for r in runners.values():
             r.close()
         raise
+    where = "; ".join(f"{m} {r.describe()}" for m, r in runners.items()
+                      if getattr(r, "dla_core", None) is not None)
+    why = f"{why}; {where}" if where else why
     return Selection("tensorrt", precision, runners["classifier"], runners.get("finder"), why)
 
 
-def _tensorrt_engines(bundle: Bundle, models: list[str], precision: str,
-                      allow_build: bool) -> tuple[dict[str, Path], str]:
+def _tensorrt_engines(bundle: Bundle, models: list[str], precision: str, allow_build: bool,
+                      dla: dict[str, int] | None = None,
+                      progress: Callable[[str], None] | None = None,
+                      ) -> tuple[dict[str, Path], str]:
     """Engine files for this machine, or a BackendError saying in one line why there are none.
     Manifest matching and building are edgecrystal.engines' (no TensorFlow anywhere below)."""
     from edgecrystal.engines import manifest, store
     from edgecrystal.engines.device import probe_device
     from edgecrystal.engines.tensorrt_module import load_tensorrt
+    from edgecrystal.engines.trt_build import BuildOptions
 
     load_tensorrt()  # one clear BackendError where TensorRT cannot be used
     probe = probe_device()
@@ -157,7 +212,8 @@ def _tensorrt_engines(bundle: Bundle, models: list[str], precision: str,
     engines: dict[str, Path] = {}
     built = []
     for model in models:
-        found = manifest.find_engine(bundle, model, precision, probe.identity)
+        core = (dla or {}).get(model)
+        found = manifest.find_engine(bundle, model, precision, probe.identity, core)
         if isinstance(found, Path):
             engines[model] = found
             continue
@@ -169,8 +225,11 @@ def _tensorrt_engines(bundle: Bundle, models: list[str], precision: str,
         except BundleError as exc:
             raise BackendError(f"{model}: {found}, and no ONNX to build from ({exc})") from None
         log.info("%s %s: %s; building the engine", model, precision, found)
-        engines[model] = store.engine_for(bundle, model, precision, onnx,
-                                          identity=probe.identity)
+        # A DLA engine built at start gets GPU_FALLBACK: every edgecrystal model begins with a
+        # uint8 -> float cast DLA cannot run.
+        options = BuildOptions(precision=precision, dla_core=core, gpu_fallback=core is not None)
+        engines[model] = store.engine_for(bundle, model, precision, onnx, options,
+                                          identity=probe.identity, progress=progress)
         built.append(model)
     why = (f"built engines for {', '.join(built)} on this GPU" if built
            else "engines match this GPU and TensorRT version")

@@ -8,15 +8,22 @@ the profile maximum are split by the Runner base class. The CUDA context and eve
 belong to the thread that creates the runner: create it on the thread that runs inference.
 
 Whether an engine may be loaded at all (GPU and TensorRT version match its manifest) is decided
-before this class is reached, in runtime.select.
+before this class is reached, in runtime.select. A DLA engine gets its core set on the runtime
+before deserializing (Runtime.DLA_core); its profile is static (min = max), so a shorter batch is
+padded to it and the padding's outputs dropped. `describe` says where the layers run: the
+manifest's placement (IBuilderConfig.can_run_on_DLA at build time) and the engine inspector's
+count of engine layers (after fusion) where the version has one.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 import numpy as np
 
+from ..engines.dla import describe_placement
 from ..engines.tensorrt_module import load_tensorrt
 from ..errors import BackendError
 from .base import Runner, TensorInfo
@@ -26,10 +33,13 @@ from .cuda_memory import open_cuda
 class TensorRTRunner(Runner):
     backend = "tensorrt"
 
-    def __init__(self, engine_path: str | os.PathLike[str]) -> None:
+    def __init__(self, engine_path: str | os.PathLike[str], *, dla_core: int | None = None,
+                 placement: dict[str, Any] | None = None) -> None:
         super().__init__(str(engine_path))
         trt = load_tensorrt()
         self.trt = trt
+        self.dla_core = dla_core
+        self.placement = placement
         try:
             with open(self.path, "rb") as fh:
                 plan = fh.read()
@@ -37,6 +47,8 @@ class TensorRTRunner(Runner):
             raise BackendError(f"cannot read engine {self.path}: {exc.strerror}") from None
         self._logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._logger)
+        if dla_core is not None:
+            runtime.DLA_core = dla_core
         # TensorRT logs why (version, GPU, corrupt file) and answers None: one line here.
         self.engine = runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
@@ -58,10 +70,12 @@ class TensorRTRunner(Runner):
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.inputs = [self._info(n) for n in names if is_input[n]]
         self.outputs = [self._info(n) for n in names if not is_input[n]]
-        # The largest batch the first optimisation profile accepts.
-        _, _, max_shape = self.engine.get_tensor_profile_shape(self.inputs[0].name, 0)
-        self.max_batch = int(max_shape[0]) if self.inputs[0].shape[0] is None else \
-            int(self.inputs[0].shape[0])
+        # The batches the first optimisation profile accepts (one static batch for DLA).
+        min_shape, _, max_shape = self.engine.get_tensor_profile_shape(self.inputs[0].name, 0)
+        fixed = self.inputs[0].shape[0]
+        self.max_batch = int(max_shape[0]) if fixed is None else int(fixed)
+        self.min_batch = int(min_shape[0]) if fixed is None else int(fixed)
+        self.engine_layers = self._count_engine_layers()
         self._alloc()
         self._events = [self.cuda.event() for _ in range(4)]
 
@@ -84,7 +98,26 @@ class TensorRTRunner(Runner):
             self._buffers[info.name] = (device, host, per_item)
             self.context.set_tensor_address(info.name, device)
 
+    def _count_engine_layers(self) -> int | None:
+        """Layers of the built engine (after fusion) from the engine inspector; None where this
+        version or this engine cannot say."""
+        try:
+            inspector = self.engine.create_engine_inspector()
+            text = inspector.get_engine_information(self.trt.LayerInformationFormat.JSON)
+            return len(json.loads(text)["Layers"])
+        except Exception:  # an inspector is a report, never a reason not to serve
+            return None
+
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = next(iter(feed.values())).shape[0]
+        if n >= self.min_batch:
+            return self._run_batch(feed)
+        # A static (DLA) profile takes exactly min_batch: pad with zeros, keep the first n.
+        padded = {k: np.concatenate([v, np.zeros((self.min_batch - n, *v.shape[1:]), v.dtype)])
+                  for k, v in feed.items()}
+        return {k: v[:n] for k, v in self._run_batch(padded).items()}
+
+    def _run_batch(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = next(iter(feed.values())).shape[0]
         ev = self._events
         self.cuda.record(ev[0])
@@ -120,7 +153,13 @@ class TensorRTRunner(Runner):
         return result
 
     def describe(self) -> str:
-        return f"tensorrt {self.trt.__version__} max_batch={self.max_batch}"
+        text = f"tensorrt {self.trt.__version__} max_batch={self.max_batch}"
+        if self.dla_core is not None:
+            placement = self.placement or {"device": f"dla{self.dla_core}"}
+            text += f" on {describe_placement(placement)}"
+        if self.engine_layers is not None:
+            text += f" engine_layers={self.engine_layers}"
+        return text
 
     def _close(self) -> None:
         del self.context

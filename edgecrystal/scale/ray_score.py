@@ -35,6 +35,7 @@ from ..pipeline import Pipeline
 from ..results import finish_folders, is_done, result_path
 from ..runtime.select import open_runners
 from ..scoring import ScoreOptions, ScoreReport, find_images, score_with
+from .loopback import start_local_ray
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class ChunkOutcome:
     labels: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)  # "path: kind: reason", as `score` lists
     results: list[str] = field(default_factory=list)  # result files, written or already there
+    marks: Counter[str] = field(default_factory=Counter)  # "crystals_hit", "uncertain"
 
 
 class ScoringWorker:
@@ -95,6 +97,7 @@ class ScoringWorker:
         todo = [p for p in images if p not in waiting]
         share = score_with(self._pipeline, todo, options, log.debug)
         return ChunkOutcome(scored=len(todo), skipped=len(done), labels=share.labels,
+                            marks=share.marks,
                             errors=share.errors,
                             results=[str(result_path(p)) for p in done]
                             + [str(p) for p in share.results])
@@ -156,6 +159,7 @@ def _score_on_cluster(ray: Any, bundle: Bundle, images: list[Path], options: Sco
             report.scored += outcome.scored
             report.skipped += outcome.skipped
             report.labels.update(outcome.labels)
+            report.marks.update(outcome.marks)
             report.errors.extend(outcome.errors)
             if index is not None:
                 for result in outcome.results:
@@ -187,9 +191,13 @@ def _connect(address: str | None) -> bool:
     target = None if address in (None, "", LOCAL) else address
     if target is not None:
         _probe(target)
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                               "logging_level": logging.WARNING}
     try:
-        ray.init(address=target, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)
+        if target is None:
+            start_local_ray(**options)  # its servers on 127.0.0.1 only
+        else:
+            ray.init(address=target, **options)
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
         where = target or "this machine"
         raise UsageError(f"cannot use the Ray cluster at {where}: {one_line(exc)}") from exc

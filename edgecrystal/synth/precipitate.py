@@ -1,4 +1,6 @@
-"""Precipitate: granular (clumped grains), amorphous (brown clouds with speckle), fine speckle.
+"""Precipitate: granular (clumped grains), amorphous (brown clouds with speckle), fine speckle,
+sparse specks (a clear-looking drop with scattered dark grains, as some real precipitate drops
+are) and heavy brown precipitate that darkens most of the drop.
 
 Precipitate is many small absorbing particles; its look comes from how the particles cluster,
 so grains are placed by a smooth clumping field and drawn as blurred points (a blurred point of
@@ -12,7 +14,8 @@ import numpy as np
 from .fields import smooth_noise
 from .layers import BROWN, GREY, Layers, points_in
 
-KINDS = ("granular", "amorphous", "speckle")
+KINDS = ("granular", "amorphous", "speckle", "sparse", "heavy")
+_KIND_P = (0.25, 0.25, 0.15, 0.2, 0.15)
 
 
 def _grains(rng: np.random.Generator, layers: Layers, mask: np.ndarray, n: int,
@@ -34,8 +37,15 @@ def _grains(rng: np.random.Generator, layers: Layers, mask: np.ndarray, n: int,
 
 
 def draw(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: float,
-         kind: str | None = None) -> dict[str, str]:
-    kind = kind or str(rng.choice(KINDS, p=[0.4, 0.4, 0.2]))
+         kind: str | None = None, strength: float = 1.0) -> dict[str, str]:
+    """Paint precipitate; `strength` below 1 paints a lighter one (under crystals)."""
+    kind = kind or str(rng.choice(KINDS, p=_KIND_P))
+    _paint(rng, layers, mask, kind, strength)
+    return {"habit": kind, "size": ""}
+
+
+def _paint(rng: np.random.Generator, layers: Layers, mask: np.ndarray, kind: str,
+           strength: float) -> None:
     s = layers.scale
     area = float(mask.sum())
     clump = smooth_noise(rng, layers.h, layers.w, int(rng.integers(3, 9)))
@@ -47,18 +57,30 @@ def draw(rng: np.random.Generator, layers: Layers, mask: np.ndarray, radius: flo
         n = int(area / (s * s) * rng.uniform(0.01, 0.05) * density)
         d = _grains(rng, layers, mask, n, weight, rng.uniform(0.8, 1.6) * s)
         d += 0.6 * _grains(rng, layers, mask, n // 6, weight, rng.uniform(1.8, 3.2) * s)
-        layers.add(np.minimum(d, 1.0), colour, rng.uniform(0.45, 0.8))
+        layers.add(np.minimum(d, 1.0), colour, rng.uniform(0.45, 0.8) * strength)
     elif kind == "amorphous":
         cloud = np.clip((clump - rng.uniform(0.25, 0.55)) * 2.5, 0.0, 1.0)
         fine = smooth_noise(rng, layers.h, layers.w, int(rng.integers(20, 45)))
         cloud *= 0.6 + 0.4 * fine
-        layers.add(cloud, colour, rng.uniform(0.2, 0.55) * density)
+        layers.add(cloud, colour, rng.uniform(0.2, 0.55) * density * strength)
         n = int(area / (s * s) * rng.uniform(0.01, 0.03))
         d = _grains(rng, layers, mask, n, weight, rng.uniform(0.7, 1.3) * s)
-        layers.add(d, colour, rng.uniform(0.3, 0.6))
+        layers.add(d, colour, rng.uniform(0.3, 0.6) * strength)
+    elif kind == "sparse":
+        # A few hundred dark grains, some clumped: the drop looks clear at a glance.
+        n = int(area / (s * s) * rng.uniform(0.0008, 0.004))
+        d = _grains(rng, layers, mask, n, clump ** 0.5, rng.uniform(0.9, 1.8) * s)
+        layers.add(d, colour, rng.uniform(0.5, 0.9) * strength)
+    elif kind == "heavy":
+        # Dense brown precipitate: a dark textured mass over most of the drop.
+        cloud = np.clip((clump - rng.uniform(0.0, 0.3)) * 2.0, 0.0, 1.0)
+        fine = smooth_noise(rng, layers.h, layers.w, int(rng.integers(30, 60)))
+        layers.add(cloud * (0.5 + 0.5 * fine), BROWN, rng.uniform(0.4, 0.75) * strength)
+        n = int(area / (s * s) * rng.uniform(0.04, 0.1))
+        d = _grains(rng, layers, mask, n, weight, rng.uniform(0.8, 1.5) * s)
+        layers.add(d, BROWN, rng.uniform(0.4, 0.7) * strength)
     else:
         # Fine, even speckle: the hard precipitate, easy to take for a clear drop's texture.
         n = int(area / (s * s) * rng.uniform(0.015, 0.06))
         d = _grains(rng, layers, mask, n, clump ** 0.5, rng.uniform(0.6, 1.0) * s)
-        layers.add(d, colour, rng.uniform(0.3, 0.6))
-    return {"habit": kind, "size": ""}
+        layers.add(d, colour, rng.uniform(0.3, 0.6) * strength)

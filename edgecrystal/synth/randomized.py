@@ -150,6 +150,7 @@ def render_random(rng: np.random.Generator, width: int, height: int, label: str,
         habit, size_text = painted.get("habit", habit), painted.get("size", size_text)
         n_bubbles += contents.bubbles(extra_rng, layers, _inner(drop.mask, 4 * scale),
                                       drop.radius)
+        contents.clutter(extra_rng, layers, _inner(drop.mask, 2 * scale), drop.radius)
         mask |= drop.mask
     if rng.random() < 0.1 and drops:
         _skin_edge(extra_rng, layers, drops[0])

@@ -61,6 +61,7 @@ def render_scene(rng: np.random.Generator, width: int, height: int, label: str,
     dark, glow = meniscus(rng, drop, uniform(rng, st.meniscus), scale)
     painted = contents.paint(paint_rng, layers, _inner(drop.mask, scale), drop.radius, label)
     n_bubbles = contents.bubbles(extra_rng, layers, _inner(drop.mask, 4 * scale), drop.radius)
+    contents.clutter(extra_rng, layers, _inner(drop.mask, 2 * scale), drop.radius)
     layers.clip_to(drop.mask)
     contents.dust(extra_rng, layers, int(extra_rng.integers(0, 12)))
 

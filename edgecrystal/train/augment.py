@@ -4,7 +4,8 @@ Finder: gamma 0.8-1.2 on the image; shift up to 10 % and zoom 0.9-1.1 on image a
 same matrix; with `flips`, flips and quarter turns too; with `photometric`, the camera and
 imager changes a finder must not care about (photometric_finder). Classifier: horizontal and
 vertical flips, shift, zoom and an additive shift of each colour channel of up to +-100 grey
-levels. Border pixels are repeated, as Keras' "nearest" fill.
+levels; with `photometric`, the same camera changes as the finder's. Border pixels are
+repeated, as Keras' "nearest" fill.
 """
 
 from __future__ import annotations
@@ -98,4 +99,6 @@ def augment_classifier(img: np.ndarray, rng: np.random.Generator, hp: Classifier
     if hp.channel_shift:
         delta = rng.uniform(-hp.channel_shift, hp.channel_shift, size=3)
         out = np.clip(out.astype(np.float32) + delta, 0, 255).astype(np.uint8)
+    if hp.photometric:
+        out = photometric_finder(out, rng)
     return out

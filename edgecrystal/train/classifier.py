@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import metrics, models, preprocess
 from ..bundle import BUNDLE_FILE, Bundle, removed_on_failure
+from ..collapse import MIN_IMAGES, useless_scores
 from ..dataset import load_dataset
 from ..errors import BundleError, UsageError
 from ..pretrained import adopt_finder
@@ -23,11 +24,42 @@ ARCH_KEYS = ("input_size", "seed", "val_fraction", "backbone")
 log = logging.getLogger(__name__)
 
 
-def build(hp: ClassifierHP, num_classes: int, imagenet_weights: str | Path | None = None) -> Any:
-    return loop.set_bn_momentum(
-        models.build_classifier(num_classes, hp.input_size, imagenet_weights, hp.dropout,
-                                hp.backbone),
-        hp.bn_momentum)
+def build(hp: ClassifierHP, num_classes: int, imagenet_weights: str | Path | None = None,
+          init: Path | None = None) -> Any:
+    """A fresh classifier for `hp`; with `init` (a classifier .keras file of the same
+    architecture and classes) it starts from that model's weights (fine-tuning)."""
+    model = models.build_classifier(num_classes, hp.input_size, imagenet_weights, hp.dropout,
+                                    hp.backbone)
+    if init is not None:
+        model.set_weights(models.load_model(init).get_weights())
+    return loop.set_bn_momentum(model, hp.bn_momentum)
+
+
+def init_source(init: str | None) -> Bundle | None:
+    """`--init`: "default" (the shipped classifier's bundle), a bundle folder with a trained
+    Keras classifier, or None."""
+    if init is None:
+        return None
+    from ..pretrained import shipped_classifier
+
+    source = Bundle.open(shipped_classifier() if init == "default" else Path(init))
+    source.model_file("classifier")  # one line when it has none (or only an imported ONNX)
+    return source
+
+
+def init_overrides(source: Bundle, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The init model fixes the architecture: its input size and backbone, unless the caller
+    asked for the same ones (anything else cannot take its weights)."""
+    section = source.require("classifier")
+    fixed = {"input_size": int(section["input_size"]),
+             "backbone": str(section.get("backbone", "inception_v3"))}
+    out = dict(overrides or {})
+    for key, value in fixed.items():
+        if out.get(key) is not None and str(out[key]) != str(value):
+            raise UsageError(f"--init {source.root} is a classifier with {key}={value}; "
+                             f"fine-tuning cannot change it to {out[key]}")
+        out[key] = value
+    return out
 
 
 def compile_classifier(model: Any, hp: ClassifierHP) -> None:
@@ -40,14 +72,15 @@ def fit_classifier(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray,
                    num_classes: int, hp: ClassifierHP, workdir: Path, *,
                    imagenet_weights: str | Path | None = None, resume: bool = False,
                    verbose: int = 0, log_dir: Path | None = None,
-                   restore_best: bool = True) -> loop.FitResult:
-    """Train on in-memory crops (uint8) and integer labels; checkpoints go to `workdir`."""
+                   restore_best: bool = True, init: Path | None = None) -> loop.FitResult:
+    """Train on in-memory crops (uint8) and integer labels; checkpoints go to `workdir`.
+    `init`: a classifier .keras file to start from (fine-tuning)."""
     models._keras().utils.set_random_seed(hp.seed)
     batches = data.make_batches(x, data.onehot(y, num_classes), hp.batch_size, hp.seed,
                                 lambda img, rng: augment.augment_classifier(img, rng, hp),
                                 "classifier")
     return loop.fit(
-        build=lambda: build(hp, num_classes, imagenet_weights),
+        build=lambda: build(hp, num_classes, imagenet_weights, init),
         compile_model=lambda m: compile_classifier(m, hp), train_data=batches,
         val_data=(xv, data.onehot(yv, num_classes)), hp=hp, hp_dict=profiles.as_dict(hp),
         arch_keys=ARCH_KEYS, ckpt_dir=workdir, log_dir=log_dir, monitor="val_auc", mode="max",
@@ -92,19 +125,30 @@ def train_classifier(
     data_dir: str | Path,
     bundle: str | Path,
     crop: str = "manual",
-    profile: str = "tiny",
+    profile: str | None = "tiny",
     overrides: dict[str, Any] | None = None,
     imagenet_weights: str | Path | None = None,
     resume: bool = False,
     verbose: int = 0,
     classes: Sequence[str] | None = None,
     finder_from: str | Path | None = None,
+    init: str | None = None,
 ) -> dict[str, Any]:
     """Train the classifier on DATA's labelled images (3:2 split, stratified) into
     `bundle`/classifier.keras, feeding it crops made the way the runtime will make them.
-    `finder_from`: another bundle whose finder this bundle adopts (data without masks)."""
+    `finder_from`: another bundle whose finder this bundle adopts (data without masks).
+    `init`: "default" fine-tunes the shipped classifier, a bundle folder that bundle's; the
+    architecture and classes are then the init's, and so is the finder when the bundle has
+    none of its own (profile `finetune` unless another is given)."""
     if crop not in preprocess.CROP_MODES:
         raise UsageError(f"unknown crop mode {crop!r} (choose {', '.join(preprocess.CROP_MODES)})")
+    source = init_source(init)
+    if source is not None:
+        overrides = init_overrides(source, overrides)
+        classes = classes or source.classes
+        if finder_from is None and crop == "finder" and source.has("finder"):
+            finder_from = source.root
+    profile = profile or ("finetune" if source is not None else "lite")
     hp = profiles.resolve("classifier", profile, overrides)
     if imagenet_weights is not None:
         # A missing file, or no network for "imagenet": one line now, before any data loads.
@@ -130,14 +174,18 @@ def train_classifier(
             log.info("bundle %s has no finder: using the shipped one from %s", b.root,
                      adopt_finder(b))
         finder = load_finder(b) if crop == "finder" else None
+        init_file = source.model_file("classifier") if source is not None else None
+        if source is not None and class_list != source.classes:
+            raise UsageError(f"--init {source.root} classifies {', '.join(source.classes)}; "
+                             f"fine-tuning keeps those classes (asked: {', '.join(class_list)})")
         return _train_into(b, ds, records, class_list, crop, profile, hp, finder,
-                           imagenet_weights, resume, verbose)
+                           imagenet_weights, resume, verbose, init_file)
 
 
 def _train_into(b: Bundle, ds: Any, records: Any, class_list: list[str], crop: str,
                 profile: str, hp: ClassifierHP, finder: tuple[Any, int, float] | None,
                 imagenet_weights: str | Path | None, resume: bool,
-                verbose: int) -> dict[str, Any]:
+                verbose: int, init_file: Path | None = None) -> dict[str, Any]:
     started = time.time()
     samples = data.load_samples(records, masks=crop == "manual")
     labels = data.label_indices(samples, class_list)
@@ -145,8 +193,11 @@ def _train_into(b: Bundle, ds: Any, records: Any, class_list: list[str], crop: s
     x_all = crops_for(b, samples, crop, hp.input_size, finder)
     result = fit_classifier(x_all[tr], labels[tr], x_all[va], labels[va], len(class_list), hp,
                             b.path("checkpoints/classifier"), imagenet_weights=imagenet_weights,
-                            resume=resume, verbose=verbose, log_dir=b.path("logs/classifier"))
+                            resume=resume, verbose=verbose, log_dir=b.path("logs/classifier"),
+                            init=init_file)
     scores = score(result.model, x_all[va], labels[va], class_list, hp.batch_size)
+    warnings, useless = _training_warnings(result.model, x_all, len(va), scores["probs"],
+                                           class_list, hp.batch_size)
     loop.save_clean(result.model, lambda: build(hp, len(class_list)), b.path("classifier.keras"))
     b.set_classes(class_list)
     b.register_file("classifier.keras")
@@ -159,6 +210,7 @@ def _train_into(b: Bundle, ds: Any, records: Any, class_list: list[str], crop: s
         "profile": profile,
         "backbone": hp.backbone,
         "imagenet_init": bool(imagenet_weights),
+        "init": str(init_file.parent) if init_file else None,
         "flops": models.count_flops(result.model),
         "hyperparameters": profiles.as_dict(hp),
         "data": {"root": str(ds.root), "layout": ds.layout, "images": len(samples),
@@ -170,9 +222,40 @@ def _train_into(b: Bundle, ds: Any, records: Any, class_list: list[str], crop: s
                      "seconds_this_run": round(time.time() - started, 1)},
         "metrics": {"split": "validation",
                     **{k: v for k, v in scores.items() if k != "probs"}},
+        # build-engines says it again; None when the scores vary (collapse.useless_scores).
+        "useless": useless,
+        "warnings": warnings,
     }))
     b.save()
     return {"bundle": str(b.root), "model": str(b.path("classifier.keras")), "classes": class_list,
             "hyperparameters": profiles.as_dict(hp), "metrics": section["metrics"],
-            "training": section["training"],
-            "split": {"train": len(tr), "val": len(va)}}
+            "training": section["training"], "warnings": warnings,
+            "split": {"train": len(tr), "val": len(va)},
+            # The validation images: what the confidence fit after training runs on.
+            "held_out": [{"image": str(samples[k].path), "label": str(samples[k].label)}
+                         for k in va]}
+
+
+# A validation set smaller than this gives an AUC and an accuracy too coarse to trust (one
+# image is 5 % of 20).
+MIN_VALIDATION = 20
+
+
+def _training_warnings(model: Any, x_all: np.ndarray, n_val: int, val_probs: np.ndarray,
+                       classes: Sequence[str], batch_size: int) -> tuple[list[str], str | None]:
+    """What `train` must say about a model that passed: a validation set too small to trust,
+    scores that barely vary (judged on the validation images, or on up to 256 of all images
+    when there are too few of those). Logged as warnings and returned for bundle.json."""
+    warnings = []
+    if n_val < MIN_VALIDATION:
+        warnings.append(f"the validation set is {n_val} image(s): too few for its AUC and "
+                        f"accuracy to be trusted (want {MIN_VALIDATION}+; label more images)")
+    probs = val_probs
+    if n_val < MIN_IMAGES:
+        probs = np.asarray(model.predict(x_all[:256], batch_size=batch_size, verbose=0))
+    useless = useless_scores(probs, classes)
+    if useless:
+        warnings.append(useless)
+    for warning in warnings:
+        log.warning("warning: %s", warning)
+    return warnings, useless

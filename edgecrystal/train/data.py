@@ -5,6 +5,7 @@ paper's way (finder 7:3, classifier 3:2 stratified by class), and served in augm
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from .. import preprocess
 from ..dataset import Dataset, Record
 from ..errors import DataError, UsageError
 from ..imageio import Picture, load_picture, read_image
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,9 +93,12 @@ def resolve_classes(ds: Dataset, requested: Sequence[str] | None,
 
 
 def labelled_records(ds: Dataset) -> list[Record]:
-    recs = [r for r in ds.records if r.label]
+    recs = ds.labelled()
     if len(recs) < 2:
         raise DataError(f"data set {ds.root} has {len(recs)} labelled image(s); need at least 2")
+    skipped = ds.unlabelled()
+    if skipped:  # as `data check` reports them
+        log.info("%d unlabelled image(s) skipped (first: %s)", len(skipped), skipped[0].image)
     return recs
 
 

@@ -70,7 +70,10 @@ class EpochCheckpoint:
 
     @staticmethod
     def make(ckpt_dir: Path, monitor: str, mode: str, state: dict[str, Any],
-             on_epoch: Callable[[int], None], stop: dict[str, bool]) -> Any:
+             on_epoch: Callable[[int], None], stop: dict[str, bool],
+             announce_of: int = 0) -> Any:
+        """`announce_of`: the epoch count, to log one line per epoch (when Keras prints
+        nothing: `train` without -v was silent for minutes); 0: say nothing."""
         keras = _keras()
 
         callback_base: Any = keras.callbacks.Callback  # Keras has no type information
@@ -100,6 +103,10 @@ class EpochCheckpoint:
                 state["history"].append({"epoch": epoch + 1, **logs})
                 state["epoch"] = epoch + 1
                 write_json(ckpt_dir / STATE, state)
+                if announce_of:
+                    figures = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
+                    log.info("epoch %d/%d: %s%s", epoch + 1, announce_of, figures,
+                             " (best so far)" if better else "")
 
         return _Checkpoint()
 
@@ -163,7 +170,8 @@ def fit(
         train_data.epoch = epoch
 
     stop = {"requested": False}
-    callbacks = [EpochCheckpoint.make(ckpt_dir, monitor, mode, state, set_epoch, stop)]
+    callbacks = [EpochCheckpoint.make(ckpt_dir, monitor, mode, state, set_epoch, stop,
+                                      announce_of=hp.epochs if verbose == 0 else 0)]
     if log_dir is not None and _has_tensorboard():
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False,
                                                      profile_batch=0))

@@ -78,6 +78,10 @@ class ClassifierHP:
     val_fraction: float = 0.4  # the paper's 3:2 split
     seed: int = 0
     backbone: str = "inception_v3"  # models.BACKBONES
+    # Beyond the paper (off except in sim2real): the camera and light changes of
+    # augment.photometric_finder (brightness, contrast, white balance, hue, greyscale, blur,
+    # noise, JPEG), so a classifier trained on synthetic wells carries over to real imagers.
+    photometric: bool = False
 
 
 FINDER_PROFILES: dict[str, FinderHP] = {
@@ -123,7 +127,19 @@ CLASSIFIER_PROFILES: dict[str, ClassifierHP] = {
                          optimizer="adam", channel_shift=20.0, backbone="mobilenet_v3_small"),
     "tiny": ClassifierHP(input_size=75, batch_size=8, lr=1e-3, epochs=2, bn_momentum=0.9,
                          optimizer="adam", channel_shift=20.0),
+    # The shipped default classifier's recipe (docs/training.md, "The shipped classifier"):
+    # MobileNetV3-Small at 128 px on finder crops of synthetic wells of every style, with the
+    # photometric augmentation; 10 % validation picks the epoch.
+    "sim2real": ClassifierHP(input_size=128, batch_size=32, lr=1e-3, epochs=20, bn_momentum=0.9,
+                             optimizer="adam", channel_shift=20.0, zoom_min=0.85, zoom_max=1.15,
+                             val_fraction=0.1, backbone="mobilenet_v3_small", photometric=True),
 }
+# What `train classifier DATA --init ...` uses unless --profile says otherwise: the `edge`
+# augmentation at a tenth of its rate for a few epochs, so 10-30 labelled photos per class move
+# the shipped classifier without washing out what it learned (input size and backbone are the
+# init model's). docs/training.md, "Fine-tuning the classifier on a few labels".
+CLASSIFIER_PROFILES["finetune"] = dataclasses.replace(
+    CLASSIFIER_PROFILES["edge"], lr=1e-4, epochs=10)
 
 
 def resolve(kind: str, profile: str, overrides: dict[str, Any] | None = None) -> Any:

@@ -1,4 +1,9 @@
-"""The plate view's grid: SBS formats (96, 384, 1536 wells) large enough for the wells seen."""
+"""The plate view's grid: SBS formats (96, 384, 1536 wells) large enough for the wells seen.
+
+When the rows seen need one format and the columns another (rows A-L but never a column past 8:
+a 96-well plate whose names were read the wrong way round), the grid says so instead of
+silently drawing the bigger plate.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ class Grid:
     rows: list[str]
     columns: list[int]
     cells: dict[str, Cell]
+    warning: str | None = None
 
     @property
     def size(self) -> int:
@@ -54,7 +60,20 @@ def plate_grid(rows: list[dict[str, Any]]) -> Grid:
     for name in names:
         for column in range(1, n_columns + 1):
             cells.setdefault(f"{name}{column:02d}", Cell(f"{name}{column:02d}"))
-    return Grid(names, list(range(1, n_columns + 1)), cells)
+    return Grid(names, list(range(1, n_columns + 1)), cells,
+                _misfit_warning(max_row, max_column))
+
+
+def _misfit_warning(max_row: int, max_column: int) -> str | None:
+    """A line when the rows seen and the columns seen fit different plate formats."""
+    by_rows = next((r * c for r, c in FORMATS if max_row <= r), None)
+    by_columns = next((r * c for r, c in FORMATS if max_column <= c), None)
+    if not max_row or by_rows == by_columns:
+        return None
+    return (f"the wells seen (rows A-{_row_name(max_row)}, columns 1-{max_column}) fit no one "
+            f"plate format: the rows need a {by_rows or 'bigger'}-well plate, the columns a "
+            f"{by_columns or 'bigger'}-well one; check how the imager's names are read "
+            "(docs/review.md)")
 
 
 def _row_number(letters: str) -> int:

@@ -30,6 +30,7 @@ class FakeGpu:
     minor: int = 9
     driver: int = 12060  # what cudaDriverGetVersion answers: 12.6
     present: bool = True
+    dla_cores: int = 0  # DLA cores of the board: 2 on Orin NX 16GB / AGX Orin, 0 on Orin Nano
     device: dict[int, bytearray] = field(default_factory=dict)
     host: dict[int, Any] = field(default_factory=dict)
     streams: set[int] = field(default_factory=set)

@@ -13,6 +13,12 @@ control flow, minimally:
   TF32, hardware compatibility, I/O tensors, profiles) followed by the ONNX bytes. It runs the
   legacy calibrator through its get_batch / cache calls and records kernel timing in the timing
   cache (FakeGpu.stats counts timed and reused entries).
+- DLA: Builder.num_DLA_cores is the fake GPU's `dla_cores` where the version has DLA on Jetson
+  (8.x, 10.0-10.7, 11.4.1+ within 11.4), else 0; can_run_on_DLA is False for the operators in
+  DLA_UNSUPPORTED (a fake's choice: Cast, the uint8 -> float step every edgecrystal model starts
+  with); the builder refuses a DLA build on a missing core, with a dynamic profile, or with
+  layers DLA cannot run and no GPU_FALLBACK; Runtime.DLA_core picks the core a DLA plan runs on.
+- ICudaEngine.create_engine_inspector answers the engine's layer names (LAYER_NAMES_ONLY JSON).
 - Runtime.deserialize_cuda_engine refuses other versions, other GPUs (unless AMPERE_PLUS on
   sm80+) and corrupt bytes by logging and answering None; the execution context reads inputs
   from the fake GPU's memory, runs the ONNX with ONNX Runtime on the CPU and writes the outputs.
@@ -42,6 +48,7 @@ SUPPORTED_OPS = {"Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Softmax", "Conv
 ONNX_TO_TRT = {1: "FLOAT", 10: "HALF", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL"}
 NUMPY = {"FLOAT": np.float32, "HALF": np.float16, "UINT8": np.uint8, "INT8": np.int8,
          "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_}
+DLA_UNSUPPORTED = {"Cast"}
 VERSIONS = {"8.6": "tensorrt-8.6", "10.3": "tensorrt-10.3", "10.13": "tensorrt-10.13",
             "11.4": "tensorrt-11.4"}
 
@@ -66,6 +73,13 @@ class World:
     def __init__(self, module: types.ModuleType, version: str, gpu: FakeGpu) -> None:
         self.trt, self.version, self.gpu = module, version, gpu
         self.major = int(version.split(".")[0])
+        parts = [int(p) for p in version.split(".")[:3]]
+        # NVIDIA: DLA up to 10.7, none in 11.0-11.3 and 11.4.0 (Windows on ARM only), back in
+        # 11.4.1 on AGX Orin.
+        self.has_dla = parts[:2] <= [10, 7] or (parts[:2] == [11, 4] and parts[2] >= 1)
+
+    def dla_cores(self) -> int:
+        return self.gpu.dla_cores if self.has_dla else 0
 
     def log(self, logger: Any, severity: str, message: str) -> None:
         self.gpu.log.append(f"{severity}: {message}")
@@ -111,10 +125,18 @@ def behaviours(world: World) -> dict[str, type]:
         shape = property(lambda self: world.dims(self._fake_shape))
         dtype = property(lambda self: world.dtype(self._fake_dtype))
 
+    class ILayer:
+        name = property(lambda self: self._fake_name)
+
     class INetworkDefinition:
         num_inputs = property(lambda self: len(self._fake_inputs))
         num_outputs = property(lambda self: len(self._fake_outputs))
         num_layers = property(lambda self: len(self._fake_nodes))
+
+        def get_layer(self, index: int) -> Any:
+            if not 0 <= index < len(self._fake_nodes):
+                return None
+            return create(trt.ILayer, name=self._fake_names[index], op=self._fake_nodes[index])
 
         def get_input(self, index: int) -> Any:
             return self._fake_inputs[index] if index < len(self._fake_inputs) else None
@@ -190,6 +212,8 @@ def behaviours(world: World) -> dict[str, type]:
                                         if v.name not in initializers)
             network._fake_outputs.extend(tensor(v, "output") for v in graph.output)
             network._fake_nodes.extend(node.op_type for node in graph.node)
+            network._fake_names.extend(node.name or f"{node.op_type}_{index}"
+                                       for index, node in enumerate(graph.node))
             object.__setattr__(network, "_fake_onnx", raw)
             return True
 
@@ -277,11 +301,27 @@ def behaviours(world: World) -> dict[str, type]:
 
         int8_calibrator = property(lambda self: self._fake_calibrator, _fake_set_calibrator)
 
+        def _fake_set_device(self, value: Any) -> None:
+            if type(value) is not trt.DeviceType:
+                raise TypeError("default_device_type: incompatible type")
+            object.__setattr__(self, "_fake_device", value)
+
+        default_device_type = property(lambda self: self._fake_device, _fake_set_device)
+
+        def _fake_set_dla_core(self, value: Any) -> None:
+            object.__setattr__(self, "_fake_dla_core", int(value))
+
+        DLA_core = property(lambda self: self._fake_dla_core, _fake_set_dla_core)
+
+        def can_run_on_DLA(self, layer: Any) -> bool:
+            return layer._fake_op not in DLA_UNSUPPORTED
+
     class Builder:
         def __init__(self, logger: Any) -> None:
             object.__setattr__(self, "_fake_logger", logger)
 
         logger = property(lambda self: self._fake_logger)
+        num_DLA_cores = property(lambda self: world.dla_cores())
 
         def create_network(self, flags: int = 0) -> Any:
             known = sum(1 << int(m) for m in trt.NetworkDefinitionCreationFlag.__members__
@@ -292,7 +332,7 @@ def behaviours(world: World) -> dict[str, type]:
             typed = "STRONGLY_TYPED" in trt.NetworkDefinitionCreationFlag.__members__ and bool(
                 int(flags) >> int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) & 1)
             explicit = world.major >= 10 or bool(int(flags) & 1)
-            return create(trt.INetworkDefinition, inputs=[], outputs=[], nodes=[],
+            return create(trt.INetworkDefinition, inputs=[], outputs=[], nodes=[], names=[],
                           strongly_typed=typed or world.major >= 11, explicit_batch=explicit,
                           onnx=b"")
 
@@ -300,7 +340,8 @@ def behaviours(world: World) -> dict[str, type]:
             default = {"TF32"} if "TF32" in trt.BuilderFlag.__members__ else set()
             return create(trt.IBuilderConfig, flags=set(default), pools={}, profiles=[],
                           calibration_profile=None, timing_cache=None, calibrator=None,
-                          compat=trt.HardwareCompatibilityLevel.NONE)
+                          compat=trt.HardwareCompatibilityLevel.NONE,
+                          device=trt.DeviceType.GPU, dla_core=-1)
 
         def create_optimization_profile(self) -> Any:
             return create(trt.IOptimizationProfile, shapes={})
@@ -319,6 +360,9 @@ def behaviours(world: World) -> dict[str, type]:
             _fake_time_kernels(network, config)
             profiles = [{name: shapes for name, shapes in p._fake_shapes.items()}
                         for p in config._fake_profiles]
+            on_dla = config._fake_device.name == "DLA"
+            gpu_layers = [n for n, op in zip(network._fake_names, nodes, strict=True)
+                          if on_dla and op in DLA_UNSUPPORTED]
             header = {"tensorrt": world.version, "sm": list(world.gpu.sm),
                       "hardware_compat": config._fake_compat.name,
                       "flags": sorted(config._fake_flags), "tf32": "TF32" in config._fake_flags,
@@ -328,7 +372,9 @@ def behaviours(world: World) -> dict[str, type]:
                              for mode, group in (("INPUT", network._fake_inputs),
                                                  ("OUTPUT", network._fake_outputs))
                              for t in group],
-                      "profiles": profiles}
+                      "profiles": profiles, "device": config._fake_device.name,
+                      "dla_core": config._fake_dla_core if on_dla else -1,
+                      "names": list(network._fake_names), "gpu_layers": gpu_layers}
             return world.blob(_plan(header, network._fake_onnx))
 
     def _fake_problem(network: Any, config: Any) -> str | None:
@@ -355,6 +401,23 @@ def behaviours(world: World) -> dict[str, type]:
         compat = config._fake_compat
         if compat.name == "AMPERE_PLUS" and world.gpu.sm < (8, 0):
             return "hardware compatibility AMPERE_PLUS needs an sm80+ GPU to build on"
+        if config._fake_device.name == "DLA":
+            return _fake_dla_problem(network, config)
+        return None
+
+    def _fake_dla_problem(network: Any, config: Any) -> str | None:
+        core = config._fake_dla_core
+        if not 0 <= core < world.dla_cores():
+            return f"Cannot create DLA engine, {core} not available"
+        for profile in config._fake_profiles:
+            for name, (low, opt, high) in profile._fake_shapes.items():
+                if not low == opt == high:
+                    return f"DLA does not support dynamic shapes: {name} has profile " \
+                           f"{low}..{high}"
+        fallback = "GPU_FALLBACK" in config._fake_flags
+        for name, op in zip(network._fake_names, network._fake_nodes, strict=True):
+            if op in DLA_UNSUPPORTED and not fallback:
+                return f"{name}: layer cannot run on DLA and GPU fallback is not enabled"
         return None
 
     def _fits(dims: list[int], shapes: list[list[int]]) -> bool:
@@ -409,6 +472,14 @@ def behaviours(world: World) -> dict[str, type]:
     class Runtime:
         def __init__(self, logger: Any) -> None:
             object.__setattr__(self, "_fake_logger", logger)
+            object.__setattr__(self, "_fake_dla_core", -1)
+
+        num_DLA_cores = property(lambda self: world.dla_cores())
+
+        def _fake_set_dla_core(self, value: Any) -> None:
+            object.__setattr__(self, "_fake_dla_core", int(value))
+
+        DLA_core = property(lambda self: self._fake_dla_core, _fake_set_dla_core)
 
         def deserialize_cuda_engine(self, serialized_engine: Any) -> Any:
             try:
@@ -430,7 +501,13 @@ def behaviours(world: World) -> dict[str, type]:
                 world.log(self._fake_logger, "ERROR", "The engine plan file is generated on "
                           "an incompatible device")
                 return None
-            return create(trt.ICudaEngine, header=header, onnx=onnx_bytes)
+            core = -1
+            if header.get("device") == "DLA":
+                core = self._fake_dla_core if self._fake_dla_core >= 0 else header["dla_core"]
+                if not 0 <= core < world.dla_cores():
+                    world.log(self._fake_logger, "ERROR", f"DLA core {core} is not available")
+                    return None
+            return create(trt.ICudaEngine, header=header, onnx=onnx_bytes, dla_core=core)
 
     class ICudaEngine:
         num_io_tensors = property(lambda self: len(self._fake_header["io"]))
@@ -461,9 +538,20 @@ def behaviours(world: World) -> dict[str, type]:
             shapes = self._fake_header["profiles"][profile_index][name]
             return [world.dims(s) for s in shapes]
 
+        def create_engine_inspector(self) -> Any:
+            return create(trt.EngineInspector, engine=self)
+
         def create_execution_context(self, *args: Any, **kwargs: Any) -> Any:
             return create(trt.IExecutionContext, engine=self, shapes={}, addresses={},
                           session=None)
+
+    class EngineInspector:
+        def get_engine_information(self, format: Any) -> str:
+            header = self._fake_engine._fake_header
+            names = header.get("names", [])
+            if format.name == "ONELINE":
+                return "\n".join(names)
+            return json.dumps({"Layers": names, "Bindings": [t["name"] for t in header["io"]]})
 
     class IExecutionContext:
         engine = property(lambda self: self._fake_engine)
@@ -515,6 +603,9 @@ def behaviours(world: World) -> dict[str, type]:
                 object.__setattr__(self, "_fake_session", ort.InferenceSession(
                     engine._fake_onnx, providers=["CPUExecutionProvider"]))
             outputs = self._fake_session.run(None, feed)
+            if engine._fake_dla_core >= 0:
+                key = f"dla{engine._fake_dla_core}_runs"
+                world.gpu.stats[key] = world.gpu.stats.get(key, 0) + 1
             names = [io["name"] for io in engine._fake_header["io"] if io["mode"] == "OUTPUT"]
             for name, value in zip(names, outputs, strict=True):
                 data = np.ascontiguousarray(value, NUMPY[engine._fake_io(name)["dtype"]])
@@ -523,8 +614,9 @@ def behaviours(world: World) -> dict[str, type]:
             return True
 
     return {cls.__name__: cls for cls in (
-        Logger, Dims, ITensor, INetworkDefinition, ParserError, OnnxParser, IOptimizationProfile,
-        ITimingCache, IBuilderConfig, Builder, Runtime, ICudaEngine, IExecutionContext)}
+        Logger, Dims, ITensor, ILayer, INetworkDefinition, ParserError, OnnxParser,
+        IOptimizationProfile, ITimingCache, IBuilderConfig, Builder, Runtime, ICudaEngine,
+        EngineInspector, IExecutionContext)}
 
 
 def _nptype(world: World) -> Any:

@@ -1,4 +1,5 @@
-// edgecrystal review page: the token and name boxes, and relabelling through the JSON API.
+// edgecrystal review page: the token and name boxes, relabelling through the JSON API, and the
+// keys of a drop's page (1..9 relabel, n the next uncertain drop).
 // Names from the index reach the page only through textContent, never as HTML.
 "use strict";
 
@@ -37,9 +38,31 @@ async function relabel(form, event) {
   }
   status.className = "status ok";
   status.textContent = "saved";
-  const chip = form.closest("tr").querySelector(".label-cell .chip");
+  const holder = form.closest("tr") || form.closest(".current");
+  const chip = holder.querySelector(".label-cell .chip");
   chip.textContent = body.effective_label;
   chip.className = "chip label-" + body.effective_label;
+  const uncertain = holder.querySelector(".label-cell .mark.uncertain");
+  if (uncertain) uncertain.remove();  // a person has looked: no longer waiting
+}
+
+function dropKeys(current) {
+  const form = current.querySelector("form.relabel");
+  document.addEventListener("keydown", (event) => {
+    const typing = event.target.closest && event.target.closest("input, select, textarea");
+    if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "n") {
+      event.preventDefault();
+      window.location.assign(document.getElementById("next-uncertain").href);
+      return;
+    }
+    const choice = form.elements.label.options[Number(event.key) - 1];
+    if (/^[1-9]$/.test(event.key) && choice) {
+      event.preventDefault();
+      form.elements.label.value = choice.value;
+      form.requestSubmit();
+    }
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -48,4 +71,6 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const form of document.querySelectorAll("form.relabel")) {
     form.addEventListener("submit", (event) => relabel(form, event));
   }
+  const current = document.querySelector(".current[data-current-image]");
+  if (current) dropKeys(current);
 });

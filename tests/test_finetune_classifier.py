@@ -1,0 +1,67 @@
+"""`train classifier --init`: fine-tuning a trained classifier on a few labels, and the
+confidence refit at the end of training (issue 22 items 5 and 6)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgecrystal import pretrained
+from edgecrystal.bundle import Bundle
+from edgecrystal.errors import BundleError
+
+
+def test_shipped_classifier_is_found_or_refused_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # This installation ships one: the default bundle's classifier.
+    assert pretrained.shipped_classifier() == pretrained.default_bundle_path()
+    monkeypatch.setattr(pretrained, "HERE", tmp_path)
+    with pytest.raises(BundleError, match="no classifier ships") as refused:
+        pretrained.shipped_classifier()
+    assert "\n" not in str(refused.value)
+    # A finder-only bundle in the folder is not a classifier either.
+    shipped = Bundle.open(tmp_path / "bundle", create=True)
+    shipped.section("finder").update({"input_size": 64})
+    shipped.save()
+    with pytest.raises(BundleError, match="no classifier ships"):
+        pretrained.shipped_classifier()
+    shipped.section("classifier").update({"input_size": 75})
+    shipped.save()
+    assert pretrained.shipped_classifier() == tmp_path / "bundle"
+
+
+@pytest.mark.slow
+def test_init_fine_tunes_a_bundles_classifier_and_refits_confidence(
+        trained_bundle: tuple[Path, Path], tmp_path: Path) -> None:
+    source, data = trained_bundle
+    out = tmp_path / "tuned"
+    done = subprocess.run(
+        [sys.executable, "-m", "edgecrystal", "train", "classifier", str(data), "--bundle",
+         str(out), "--init", str(source), "--epochs", "1", "--batch-size", "4"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "confidence of" in done.stdout
+    meta = json.loads((out / "bundle.json").read_text())
+    src = json.loads((source / "bundle.json").read_text())
+    classifier = meta["classifier"]
+    assert classifier["profile"] == "finetune" and classifier["init"] == str(source)
+    assert classifier["input_size"] == src["classifier"]["input_size"]
+    assert meta["finder"]["adopted_from"] == str(source.resolve())  # the init's finder crops
+    fitted = meta["confidence"]
+    assert fitted["data"]["split"] == "validation of train classifier"
+    assert fitted["classifier_fp32_sha256"] == meta["onnx"]["classifier"]["fp32"]["sha256"]
+    assert fitted["data"]["images"] == classifier["data"]["split"]["val"]
+    assert "temperature" in fitted or "not fitted" in fitted["note"]
+    assert Bundle.open(out).confidence().fitted == ("temperature" in fitted)
+
+    # Another architecture cannot take the init's weights: one line, nothing written.
+    refused = subprocess.run(
+        [sys.executable, "-m", "edgecrystal", "train", "classifier", str(data), "--bundle",
+         str(tmp_path / "other"), "--init", str(source), "--input-size", "96"],
+        capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "fine-tuning cannot change it" in refused.stderr
+    assert not (tmp_path / "other").exists()
