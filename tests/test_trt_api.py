@@ -550,7 +550,7 @@ def test_dla_engine_serves_beside_the_gpu_engine(env: Env, tmp_path: Path,
     bundle = onnx_bundle(tmp_path / "bundle")
     lines: list[str] = []
     if not HAS_DLA[env.version]:
-        with caplog.at_level(logging.WARNING, logger="edgecrystal.runtime.select"):
+        with caplog.at_level(logging.DEBUG, logger="edgecrystal.runtime.select"):
             selection = open_runners(bundle, backend="auto", precision="fp16",
                                      dla={"classifier": 0}, progress=lines.append)
         selection.close()
@@ -636,7 +636,7 @@ def test_auto_tries_ort_trt_between_tensorrt_and_cpu(env: Env, tmp_path: Path,
     from edgecrystal.runtime.select import open_runners
 
     bundle = onnx_bundle(tmp_path / "bundle")
-    with caplog.at_level(logging.WARNING, logger="edgecrystal.runtime.select"):
+    with caplog.at_level(logging.DEBUG, logger="edgecrystal.runtime.select"):
         selection = open_runners(bundle, backend="auto", precision="fp32", allow_build=False)
     selection.close()
     assert selection.backend == "onnxruntime"
