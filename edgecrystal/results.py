@@ -23,7 +23,9 @@ from .atomic import is_temporary, temporary_target, write_bytes
 from .pipeline import ModelInfo, Scored
 
 SCHEMA = "edgecrystal-result"
-SCHEMA_VERSION = 1
+# 2: scores calibrated by the bundle's fitted temperature; crystals_hit, uncertain, warnings,
+# drop.reason, model.confidence and model.precision_fallback added (docs/results.md).
+SCHEMA_VERSION = 2
 RESULT_SUFFIX = ".edgecrystal.json"
 OVERLAY_SUFFIX = ".edgecrystal.png"
 SUMMARY_NAME = "edgecrystal-summary.csv"
