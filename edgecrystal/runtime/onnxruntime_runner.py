@@ -98,7 +98,24 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
-class OnnxRuntimeRunner(Runner):
+class OrtSessionRunner(Runner):
+    """What every runner over an onnxruntime InferenceSession shares: the session's tensors
+    and one run call (OnnxRuntimeRunner on the CPU, ort_tensorrt.OrtTensorRTRunner)."""
+
+    session: Any
+
+    def _adopt(self, session: Any) -> None:
+        self.session = session
+        self.inputs = [_info(i) for i in session.get_inputs()]
+        self.outputs = [_info(o) for o in session.get_outputs()]
+        self._output_names = [o.name for o in self.outputs]
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(self._output_names, feed)
+        return dict(zip(self._output_names, values, strict=True))
+
+
+class OnnxRuntimeRunner(OrtSessionRunner):
     backend = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int = 0,
@@ -109,19 +126,12 @@ class OnnxRuntimeRunner(Runner):
         opts = session_options(threads)
         self.providers = resolve_providers(providers)
         try:
-            self.session = ort.InferenceSession(self.path, sess_options=opts,
-                                                providers=self.providers)
+            session = ort.InferenceSession(self.path, sess_options=opts, providers=self.providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"onnxruntime cannot load {self.path}: "
                                f"{one_line(exc)}") from None
         self.threads = threads
-        self.inputs = [_info(i) for i in self.session.get_inputs()]
-        self.outputs = [_info(o) for o in self.session.get_outputs()]
-        self._output_names = [o.name for o in self.outputs]
-
-    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self.session.run(self._output_names, feed)
-        return dict(zip(self._output_names, values, strict=True))
+        self._adopt(session)
 
     def describe(self) -> str:
         used = ",".join(p.replace("ExecutionProvider", "") for p in

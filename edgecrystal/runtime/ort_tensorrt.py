@@ -18,11 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import BackendError, UsageError, one_line
-from .base import Runner
-from .onnxruntime_runner import _info, session_options
+from .onnxruntime_runner import OrtSessionRunner, session_options
 
 TRT_PROVIDER = "TensorrtExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -98,7 +95,7 @@ def _check_dla(dla_core: int, precision: str, tensorrt: str) -> None:
         raise UsageError(f"{flag}: DLA runs FP16 and INT8 only; serve precision fp16 or int8")
 
 
-class OrtTensorRTRunner(Runner):
+class OrtTensorRTRunner(OrtSessionRunner):
     backend = "onnxruntime-trt"
 
     def __init__(self, path: str | os.PathLike[str], *, bundle: Any, precision: str,
@@ -119,21 +116,15 @@ class OrtTensorRTRunner(Runner):
         providers: list[Any] = [(TRT_PROVIDER, provider_options(precision, self.cache, dla_core)),
                                 CUDA_PROVIDER, "CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(self.path, sess_options=session_options(threads),
-                                                providers=providers)
+            session = ort.InferenceSession(self.path, sess_options=session_options(threads),
+                                           providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"onnxruntime's TensorRT provider cannot load {self.path}: "
                                f"{one_line(exc)}") from None
-        if TRT_PROVIDER not in self.session.get_providers():
+        if TRT_PROVIDER not in session.get_providers():
             raise BackendError(f"onnxruntime did not enable its TensorRT provider for "
-                               f"{self.path} (it used {', '.join(self.session.get_providers())})")
-        self.inputs = [_info(i) for i in self.session.get_inputs()]
-        self.outputs = [_info(o) for o in self.session.get_outputs()]
-        self._output_names = [o.name for o in self.outputs]
-
-    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self.session.run(self._output_names, feed)
-        return dict(zip(self._output_names, values, strict=True))
+                               f"{self.path} (it used {', '.join(session.get_providers())})")
+        self._adopt(session)
 
     def describe(self) -> str:
         where = "gpu" if self.dla_core is None else f"dla{self.dla_core} (GPU fallback by ORT)"
