@@ -34,15 +34,26 @@ def test_shipped_classifier_is_found_or_refused_in_one_line(
     assert pretrained.shipped_classifier() == tmp_path / "bundle"
 
 
+def _train(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgecrystal", "train", "classifier", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.slow
-def test_init_fine_tunes_a_bundles_classifier_and_refits_confidence(
-        trained_bundle: tuple[Path, Path], tmp_path: Path) -> None:
-    source, data = trained_bundle
+def test_init_fine_tunes_a_bundles_classifier_and_refits_confidence(tmp_path: Path) -> None:
+    from edgecrystal.synth import generate_dataset
+
+    # The source: a small MobileNetV3-Small on finder crops (an Inception-V3 source made this
+    # test take minutes and ~10 GB for the same checks).
+    data = tmp_path / "data"
+    generate_dataset(data, 24, seed=3, size=96, workers=1)
+    source = tmp_path / "source"
+    made = _train(str(data), "--bundle", str(source), "--profile", "tiny", "--set",
+                  "backbone=mobilenet_v3_small", "--input-size", "64", "--epochs", "1")
+    assert made.returncode == 0, made.stderr
     out = tmp_path / "tuned"
-    done = subprocess.run(
-        [sys.executable, "-m", "edgecrystal", "train", "classifier", str(data), "--bundle",
-         str(out), "--init", str(source), "--epochs", "1", "--batch-size", "4"],
-        capture_output=True, text=True, timeout=600)
+    done = _train(str(data), "--bundle", str(out), "--init", str(source), "--epochs", "1",
+                  "--batch-size", "4")
     assert done.returncode == 0, done.stderr
     assert "confidence of" in done.stdout
     meta = json.loads((out / "bundle.json").read_text())
@@ -59,9 +70,7 @@ def test_init_fine_tunes_a_bundles_classifier_and_refits_confidence(
     assert Bundle.open(out).confidence().fitted == ("temperature" in fitted)
 
     # Another architecture cannot take the init's weights: one line, nothing written.
-    refused = subprocess.run(
-        [sys.executable, "-m", "edgecrystal", "train", "classifier", str(data), "--bundle",
-         str(tmp_path / "other"), "--init", str(source), "--input-size", "96"],
-        capture_output=True, text=True, timeout=600)
+    refused = _train(str(data), "--bundle", str(tmp_path / "other"), "--init", str(source),
+                     "--input-size", "96")
     assert refused.returncode != 0 and "fine-tuning cannot change it" in refused.stderr
     assert not (tmp_path / "other").exists()
