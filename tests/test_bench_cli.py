@@ -45,6 +45,7 @@ def test_bench_report_has_every_field(onnx_bundle: Path, tmp_path: Path) -> None
     assert png.stat().st_size > 1000
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_bench_of_onnx_precisions_without_keras(fast_bundle: Path, tmp_path: Path) -> None:
     from edgecrystal.runtime.advice import INT8_AT_MOST
 
@@ -121,6 +122,7 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     assert done.returncode == 2 and "is a file" in done.stderr
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_bench_of_the_runtime_backends_never_loads_tensorflow(fast_bundle: Path) -> None:
     code = (
         "import sys\n"

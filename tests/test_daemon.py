@@ -147,6 +147,7 @@ def plate(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_arrivals_scored_once_and_match_score(fast_bundle: Path, tmp_path: Path,
                                               plate: Path) -> None:
     cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate)
@@ -226,6 +227,7 @@ def _png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_bad_inputs_get_error_results_and_daemon_stays_up(fast_bundle: Path, tmp_path: Path,
                                                           plate: Path) -> None:
     import cv2
@@ -284,6 +286,7 @@ def test_bad_inputs_get_error_results_and_daemon_stays_up(fast_bundle: Path, tmp
     assert "Traceback" not in log
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_kill_9_during_burst_loses_nothing(fast_bundle: Path, tmp_path: Path,
                                            plate: Path) -> None:
     cfg = write_config(tmp_path / "serve.toml", fast_bundle, plate)

@@ -76,6 +76,7 @@ def test_a_second_daemon_on_the_same_folder_is_refused(built: Path, tmp_path: Pa
     assert again.stop() == 0
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_a_writer_pausing_with_the_file_open_gets_no_false_error(built: Path, tmp_path: Path,
                                                                  plate: Path) -> None:
     cfg = write_config(tmp_path / "serve.toml", built, plate, settle_ms=1000)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from index_helpers import PostgresServer, write_image
 
 from edgecrystal.index.store import Index
@@ -39,6 +40,7 @@ def labels_in_index(url: str, plate: str) -> dict[str, str | None]:
         return {r["path"]: r["label"] or r["status"] for r in index.history(plate)}
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_score_puts_every_image_into_the_index(fast_bundle: Path, tmp_path: Path) -> None:
     plate = tmp_path / "imager" / "scoreplate" / "2026-11-20"
     images = inspection(plate, 5)
@@ -70,6 +72,7 @@ def test_serve_feeds_its_default_index(fast_bundle: Path, tmp_path: Path) -> Non
     assert labels_in_index(f"sqlite:///{default}", "serveplate") == labels_in_files(images)
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_serve_loses_nothing_while_its_database_is_down(fast_bundle: Path, tmp_path: Path,
                                                         postgres: PostgresServer) -> None:
     root = tmp_path / "imager"

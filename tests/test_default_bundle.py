@@ -103,6 +103,7 @@ def test_serve_config_without_a_bundle_uses_the_default(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("styles", [("random",), ("marco", "formulatrix", "brightfield",
                                                   "minstrel")])
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_scores_unseen_synthetic_wells(tmp_path: Path, styles: tuple[str, ...]) -> None:
     """Seeds far from the training and held-out sets': the deployed classifier (ONNX Runtime,
     the shipped finder's crops) ranks every class well above chance. Its 200-well held-out

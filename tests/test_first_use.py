@@ -129,6 +129,7 @@ def test_the_fingerprint_names_the_variant_that_runs(bundle: Path) -> None:
 
 
 # ----------------------------------------------------------------- 2. calibration
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 @pytest.mark.parametrize("count", [13, 12])
 def test_int8_calibrates_on_any_image_count_and_a_rerun_keeps_it(tmp_path: Path,
                                                                   count: int) -> None:

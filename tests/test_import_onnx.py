@@ -185,6 +185,7 @@ def test_nhwc_bgr_caffe_style_model_is_wrapped_to_the_same_scores(tmp_path: Path
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_finder_of_the_wrong_shape_is_one_line_error(tmp_path: Path) -> None:
     model = make_classifier(tmp_path / "c.onnx")
     two = make_finder(tmp_path / "two.onnx", channels=2)
@@ -209,6 +210,7 @@ def test_crop_finder_without_finder_uses_the_shipped_one(tmp_path: Path) -> None
     assert (tmp_path / "b" / bundle.variant("finder", "fp32")["file"]).is_file()
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_bad_input_is_one_line_error(tmp_path: Path) -> None:
     model = make_classifier(tmp_path / "c.onnx")
     cases = {
@@ -232,6 +234,7 @@ def test_bad_input_is_one_line_error(tmp_path: Path) -> None:
     assert res.returncode == 2 and "is not an ONNX model" in res.stderr
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_imported_bundle_through_build_engines_verify_bench_and_serve(tmp_path: Path) -> None:
     """The whole deployment chain, unchanged, on an imported finder + classifier."""
     classifier = make_classifier(tmp_path / "c.onnx")

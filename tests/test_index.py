@@ -95,6 +95,7 @@ def test_history_first_crystals_and_changes(plates: Path, tmp_path: Path) -> Non
             index.history("plateZ")
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_history_and_sync_commands(plates: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/cli.db"
     done = cli("index", "sync", str(plates), "--index", url)

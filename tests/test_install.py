@@ -9,9 +9,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_the_wheel_builds_with_every_package(tmp_path: Path) -> None:
     res = subprocess.run(["bash", str(REPO / "scripts" / "build_wheel.sh"), str(tmp_path)],
                          capture_output=True, text=True, timeout=600,

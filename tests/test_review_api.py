@@ -152,6 +152,7 @@ def test_ui_refuses_other_addresses_without_a_token(tmp_path: Path) -> None:
                                    "--config) first")
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_a_link_swapped_in_during_requests_is_never_followed(
         indexed: tuple[Index, Path], tmp_path: Path) -> None:
     """The indexed file is swapped, over and over, between the real picture and a link to a

@@ -18,6 +18,9 @@ from edgecrystal.index.store import Index
 from edgecrystal.index.sync import sync
 from edgecrystal.naming import NameReader
 
+# A real chromium per test: seconds each, so the slow tier runs them (TF-free).
+pytestmark = pytest.mark.slow
+
 TOKEN = "browser-test-token"
 NASTY_PLATE = "<img src=x onerror=alert(1)>"
 

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from onnx_fixtures import write_wells
 
 from edgecrystal.results import STALE_TEMPORARY_S
@@ -70,6 +71,7 @@ def test_broken_image_exits_1_and_missing_path_exits_2(fast_bundle: Path,
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_workers_split_the_archive_skip_what_is_done_and_report_once(fast_bundle: Path,
                                                                       tmp_path: Path) -> None:
     import shutil
