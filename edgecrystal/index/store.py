@@ -8,10 +8,12 @@ while the image's bytes (sha256) stay the same.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,27 @@ def sqlite_file(url: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
+@contextlib.contextmanager
+def _sqlite_migration_lock(database: Path | None) -> Iterator[None]:
+    """One process at a time brings a SQLite index's schema up to date: two that open a new
+    index at once (the daemon's writer and `ui`, say) would both create Alembic's table. An
+    flock on the database file itself (SQLite's own locks are fcntl locks, which flock does not
+    touch); PostgreSQL takes an advisory lock in `migrate` instead."""
+    if database is None:
+        yield
+        return
+    try:
+        fd = os.open(database, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:  # a read-only index: nothing to migrate, and SQLite says so if there is
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
 class Index:
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
@@ -137,7 +160,7 @@ class Index:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
+        with _sqlite_migration_lock(sqlite_file(self.url)), self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
                                    {"key": _MIGRATION_LOCK})
