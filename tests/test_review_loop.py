@@ -87,10 +87,12 @@ def test_score_relabel_export_finetune_swap_rescore(tmp_path: Path) -> None:
         assert any(a["scores"] != before[n]["scores"] for n, a in after.items())
         assert all(isinstance(a["crystals_hit"], bool) and isinstance(a["uncertain"], bool)
                    for a in after.values())
-        with Index.open(url) as index:  # the index follows; the people's labels stay
+        new_print = after[images[0].name]["model"]["fingerprint"]
+        with Index.open(url) as index:  # the index follows (written after the files, by the
+            # daemon's background writer); the people's labels stay
+            daemon.wait_until(lambda: {r["fingerprint"] for r in
+                                       index.plate_wells("loopplate")} == {new_print}, 30)
             rows = index.plate_wells("loopplate")
-            assert {r["fingerprint"] for r in rows} == {after[images[0].name]["model"]
-                                                        ["fingerprint"]}
             assert all(r["human_label"] == truth[Path(r["path"]).name] for r in rows)
     finally:
         assert daemon.stop() == 0

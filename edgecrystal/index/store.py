@@ -101,14 +101,15 @@ def sqlite_file(url: str) -> Path | None:
 def _sqlite_migration_lock(database: Path | None) -> Iterator[None]:
     """One process at a time brings a SQLite index's schema up to date: two that open a new
     index at once (the daemon's writer and `ui`, say) would both create Alembic's table. An
-    flock on the database file itself (SQLite's own locks are fcntl locks, which flock does not
-    touch); PostgreSQL takes an advisory lock in `migrate` instead."""
+    flock on a lock file beside the database, never on the database itself: closing any
+    descriptor of the database file drops the POSIX locks SQLite holds on it in this process.
+    PostgreSQL takes an advisory lock in `migrate` instead."""
     if database is None:
         yield
         return
     try:
-        fd = os.open(database, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError:  # a read-only index: nothing to migrate, and SQLite says so if there is
+        fd = os.open(f"{database}.migrate-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:  # a read-only folder: nothing can be migrated there, SQLite will say so
         yield
         return
     try:
