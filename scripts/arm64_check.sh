@@ -12,7 +12,7 @@
 # --n: synthetic wells to score (default 8: minutes under emulation).
 # --gate: also run `build-engines --precision int8` inside the root on a copy of the bundle: it
 #   gates the shipped INT8 files for the arm64 family (installs onnx in the root; needs the
-#   calibration data the bundle records; ~10 min under emulation), then scores INT8 with it.
+#   calibration data the bundle records; over 30 min under emulation), then scores INT8 with it.
 # Needs root (debootstrap, chroot), Debian's debootstrap and qemu-user-static, and binfmt_misc
 # (registered here with update-binfmts where it is not yet). The host scores with .venv.
 set -euo pipefail
@@ -111,7 +111,7 @@ print(json.load(open(sys.argv[1]))["onnx"]["classifier"]["int8"]["calibration"][
     trap 'umount "$ROOT$DATA" "$ROOT/proc" 2>/dev/null || true' EXIT
     chroot "$ROOT" env -u PIP_FIND_LINKS /opt/venv/bin/pip install -q onnx
     chroot "$ROOT" /opt/venv/bin/edgecrystal build-engines /work/bundle --precision int8 2>&1 \
-        | quiet | tail -20
+        | quiet
     cp -r "$WORK/wells/images" "$WORK/arm64-int8-gated"
     chroot "$ROOT" /opt/venv/bin/edgecrystal score /work/bundle /work/arm64-int8-gated \
         --precision int8 2>&1 | grep -E '^(int8 not used|error:)|scored in' || true
