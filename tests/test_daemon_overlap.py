@@ -173,20 +173,7 @@ def test_full_disk_results_are_retried_and_none_lost_or_doubled(fast_bundle: Pat
         filler = fill(plate)
         for p in images:
             (staging / p.name).rename(p)
-        try:
-            daemon.wait_for_log("cannot write result", 60)
-            assert results_count(images) == 0
-            filler.unlink()  # space again: the retries get through
-            wait_results(images, 60, daemon)
-            time.sleep(1.0)
-            log = daemon.text()
-            assert daemon.stop() == 0
-        finally:
-            if daemon.proc.poll() is None:
-                daemon.proc.kill()
-        for p in images:
-            assert vouches_for_bytes(p), p
-            assert scored_lines(log, p) == 1, p
+        _catch_up_once_space_is_back(daemon, images, filler)
         assert not [p.name for p in plate.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -286,20 +273,7 @@ def test_a_daemon_started_on_a_full_disk_waits_and_catches_up(fast_bundle: Path,
             p.write_bytes(jpeg_bytes(i))
         filler = fill(plate)
         daemon = ServeProcess(tmp_path, cfg)  # READY=1, or the test fails with its log
-        try:
-            daemon.wait_for_log("cannot write result", 60)
-            assert results_count(images) == 0
-            filler.unlink()
-            wait_results(images, 60, daemon)
-            time.sleep(1.0)
-            log = daemon.text()
-            assert daemon.stop() == 0
-        finally:
-            if daemon.proc.poll() is None:
-                daemon.proc.kill()
-        for p in images:
-            assert vouches_for_bytes(p), p
-            assert scored_lines(log, p) == 1, p
+        log = _catch_up_once_space_is_back(daemon, images, filler)
         assert "pid could not be written" in log and "Traceback" not in log
 
 
@@ -335,3 +309,23 @@ def test_sighup_reloads_between_batches_not_after_the_backlog(fast_bundle: Path,
     # and a batch of slack for the log read before the signal: 20 images, not the rest of 240.
     stages_hold = (2 * depth + 1) + (depth + 1) + 1
     assert before_reload - at_signal <= (stages_hold + 1) * batch, (at_signal, before_reload)
+
+
+def _catch_up_once_space_is_back(daemon: ServeProcess, images: list[Path], filler: Path) -> str:
+    """On a full disk: no result gets through; once `filler` is gone the retries write every
+    image's result exactly once, whole. Returns the daemon's log; the daemon is stopped."""
+    try:
+        daemon.wait_for_log("cannot write result", 60)
+        assert results_count(images) == 0
+        filler.unlink()  # space again: the retries get through
+        wait_results(images, 60, daemon)
+        time.sleep(1.0)
+        log = daemon.text()
+        assert daemon.stop() == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+    for p in images:
+        assert vouches_for_bytes(p), p
+        assert scored_lines(log, p) == 1, p
+    return log
