@@ -129,7 +129,6 @@ def bundle_and_paths(first: Path, rest: list[Path]) -> tuple[Path, list[Path]]:
     holds bundle.json); when it is an image or a folder of images instead, every argument is a
     path and the shipped default bundle scores them. A first argument that does not exist is
     taken for a bundle when paths follow it (so a mistyped bundle says so)."""
-    from .bundle import BUNDLE_FILE
     from .pretrained import default_bundle_path
 
     if (first / BUNDLE_FILE).is_file() or (rest and not first.exists()):

@@ -11,23 +11,12 @@ from pathlib import Path
 
 import pytest
 from fakes.onnx_models import onnx_bundle
+from fakes.site import write_sitecustomize
 from test_daemon import ServeProcess, write_config
 
 pytestmark = pytest.mark.trt_api
 
-REPO = Path(__file__).resolve().parents[1]
 SITE = """
-import sys
-sys.path.insert(0, {tests!r})
-from fakes.cuda import FakeGpu, install_cuda_python
-from fakes.tensorrt import install_tensorrt
-
-
-class Modules:
-    def setitem(self, mapping, key, value):
-        mapping[key] = value
-
-
 gpu = FakeGpu(name="Orin", major=8, minor=7, driver=12060, dla_cores=2)
 install_tensorrt(Modules(), "10.3", gpu)
 install_cuda_python(Modules(), gpu, "12.6")
@@ -38,8 +27,7 @@ sys.modules["pycuda"] = None
 def test_first_start_build_reports_status_then_ready(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SITE.format(tests=str(REPO / "tests")))
+    write_sitecustomize(site, SITE)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]))
     bundle = onnx_bundle(tmp_path / "bundle")

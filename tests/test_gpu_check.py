@@ -9,19 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fakes.site import write_sitecustomize
 
 REPO = Path(__file__).resolve().parents[1]
 SITE = """
-import sys
-sys.path.insert(0, {tests!r})
-from fakes.cuda import FakeGpu, install_cuda_python
-
-
-class Modules:
-    def setitem(self, mapping, key, value):
-        mapping[key] = value
-
-
 install_cuda_python(Modules(), FakeGpu(name="NVIDIA H100 80GB HBM3", major=9, minor=0,
                                        driver={driver}), "13.0")
 sys.modules["pycuda"] = None
@@ -29,8 +20,7 @@ sys.modules["pycuda"] = None
 
 
 def _run(tmp_path: Path, driver: int) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "sitecustomize.py").write_text(SITE.format(tests=str(REPO / "tests"),
-                                                           driver=driver))
+    write_sitecustomize(tmp_path, SITE.format(driver=driver))
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     return subprocess.run(["bash", str(REPO / "scripts" / "gpu-check.sh")], capture_output=True,
                           text=True, env=env, timeout=120)
