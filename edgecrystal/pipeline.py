@@ -27,6 +27,7 @@ import numpy as np
 from . import preprocess
 from .bundle import Bundle
 from .confidence import Confidence, uncertain
+from .crystal_boxes import CrystalBox
 from .errors import BundleError, ImageError
 from .imageio import DEFAULT_MAX_PIXELS, Picture, load_picture
 from .runtime.base import Runner
@@ -48,6 +49,8 @@ class Scored:
     model_scores: dict[str, float] = field(default_factory=dict)  # the model's own, for fits
     crystals_hit: bool | None = None  # None: the class list has no crystals
     uncertain: bool | None = None
+    # Crystal boxes in original pixels (crystal_boxes.py); None: the bundle has no crystal model.
+    crystals: list[CrystalBox] | None = None
     found: bool = False
     # Why no drop was found when the finder ran: preprocess.NO_EDGE, TOO_SMALL or OUTSIDE_WELL.
     drop_reason: str | None = None
