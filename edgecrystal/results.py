@@ -13,14 +13,19 @@ import csv
 import datetime as dt
 import io
 import json
+import logging
 import os
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from . import __version__
+from . import __version__, crystal_boxes
 from .atomic import is_temporary, temporary_target, write_bytes
+from .crystal_boxes import CrystalBox
+from .errors import EdgeCrystalError
 from .pipeline import ModelInfo, Scored
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "edgecrystal-result"
 # 2: scores calibrated by the bundle's fitted temperature; crystals_hit, uncertain, warnings,
@@ -85,51 +90,299 @@ def well_of(name: str) -> str | None:
     return NameReader().read(name).well
 
 
-# ---------------------------------------------------------------------- one result file
-def make_record(scored: Scored, model: ModelInfo) -> dict[str, Any]:
-    st = scored.stat
-    image: dict[str, Any] = {
-        "name": scored.path.name,
-        "size_bytes": st.st_size if st else scored.size_bytes,
-        "mtime": _iso(st.st_mtime) if st else None,
-        "mtime_ns": st.st_mtime_ns if st else None,
-        "ctime_ns": st.st_ctime_ns if st else None,
-        "sha256": scored.sha256,
-        "width": scored.width or None,
-        "height": scored.height or None,
-    }
-    rec: dict[str, Any] = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "image": image,
-        "status": scored.status,
-    }
-    if scored.ok:
+# ---------------------------------------------------------------------- the record
+class ResultSchemaError(EdgeCrystalError):
+    """A result file this code cannot read: a newer or unknown schema_version, or a field of
+    the wrong type. One line naming the file's version (or field) and what this code reads."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """The scored file as it was when read: what a result vouches for (the done-check)."""
+
+    name: str
+    size_bytes: int | None = None
+    mtime: str | None = None
+    mtime_ns: int | None = None
+    ctime_ns: int | None = None
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class DropInfo:
+    """Where the finder put the drop; `reason` only when it found none."""
+
+    found: bool
+    box: tuple[int, int, int, int] | None
+    area_px: int
+    area_fraction: float
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    kind: str | None
+    reason: str | None
+
+
+@dataclass
+class ResultRecord:
+    """One result file's content (docs/results.md). `to_json`/`from_json` are the only ways in
+    and out of the file's JSON; `from_json` refuses a schema_version newer than this code's.
+
+    `model` stays the mapping `ModelInfo.as_dict` wrote: which models ran is the pipeline's to
+    describe, the record only carries it (its `fingerprint` and `classes` are read here).
+    `crystals` is None when the bundle has no crystal model; then the crystal fields are absent
+    from the file, while an empty list (the model ran, found none) writes count 0."""
+
+    image: ImageInfo
+    status: str
+    model: dict[str, object] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    created: str = ""
+    edgecrystal_version: str = ""
+    schema_version: int = SCHEMA_VERSION
+    label: str | None = None
+    crystals_hit: bool | None = None
+    uncertain: bool | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    drop: DropInfo | None = None
+    warnings: list[str] = field(default_factory=list)
+    crystals: list[CrystalBox] | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def fingerprint(self) -> str | None:
+        value = self.model.get("fingerprint")
+        return value if isinstance(value, str) else None
+
+    @property
+    def classes(self) -> list[str]:
+        value = self.model.get("classes")
+        return [str(c) for c in value] if isinstance(value, list) else []
+
+    @property
+    def crystal_count(self) -> int | None:
+        return None if self.crystals is None else len(self.crystals)
+
+    @property
+    def largest_crystal_px(self) -> int | None:
+        return None if self.crystals is None else crystal_boxes.largest_side(self.crystals)
+
+    @property
+    def target(self) -> tuple[int, int] | None:
+        return None if self.crystals is None else crystal_boxes.target(self.crystals)
+
+    @classmethod
+    def from_scored(cls, scored: Scored, model: ModelInfo) -> ResultRecord:
+        st = scored.stat
+        image = ImageInfo(
+            name=scored.path.name,
+            size_bytes=st.st_size if st else scored.size_bytes,
+            mtime=_iso(st.st_mtime) if st else None,
+            mtime_ns=st.st_mtime_ns if st else None,
+            ctime_ns=st.st_ctime_ns if st else None,
+            sha256=scored.sha256,
+            width=scored.width or None,
+            height=scored.height or None,
+        )
+        record = cls(image=image, status=scored.status, model=model.as_dict(),
+                     timings_ms=dict(scored.timings_ms), created=_iso(time.time()),
+                     edgecrystal_version=__version__)
+        if not scored.ok:
+            record.error = ErrorInfo(scored.error_kind, scored.error_reason)
+            return record
         area = scored.width * scored.height
-        rec["label"] = scored.label
-        rec["crystals_hit"] = scored.crystals_hit
-        rec["uncertain"] = scored.uncertain
-        rec["scores"] = {c: round(p, 6) for c, p in scored.scores.items()}
+        record.label, record.crystals_hit = scored.label, scored.crystals_hit
+        record.uncertain = scored.uncertain
+        record.scores = {c: round(p, 6) for c, p in scored.scores.items()}
         # No finder ran (crop none): there is no drop to report, found or not.
-        rec["drop"] = None if not scored.searched else {
-            "found": scored.found,
-            "box": list(scored.box) if scored.box else None,
-            "area_px": scored.area_px,
-            "area_fraction": round(scored.area_px / area, 6) if area else 0.0,
-        }
-        if rec["drop"] is not None and not scored.found and scored.drop_reason:
-            rec["drop"]["reason"] = scored.drop_reason
-        if scored.warnings:  # absent when there is nothing to say (docs/results.md)
-            rec["warnings"] = list(scored.warnings)
-    else:
-        rec["error"] = {"kind": scored.error_kind, "reason": scored.error_reason}
-    rec["model"] = model.as_dict()
-    rec["timings_ms"] = dict(scored.timings_ms)
-    rec["created"] = _iso(time.time())
-    rec["edgecrystal_version"] = __version__
-    return rec
+        if scored.searched:
+            record.drop = DropInfo(
+                found=scored.found, box=scored.box, area_px=scored.area_px,
+                area_fraction=round(scored.area_px / area, 6) if area else 0.0,
+                reason=scored.drop_reason if not scored.found else None)
+        record.warnings = list(scored.warnings)
+        record.crystals = None if scored.crystals is None else list(scored.crystals)
+        return record
+
+    def to_json(self) -> dict[str, object]:
+        """The file's JSON object, keys in the documented order."""
+        out: dict[str, object] = {"schema": SCHEMA, "schema_version": self.schema_version,
+                                  "image": asdict(self.image), "status": self.status}
+        if self.ok:
+            out["label"] = self.label
+            out["crystals_hit"] = self.crystals_hit
+            out["uncertain"] = self.uncertain
+            out["scores"] = dict(self.scores)
+            out["drop"] = None if self.drop is None else _drop_json(self.drop)
+            if self.warnings:  # absent when there is nothing to say (docs/results.md)
+                out["warnings"] = list(self.warnings)
+            if self.crystals is not None:  # absent without a crystal model
+                spot = self.target
+                out["crystals"] = [c.as_dict() for c in self.crystals]
+                out["crystal_count"] = self.crystal_count
+                out["largest_crystal_px"] = self.largest_crystal_px
+                out["target"] = list(spot) if spot else None
+        else:
+            error = self.error or ErrorInfo(None, None)
+            out["error"] = {"kind": error.kind, "reason": error.reason}
+        out["model"] = dict(self.model)
+        out["timings_ms"] = dict(self.timings_ms)
+        out["created"] = self.created
+        out["edgecrystal_version"] = self.edgecrystal_version
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> ResultRecord:
+        """The record of a result file's JSON object. ResultSchemaError for another schema,
+        a schema_version newer than this code's (or not a version at all), a mistyped field."""
+        if data.get("schema") != SCHEMA:
+            raise ResultSchemaError(f"not an {SCHEMA} file (schema {data.get('schema')!r})")
+        version = data.get("schema_version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ResultSchemaError(f"unknown schema_version {version!r} (this edgecrystal "
+                                    f"reads 1 to {SCHEMA_VERSION})")
+        if version > SCHEMA_VERSION:
+            raise ResultSchemaError(f"schema_version {version} is newer than this edgecrystal "
+                                    f"{__version__} reads (1 to {SCHEMA_VERSION}): upgrade it")
+        read = _Reader(data, "")
+        image = read.section("image") or _Reader({}, "image.")
+        drop = read.section("drop")
+        error = read.section("error")
+        return cls(
+            schema_version=version,
+            image=ImageInfo(name=image.text("name") or "", size_bytes=image.integer("size_bytes"),
+                            mtime=image.text("mtime"), mtime_ns=image.integer("mtime_ns"),
+                            ctime_ns=image.integer("ctime_ns"), sha256=image.text("sha256"),
+                            width=image.integer("width"), height=image.integer("height")),
+            status=read.text("status") or "error",
+            model=read.mapping("model") or {},
+            timings_ms=read.numbers("timings_ms"),
+            created=read.text("created") or "",
+            edgecrystal_version=read.text("edgecrystal_version") or "",
+            label=read.text("label"),
+            crystals_hit=read.flag("crystals_hit"),
+            uncertain=read.flag("uncertain"),
+            scores=read.numbers("scores"),
+            drop=None if drop is None else DropInfo(
+                found=bool(drop.flag("found")), box=drop.box("box"),
+                area_px=drop.integer("area_px") or 0,
+                area_fraction=drop.number("area_fraction") or 0.0, reason=drop.text("reason")),
+            warnings=read.texts("warnings"),
+            crystals=read.crystals("crystals"),
+            error=None if error is None else ErrorInfo(error.text("kind"), error.text("reason")),
+        )
 
 
+def _drop_json(drop: DropInfo) -> dict[str, object]:
+    out: dict[str, object] = {"found": drop.found,
+                              "box": list(drop.box) if drop.box else None,
+                              "area_px": drop.area_px, "area_fraction": drop.area_fraction}
+    if not drop.found and drop.reason:
+        out["reason"] = drop.reason
+    return out
+
+
+class _Reader:
+    """Typed reads from one JSON object of a result file: a missing key or null reads as None,
+    a value of the wrong type is a ResultSchemaError that names the field."""
+
+    def __init__(self, data: dict[str, object], where: str) -> None:
+        self.data, self.where = data, where
+
+    def _wrong(self, key: str, want: str) -> ResultSchemaError:
+        return ResultSchemaError(f"field {self.where}{key} is {self.data[key]!r}, "
+                                 f"expected {want}")
+
+    def text(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is None or isinstance(value, str):
+            return value
+        raise self._wrong(key, "text")
+
+    def integer(self, key: str) -> int | None:
+        value = self.data.get(key)
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise self._wrong(key, "a whole number")
+
+    def number(self, key: str) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise self._wrong(key, "a number")
+
+    def flag(self, key: str) -> bool | None:
+        value = self.data.get(key)
+        if value is None or isinstance(value, bool):
+            return value
+        raise self._wrong(key, "true or false")
+
+    def mapping(self, key: str) -> dict[str, object] | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            return {str(k): v for k, v in value.items()}
+        raise self._wrong(key, "an object")
+
+    def section(self, key: str) -> _Reader | None:
+        found = self.mapping(key)
+        return None if found is None else _Reader(found, f"{self.where}{key}.")
+
+    def numbers(self, key: str) -> dict[str, float]:
+        inner = self.section(key)
+        if inner is None:
+            return {}
+        return {name: inner.number(name) or 0.0 for name in inner.data}
+
+    def _list(self, key: str) -> list[object] | None:
+        value = self.data.get(key)
+        if value is None or isinstance(value, list):
+            return value
+        raise self._wrong(key, "a list")
+
+    def texts(self, key: str) -> list[str]:
+        return [str(item) for item in self._list(key) or []]
+
+    def box(self, key: str) -> tuple[int, int, int, int] | None:
+        value = self._list(key)
+        if value is None:
+            return None
+        whole = [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
+        if len(value) != 4 or len(whole) != 4:
+            raise self._wrong(key, "[x0, y0, x1, y1] in whole pixels")
+        x0, y0, x1, y1 = whole
+        return x0, y0, x1, y1
+
+    def crystals(self, key: str) -> list[CrystalBox] | None:
+        value = self._list(key)
+        if value is None:
+            return None
+        boxes = []
+        for n, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise ResultSchemaError(f"field {self.where}{key}[{n}] is {item!r}, "
+                                        "expected an object")
+            one = _Reader({str(k): v for k, v in item.items()}, f"{self.where}{key}[{n}].")
+            box = one.box("box")
+            if box is None:
+                raise ResultSchemaError(f"field {self.where}{key}[{n}].box is missing")
+            boxes.append(CrystalBox(box=box, area_px=one.integer("area_px") or 0,
+                                    score=one.number("score") or 0.0, kind=one.text("kind")))
+        return boxes
+
+
+# ---------------------------------------------------------------------- one result file
 def write_result(scored: Scored, model: ModelInfo, *, overlay: bool = False) -> Path:
     """Write the result (and the overlay when asked) beside the image; returns the result path.
 
@@ -138,7 +391,7 @@ def write_result(scored: Scored, model: ModelInfo, *, overlay: bool = False) -> 
     t = time.perf_counter()
     overlay_png = draw_overlay(scored) if overlay and scored.ok else None
     scored.timings_ms["write"] = round((time.perf_counter() - t) * 1000.0, 3)
-    rec = make_record(scored, model)
+    rec = ResultRecord.from_scored(scored, model).to_json()
     data = (json.dumps(rec, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     if overlay_png is not None:
         write_bytes(overlay_path(scored.path), overlay_png, mode=FILE_MODE)
@@ -147,8 +400,9 @@ def write_result(scored: Scored, model: ModelInfo, *, overlay: bool = False) -> 
     return out
 
 
-def load_result(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """A result file's record; None when missing, unreadable or not one of ours."""
+def load_result(path: str | os.PathLike[str]) -> dict[str, object] | None:
+    """A result file's JSON object as written; None when missing, unreadable or not one of
+    ours. `read_result` is the typed record; this is for tools that compare files as they are."""
     try:
         rec = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -158,24 +412,41 @@ def load_result(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return rec
 
 
+def read_result(path: str | os.PathLike[str]) -> ResultRecord | None:
+    """A result file's record; None when missing, unreadable or not one of ours.
+    ResultSchemaError (its message prefixed with the file) for a newer schema_version or a
+    mistyped field: such a file is ours but not readable by this code."""
+    data = load_result(path)
+    if data is None:
+        return None
+    try:
+        return ResultRecord.from_json(data)
+    except ResultSchemaError as exc:
+        raise ResultSchemaError(f"{os.fspath(path)}: {exc}") from None
+
+
 def is_done(image: str | os.PathLike[str], fingerprint: str,
             st: os.stat_result | None = None) -> bool:
-    """True when `image` has a result for this bundle that matches its current size and mtime."""
+    """True when `image` has a result for this bundle that matches its current size and mtime.
+    A result this code cannot read (a newer schema) is not done: scoring writes one it can."""
     if st is None:
         try:
             st = os.stat(image)
         except OSError:
             return False
-    rec = load_result(result_path(image))
-    if rec is None or int(rec.get("schema_version", 0)) > SCHEMA_VERSION:
+    try:
+        rec = read_result(result_path(image))
+    except ResultSchemaError:
         return False
-    img = rec.get("image") or {}
-    if (img.get("size_bytes") != st.st_size or img.get("mtime_ns") != st.st_mtime_ns
-            or (rec.get("model") or {}).get("fingerprint") != fingerprint):
+    if rec is None:
         return False
-    kind = (rec.get("error") or {}).get("kind")
-    return not (rec.get("status") == "error" and kind in TRANSIENT_KINDS
-                and img.get("ctime_ns") != st.st_ctime_ns)
+    img = rec.image
+    if (img.size_bytes != st.st_size or img.mtime_ns != st.st_mtime_ns
+            or rec.fingerprint != fingerprint):
+        return False
+    kind = rec.error.kind if rec.error else None
+    return not (rec.status == "error" and kind in TRANSIENT_KINDS
+                and img.ctime_ns != st.st_ctime_ns)
 
 
 # ---------------------------------------------------------------------- overlay picture
@@ -224,7 +495,7 @@ class Summaries:
 
     def __init__(self, classes: list[str] | tuple[str, ...] = ()) -> None:
         self.classes = list(classes)
-        self._rows: dict[Path, tuple[int, dict[str, Any]]] = {}
+        self._rows: dict[Path, tuple[int, ResultRecord]] = {}
         self._written: dict[Path, bytes] = {}
 
     def update(self, folder: str | os.PathLike[str]) -> Path | None:
@@ -249,7 +520,11 @@ class Summaries:
             seen.add(path)
             cached = self._rows.get(path)
             if cached is None or cached[0] != mtime:
-                rec = load_result(path)
+                try:
+                    rec = read_result(path)
+                except ResultSchemaError as exc:  # a newer edgecrystal's: not this one's row
+                    log.warning("summary leaves out %s", exc)
+                    continue
                 if rec is None:
                     continue
                 cached = (mtime, rec)
@@ -267,28 +542,27 @@ class Summaries:
         self._written[out] = data
         return out
 
-    def _render(self, records: list[dict[str, Any]]) -> bytes:
+    def _render(self, records: list[ResultRecord]) -> bytes:
         classes = list(self.classes)
         for rec in records:
-            for c in (rec.get("model") or {}).get("classes", []):
-                if c not in classes:
-                    classes.append(c)
+            classes.extend(c for c in rec.classes if c not in classes)
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["image", "well", "status", "label", "crystals_hit", "uncertain", *classes,
-                    "drop_found", "drop_area_fraction", "error_kind", "fingerprint", "created"])
-        for rec in sorted(records, key=lambda r: (r["image"].get("name") or "")):
-            name = rec["image"].get("name") or ""
-            scores = rec.get("scores") or {}
-            drop = rec.get("drop") or {}
+                    "drop_found", "drop_area_fraction", "error_kind", "fingerprint", "created",
+                    "crystal_count", "largest_crystal_px"])
+        for rec in sorted(records, key=lambda r: r.image.name):
+            name = rec.image.name
+            drop = rec.drop
             w.writerow([
-                name, well_of(name) or "", rec.get("status", ""), rec.get("label") or "",
-                _flag(rec.get("crystals_hit")), _flag(rec.get("uncertain")),
-                *[_fmt(scores.get(c)) for c in classes],
-                "" if not drop else int(bool(drop.get("found"))),
-                _fmt(drop.get("area_fraction")),
-                (rec.get("error") or {}).get("kind") or "",
-                (rec.get("model") or {}).get("fingerprint", ""), rec.get("created", ""),
+                name, well_of(name) or "", rec.status, rec.label or "",
+                _flag(rec.crystals_hit), _flag(rec.uncertain),
+                *[_fmt(rec.scores.get(c)) for c in classes],
+                "" if drop is None else int(drop.found),
+                "" if drop is None else _fmt(drop.area_fraction),
+                (rec.error.kind if rec.error else None) or "",
+                rec.fingerprint or "", rec.created,
+                _count(rec.crystal_count), _count(rec.largest_crystal_px),
             ])
         return buf.getvalue().encode("utf-8")
 
@@ -305,6 +579,11 @@ def finish_folders(classes: list[str] | tuple[str, ...], images: list[Path]) -> 
 def _flag(v: object) -> str:
     """1/0 for a recorded true/false; empty when the result has none (an error, an older file)."""
     return "" if not isinstance(v, bool) else str(int(v))
+
+
+def _count(v: int | None) -> str:
+    """A count or size; empty when the result has none (no crystal model, an error)."""
+    return "" if v is None else str(v)
 
 
 def _fmt(v: float | None) -> str:
