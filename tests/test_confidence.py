@@ -192,7 +192,7 @@ def test_index_migrates_0001_to_0002_and_the_hit_list_uses_crystals_hit(tmp_path
     write_result_for(write_image(root / "p1" / "A03_1.jpg", seed=2), "clear", crystals=0.05,
                      crystals_hit=False)
     with Index.open(url) as index:
-        assert index.revision() == "0002"
+        assert index.revision() == "0003"
         sync(index, root, NameReader())
         hits = index.crystal_hits()
         assert [Path(h["path"]).name for h in hits] == ["A02_1.jpg", "A01_1.jpg"]

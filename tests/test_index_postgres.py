@@ -28,7 +28,7 @@ def test_postgres_index_upserts_and_history(postgres: PostgresServer, tmp_path: 
     plate_over_time(root, "pgplate", ["2026-11-01", "2026-11-04"],
                     {"A01": ["clear", "crystals"], "D06": ["other", "other"]})
     with Index.open(postgres.url) as index:
-        assert index.revision() == "0002"
+        assert index.revision() == "0003"
         assert sync(index, root, NameReader()) == 4
         assert sync(index, root, NameReader()) == 4
         rows = index.history("pgplate")

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from ..index.history import DropHistory
+    from ..index.rows import ImageRow
 
 INDEX_HELP = ("Index database URL: sqlite:///FILE or postgresql://USER@HOST/DB (default: "
               "$EDGECRYSTAL_INDEX, else serve's default SQLite file; see docs/review.md).")
@@ -137,7 +141,7 @@ def _well(text: str) -> str:
     return well
 
 
-def _history_text(drop: Any) -> str:
+def _history_text(drop: DropHistory) -> str:
     from ..index.store import effective_label
 
     where = (f"{drop.well} drop {drop.drop}" if drop.drop else drop.well) if drop.well \
@@ -151,14 +155,21 @@ def _history_text(drop: Any) -> str:
         mark = f"  (person: {row['human_by']}; model said {row['label']})" \
             if row.get("human_label") else ""
         score = f"{crystals:.2f}" if crystals is not None else "  - "
-        lines.append(f"  {_when(row):<28} {label:<12} crystals {score}{mark}")
+        size = row["largest_crystal_px"]
+        largest = f"  largest crystal {size} px" if size is not None else ""
+        lines.append(f"  {_when(row):<28} {label:<12} crystals {score}{largest}{mark}")
     for before, after in drop.changes:
         lines.append(f"  changed {effective_label(before)} -> {effective_label(after)} at "
                      f"{_when(after)}")
+    if drop.growth_px is not None:
+        measured = drop.measured
+        lines.append(f"  largest crystal {measured[0]['largest_crystal_px']} -> "
+                     f"{measured[-1]['largest_crystal_px']} px ({drop.growth_px:+d} px) from "
+                     f"{_when(measured[0])} to {_when(measured[-1])}")
     return "\n".join(lines)
 
 
-def _when(row: dict[str, Any]) -> str:
+def _when(row: ImageRow) -> str:
     when = row.get("inspected_at")
     stamp = when.strftime("%Y-%m-%d %H:%M") if when else "?"
     return f"{row['inspection']} ({stamp})" if row.get("inspection") else stamp

@@ -41,6 +41,9 @@ images = sa.Table(
     sa.Column("box_x1", sa.Integer),
     sa.Column("box_y1", sa.Integer),
     sa.Column("area_fraction", sa.Float),
+    # The crystal model's boxes (crystal_boxes.py); NULL when the bundle had no crystal model.
+    sa.Column("crystal_count", sa.Integer),
+    sa.Column("largest_crystal_px", sa.Integer),  # longest side of the largest box
     sa.Column("fingerprint", sa.String(128)),
     sa.Column("backend", sa.String(32)),
     sa.Column("precision", sa.String(16)),

@@ -13,17 +13,23 @@ import datetime as dt
 import fcntl
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
 import sqlalchemy as sa
 
 from ..errors import EdgeCrystalError, UsageError
-from .rows import IndexRow
+from .rows import HitRow, ImageRow, IndexRow
 from .schema import images, scores
 
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 CRYSTALS = "crystals"
@@ -49,6 +55,26 @@ class UnknownPlate(EdgeCrystalError):
         self.what, self.hint = what, hint
 
 
+class PlateSummary(TypedDict):
+    """One plate on the plates page: counts of its images, wells, inspections and hit wells."""
+
+    plate: str
+    images: int
+    wells: int
+    inspections: int
+    crystal_wells: int
+    not_understood: int  # images whose name gave no well
+    last_inspected: dt.datetime | None
+
+
+@dataclass
+class _PlateSeen:
+    wells: set[str] = field(default_factory=set)
+    crystal_wells: set[str] = field(default_factory=set)
+    not_understood: int = 0
+    last_inspected: dt.datetime | None = None
+
+
 def engine_for(url: str) -> sa.Engine:
     """An engine for `url`: sqlite:///FILE (a bare path means that too) or postgresql://..."""
     url = normalise_url(url)
@@ -56,7 +82,7 @@ def engine_for(url: str) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 5})
 
         @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+        def _sqlite_pragmas(connection: sqlite3.Connection, _record: object) -> None:
             cursor = connection.cursor()
             # WAL: the review page reads while a daemon writes, without "database is locked".
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -191,7 +217,7 @@ class Index:
         statement = insert(images)
         excluded = statement.excluded
         same_bytes = sa.or_(images.c.sha256 == excluded.sha256, excluded.sha256.is_(None))
-        updates: dict[str, Any] = {
+        updates: dict[str, object] = {
             column.name: excluded[column.name] for column in images.columns
             if column.name not in ("id", "path", "human_label", "human_by", "human_at")
         }
@@ -209,7 +235,7 @@ class Index:
         if score_rows:
             connection.execute(scores.insert(), score_rows)
 
-    def set_human_label(self, image_id: int, label: str, who: str) -> dict[str, Any]:
+    def set_human_label(self, image_id: int, label: str, who: str) -> ImageRow:
         now = dt.datetime.now(dt.timezone.utc)
         with self.engine.begin() as connection:
             done = connection.execute(
@@ -217,7 +243,10 @@ class Index:
                 .values(human_label=label, human_by=who, human_at=now))
             if done.rowcount != 1:
                 raise KeyError(image_id)
-        return self.image(image_id) or {}
+        row = self.image(image_id)
+        if row is None:  # deleted between the two statements
+            raise KeyError(image_id)
+        return row
 
     # ------------------------------------------------------------------ reading
     def known_classes(self) -> list[str]:
@@ -231,46 +260,43 @@ class Index:
             return int(connection.execute(sa.select(sa.func.count()).select_from(images))
                        .scalar_one())
 
-    def plates(self) -> list[dict[str, Any]]:
+    def plates(self) -> list[PlateSummary]:
         """Every plate: images, wells, inspections, last inspection, wells whose latest
         (human, else model) label is crystals."""
-        latest = self._latest_per_drop()
-        summary: dict[str, dict[str, Any]] = {}
-        for row in latest:
-            plate = summary.setdefault(row["plate"], {
-                "plate": row["plate"], "wells": set(), "crystal_wells": set(),
-                "last_inspected": None, "not_understood": 0})
+        seen: dict[str, _PlateSeen] = {}
+        for row in self._latest_per_drop():
+            plate = seen.setdefault(row["plate"], _PlateSeen())
             if row["well"] is None:
-                plate["not_understood"] += 1
+                plate.not_understood += 1
                 continue
-            plate["wells"].add(row["well"])
+            plate.wells.add(row["well"])
             if is_hit(row):
-                plate["crystal_wells"].add(row["well"])
+                plate.crystal_wells.add(row["well"])
             when = row["inspected_at"]
-            if when is not None and (plate["last_inspected"] is None
-                                     or when > plate["last_inspected"]):
-                plate["last_inspected"] = when
+            if when is not None and (plate.last_inspected is None
+                                     or when > plate.last_inspected):
+                plate.last_inspected = when
         with self.engine.connect() as connection:
             counts: dict[str, int] = dict(connection.execute(
                 sa.select(images.c.plate, sa.func.count()).group_by(images.c.plate)).all())
             inspections: dict[str, int] = dict(connection.execute(
                 sa.select(images.c.plate, sa.func.count(sa.distinct(images.c.inspection)))
                 .group_by(images.c.plate)).all())
-        return [{"plate": name, "images": counts.get(name, 0), "wells": len(info["wells"]),
-                 "inspections": inspections.get(name, 0),
-                 "crystal_wells": len(info["crystal_wells"]),
-                 "not_understood": info["not_understood"],
-                 "last_inspected": info["last_inspected"]}
-                for name, info in sorted(summary.items())]
+        return [PlateSummary(plate=name, images=counts.get(name, 0), wells=len(info.wells),
+                             inspections=inspections.get(name, 0),
+                             crystal_wells=len(info.crystal_wells),
+                             not_understood=info.not_understood,
+                             last_inspected=info.last_inspected)
+                for name, info in sorted(seen.items())]
 
-    def plate_wells(self, plate: str) -> list[dict[str, Any]]:
+    def plate_wells(self, plate: str) -> list[ImageRow]:
         """The latest inspection of every drop on `plate` (UnknownPlate when it has none)."""
         rows = self._latest_per_drop(plate)
         if not rows:
             raise UnknownPlate(f"plate {plate!r}")
         return rows
 
-    def history(self, plate: str, well: str | None = None) -> list[dict[str, Any]]:
+    def history(self, plate: str, well: str | None = None) -> list[ImageRow]:
         """Every image of `plate` (one well's with `well`), oldest inspection first, with scores."""
         query = sa.select(images).where(images.c.plate == plate)
         if well is not None:
@@ -296,18 +322,15 @@ class Index:
         return (" (plate names are matched as the imager wrote them: did you mean "
                 + " or ".join(repr(name) for name in near) + "?)")
 
-    def hits(self, class_name: str, min_score: float, limit: int = 500) -> list[dict[str, Any]]:
+    def hits(self, class_name: str, min_score: float, limit: int = 500) -> list[HitRow]:
         """Images scoring at least `min_score` for `class_name`, best first, across plates."""
         query = (sa.select(images, scores.c.score.label("hit_score"))
                  .join(scores, scores.c.image_id == images.c.id)
                  .where(scores.c.class_name == class_name, scores.c.score >= min_score)
                  .order_by(scores.c.score.desc(), images.c.path).limit(limit))
-        with self.engine.connect() as connection:
-            rows = [_row(r) for r in connection.execute(query).mappings()]
-            self._attach_scores(connection, rows)
-        return rows
+        return self._hit_rows(query)
 
-    def crystal_hits(self, limit: int = 500) -> list[dict[str, Any]]:
+    def crystal_hits(self, limit: int = 500) -> list[HitRow]:
         """The crystals hit list: a person's crystals label, or, where nobody relabelled it, the
         model's `crystals_hit` (the bundle's threshold chosen for recall); highest crystals
         score first. `hit_score` is the crystals score."""
@@ -319,12 +342,16 @@ class Index:
                                        images.c.crystals_hit.is_(True))))
                  .order_by(sa.func.coalesce(scores.c.score, -1.0).desc(), images.c.path)
                  .limit(limit))
+        return self._hit_rows(query)
+
+    def _hit_rows(self, query: sa.Select[Any]) -> list[HitRow]:
+        """A hits query's rows (the images columns and `hit_score`), with their scores."""
         with self.engine.connect() as connection:
-            rows = [_row(r) for r in connection.execute(query).mappings()]
+            rows = [cast(HitRow, _row(r)) for r in connection.execute(query).mappings()]
             self._attach_scores(connection, rows)
         return rows
 
-    def uncertain_queue(self, limit: int = 500, after: int | None = None) -> list[dict[str, Any]]:
+    def uncertain_queue(self, limit: int = 500, after: int | None = None) -> list[ImageRow]:
         """Images the model was uncertain about and nobody has labelled yet, least sure first
         (lowest top score); `after`: leave that image out (the one just looked at)."""
         query = sa.select(images).where(images.c.uncertain.is_(True),
@@ -339,7 +366,7 @@ class Index:
             self._attach_scores(connection, rows)
         return rows
 
-    def image(self, image_id: int) -> dict[str, Any] | None:
+    def image(self, image_id: int) -> ImageRow | None:
         with self.engine.connect() as connection:
             found = connection.execute(sa.select(images).where(images.c.id == image_id)) \
                 .mappings().first()
@@ -349,23 +376,25 @@ class Index:
             self._attach_scores(connection, rows)
         return rows[0]
 
-    def human_labelled(self) -> list[dict[str, Any]]:
+    def human_labelled(self) -> list[ImageRow]:
         query = sa.select(images).where(images.c.human_label.is_not(None)) \
             .order_by(images.c.plate, images.c.well, images.c.path)
         with self.engine.connect() as connection:
-            return [_row(r) for r in connection.execute(query).mappings()]
+            rows = [_row(r) for r in connection.execute(query).mappings()]
+            self._attach_scores(connection, rows)
+        return rows
 
-    def _latest_per_drop(self, plate: str | None = None) -> list[dict[str, Any]]:
+    def _latest_per_drop(self, plate: str | None = None) -> list[ImageRow]:
         """The newest image of each (plate, well, drop); images without a well each stand alone."""
         query = sa.select(images)
         if plate is not None:
             query = query.where(images.c.plate == plate)
         with self.engine.connect() as connection:
             rows = [_row(r) for r in connection.execute(query).mappings()]
-            latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+            latest: dict[tuple[str, str | None, int | str | None], ImageRow] = {}
             for row in rows:
                 key = (row["plate"], row["well"], row["drop_number"]) if row["well"] \
-                    else (row["plate"], row["path"])
+                    else (row["plate"], None, row["path"])
                 if key not in latest or _newer(row, latest[key]):
                     latest[key] = row
             result = sorted(latest.values(), key=lambda r: (r["plate"], r["well"] or "~",
@@ -373,7 +402,7 @@ class Index:
             self._attach_scores(connection, result)
         return result
 
-    def _attach_scores(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    def _attach_scores(self, connection: sa.Connection, rows: Sequence[ImageRow]) -> None:
         by_id = {row["id"]: row for row in rows}
         for row in rows:
             row["scores"] = {}
@@ -386,12 +415,12 @@ class Index:
                 by_id[image_id]["scores"][name] = value
 
 
-def effective_label(row: dict[str, Any]) -> str | None:
+def effective_label(row: ImageRow) -> str | None:
     """A person's label where there is one, else the model's."""
     return row.get("human_label") or row.get("label")
 
 
-def is_hit(row: dict[str, Any]) -> bool:
+def is_hit(row: ImageRow) -> bool:
     """A crystals hit: a person said crystals, or nobody relabelled it and the model's result
     says `crystals_hit` (a row indexed before that existed: its label is crystals)."""
     if row.get("human_label"):
@@ -400,23 +429,27 @@ def is_hit(row: dict[str, Any]) -> bool:
     return bool(hit) if hit is not None else row.get("label") == CRYSTALS
 
 
-def _newer(row: dict[str, Any], other: dict[str, Any]) -> bool:
+def _newer(row: ImageRow, other: ImageRow) -> bool:
     floor = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
     return (row["inspected_at"] or floor, row["path"]) > (other["inspected_at"] or floor,
                                                           other["path"])
 
 
-def _row(mapping: Any) -> dict[str, Any]:
+def _row(mapping: sa.RowMapping) -> ImageRow:
+    """One row as read; its scores are attached after. The images columns are ImageRow's keys
+    (tests/test_index_rows.py keeps them equal), hence the cast."""
     row = dict(mapping)
     for key in ("inspected_at", "scored_at", "indexed_at", "human_at"):
         value = row.get(key)
         # SQLite hands back naive datetimes; everything stored is UTC.
         if isinstance(value, dt.datetime) and value.tzinfo is None:
             row[key] = value.replace(tzinfo=dt.timezone.utc)
-    return row
+    row["scores"] = {}
+    return cast(ImageRow, row)
 
 
-def _dialect_insert(connection: sa.Connection) -> Any:
+def _dialect_insert(
+        connection: sa.Connection) -> Callable[[sa.Table], postgresql.Insert | sqlite.Insert]:
     """The dialect's INSERT with ON CONFLICT (both spell it alike)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
@@ -428,8 +461,8 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(text).split())[:300] or type(exc).__name__
 
 
-def iter_chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    chunk: list[Any] = []
+def iter_chunks(items: Iterable[T], size: int) -> Iterable[list[T]]:
+    chunk: list[T] = []
     for item in items:
         chunk.append(item)
         if len(chunk) >= size:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..naming import NameReader
-from ..results import RESULT_SUFFIX, load_result
+from ..results import RESULT_SUFFIX, ResultSchemaError, read_result
 from .rows import IndexRow, image_of_result, row_from_record
 from .store import BATCH_ROWS, Index, iter_chunks
 
@@ -33,7 +33,11 @@ def result_files(root: Path) -> Iterator[Path]:
 def read_rows(results: list[Path], reader: NameReader) -> list[IndexRow]:
     rows = []
     for result in results:
-        record = load_result(result)
+        try:
+            record = read_result(result)
+        except ResultSchemaError as exc:  # a newer edgecrystal's file: left for that one
+            log.warning("skipped: %s", exc)
+            continue
         if record is None:
             log.warning("not a result file, skipped: %s", result)
             continue

@@ -30,6 +30,7 @@ from .. import DEFAULT_CLASSES
 from ..errors import ImageError
 from ..imageio import is_image_name
 from ..index.history import drop_histories
+from ..index.rows import ImageRow
 from ..index.store import Index, UnknownPlate, effective_label, is_hit
 from ..results import OVERLAY_SUFFIX
 from .files import OpenedFileResponse, open_without_links
@@ -105,7 +106,7 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
         histories = drop_histories(index.history(plate, well))
         return render("well.html", plate=plate, well=well, histories=histories)
 
-    def indexed(request: Request) -> dict[str, Any]:
+    def indexed(request: Request) -> ImageRow:
         image_id = request.path_params["image_id"]
         row = index.image(image_id) if 0 <= image_id <= MAX_ROW_ID else None
         if row is None:
@@ -394,10 +395,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def brief(row: dict[str, Any]) -> dict[str, Any]:
+def brief(row: ImageRow) -> dict[str, object]:
     keys = ("id", "plate", "well", "drop_number", "inspection", "inspected_at", "status",
             "label", "human_label", "human_by", "human_at", "scores", "crystals_hit",
-            "uncertain", "name_layout",
+            "uncertain", "crystal_count", "largest_crystal_px", "name_layout",
             "name_understood", "name_note", "fingerprint", "backend", "precision")
     out = {key: row.get(key) for key in keys}
     out["effective_label"] = effective_label(row)
@@ -407,9 +408,11 @@ def brief(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def box_of(row: dict[str, Any]) -> list[int] | None:
-    box = [row.get(k) for k in ("box_x0", "box_y0", "box_x1", "box_y1")]
-    return box if all(v is not None for v in box) else None  # type: ignore[return-value]
+def box_of(row: ImageRow) -> list[int] | None:
+    x0, y0, x1, y1 = row["box_x0"], row["box_y0"], row["box_x1"], row["box_y1"]
+    if x0 is None or y0 is None or x1 is None or y1 is None:
+        return None
+    return [x0, y0, x1, y1]
 
 
 def label_choices(index: Index) -> list[str]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
+from ..index.rows import ImageRow
 from ..index.store import effective_label
 
 FORMATS = ((8, 12), (16, 24), (32, 48))  # rows, columns
@@ -19,10 +19,10 @@ FORMATS = ((8, 12), (16, 24), (32, 48))  # rows, columns
 @dataclass
 class Cell:
     well: str
-    drops: list[dict[str, Any]] = field(default_factory=list)
+    drops: list[ImageRow] = field(default_factory=list)
 
     @property
-    def shown(self) -> dict[str, Any] | None:
+    def shown(self) -> ImageRow | None:
         """The drop the cell stands for: a crystals label first, then the highest crystals
         score (a person looking for hits wants the best drop of the well)."""
         if not self.drops:
@@ -43,7 +43,7 @@ class Grid:
         return len(self.rows) * len(self.columns)
 
 
-def plate_grid(rows: list[dict[str, Any]]) -> Grid:
+def plate_grid(rows: list[ImageRow]) -> Grid:
     cells: dict[str, Cell] = {}
     max_row = max_column = 0
     for row in rows:
