@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from edgecrystal import DEFAULT_CLASSES
+from edgecrystal.crystal_boxes import CrystalBox
 from edgecrystal.pipeline import ModelInfo, Scored
 from edgecrystal.results import write_result
 
@@ -48,10 +49,12 @@ def write_image(path: Path, seed: int = 0, size: tuple[int, int] = (96, 72)) -> 
 
 def write_result_for(image: Path, label: str | None, *, crystals: float = 0.0,
                      error: str | None = None, crystals_hit: bool | None = None,
-                     uncertain: bool | None = None) -> Path:
+                     uncertain: bool | None = None,
+                     boxes: list[CrystalBox] | None = None) -> Path:
     """The result file beside `image`: `label` with `crystals` as the crystals score (the rest
     shared by the other classes), or an error result of kind `error`. `crystals_hit` defaults
-    to a crystals label, `uncertain` to what the scores say (confidence.uncertain)."""
+    to a crystals label, `uncertain` to what the scores say (confidence.uncertain); `boxes`
+    what a crystal model found (None: the bundle has none)."""
     from edgecrystal.confidence import uncertain as is_uncertain
 
     data = image.read_bytes()
@@ -79,6 +82,7 @@ def write_result_for(image: Path, label: str | None, *, crystals: float = 0.0,
         scored.found, scored.box = True, (width // 6, height // 6, width - width // 6,
                                           height - height // 6)
         scored.area_px = (scored.box[2] - scored.box[0]) * (scored.box[3] - scored.box[1])
+        scored.crystals = boxes
     return write_result(scored, MODEL)
 
 

@@ -16,6 +16,7 @@ from index_helpers import (
     write_result_for,
 )
 
+from edgecrystal.crystal_boxes import CrystalBox
 from edgecrystal.index.history import drop_histories
 from edgecrystal.index.store import Index
 from edgecrystal.index.sync import sync
@@ -40,6 +41,16 @@ def test_postgres_index_upserts_and_history(postgres: PostgresServer, tmp_path: 
         index.set_human_label(wells["D06"]["id"], "precipitate", "ana")
         assert index.image(wells["D06"]["id"])["human_label"] == "precipitate"
         assert index.image(wells["D06"]["id"])["human_at"].tzinfo is not None
+        # The crystal columns (migration 0003) on the server as on SQLite.
+        boxes = [CrystalBox((4, 4, 30, 12), area_px=120, score=0.9),
+                 CrystalBox((40, 20, 50, 60), area_px=200, score=0.85)]
+        write_result_for(write_image(root / "pgplate" / "2026-11-04" / "B02_1.jpg"),
+                         "crystals", crystals=0.9, boxes=boxes)
+        sync(index, root, NameReader())
+        [b02] = index.history("pgplate", "B02")
+        assert (b02["crystal_count"], b02["largest_crystal_px"]) == (2, 40)
+        assert (wells["A01"]["crystal_count"], wells["A01"]["largest_crystal_px"]) \
+            == (None, None)
 
 
 def test_a_database_that_goes_away_loses_no_result(postgres: PostgresServer,
