@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -64,7 +63,7 @@ class Confidence:
             return labelled
         return np.asarray(labelled | (scores[:, column] >= self.crystals_threshold))
 
-    def as_record(self) -> dict[str, Any]:
+    def as_record(self) -> dict[str, float | bool | None]:
         """What result files say about it (model.confidence)."""
         return {"temperature": round(self.temperature, 6),
                 "crystals_threshold": None if self.crystals_threshold is None
@@ -72,18 +71,22 @@ class Confidence:
                 "fitted": self.fitted}
 
 
-def from_section(section: dict[str, Any] | None, classifier_fp32: str | None) -> Confidence:
-    """The confidence a bundle's section describes; the unfitted default when there is none or
-    it was fitted on another classifier FP32 ONNX than the current one (retrained and rebuilt,
-    not refitted)."""
-    if not section or "temperature" not in section:
+def from_section(section: object, classifier_fp32: str | None) -> Confidence:
+    """The confidence a bundle's section describes; the unfitted default when there is none
+    (or no number for its temperature) or it was fitted on another classifier FP32 ONNX than
+    the current one (retrained and rebuilt, not refitted)."""
+    temperature = _number(section.get("temperature")) if isinstance(section, dict) else None
+    if not isinstance(section, dict) or temperature is None:
         return Confidence()
     fitted_for = section.get("classifier_fp32_sha256")
     if fitted_for and classifier_fp32 and fitted_for != classifier_fp32:
         return Confidence()
-    threshold = section.get("crystals_threshold")
-    return Confidence(float(section["temperature"]),
-                      None if threshold is None else float(threshold), fitted=True)
+    return Confidence(temperature, _number(section.get("crystals_threshold")), fitted=True)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None
 
 
 def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
