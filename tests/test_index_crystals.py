@@ -115,3 +115,19 @@ def test_row_types_name_the_tables_columns() -> None:
     assert set(typing.get_type_hints(ImageValues)) == columns - person
     assert set(typing.get_type_hints(ImageRow)) == columns | {"scores"}
     assert set(typing.get_type_hints(HitRow)) == columns | {"scores", "hit_score"}
+
+
+def test_review_api_carries_the_crystal_fields(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from edgecrystal.ui.app import create_app
+
+    _plate(tmp_path / "imager")
+    with Index.open(f"sqlite:///{tmp_path}/index.db") as index:
+        sync(index, tmp_path / "imager", NameReader())
+        api = TestClient(create_app(index, None), base_url="http://127.0.0.1:8765")
+        wells = {w["well"]: w for w in api.get("/api/plates/growplate").json()["wells"]}
+        drops = api.get("/api/plates/growplate/history", params={"well": "A01"}).json()["drops"]
+    assert (wells["A01"]["crystal_count"], wells["A01"]["largest_crystal_px"]) == (3, 40)
+    assert (wells["A02"]["crystal_count"], wells["A02"]["largest_crystal_px"]) == (None, None)
+    assert drops[0]["crystal_growth"]["growth_px"] == 28
