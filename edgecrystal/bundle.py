@@ -28,7 +28,7 @@ import datetime as _dt
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,8 +263,8 @@ class Bundle:
         return None
 
     def add_variant(self, model: str, name: str, *, precision: str, backends: list[str],
-                    key: dict[str, Any], source: dict[str, Any],
-                    **detail: Any) -> dict[str, Any]:
+                    key: Mapping[str, object], source: Mapping[str, object],
+                    **detail: object) -> dict[str, Any]:
         """Record onnx/<model>.<name>.onnx (already written) as a variant made from `source`
         (the record it was converted from): registers and hashes the file, keeps `key` (the
         options that made it, with its source's sha256) for the skip check."""
@@ -277,13 +277,13 @@ class Bundle:
         return entry
 
     # ----------------------------------------------------------------- INT8 gate per CPU family
-    def set_int8_gate(self, model: str, name: str, gate: dict[str, Any]) -> None:
+    def set_int8_gate(self, model: str, name: str, gate: Mapping[str, object]) -> None:
         """Keep the accuracy gate's record (calibration/gate.py) of INT8 variant `name` for the
         CPU family it was measured on (gate["family"]); other families' records stay."""
         entry = self.section("onnx").get(model, {}).get(name)
         if entry is None:
             raise BundleError(f"bundle {self.root} has no {model} {name} variant to gate")
-        entry.setdefault("gate", {})[str(gate["family"])] = gate
+        entry.setdefault("gate", {})[str(gate["family"])] = dict(gate)
 
     def int8_gate(self, model: str, name: str, family: str) -> dict[str, Any] | None:
         """The gate's record of `model`'s INT8 variant `name` on CPU `family`, or None where it
@@ -356,7 +356,7 @@ class Bundle:
                 if entry.get("precision") == precision and self.is_stale(model, name):
                     raise self._stale_error(model, entry)
 
-    def _stale_error(self, model: str, entry: dict[str, Any]) -> BundleError:
+    def _stale_error(self, model: str, entry: Mapping[str, object]) -> BundleError:
         return BundleError(
             f"bundle {self.root}: {entry['file']} was made from an older {model} than the "
             f"bundle's current one; run `edgecrystal build-engines {self.root}`")
