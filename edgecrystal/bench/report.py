@@ -7,6 +7,7 @@ arithmetic can be checked on known numbers without running any model.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,9 @@ class RunTimings:
 def build_report(
     runs: list[RunTimings],
     *,
-    machine: dict[str, Any],
+    machine: Mapping[str, object],
     peak_gflops: float | None,
-    config: dict[str, Any],
+    config: Mapping[str, object],
     baseline: str = "keras",
     peak_gops_int8: float | None = None,
 ) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def build_report(
     out_runs = []
     for run in runs:
         e2e = summarize(run.end_to_end_ms)
-        latency = {"end_to_end": e2e}
+        latency: dict[str, dict[str, float]] = {"end_to_end": e2e}
         for stage in STAGES:
             if run.stages_ms.get(stage):
                 latency[stage] = summarize(run.stages_ms[stage])
@@ -71,7 +72,7 @@ def build_report(
         floor_ms = None
         if peak_gflops and total_flops:
             floor_ms = total_flops / (peak_gflops * 1e9) * 1e3
-        entry: dict[str, Any] = {
+        entry: dict[str, object] = {
             "backend": run.backend,
             "precision": run.precision,
             "batch": run.batch,
@@ -89,7 +90,7 @@ def build_report(
                                        peak_gops_int8 if run.precision == "int8" else peak_gflops),
             "note": run.note,
         }
-        entry["warnings"] = _warnings(entry)
+        entry["warnings"] = _warnings(len(run.end_to_end_ms), latency)
         out_runs.append(entry)
     return {
         "schema": SCHEMA,
@@ -118,11 +119,12 @@ def model_rates(run: RunTimings, latency: dict[str, dict[str, float]],
     return rates
 
 
-def _warnings(entry: dict[str, Any]) -> list[str]:
+def _warnings(images: int, lat: dict[str, dict[str, float]]) -> list[str]:
+    """What a reader of one run's figures should know: too few samples, unstable stages, and
+    what bounds it when that is not the models."""
     notes = []
-    lat = entry["latency_ms"]
-    if entry["images"] < MIN_SAMPLES:
-        notes.append(f"only {entry['images']} samples: percentiles above p90 are rough "
+    if images < MIN_SAMPLES:
+        notes.append(f"only {images} samples: percentiles above p90 are rough "
                      "(raise --iterations)")
     for stage, summary in lat.items():
         if summary["cv"] > UNSTABLE_CV and summary["count"] >= 3:
