@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -38,23 +38,81 @@ from .pipeline import Pipeline
 from .runtime.select import open_runners
 
 log = logging.getLogger(__name__)
+
+
+class FitSource(TypedDict, total=False):
+    """Where the held-out images came from: a data set's root and layout, or a split's name."""
+
+    root: str
+    layout: str
+    split: str
+
+
+class FitData(FitSource, total=False):
+    images: int  # scored
+    unreadable: int
+    classes: dict[str, int]  # images per class
+
+
+class ModelVsCalibrated(TypedDict):
+    model: float
+    calibrated: float
+
+
+class CrystalsFit(TypedDict):
+    held_out: int
+    recall: float
+    precision: float | None  # None: no hit at all
+    hits: int
+
+
+class _FitMetrics(TypedDict):
+    nll: ModelVsCalibrated
+    ece: ModelVsCalibrated
+    accuracy: float
+    uncertain_fraction: float
+
+
+class FitMetrics(_FitMetrics, total=False):
+    crystals: CrystalsFit  # only with crystals among the held-out images
+
+
+class UncertainBounds(TypedDict):
+    top_below: float
+    margin_below: float
+
+
+class ConfidenceSection(TypedDict, total=False):
+    """bundle.json's `confidence` section as a fit writes it: `temperature` (and the rest)
+    only when it fitted; `note` says why not, or what is missing."""
+
+    fitted: str  # when (UTC)
+    on: str
+    classifier_fp32_sha256: str | None
+    data: FitData
+    recall_target: float
+    uncertain_bounds: UncertainBounds
+    temperature: float
+    crystals_threshold: float | None
+    metrics: FitMetrics
+    note: str
 # Fewer held-out images than this fit nothing: a temperature from three images is noise.
 MIN_IMAGES = 8
 BATCH = 16
 
 
 def fit_confidence(bundle_path: str | Path, data_dir: str | Path, *,
-                   recall: float = DEFAULT_RECALL, threads: int = 0) -> dict[str, Any]:
+                   recall: float = DEFAULT_RECALL, threads: int = 0) -> ConfidenceSection:
     """Fit temperature and crystals threshold for the bundle on DATA (labels.csv or class
     folders: held-out wells, never the training images) and save them in bundle.json."""
     ds = load_dataset(data_dir)
     images = [(r.image, str(r.label)) for r in ds.records if r.label]
     return fit_on_images(Bundle.open(bundle_path), images, recall=recall, threads=threads,
-                         source={"root": str(ds.root), "layout": ds.layout})
+                         source=FitSource(root=str(ds.root), layout=ds.layout))
 
 
 def fit_after_training(bundle_path: str | Path, held_out: Sequence[dict[str, str]], *,
-                       recall: float = DEFAULT_RECALL) -> dict[str, Any]:
+                       recall: float = DEFAULT_RECALL) -> ConfidenceSection:
     """The end of `train classifier`: export the FP32 ONNX the fit runs (as build-engines' first
     step does, kept there afterwards) and fit on the training run's validation images."""
     from .converters.keras_to_onnx import export_bundle
@@ -62,13 +120,14 @@ def fit_after_training(bundle_path: str | Path, held_out: Sequence[dict[str, str
     bundle = Bundle.open(bundle_path)
     missing = [m for m in bundle.runtime_models() if not bundle.has(m)]
     if missing:  # e.g. --crop manual before any finder: nothing can score the wells yet
-        return _save(bundle, {"note": f"not fitted: the bundle has no {', '.join(missing)} to "
-                                      "score with yet; train it, then run `edgecrystal bundle "
-                                      f"fit-confidence {bundle.root} --data HELDOUT`"})
+        return _save(bundle, ConfidenceSection(
+            note=f"not fitted: the bundle has no {', '.join(missing)} to score with yet; train "
+                 f"it, then run `edgecrystal bundle fit-confidence {bundle.root} --data "
+                 "HELDOUT`"))
     export_bundle(bundle, models=bundle.runtime_models())
     images = [(Path(item["image"]), item["label"]) for item in held_out]
     return fit_on_images(Bundle.open(bundle_path), images, recall=recall,
-                         source={"split": "validation of train classifier"})
+                         source=FitSource(split="validation of train classifier"))
 
 
 def train_and_fit(data_dir: str | Path, bundle_path: str | Path, *, fit: bool = True,
@@ -85,7 +144,7 @@ def train_and_fit(data_dir: str | Path, bundle_path: str | Path, *, fit: bool = 
 
 def fit_on_images(bundle: Bundle, images: Sequence[tuple[Path, str]], *,
                   recall: float = DEFAULT_RECALL, threads: int = 0,
-                  source: dict[str, Any] | None = None) -> dict[str, Any]:
+                  source: FitSource | None = None) -> ConfidenceSection:
     """Score `images` (path, true label) with the bundle's FP32 ONNX, fit, save; returns the
     section written. Too few images: nothing is fitted and the section says so."""
     if not 0.0 < recall <= 1.0:
@@ -96,15 +155,17 @@ def fit_on_images(bundle: Bundle, images: Sequence[tuple[Path, str]], *,
         raise DataError(f"labels {', '.join(strangers)} are not classes of bundle "
                         f"{bundle.root} ({', '.join(classes)})")
     probs, labels, failed = _model_scores(bundle, images, threads)
-    section: dict[str, Any] = {
-        "fitted": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "on": "onnxruntime fp32",
-        "classifier_fp32_sha256": bundle.variant("classifier", "fp32").get("sha256"),
-        "data": {**(source or {}), "images": len(labels), "unreadable": failed,
-                 "classes": {c: int((labels == k).sum()) for k, c in enumerate(classes)}},
-        "recall_target": recall,
-        "uncertain_bounds": {"top_below": UNCERTAIN_TOP, "margin_below": UNCERTAIN_MARGIN},
-    }
+    data = FitData(**(source or FitSource()), images=len(labels), unreadable=failed,
+                   classes={c: int((labels == k).sum()) for k, c in enumerate(classes)})
+    section = ConfidenceSection(
+        fitted=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        on="onnxruntime fp32",
+        classifier_fp32_sha256=bundle.variant("classifier", "fp32").get("sha256"),
+        data=data,
+        recall_target=recall,
+        uncertain_bounds=UncertainBounds(top_below=UNCERTAIN_TOP,
+                                         margin_below=UNCERTAIN_MARGIN),
+    )
     if len(labels) < MIN_IMAGES:
         section["note"] = (f"not fitted: {len(labels)} held-out image(s), at least {MIN_IMAGES} "
                            f"needed; run `edgecrystal bundle fit-confidence {bundle.root} "
@@ -115,14 +176,15 @@ def fit_on_images(bundle: Bundle, images: Sequence[tuple[Path, str]], *,
     calibrated = calibrate(probs, temperature)
     section["temperature"] = round(temperature, 6)
     section["crystals_threshold"] = None
-    metrics: dict[str, Any] = {
-        "nll": {"model": round(nll(probs, labels), 6), "calibrated": round(nll(calibrated,
-                                                                              labels), 6)},
-        "ece": {"model": round(expected_calibration_error(probs, labels), 6),
-                "calibrated": round(expected_calibration_error(calibrated, labels), 6)},
-        "accuracy": round(float((calibrated.argmax(axis=1) == labels).mean()), 6),
-        "uncertain_fraction": round(float(np.mean([uncertain(row) for row in calibrated])), 6),
-    }
+    metrics = FitMetrics(
+        nll=ModelVsCalibrated(model=round(nll(probs, labels), 6),
+                              calibrated=round(nll(calibrated, labels), 6)),
+        ece=ModelVsCalibrated(model=round(expected_calibration_error(probs, labels), 6),
+                              calibrated=round(expected_calibration_error(calibrated, labels),
+                                               6)),
+        accuracy=round(float((calibrated.argmax(axis=1) == labels).mean()), 6),
+        uncertain_fraction=round(float(np.mean([uncertain(row) for row in calibrated])), 6),
+    )
     if CRYSTALS in classes:
         column = classes.index(CRYSTALS)
         positives = labels == column
@@ -132,11 +194,11 @@ def fit_on_images(bundle: Bundle, images: Sequence[tuple[Path, str]], *,
             section["crystals_threshold"] = threshold
             hit = np.asarray(Confidence(temperature, threshold).crystals_hit(classes,
                                                                             calibrated))
-            metrics["crystals"] = {
-                "held_out": int(positives.sum()),
-                "recall": round(float(hit[positives].mean()), 6),
-                "precision": round(float(positives[hit].mean()), 6) if hit.any() else None,
-                "hits": int(hit.sum())}
+            metrics["crystals"] = CrystalsFit(
+                held_out=int(positives.sum()),
+                recall=round(float(hit[positives].mean()), 6),
+                precision=round(float(positives[hit].mean()), 6) if hit.any() else None,
+                hits=int(hit.sum()))
         else:
             section["note"] = ("no crystals among the held-out images: no crystals threshold "
                                "(a crystals hit is a crystals label)")
@@ -168,7 +230,7 @@ def _model_scores(bundle: Bundle, images: Sequence[tuple[Path, str]],
             np.asarray(labels, dtype=np.int64), failed)
 
 
-def _save(bundle: Bundle, section: dict[str, Any]) -> dict[str, Any]:
+def _save(bundle: Bundle, section: ConfidenceSection) -> ConfidenceSection:
     bundle.meta[SECTION] = section
     bundle.save()
     return section

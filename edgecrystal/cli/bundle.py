@@ -5,11 +5,14 @@ Only typer and the standard library at import time."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..confidence_fit import ConfidenceSection
 
 
 def export(
@@ -51,7 +54,7 @@ def fit_confidence(
     typer.echo(describe_fit(bundle, section))
 
 
-def describe_fit(bundle: Path, section: dict[str, Any]) -> str:
+def describe_fit(bundle: Path, section: ConfidenceSection) -> str:
     """One or two lines about a confidence fit, for this command and `train classifier`."""
     if "temperature" not in section:
         return f"confidence of {bundle}: {section.get('note', 'not fitted')}"
