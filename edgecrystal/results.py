@@ -4,6 +4,7 @@ For `plate/A01_1.jpg`: `plate/A01_1.jpg.edgecrystal.json` (schema in docs/result
 `plate/A01_1.jpg.edgecrystal.png`, and one `plate/edgecrystal-summary.csv` per folder. Everything
 is written atomically (temporary file, fsync, rename). The result file is also the record of work
 done: an image whose result matches its size, mtime and the current bundle is not scored again.
+A result file's content is a `ResultRecord`: written, read, summarised and indexed through it.
 """
 
 from __future__ import annotations
