@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgecrystal.lean_runtime import FORBIDDEN, forbidden
+from edgecrystal.lean_runtime import FORBIDDEN, forbidden, loaded_forbidden
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "edgecrystal"
@@ -50,6 +50,14 @@ def test_import_contract_forbids_the_one_list() -> None:
     contracts.read(REPO / ".importlinter", encoding="utf-8")
     listed = contracts["importlinter:contract:lean-runtime"]["forbidden_modules"].split()
     assert sorted(listed) == sorted(FORBIDDEN)
+
+
+def test_a_forbidden_entry_covers_its_submodules_and_nothing_else() -> None:
+    # What the daemon's heavy_modules= line reports: a package's submodule counts as the
+    # package, a name that only starts the same way does not.
+    loaded = ["keras.src.layers", "kerastuner", "onnxruntime", "edgecrystal.converters.build",
+              "edgecrystal.calibration.trt_calibrator", "edgecrystal.trainer", "numpy"]
+    assert loaded_forbidden(loaded) == ["edgecrystal.converters", "keras"]
 
 
 def test_nothing_imports_the_converters_from_the_engine_layer() -> None:

@@ -75,8 +75,12 @@ class Daemon:
         models = open_models(self.cfg, self.health.build_progress, self.signals.wake)
         from ..index.hook import open_writer
 
-        self.index = open_writer(self.cfg.index, name_patterns=self.cfg.name_patterns,
-                                 rock_maker_columns=self.cfg.rock_maker_columns)
+        try:
+            self.index = open_writer(self.cfg.index, name_patterns=self.cfg.name_patterns,
+                                     rock_maker_columns=self.cfg.rock_maker_columns)
+        except BaseException:
+            models.close()  # no worker owns them yet
+            raise
         worker = self.worker = Worker(self.cfg, models, self.ledger, self.intake, self.health,
                                       self.index, once=self.once)
         self.intake.start()
