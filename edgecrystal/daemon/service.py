@@ -69,6 +69,27 @@ class Daemon:
         self.index: IndexWriter | None = None  # when an index is kept (docs/review.md)
 
     def run(self) -> int:
+        worker = self._start()
+        while not self.signals.stop:
+            if self.once and self.intake.idle:
+                log.info("once: nothing left to score, exiting")
+                break
+            self._sleep(worker)
+            if self.signals.stop:
+                break
+            if self.signals.take_reload():
+                self.cfg = self.swap.run(self.cfg, worker, self.intake)
+            self.intake.take_events()
+            self.intake.rescan_if_due()
+            self.intake.collect_ready()
+            worker.work(lambda: self.signals.raised)
+            worker.flush_summaries()
+            self.health.ping()
+        worker.drain()  # what is in hand is finished and written before the daemon stops
+        return 0
+
+    def _start(self) -> Worker:
+        """Signals, the bundle, the index, the watches and the first scan; then READY=1."""
         started = time.monotonic()
         self.signals.install()
         self.health.status("loading the bundle")
@@ -94,23 +115,7 @@ class Daemon:
                  (time.monotonic() - started) * 1000)
         log.info("backend %s", selection.describe())
         self.health.ready(worker.status())
-        while not self.signals.stop:
-            if self.once and self.intake.idle:
-                log.info("once: nothing left to score, exiting")
-                break
-            self._sleep(worker)
-            if self.signals.stop:
-                break
-            if self.signals.take_reload():
-                self.cfg = self.swap.run(self.cfg, worker, self.intake)
-            self.intake.take_events()
-            self.intake.rescan_if_due()
-            self.intake.collect_ready()
-            worker.work(lambda: self.signals.raised)
-            worker.flush_summaries()
-            self.health.ping()
-        worker.drain()  # what is in hand is finished and written before the daemon stops
-        return 0
+        return worker
 
     def _sleep(self, worker: Worker) -> None:
         """Until a signal or a wake-up, or until the first part has something due."""
