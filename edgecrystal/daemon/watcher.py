@@ -13,9 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..discovery import is_input_name, link_out_of, within
+
+if TYPE_CHECKING:  # watchdog loads when the daemon starts watching
+    from watchdog.events import FileSystemEvent
 
 
 class Filter:
@@ -159,7 +162,7 @@ class Watcher:
         events, notify = self.events, wake
 
         class Handler(FileSystemEventHandler):  # runs on the observer thread
-            def on_any_event(self, event: Any) -> None:
+            def on_any_event(self, event: FileSystemEvent) -> None:
                 if event.is_directory and event.event_type not in ("created", "moved"):
                     return
                 kind = event.event_type
