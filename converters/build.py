@@ -60,8 +60,8 @@ class Options:
     hardware_compat: bool = False
     legacy_int8_calibrator: bool = False
     force: bool = False
-    # INT8 accuracy gate bounds, "agreement=0.98,dice_loss=0.01,rank=0.95" (None: the defaults
-    # in calibration/gate.py).
+    # INT8 accuracy gate bounds, "agreement=0.98,dice_loss=0.01,rank=0.95,crystal_dice_loss=0.05"
+    # (None: the defaults in calibration/gate.py).
     int8_gate: str | None = None
     dla_core: int | None = None  # engines for this DLA core instead of the GPU
     gpu_fallback: bool = False
