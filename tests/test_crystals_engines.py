@@ -128,3 +128,27 @@ def test_a_bundle_without_a_crystal_model_builds_nothing_for_one(fast_bundle: Pa
     report = build_engines(root, Options(precisions=("fp32", "fp16")))
     assert {s["model"] for s in report.steps} == {"finder", "classifier"}
     assert "crystals" not in Bundle.open(root).meta
+
+
+def test_a_crystal_model_added_to_a_calibrated_bundle_needs_no_calib(
+        fast_bundle: Path, fast_calibration_data: Path, tmp_path: Path) -> None:
+    """A plain `build-engines` after a crystal model joins a bundle whose finder and classifier
+    were calibrated: the crystal model is calibrated on the same data with the same settings
+    (before, INT8 stopped with '--precision int8 needs --calib DATA')."""
+    from onnx_fixtures import add_crystals
+
+    from edgecrystal.converters.build import build_engines
+
+    root = _copy(fast_bundle, tmp_path)
+    bundle = Bundle.open(root)
+    for model in ("finder", "classifier"):
+        bundle.section(model)["imported"] = {"format": "ONNX (test fixture)"}
+    bundle.save()
+    add_crystals(root)
+    report = build_engines(root, Options())
+    made = {(s["model"], s["precision"]): s["action"] for s in report.steps}
+    assert made[("crystals", "int8")] == "made" and made[("classifier", "int8")] == "kept"
+    records = {m: json.loads((root / f"calibration/{m}.json").read_text())
+               for m in ("classifier", "crystals")}
+    assert records["crystals"]["key"] == records["classifier"]["key"]
+    assert records["crystals"]["data"] == str(fast_calibration_data.resolve())
