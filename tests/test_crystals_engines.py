@@ -152,3 +152,19 @@ def test_a_crystal_model_added_to_a_calibrated_bundle_needs_no_calib(
                for m in ("classifier", "crystals")}
     assert records["crystals"]["key"] == records["classifier"]["key"]
     assert records["crystals"]["data"] == str(fast_calibration_data.resolve())
+
+
+def test_a_damaged_crystals_variant_is_rebuilt_in_staging(crystals_bundle: Path,
+                                                          tmp_path: Path) -> None:
+    """The crystal model's files are checked like the others' (converters/integrity.py): a
+    truncated INT8 file is rebuilt, whatever --precision asks for, and the bundle is whole."""
+    from edgecrystal.converters.build import build_engines
+
+    root = _copy(crystals_bundle, tmp_path)
+    damaged = root / "onnx/crystals.int8-u8.onnx"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    report = build_engines(root, Options(precisions=("fp16",)))
+    made = {(s["model"], s["precision"]) for s in report.made if s["what"] == "onnx"}
+    assert made == {("crystals", "int8")}, report.steps
+    assert Bundle.open(root).verify_files() == []
+    assert not list(tmp_path.glob(".bundle.building-*"))  # the staging copy was swapped in
