@@ -153,13 +153,13 @@ def cpu_advice(bundle: Bundle, runs: list[RunTimings]) -> dict[str, str]:
     ONNX Runtime runs' median end-to-end times."""
     from .. import cpu_isa
     from ..runtime.advice import advise, int8_refusal
-    from ..runtime.select import needs_finder
     from .stats import summarize
 
     medians = {run.precision: summarize(run.end_to_end_ms)["median"] for run in runs
                if run.backend == "onnxruntime"}
-    models = ["finder", "classifier"] if needs_finder(bundle) else ["classifier"]
-    advice = advise(medians.get("fp32"), medians.get("int8"), int8_refusal(bundle, models))
+    # The models scoring runs (the crystal model too, where the bundle runs one).
+    advice = advise(medians.get("fp32"), medians.get("int8"),
+                    int8_refusal(bundle, bundle.runtime_models()))
     return {"precision": advice.precision, "reason": advice.reason,
             "cpu_family": cpu_isa.detect().family}
 
