@@ -25,8 +25,10 @@ def draw_crystals(img: Any, crystals: list[CrystalBox], scale: float, thick: int
         cv2.rectangle(img, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), BOX_COLOUR, thick)
     aim = target(crystals)
     if aim is not None:
-        size = max(9, 6 * thick)
+        size = max(13, 8 * thick)
         centre = (round(aim[0] * scale), round(aim[1] * scale))
+        # A dark rim under the red cross keeps it visible on a light drop or a bright crystal.
+        cv2.drawMarker(img, centre, (0, 0, 0), cv2.MARKER_CROSS, size + 2, thick + 2)
         cv2.drawMarker(img, centre, TARGET_COLOUR, cv2.MARKER_CROSS, size, thick)
 
 
