@@ -38,6 +38,8 @@ MIN_COUNT = 8
 # their style/imager strata, so their choice of images does not change).
 STRATA_COLUMNS = ("style", "imager_plate", "imager")
 IMAGE_FOLDER = "image-folder"
+# Models that see the drop crop (the crystal model runs on the finder's crop too).
+CROP_MODELS = ("classifier", "crystals")
 
 
 @dataclass
@@ -159,7 +161,8 @@ def calibration_sets(data: str | Path, sizes: dict[str, int], count: int = DEFAU
     `exclude`: image paths (relative to the data set, as CalibrationSet.images has them) not to
     choose: the INT8 gate's held-out images are the calibration's complement.
 
-    Classifier inputs are drop crops: from the ground-truth mask when the record has one, else
+    Classifier and crystal-model inputs are drop crops (each at its model's size, from the same
+    masks): from the ground-truth mask when the record has one, else
     from the finder's prediction (ONNX Runtime on `finder_onnx`), else the whole image, cut as
     scoring cuts them (`finder_size`: Bundle.crop_finder_size). `data` may also be a folder of
     unlabelled images (`calibration_data`).
@@ -180,26 +183,45 @@ def calibration_sets(data: str | Path, sizes: dict[str, int], count: int = DEFAU
         batch = np.stack([preprocess.finder_input(picture, size)
                           for _, picture, _, _ in pictures])
         out["finder"] = CalibrationSet("finder", batch, images, "", skipped)
-    if "classifier" in sizes:
-        size = sizes["classifier"]
-        finder = _FinderOnnx(finder_onnx) if finder_onnx else None
-        crops, how = [], set()
-        for _, picture, _, mask in pictures:
-            if mask is not None:
-                how.add("mask")
-            elif finder is not None:
-                mask = finder.mask(picture)
-                how.add("finder")
-            else:
-                how.add("none")
-            crop = (preprocess.crop_drop(picture, mask, size, threshold=threshold, margin=margin,
-                                         finder_size=finder_size)
-                    if mask is not None else
-                    preprocess.full_image(picture, size, finder_size=finder_size))
-            crops.append(crop.pixels)
-        out["classifier"] = CalibrationSet("classifier", np.stack(crops), images,
-                                           "+".join(sorted(how)), skipped)
+    croppers = [m for m in CROP_MODELS if m in sizes]
+    if croppers:
+        masks, how = _drop_masks(pictures, finder_onnx)
+        for model in croppers:
+            crops = [_crop(picture, mask, sizes[model], threshold, margin, finder_size)
+                     for (_, picture, _, _), mask in zip(pictures, masks, strict=True)]
+            out[model] = CalibrationSet(model, np.stack(crops), images, how, skipped)
     return out
+
+
+def _drop_masks(pictures: list, finder_onnx: Path | None
+                ) -> tuple[list[np.ndarray | None], str]:
+    """Each picture's drop mask (ground truth, else the finder's, else None: the whole image)
+    and how they were made ("finder+mask"...)."""
+    finder = _FinderOnnx(finder_onnx) if finder_onnx else None
+    masks: list[np.ndarray | None] = []
+    how = set()
+    for _, picture, _, mask in pictures:
+        if mask is not None:
+            how.add("mask")
+        elif finder is not None:
+            mask = finder.mask(picture)
+            how.add("finder")
+        else:
+            how.add("none")
+        masks.append(mask)
+    return masks, "+".join(sorted(how))
+
+
+def _crop(picture: Picture, mask: np.ndarray | None, size: int, threshold: float, margin: float,
+          finder_size: int) -> np.ndarray:
+    """The drop crop at `size`, cut as scoring cuts it (the whole image without a mask)."""
+    from edgecrystal import preprocess
+
+    crop = (preprocess.crop_drop(picture, mask, size, threshold=threshold, margin=margin,
+                                 finder_size=finder_size)
+            if mask is not None else
+            preprocess.full_image(picture, size, finder_size=finder_size))
+    return crop.pixels
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -60,8 +60,8 @@ class Options:
     hardware_compat: bool = False
     legacy_int8_calibrator: bool = False
     force: bool = False
-    # INT8 accuracy gate bounds, "agreement=0.98,dice_loss=0.01,rank=0.95" (None: the defaults
-    # in calibration/gate.py).
+    # INT8 accuracy gate bounds, "agreement=0.98,dice_loss=0.01,rank=0.95,crystal_dice_loss=0.05"
+    # (None: the defaults in calibration/gate.py).
     int8_gate: str | None = None
     dla_core: int | None = None  # engines for this DLA core instead of the GPU
     gpu_fallback: bool = False
@@ -212,7 +212,7 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
     for model in models:
         src = bundle.variant(model, "fp32")
         record = _read_record(bundle, model)
-        settings = calibration_settings(opts, record)
+        settings = calibration_settings(opts, record or _sibling_record(bundle, models))
         if not settings["data"]:
             raise UsageError("--precision int8 needs --calib DATA (the bundle has no "
                              f"calibration record for the {model})")
@@ -358,6 +358,17 @@ def _read_record(bundle: Bundle, model: str) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+def _sibling_record(bundle: Bundle, models: list[str]) -> dict[str, Any]:
+    """What calibrated the bundle's other models, for a model with no record of its own (a
+    crystal model added to a calibrated bundle): the same images calibrate every model, so a
+    plain re-run needs no --calib. Only the settings are taken, never the images or ranges."""
+    for model in models:
+        record = _read_record(bundle, model)
+        if record.get("data"):
+            return {"data": record["data"], "key": record.get("key") or {}}
+    return {}
 
 
 def _write_record(bundle: Bundle, model: str, key: dict[str, Any], images: list[dict[str, str]],

@@ -42,14 +42,14 @@ def gate_variants(bundle: Bundle, model: str, variants: tuple[str, ...], setting
     bounds (all with `force`); returns the one-line verdicts, each with whether it is a pass.
     `sets_for(settings, exclude, count)`: calibration sets of held-out images
     (converters.build's _calibration_sets with an exclusion)."""
-    from edgecrystal.calibration.gate import bounds_from, describe, gate_record
+    from edgecrystal.calibration.gate import bounds_from, describe, gate_record, same_bounds
 
     family = cpu_isa.detect().family
     bounds = bounds_from(bounds_text)
 
     def gated(variant: str) -> bool:
         gate = bundle.int8_gate(model, variant, family)
-        return gate is not None and gate.get("bounds") == bounds.as_dict()
+        return gate is not None and same_bounds(model, gate.get("bounds"), bounds)
 
     todo = [v for v in variants if bundle.variant(model, v) and (force or not gated(v))
             and (v != "int8" or s8s8_exact())]
@@ -65,11 +65,20 @@ def gate_variants(bundle: Bundle, model: str, variants: tuple[str, ...], setting
     verdicts = []
     for variant in todo:
         got = _outputs(bundle.path(bundle.variant(model, variant)["file"]), inputs)
-        gate = gate_record(model, got, fp32, family, held_out, bounds, bundle.threshold)
+        gate = gate_record(model, got, fp32, family, held_out, bounds,
+                           map_threshold(bundle, model))
         bundle.set_int8_gate(model, variant, gate)
         verdicts.append((describe(model, variant, gate), bool(gate["usable"])))
         log(verdicts[-1][0])
     return verdicts
+
+
+def map_threshold(bundle: Bundle, model: str) -> float:
+    """The threshold that turns `model`'s probability map into a mask: the finder's is the
+    bundle's; the crystal model's is its section's (0.5 where it records none)."""
+    if model == "crystals":
+        return float(bundle.require("crystals").get("threshold", 0.5))
+    return bundle.threshold
 
 
 def _held_out_inputs(bundle: Bundle, model: str, settings: dict[str, Any],

@@ -1,14 +1,16 @@
 """`edgecrystal verify`: every variant that can run here on the same images, the way Polygraphy
 compares runners: Keras (the reference), ONNX FP32/FP16/INT8 in ONNX Runtime, TensorRT engines
 that match this machine. Per variant: max/mean abs output difference against the reference,
-label agreement, Dice against ground-truth masks (finder) and ROC AUC (classifier), Spearman's
-rank correlation with ONNX FP32 (per class for the classifier, over pixels for the finder: does
-a precision keep FP32's order, which thresholds and ROC curves use?), and whether the scores are
-continuous or lie on a quantisation grid (k/255: a quantised softmax, ties in every ranking).
+label agreement, Dice against ground-truth masks (finder), ROC AUC (classifier), Dice against
+the ONNX FP32 mask (crystals, `dice32`: what the INT8 gate measures), Spearman's rank correlation
+with ONNX FP32 (per class for the classifier, over pixels for the finder and the crystal map:
+does a precision keep FP32's order, which thresholds and ROC curves use?), and whether the scores
+are continuous or lie on a quantisation grid (k/255: a quantised softmax, ties in every ranking).
 
 All variants see identical inputs made by the runtime's preprocessing; the classifier's input is
-the ground-truth-mask crop where the data has masks (else the whole image), so the comparison is
-of models, not of finder-then-crop pipelines.
+the ground-truth-mask crop where the data has masks (else the whole image), and so is the crystal
+model's (at its own input size), so the comparison is of models, not of finder-then-crop
+pipelines.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import numpy as np
 from edgecrystal.bundle import MODELS, Bundle
 from edgecrystal.collapse import useless_scores
 from edgecrystal.errors import BundleError, DataError, UsageError, one_line
-from edgecrystal.interface import INPUT_NAME
+from edgecrystal.interface import INPUT_NAME, MAP_MODELS
 
 from .build import collapse_warning
+from .int8_gate import map_threshold
 
 BATCH = 8
 # Quantised [0, 1] outputs land on k/d for these d: u8 (scale 1/255 or 1/256), s8 (1/127, 1/128).
@@ -36,6 +39,10 @@ GRID_TOLERANCE = 1e-6
 STEPPED_SHARE = 0.5
 # The finder's rank correlation is taken over this many pixels (an even stride over all of them).
 RANK_PIXELS = 200_000
+# Each model's quality column: Dice against ground-truth masks, ROC AUC against labels, Dice
+# against the ONNX FP32 crystal mask (no crystal ground truth is read here: `evaluate --crystals`
+# measures boxes against real ones).
+QUALITY = {"finder": "dice", "classifier": "auc", "crystals": "dice32"}
 
 
 def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
@@ -58,7 +65,6 @@ def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
     dataset = load_dataset(data)
     pictures, skipped = load_pictures(choose(dataset.records, n, seed), 1)
     classes = bundle.classes
-    threshold = bundle.threshold
     result: dict[str, Any] = {"bundle": str(root), "data": str(data), "images": len(pictures),
                               "skipped": skipped, "models": {}}
     for model in models:
@@ -80,10 +86,13 @@ def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
         # Rank correlation is asked of INT8 and FP16 against FP32, whatever `ref` is.
         rank_name = "onnx-fp32" if "onnx-fp32" in outputs else ref_name
         rows = {}
+        threshold = map_threshold(bundle, model)
         for name, out in outputs.items():
             row: dict[str, Any] = dict(_difference(out, ref, model, threshold))
             if model == "finder":
                 row.update(_dice(out, pictures, threshold))
+            elif model == "crystals":
+                row["dice32"] = _mask_dice(out, outputs[rank_name], threshold)
             else:
                 row.update(_auc(out, pictures, classes))
             row["rank_correlation"] = _rank_correlations(out, outputs[rank_name], model, classes)
@@ -198,7 +207,7 @@ def _batched(fn: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray) -> np.n
 def _difference(out: np.ndarray, ref: np.ndarray, model: str,
                 threshold: float) -> dict[str, float]:
     err = np.abs(out.astype(np.float64) - ref.astype(np.float64))
-    if model == "finder":
+    if model in MAP_MODELS:
         agree = float(np.mean((out >= threshold) == (ref >= threshold)))
     else:
         agree = float(np.mean(out.argmax(axis=1) == ref.argmax(axis=1)))
@@ -218,6 +227,14 @@ def _dice(prob: np.ndarray, pictures: list, threshold: float) -> dict[str, float
         full = preprocess.mask_to_image(p, picture.height, picture.width) >= threshold
         scores.append(metrics.dice(full, mask))
     return {"dice": float(np.mean(scores)) if scores else math.nan, "masks": len(scores)}
+
+
+def _mask_dice(prob: np.ndarray, reference: np.ndarray, threshold: float) -> float:
+    """Dice of each image's mask against the reference's at `threshold`, averaged (the INT8
+    gate's measure: calibration.gate.measure)."""
+    from edgecrystal.calibration.gate import measure
+
+    return measure("crystals", prob, reference, threshold)["dice"]
 
 
 def _auc(scores: np.ndarray, pictures: list, classes: list[str]) -> dict[str, float]:
@@ -241,7 +258,7 @@ def _rank_correlations(out: np.ndarray, fp32: np.ndarray, model: str,
 
     if len(out) < 2:
         return {}
-    if model == "finder":
+    if model in MAP_MODELS:
         stride = max(1, out.size // RANK_PIXELS)
         return {"mask": metrics.rank_correlation(out.ravel()[::stride], fp32.ravel()[::stride])}
     return {name: metrics.rank_correlation(out[:, i], fp32[:, i])
@@ -268,7 +285,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"{result['images']} images from {result['data']}"]
     notes: list[str] = []
     for model, info in result["models"].items():
-        quality = "dice" if model == "finder" else "auc"
+        quality = QUALITY.get(model, "auc")
         rank_reference = info.get("rank_reference", info["reference"])
         lines.append(f"\n{model} (reference: {info['reference']}; rank correlation (Spearman) "
                      f"against {rank_reference})")

@@ -44,7 +44,7 @@ from .interface import INPUT_NAME
 BUNDLE_FILE = "bundle.json"
 FORMAT = "edgecrystal-bundle"
 FORMAT_VERSION = 1
-MODELS = ("finder", "classifier")
+MODELS = ("finder", "classifier", "crystals")
 
 
 @contextlib.contextmanager

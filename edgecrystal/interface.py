@@ -9,7 +9,12 @@ from __future__ import annotations
 INPUT_NAME = "pixels"
 FINDER_OUTPUT = "mask"
 CLASSIFIER_OUTPUT = "scores"
-MODEL_OUTPUTS = {"finder": FINDER_OUTPUT, "classifier": CLASSIFIER_OUTPUT}
+CRYSTALS_OUTPUT = "crystals"
+MODEL_OUTPUTS = {"finder": FINDER_OUTPUT, "classifier": CLASSIFIER_OUTPUT,
+                 "crystals": CRYSTALS_OUTPUT}
+# Models whose output is a probability map (a mask), not class scores: compared, gated and
+# verified by the pixels they mark.
+MAP_MODELS: tuple[str, ...] = ("finder", "crystals")
 
 # Precision variants, in the order they are built (fp32 is the source of the others).
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")

@@ -363,6 +363,9 @@ class _Reader:
         if len(value) != 4 or len(whole) != 4:
             raise self._wrong(key, "[x0, y0, x1, y1] in whole pixels")
         x0, y0, x1, y1 = whole
+        # Boxes are written x0 < x1, y0 < y1 within the image: anything else was not written here.
+        if not (0 <= x0 < x1 and 0 <= y0 < y1):
+            raise self._wrong(key, "[x0, y0, x1, y1] with 0 <= x0 < x1 and 0 <= y0 < y1")
         return x0, y0, x1, y1
 
     def crystals(self, key: str) -> list[CrystalBox] | None:
@@ -455,9 +458,12 @@ _COLOURS = [(0, 200, 255), (40, 220, 40), (255, 140, 0), (200, 80, 255), (255, 2
 
 
 def draw_overlay(scored: Scored) -> bytes | None:
-    """PNG bytes: the drop outline (or box) and 'label score' on a downscaled copy."""
+    """PNG bytes: the drop outline (or box), the crystal boxes and target (crystal_marks) and
+    'label score' on a downscaled copy."""
     import cv2
     import numpy as np
+
+    from .crystal_marks import caption, draw_crystals
 
     if scored.preview is None or not scored.width:
         return None
@@ -473,9 +479,12 @@ def draw_overlay(scored: Scored) -> bytes | None:
     elif scored.found and scored.box:
         x0, y0, x1, y1 = (round(v * scale) for v in scored.box)
         cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), colour, thick)
+    if scored.crystals:
+        draw_crystals(img, scored.crystals, scale, thick)
     text = f"{scored.label} {scored.scores.get(scored.label or '', 0.0):.2f}"
     if scored.searched and not scored.found:
         text += " (no drop found)"
+    text += caption(scored.crystals)
     font_scale = max(0.4, img.shape[1] / 900)
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
     cv2.rectangle(img, (0, 0), (tw + 8, th + base + 8), (0, 0, 0), cv2.FILLED)

@@ -212,7 +212,8 @@ def _time_split(pipeline: dict[str, Any] | None) -> list[str]:
     latency = run["latency_ms"]
     total = latency["end_to_end"]["median"]
     stages = sorted(((stage, latency[stage]["median"]) for stage in
-                     ("read", "finder", "crop", "classifier", "write") if stage in latency),
+                     ("read", "finder", "crop", "classifier", "crystals", "write")
+                     if stage in latency),
                     key=lambda item: -item[1])
     return ["Where the INT8 run's time goes: " + ", ".join(
         f"{stage} {ms:.1f} ms ({ms / total:.0%})" for stage, ms in stages) + ".", ""]
@@ -259,6 +260,7 @@ def _pipeline_table(name: str, pipeline: dict[str, Any]) -> list[str]:
             f"| {run['throughput_ips']:.1f} | {f'{ratio:.2f}x' if ratio else '-'} | "
             f"{stage['finder']:.1f} | {stage['crop']:.1f} | {stage['classifier']:.1f} | "
             f"{stage['read']:.1f} | {_rates(run)} |")
+    lines += _crystals_cost(pipeline)
     unstable = sorted({r["backend"] + "/" + r["precision"] for r in pipeline["runs"]
                        if r["warnings"]})
     if unstable:
@@ -269,6 +271,18 @@ def _pipeline_table(name: str, pipeline: dict[str, Any]) -> list[str]:
     if name == "lite":
         lines += ["", "![latency](benchmarks.png)"]
     return [*lines, ""]
+
+
+def _crystals_cost(pipeline: dict[str, Any]) -> list[str]:
+    """Issue 25's check, where the bundle has a crystal model: its stage's median time as a
+    share of the classifier's in the same run (bench's `crystals_cost`), target <= 30 %."""
+    costs = [f"{r['backend']}/{r['precision']} {r['latency_ms']['crystals']['median']:.1f} ms "
+             f"= {r['crystals_cost']:.0%}" for r in pipeline["runs"]
+             if r.get("crystals_cost") is not None]
+    if not costs:
+        return []
+    return ["", "Crystal stage, as a share of the classifier's time in the same run (target <= "
+                "30 %): " + ", ".join(costs) + "."]
 
 
 def _rates(run: dict[str, Any]) -> str:

@@ -168,3 +168,28 @@ def pytest_report_header(config: pytest.Config) -> str:
     from edgecrystal.cpu_isa import detect
 
     return f"edgecrystal cpu family: {detect().describe()}"
+
+
+@pytest.fixture(scope="session")
+def crystals_bundle(tmp_path_factory: pytest.TempPathFactory, fast_bundle: Path,
+                    fast_calibration_data: Path) -> Path:
+    """The fast bundle with a crystal model (onnx_fixtures.add_crystals) and everything
+    build-engines makes of it: fp16, int8 and int8-u8 variants, their calibration record and
+    gate. Its models are recorded as imported (their FP32 ONNX are the sources: no Keras).
+    Copy it before changing it."""
+    import shutil
+
+    from onnx_fixtures import add_crystals
+
+    from edgecrystal.bundle import Bundle
+    from edgecrystal.converters.build import Options, build_engines
+
+    root = tmp_path_factory.mktemp("crystals") / "bundle"
+    shutil.copytree(fast_bundle, root)
+    bundle = Bundle.open(root)
+    for model in ("finder", "classifier"):
+        bundle.section(model)["imported"] = {"format": "ONNX (test fixture)"}
+    bundle.save()
+    add_crystals(root)
+    build_engines(root, Options(calib=fast_calibration_data, calib_count=8))
+    return root

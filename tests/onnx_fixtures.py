@@ -9,6 +9,9 @@ of training, so they cost milliseconds to make and need no Keras:
   daemon tests see found drops with plausible boxes.
 - classifier: one seeded 3x3 conv (stride 2), ReLU, global average pool, a dense layer and a
   softmax over the bundle's classes. Untrained, but deterministic and input-dependent.
+- crystals (`add_crystals`): a probability map of pixels darker than their neighbourhood (a
+  5x5 mean minus the pixel, then a steep sigmoid): dark specks in a drop light up, flat areas
+  do not. The crystal model's interface (the drop crop in, N x size x size x 1 out).
 
 `build_fast_bundle` writes the fp32 files and registers them as converters.keras_to_onnx does;
 `add_precision_variants` then makes the FP16 and INT8 Q/DQ variants with the project's own
@@ -39,6 +42,10 @@ from edgecrystal.models import INPUT_NAME
 
 FINDER_SIZE = 64
 CLASSIFIER_SIZE = 48
+CRYSTALS_SIZE = 40
+# A pixel this much darker (0..1 grey) than its 5x5 neighbourhood is crystal-like.
+SPECK_CONTRAST = 0.08
+SPECK_GAIN = 40.0
 # Grey level (0..1) between a synthetic well's plate (<= 0.43) and its drop (>= 0.47 on average).
 DROP_LEVEL = 0.45
 DROP_GAIN = 25.0
@@ -69,6 +76,33 @@ def finder_graph(size: int = FINDER_SIZE) -> Any:
         helper.make_node("Transpose", ["prob"], [OUTPUTS["finder"]], perm=[0, 2, 3, 1]),
     ]
     return _model("finder", nodes, initializers, size, [BATCH_DIM, size, size, 1])
+
+
+def crystals_graph(size: int = CRYSTALS_SIZE) -> Any:
+    """pixels (uint8 N x size x size x 3) -> crystals (float32 N x size x size x 1, in [0, 1]):
+    high where a pixel is darker than its 5x5 neighbourhood by SPECK_CONTRAST or more."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    # 5x5 mean of the grey level minus the pixel's own grey level, in one convolution.
+    weights = np.full((1, 3, 5, 5), 1.0 / 75.0, np.float32)
+    weights[0, :, 2, 2] -= 1.0 / 3.0
+    initializers = [
+        numpy_helper.from_array(np.array(1.0 / 255.0, np.float32), "scale"),
+        numpy_helper.from_array(weights, "contrast_w"),
+        numpy_helper.from_array(np.array([-SPECK_CONTRAST], np.float32), "contrast_b"),
+        numpy_helper.from_array(np.array(SPECK_GAIN, np.float32), "gain"),
+    ]
+    nodes = [
+        helper.make_node("Cast", [INPUT_NAME], ["as_float"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["as_float", "scale"], ["scaled"]),
+        helper.make_node("Transpose", ["scaled"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "contrast_w", "contrast_b"], ["contrast"],
+                         kernel_shape=[5, 5], pads=[2, 2, 2, 2]),
+        helper.make_node("Mul", ["contrast", "gain"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["prob"]),
+        helper.make_node("Transpose", ["prob"], [OUTPUTS["crystals"]], perm=[0, 2, 3, 1]),
+    ]
+    return _model("crystals", nodes, initializers, size, [BATCH_DIM, size, size, 1])
 
 
 def classifier_graph(num_classes: int, size: int = CLASSIFIER_SIZE, seed: int = 0,
@@ -179,31 +213,47 @@ def build_fast_bundle(root: Path, classes: tuple[str, ...] = DEFAULT_CLASSES,
         {"input_size": FINDER_SIZE, "profile": "fixture", "threshold": 0.5})
     bundle.section("classifier").update(
         {"input_size": CLASSIFIER_SIZE, "crop": "finder", "margin": 0.05, "profile": "fixture"})
-    protos = {"finder": finder_graph(),
-              "classifier": classifier_graph(len(classes), collapsed=collapsed)}
-    for role, proto in protos.items():
-        size = FINDER_SIZE if role == "finder" else CLASSIFIER_SIZE
-        set_metadata(proto, {
-            "role": role, "classes": json.dumps(list(classes)),
-            "preprocess_version": PREPROCESS_VERSION, "input_size": str(size),
-            "input_dtype": "uint8", "input_layout": "NHWC", "precision": "fp32",
-            "exporter": EXPORTER,
-        })
-        rel = onnx_rel(role, "fp32")
-        out = bundle.path(rel)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_model(proto, out)
-        sha = bundle.register_file(rel)
-        # The graph stands in for its own source: there is no Keras file to hash.
-        bundle.section("onnx").setdefault(role, {})["fp32"] = {
-            "file": rel, "precision": "fp32", "backends": ["onnxruntime", "tensorrt"],
-            "sha256_source": sha256_file(out), "opset": DEFAULT_OPSET,
-            "exporter": EXPORTER_VERSION, "sha256": sha, "input": INPUT_NAME,
-            "input_dtype": "uint8", "output": OUTPUTS[role],
-            "parity": {"reference": "onnx.helper fixture", "max_abs_diff": 0.0},
-        }
+    _write_fp32(bundle, "finder", finder_graph(), FINDER_SIZE)
+    _write_fp32(bundle, "classifier", classifier_graph(len(classes), collapsed=collapsed),
+                CLASSIFIER_SIZE)
     bundle.save()
     return root
+
+
+def add_crystals(root: Path, threshold: float = 0.5) -> Path:
+    """Give the bundle at `root` a crystal model: the "crystals" section (model, input_size,
+    threshold) and its fp32 ONNX (crystals_graph), recorded as an imported model's source (no
+    Keras file: build-engines makes its variants from the ONNX)."""
+    bundle = Bundle.open(root)
+    bundle.section("crystals").update(
+        {"model": "crystals.keras", "input_size": CRYSTALS_SIZE, "threshold": threshold,
+         "profile": "fixture", "imported": {"format": "ONNX (test fixture)"}})
+    _write_fp32(bundle, "crystals", crystals_graph(), CRYSTALS_SIZE)
+    bundle.save()
+    return root
+
+
+def _write_fp32(bundle: Bundle, role: str, proto: Any, size: int) -> None:
+    """Write `proto` as the bundle's onnx/<role>.fp32.onnx and record it as the export does."""
+    set_metadata(proto, {
+        "role": role, "classes": json.dumps(bundle.classes),
+        "preprocess_version": PREPROCESS_VERSION, "input_size": str(size),
+        "input_dtype": "uint8", "input_layout": "NHWC", "precision": "fp32",
+        "exporter": EXPORTER,
+    })
+    rel = onnx_rel(role, "fp32")
+    out = bundle.path(rel)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(proto, out)
+    sha = bundle.register_file(rel)
+    # The graph stands in for its own source: there is no Keras file to hash.
+    bundle.section("onnx").setdefault(role, {})["fp32"] = {
+        "file": rel, "precision": "fp32", "backends": ["onnxruntime", "tensorrt"],
+        "sha256_source": sha256_file(out), "opset": DEFAULT_OPSET,
+        "exporter": EXPORTER_VERSION, "sha256": sha, "input": INPUT_NAME,
+        "input_dtype": "uint8", "output": OUTPUTS[role],
+        "parity": {"reference": "onnx.helper fixture", "max_abs_diff": 0.0},
+    }
 
 
 def add_precision_variants(root: Path, calibration_data: Path) -> Path:

@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from crystal_results import add_crystals
 from index_helpers import free_port, plate_over_time, wait_until, write_image, write_result_for
 
+from edgecrystal.crystal_boxes import CrystalBox
 from edgecrystal.index.store import Index
 from edgecrystal.index.sync import sync
 from edgecrystal.naming import NameReader
@@ -22,6 +24,9 @@ from edgecrystal.naming import NameReader
 pytestmark = pytest.mark.slow
 
 TOKEN = "browser-test-token"
+# In original pixels of the 96 x 72 test images: the target is the first one's centre.
+CRYSTALS = [CrystalBox((10, 12, 40, 30), area_px=300, score=0.9),
+            CrystalBox((60, 40, 70, 50), area_px=60, score=0.85)]
 NASTY_PLATE = "<img src=x onerror=alert(1)>"
 
 
@@ -64,6 +69,10 @@ def review_server(postgres: object, tmp_path: Path) -> Iterator[tuple[str, str]]
     write_result_for(write_image(day / "D04_1.jpg", seed=4), "clear", crystals=0.45)
     write_result_for(write_image(day / "D04_2.jpg", seed=5), "precipitate", crystals=0.4,
                      crystals_hit=True)
+    # Well E05 scored by a bundle with a crystal model: two crystals at the second inspection.
+    write_result_for(write_image(root / "browserplate" / "2026-11-01" / "E05_1.jpg"), "clear")
+    add_crystals(write_result_for(write_image(day / "E05_1.jpg", seed=6), "crystals",
+                                  crystals=0.9), CRYSTALS)
     with Index.open(url) as index:
         sync(index, root, NameReader())
     port = free_port()
@@ -183,3 +192,40 @@ def test_uncertain_first_with_the_keyboard(browser: object,
         assert row is not None and (row["human_label"], row["human_by"]) == ("crystals", "kai")
         waiting = [r["id"] for r in index.uncertain_queue()]
         assert queued[0] not in waiting and waiting[0] == queued[1]
+
+
+def test_well_view_shows_each_inspections_crystals(browser: object,
+                                                   review_server: tuple[str, str]) -> None:
+    """Issue 25: the well view draws each inspection's crystal boxes and target over its image,
+    where they are, and says how many, how large and where to aim."""
+    from selenium.webdriver.common.by import By
+
+    page = browser  # a selenium WebDriver
+    base, _ = review_server
+    page.get(base + "/plates/browserplate/wells/E05")
+    # Each test's server indexes its own copy of the plate into the shared database: E05's two
+    # inspections appear once per copy, the ones without crystals first.
+    figures = page.find_elements(By.CSS_SELECTOR, ".timeline figure.inspection")
+    marked = [f for f in figures if f.find_elements(By.CSS_SELECTOR, ".crystal-summary")]
+    plain = [f for f in figures if f not in marked]
+    assert marked and len(marked) == len(plain) and figures[0] in plain
+    assert not any(f.find_elements(By.CSS_SELECTOR, ".crystal-box") for f in plain)
+    after = marked[-1]
+    summary = after.find_element(By.CSS_SELECTOR, ".crystal-summary").text
+    assert summary == "2 crystals, largest 30 px, target 25, 21"
+    svg = after.find_element(By.CSS_SELECTOR, "svg.inspection-image")
+    boxes = after.find_elements(By.CSS_SELECTOR, "rect.crystal-box")
+    assert len(boxes) == 2 and all(box.is_displayed() for box in boxes)
+    # Drawn where they are: the 96 x 72 image is shown 160 px high, so pixels scale by 160/72.
+    scale = svg.rect["height"] / 72
+    assert svg.rect["width"] == pytest.approx(96 * scale, abs=2)
+    first = boxes[0].rect
+    assert first["x"] - svg.rect["x"] == pytest.approx(10 * scale, abs=3)
+    assert first["width"] == pytest.approx(30 * scale, abs=4)
+    cross = after.find_element(By.CSS_SELECTOR, "g.crystal-target").rect
+    centre = (cross["x"] + cross["width"] / 2 - svg.rect["x"],
+              cross["y"] + cross["height"] / 2 - svg.rect["y"])
+    assert centre == (pytest.approx(25 * scale, abs=3), pytest.approx(21 * scale, abs=3))
+    # The latest image, large, carries the same boxes.
+    large = page.find_elements(By.CSS_SELECTOR, "figure.image svg.drop-image rect.crystal-box")
+    assert len(large) == 2 and all(box.is_displayed() for box in large)

@@ -708,3 +708,35 @@ def test_bench_runs_the_dla_engine_and_says_where_layers_run(env: Env, tmp_path:
     assert "on dla0 (" in started[0] and "layers on DLA" in started[0]
     assert report["config"]["dla"] == {"classifier": 0}
     assert env.gpu.stats["dla0_runs"] >= 3
+
+
+def test_crystal_model_engines_are_built_kept_and_run(env: Env, crystals_bundle: Path,
+                                                      tmp_path: Path) -> None:
+    """build-engines' engine step takes the crystal model like the finder and the classifier:
+    one engine per precision from its own ONNX variant, kept on a re-run, and each engine gives
+    the crystal map its ONNX gives in ONNX Runtime."""
+    import shutil
+
+    from onnx_fixtures import run_pixels
+
+    from edgecrystal.converters.build import Options, Report, make_engines
+    from edgecrystal.runtime.tensorrt_runner import TensorRTRunner
+
+    root = tmp_path / "bundle"
+    shutil.copytree(crystals_bundle, root)
+    bundle = Bundle.open(root)
+    first, second = Report(), Report()
+    make_engines(bundle, ["crystals"], Options(), first, lambda _line: None)
+    assert [(s["model"], s["precision"], s["action"]) for s in first.steps] == [
+        ("crystals", p, "made") for p in ("fp32", "fp16", "int8")]
+    make_engines(bundle, ["crystals"], Options(), second, lambda _line: None)
+    assert [s["action"] for s in second.steps] == ["kept"] * 3
+    size = bundle.input_size("crystals")
+    batch = np.random.default_rng(1).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+    for step in first.steps:
+        source = bundle.onnx_variant("crystals", step["precision"], "tensorrt")
+        with TensorRTRunner(root / step["file"]) as runner:
+            assert [o.name for o in runner.outputs] == ["crystals"]
+            got = runner.predict(batch)
+        assert got.shape == (3, size, size, 1)
+        np.testing.assert_allclose(got, run_pixels(source, batch), atol=1e-3)

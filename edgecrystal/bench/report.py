@@ -15,9 +15,11 @@ from typing import Any
 from .stats import UNSTABLE_CV, ratio, summarize, throughput
 
 SCHEMA = "edgecrystal-bench/1"
-STAGES = ("read", "finder", "crop", "classifier", "write")
+STAGES = ("read", "finder", "crop", "classifier", "crystals", "write")
 GPU_STAGES = ("h2d", "compute", "d2h")
-MODEL_STAGES = ("finder", "classifier")
+MODEL_STAGES = ("finder", "classifier", "crystals")
+# Issue 25: the crystal model may add at most this share of the classifier's time per image.
+CRYSTALS_COST_TARGET = 0.30
 # When the stages around the models take more than this share of the time, the pipeline is
 # bound by decoding/cropping/writing rather than by inference.
 NON_MODEL_BOUND = 0.5
@@ -88,6 +90,7 @@ def build_report(
             "ratio_vs_baseline": (ratio(base_median, e2e["median"]) if base_median else None),
             "model_rates": model_rates(run, latency,
                                        peak_gops_int8 if run.precision == "int8" else peak_gflops),
+            "crystals_cost": crystals_cost(latency),
             "note": run.note,
         }
         entry["warnings"] = _warnings(len(run.end_to_end_ms), latency)
@@ -119,6 +122,16 @@ def model_rates(run: RunTimings, latency: dict[str, dict[str, float]],
     return rates
 
 
+def crystals_cost(latency: dict[str, dict[str, float]]) -> float | None:
+    """The crystal stage's median time per image as a share of the classifier's, both from the
+    same run (None where the bundle has no crystal model or no classifier time)."""
+    crystals = latency.get("crystals", {}).get("median")
+    classifier = latency.get("classifier", {}).get("median")
+    if crystals is None or not classifier:
+        return None
+    return crystals / classifier
+
+
 def _warnings(images: int, lat: dict[str, dict[str, float]]) -> list[str]:
     """What a reader of one run's figures should know: too few samples, unstable stages, and
     what bounds it when that is not the models."""
@@ -135,6 +148,10 @@ def _warnings(images: int, lat: dict[str, dict[str, float]]) -> list[str]:
     if e2e > 0 and other / e2e > NON_MODEL_BOUND:
         notes.append(f"bound by reading/cropping/writing ({other / e2e:.0%} of end-to-end), "
                      "not by the models")
+    cost = crystals_cost(lat)
+    if cost is not None and cost > CRYSTALS_COST_TARGET:
+        notes.append(f"the crystal stage costs {cost:.0%} of the classifier's time "
+                     f"(target <= {CRYSTALS_COST_TARGET:.0%})")
     if "compute" in lat and "h2d" in lat:
         transfer = lat["h2d"]["median"] + lat.get("d2h", {"median": 0.0})["median"]
         if transfer > lat["compute"]["median"]:
@@ -162,6 +179,10 @@ def format_table(report: dict[str, Any]) -> str:
                 f"({report['peak_gflops_fp32']:.0f} GFLOP/s); models take "
                 f"{run['model_ms']:.2f} ms ({run['peak_fraction']:.0%} of peak)"
             )
+        if run.get("crystals_cost") is not None:
+            lines.append(f"crystals: {run['latency_ms']['crystals']['median']:.2f} ms = "
+                         f"{run['crystals_cost']:.0%} of the classifier's "
+                         f"{run['latency_ms']['classifier']['median']:.2f} ms (same run)")
         for model, rate in run.get("model_rates", {}).items():
             share = (f" = {rate['peak_share']:.0%} of the measured "
                      f"{'INT8' if run['precision'] == 'int8' else 'FP32'} peak "

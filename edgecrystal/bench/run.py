@@ -21,7 +21,7 @@ from ..bundle import Bundle
 from ..errors import EdgeCrystalError, UsageError
 from ..interface import PRECISIONS, REFERENCE_BACKEND, RUNTIME_BACKENDS
 from ..pipeline import Pipeline
-from .report import STAGES, RunTimings
+from .report import MODEL_STAGES, STAGES, RunTimings
 
 ALL_BACKENDS = (REFERENCE_BACKEND, *RUNTIME_BACKENDS)
 ALL_PRECISIONS = PRECISIONS
@@ -153,13 +153,13 @@ def cpu_advice(bundle: Bundle, runs: list[RunTimings]) -> dict[str, str]:
     ONNX Runtime runs' median end-to-end times."""
     from .. import cpu_isa
     from ..runtime.advice import advise, int8_refusal
-    from ..runtime.select import needs_finder
     from .stats import summarize
 
     medians = {run.precision: summarize(run.end_to_end_ms)["median"] for run in runs
                if run.backend == "onnxruntime"}
-    models = ["finder", "classifier"] if needs_finder(bundle) else ["classifier"]
-    advice = advise(medians.get("fp32"), medians.get("int8"), int8_refusal(bundle, models))
+    # The models scoring runs (the crystal model too, where the bundle runs one).
+    advice = advise(medians.get("fp32"), medians.get("int8"),
+                    int8_refusal(bundle, bundle.runtime_models()))
     return {"precision": advice.precision, "reason": advice.reason,
             "cpu_family": cpu_isa.detect().family}
 
@@ -178,10 +178,16 @@ def _combinations(cfg: BenchConfig) -> list[tuple[str, str]]:
     return combos
 
 
+def _runners(pipeline: Pipeline) -> list[tuple[str, Any]]:
+    """The pipeline's model runners by name; the crystal model's where the bundle has one."""
+    return [("finder", pipeline.finder), ("classifier", pipeline.classifier),
+            ("crystals", getattr(pipeline, "crystals", None))]
+
+
 def _where(pipeline: Pipeline) -> str:
     """What runs each model and where (a DLA engine names its core and layer placement)."""
-    runners = (("finder", pipeline.finder), ("classifier", pipeline.classifier))
-    return "; ".join(f"{name} {runner.describe()}" for name, runner in runners if runner)
+    return "; ".join(f"{name} {runner.describe()}" for name, runner in _runners(pipeline)
+                     if runner)
 
 
 def _open(bundle: Bundle, backend: str, precision: str, threads: int,
@@ -237,7 +243,8 @@ def _measure(pipeline: Pipeline, images: list[Path], cfg: BenchConfig) -> RunTim
                 continue
             e2e.append(per_image)
             for stage in STAGES:
-                stages[stage].append(float(s.timings_ms.get(stage, 0.0)))
+                if stage in s.timings_ms:  # "crystals" only where the bundle has that model
+                    stages[stage].append(float(s.timings_ms[stage]))
         _collect_gpu(pipeline, gpu, len(batch))
     wall = time.perf_counter() - wall0
     note = f"{errors} images failed to decode and were left out" if errors else ""
@@ -249,7 +256,7 @@ def _collect_gpu(pipeline: Pipeline, gpu: dict[str, list[float]], n: int) -> Non
     """Sum the TensorRT runners' CUDA-event timings of the last batch, per image."""
     totals = {"h2d": 0.0, "compute": 0.0, "d2h": 0.0}
     seen = False
-    for runner in (pipeline.finder, pipeline.classifier):
+    for _name, runner in _runners(pipeline):
         timings = getattr(runner, "last_timings", None)
         if timings:
             seen = True
@@ -265,7 +272,7 @@ def model_flops(bundle: Bundle, count_with_keras: bool) -> dict[str, int]:
     from the Keras file, but only when the Keras reference runs anyway: a bench of the runtime
     backends never loads TensorFlow. Without either, the floor is left out of the report."""
     flops: dict[str, int] = {}
-    for model in ("finder", "classifier"):
+    for model in MODEL_STAGES:
         if not bundle.has(model):
             continue
         sec = bundle.section(model)

@@ -51,8 +51,8 @@ def build_engines(
     force: Annotated[bool, typer.Option("--force", help="Rebuild everything.")] = False,
     int8_gate: Annotated[str | None, typer.Option(
         "--int8-gate", help="INT8 accuracy gate bounds against FP32 on held-out images, e.g. "
-                            "agreement=0.98,dice_loss=0.01,rank=0.95 (those are the "
-                            "defaults).")] = None,
+                            "agreement=0.98,dice_loss=0.01,rank=0.95,crystal_dice_loss=0.05 "
+                            "(those are the defaults).")] = None,
 ) -> None:
     """Make the ONNX variants (FP32, FP16, INT8 Q/DQ) and, with an NVIDIA GPU and TensorRT,
     engines for it. Re-running with nothing changed rebuilds nothing."""

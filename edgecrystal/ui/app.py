@@ -33,6 +33,7 @@ from ..index.history import drop_histories
 from ..index.rows import ImageRow
 from ..index.store import Index, UnknownPlate, effective_label, is_hit
 from ..results import OVERLAY_SUFFIX
+from .crystals import crystals_of
 from .files import OpenedFileResponse, open_without_links
 from .plate_grid import plate_grid
 from .sessions import COOKIE, SESSION_LIFETIME_S, LoginLinks
@@ -74,6 +75,7 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
     pages.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M") if value else ""
     pages.globals["label_of"] = effective_label
     pages.globals["is_hit"] = is_hit
+    pages.globals["crystals_of"] = crystals_of
     pages.globals["has_overlay"] = lambda row: (
         (path := safe_image_path(row["path"])) is not None and overlay_of(path) is not None)
 
@@ -193,7 +195,11 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
         return api_json({"queue": [brief(r) for r in index.uncertain_queue()]})
 
     def api_image(request: Request) -> Response:
-        return api_json(brief(indexed(request)))
+        row = indexed(request)
+        # The crystal boxes come from the result file (one small read): only for one image.
+        crystals = crystals_of(row)
+        return api_json({**brief(row), **(crystals.as_dict() if crystals else
+                                           {"crystals": None})})
 
     async def api_label(request: Request) -> Response:
         check_token(request)
