@@ -311,9 +311,10 @@ def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any
 
 def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
                     key: dict[str, Any]) -> dict[str, Any]:
-    from edgecrystal.calibration.quantize import choose_for_ort, quantize, zero_points
+    from edgecrystal.calibration.quantize import choose_for_ort, zero_points
 
     from .int8_gate import s8s8_exact
+    from .int8_variant import int8_variant
 
     src = bundle.variant(model, "fp32")
     fp32 = bundle.path(src["file"])
@@ -322,8 +323,8 @@ def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
     for target in _TARGETS:
         variant = _VARIANT[target]
         rel = onnx_rel(model, variant)
-        made[variant] = quantize(fp32, bundle.path(rel), inputs, target, method,
-                                 ranges_cache=bundle.path(_ranges_rel(model, target)))
+        made[variant] = int8_variant(fp32, bundle.path(rel), inputs, target, method,
+                                     ranges_cache=bundle.path(_ranges_rel(model, target)))
     bad = [n for n, z in zero_points(bundle.path(onnx_rel(model, "int8"))) if z != 0]
     if bad:
         raise BundleError(f"{onnx_rel(model, 'int8')} has non-zero zero points ({bad[0]}...): "
