@@ -26,9 +26,10 @@ from edgecrystal.engines.store import engine_for
 from edgecrystal.errors import BackendError, BundleError, UsageError
 from edgecrystal.interface import INPUT_NAME, PRECISIONS
 
+from .check_pictures import parity_batch
 from .integrity import CALIB_DIR, damaged_files
 from .integrity import PRECISION_OF as _PRECISION_OF
-from .keras_to_onnx import onnx_rel, parity_batch
+from .onnx_files import onnx_rel
 from .staging import staged
 
 # INT8 collapse: outputs that vary over the images less than this share of the FP32 model's

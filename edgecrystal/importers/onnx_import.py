@@ -26,7 +26,7 @@ import numpy as np
 from .. import PREPROCESS_VERSION, preprocess
 from ..bundle import Bundle
 from ..errors import BundleError, UsageError, one_line, path_problem
-from ..models import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
+from ..interface import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
 from . import wrap
 from .wrap import Normalisation
 
@@ -138,7 +138,7 @@ def _new_bundle(path: Path, classes: list[str], force: bool) -> Bundle:
 
 def check_pictures() -> np.ndarray:
     """Well-like pictures plus uniform noise: the inputs both sides of each check are fed."""
-    from edgecrystal.converters.keras_to_onnx import synthetic_wells
+    from edgecrystal.converters.check_pictures import synthetic_wells
 
     rng = np.random.default_rng(13)
     wells = synthetic_wells(CHECK_PICTURES - 2, seed=13, size=224)
@@ -150,7 +150,7 @@ def _import_model(bundle: Bundle, role: str, source: ModelSource, pictures: np.n
                   classes: list[str], crop: str = "finder") -> dict[str, Any]:
     import onnx
 
-    from edgecrystal.converters.keras_to_onnx import onnx_rel, set_metadata
+    from edgecrystal.converters.onnx_files import onnx_rel, set_metadata
 
     if (problem := path_problem(source.path, "file")) is not None:
         raise UsageError(f"--{role} {source.path} {problem}")
