@@ -159,7 +159,7 @@ def test_gpu_check_reports_the_jetson_paths(tmp_path: Path, version: str, cores:
     (tmp_path / "sitecustomize.py").write_text(GPU_CHECK_SITE.format(
         tests=str(REPO / "tests"), cores=cores, version=version))
     env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
-    done = subprocess.run(["bash", str(REPO / "scripts" / "gpu-check.sh")], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "edgecrystal", "gpu-check"], capture_output=True,
                           text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     line = done.stdout.strip()
