@@ -85,6 +85,9 @@ def run(command: list[str], root: Path, back: dict[str, str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
     checks = argv or ["imports", "types"]
     unknown = set(checks) - {"imports", "types"}
     if unknown:
