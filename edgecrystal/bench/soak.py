@@ -141,8 +141,9 @@ def soak(served: Served, plan: SoakPlan, out: Path, workdir: Path | None = None,
     """Run the soak; `say` gets the header and one table row per sample as they come. Writes
     OUT.json and returns the report."""
     width, height = image_size(plan.size)
-    if plan.minutes <= 0 or plan.trickle_s <= 0 or plan.sample_s <= 0 or plan.burst < 0:
-        raise UsageError("--minutes, --trickle-s and --sample-s must be above 0, --burst 0 or more")
+    if min(plan.minutes, plan.trickle_s, plan.sample_s, plan.burst_every_s) <= 0 or plan.burst < 0:
+        raise UsageError("--minutes, --trickle-s, --sample-s and --burst-every-s must be above "
+                         "0, --burst 0 or more")
     pool = make_pool(32, width, height)
     work = Path(workdir or tempfile.mkdtemp(prefix="edgecrystal-soak-"))
     images = work / "images"
@@ -163,7 +164,7 @@ def soak(served: Served, plan: SoakPlan, out: Path, workdir: Path | None = None,
         while time.monotonic() < end:
             if proc.poll() is not None:
                 raise BackendError(f"the daemon exited (code {proc.returncode}): see "
-                                 f"{work / 'daemon.log'}")
+                                   f"{work / 'daemon.log'}")
             now = time.monotonic()
             if now >= next_trickle:
                 path = images / "trickle" / f"T{count:06d}.jpg"
