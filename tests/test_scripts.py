@@ -68,3 +68,19 @@ def test_synth_baseline_runs_on_a_small_set(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("baseline accuracy: train ")
     assert "(6 images)" in done.stdout.splitlines()[0]  # the held-out quarter
+
+
+@pytest.mark.slow  # seconds: three INT8 quantizations in a child process
+def test_int8_forms_measures_each_form_and_rewrite(fast_bundle: Path,
+                                                   fast_calibration_data: Path) -> None:
+    """scripts/int8_forms.py (docs/conversion.md's INT8-forms table) on the fast classifier:
+    one row per form and rewrite left out, each with the gate's verdict."""
+    model = fast_bundle / "onnx" / "classifier.fp32.onnx"
+    done = _run(str(REPO / "scripts" / "int8_forms.py"), str(model), str(fast_calibration_data),
+                "--calib", "4", "--held-out", "4", "--method", "minmax", "--forms",
+                "s8s8,u8u8", "--skips", "none,channels_last")
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        ["| s8s8 (TensorRT's file)", "-"], ["| u8u8", "none"], ["| u8u8", "channels_last"]]
+    assert all(row.endswith(("| pass |", "| fail |")) for row in rows)
