@@ -99,7 +99,7 @@ def _adopt_shipped_finder(bundle: Bundle) -> dict[str, Any]:
     (its Keras file, settings and current FP32 ONNX: build-engines keeps that one)."""
     from .. import pretrained
 
-    source = pretrained.adopt_finder(bundle)
+    source = pretrained.adopt_finder(bundle, save=False)  # saved with the classifier
     section = bundle.require("finder")
     log.info("finder: the shipped default finder from %s", source)
     return {"file": bundle.variant("finder", "fp32").get("file", section.get("model")),
