@@ -1,3 +1,4 @@
-"""INT8 calibration: choosing calibration images, explicit Q/DQ quantization (every TensorRT from
-8.5 to 11, and ONNX Runtime), the calibration record, and the legacy implicit calibrator for
-TensorRT < 10. Heavy libraries load inside functions."""
+"""INT8 calibration: choosing calibration images (select), computing ranges and writing explicit
+Q/DQ models (quantize: every TensorRT from 8.5 to 11, and ONNX Runtime), the INT8 accuracy gate
+(gate), and the legacy implicit calibrator for TensorRT < 10 (trt_calibrator). The graph rewrites
+for ONNX Runtime are converters/rewrites/. Heavy libraries load inside functions."""

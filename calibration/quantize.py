@@ -6,16 +6,10 @@ Two variants from one calibration:
   inputs of the ops TensorRT runs in INT8 (conv, deconv, matmul, pooling, concat): TensorRT
   propagates and fuses from there.
 - "int8-u8" for ONNX Runtime on x86: uint8 (asymmetric) activations, int8 symmetric
-  per-channel weights, all quantizable ops: the layout ORT's x86 kernels are fastest with. The
-  U-Net's 2x2/stride-2 ConvTransposes become Conv 1x1 + DepthToSpace first (same function, see
-  calibration/upsampling.py): ORT's CPU provider has no integer ConvTranspose. Then the
-  upsampling shuffles and skip concatenations are written channels-last (calibration/layout.py),
-  so that ORT's NHWC convolutions need no layout transposes between them, and Inception's
-  average pools run after their 1x1 convolutions, on fewer channels (calibration/pooling.py).
-  Each U-Net skip join (Concat -> Conv) becomes one Conv per joined tensor, added
-  (calibration/concat_split.py): ONNX Runtime's QLinearConcat is slow on channels-last data.
-  Last, where the quantised input scaling gives the pixels back unchanged, the first quantised
-  tensor is the input itself (calibration/input_fold.py).
+  per-channel weights, all quantizable ops: the layout ORT's x86 kernels are fastest with.
+  Its graph is rewritten for ONNX Runtime's CPU kernels before and after quantization by
+  edgecrystal.converters.int8_variant (the rewrites: converters/rewrites/); this module
+  quantizes whatever graph it is given.
 Which one ONNX Runtime uses is decided by measuring both on this machine (see choose_for_ort).
 
 The ONNX Runtime variant's integer form follows the CPU's instruction-set family
@@ -40,12 +34,6 @@ from edgecrystal import cpu_isa
 from edgecrystal.errors import UsageError
 from edgecrystal.interface import INPUT_NAME
 
-from .concat_split import convs_without_concat
-from .input_fold import pixels_read_as_quantized
-from .layout import channels_last_data_moves
-from .pooling import pools_after_pointwise_convs
-from .upsampling import alias_cached_ranges, conv_transpose_to_depth_to_space
-
 METHODS = ("entropy", "minmax", "percentile")
 TRT_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm", "MaxPool", "AveragePool",
            "GlobalAveragePool", "Concat"]
@@ -62,8 +50,6 @@ FORMS = {"u8s8": ("QInt8", False), "u8s8-reduced": ("QInt8", True), "u8u8": ("QU
 FORM_FOR = {cpu_isa.X86_VNNI: "u8s8", cpu_isa.X86_AVX2: "u8u8", cpu_isa.X86_OLDER: "u8u8",
             cpu_isa.ARM64_I8MM: "u8s8", cpu_isa.ARM64_DOTPROD: "u8s8", cpu_isa.ARM64: "u8s8",
             cpu_isa.UNKNOWN: "u8u8"}
-# The ONNX Runtime rewrites, by the names `quantize(skip=...)` takes (for measuring each).
-REWRITES = ("upsampling", "concat_split", "channels_last", "pool_move", "input_fold")
 
 
 def method_enum(name: str) -> Any:
@@ -119,12 +105,12 @@ def form_for(family: str | None = None) -> str:
 
 
 def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str = "entropy",
-             ranges_cache: Path | None = None, form: str | None = None,
-             skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+             ranges_cache: Path | None = None, form: str | None = None) -> dict[str, Any]:
     """Write the INT8 Q/DQ model of `fp32` for `target` to `out`. `ranges_cache` (JSON): tensor
     ranges reused when present (no calibration run), written when absent. `form` (FORMS): the
-    ONNX Runtime variant's integer form, by default the one for this machine's CPU family;
-    `skip`: ONNX Runtime rewrites (REWRITES) left out, for measuring what each does."""
+    ONNX Runtime variant's integer form, by default the one for this machine's CPU family.
+    The graph is quantized as it is: the ONNX Runtime graph rewrites are applied around this by
+    `edgecrystal.converters.int8_variant`."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     if target not in TARGETS:
@@ -147,22 +133,7 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
     if ranges_cache is not None and "calibration_cache_path" in inspect.signature(
             quantize_static).parameters:
         kwargs["calibration_cache_path"] = str(ranges_cache)
-    source = fp32
-    rewrites: list[dict[str, str]] = []
-    done: dict[str, int] = {}
-    if not trt:
-        # ONNX Runtime has no integer ConvTranspose on the CPU: give it the U-Net's upsampling
-        # as Conv 1x1 + DepthToSpace, which it runs in INT8 (calibration/upsampling.py), the
-        # skip joins without a Concat (calibration/concat_split.py), the data moves in its
-        # NHWC layout (calibration/layout.py) and Inception's pools after their 1x1 convs
-        # (calibration/pooling.py).
-        cache = ranges_cache if ranges_cache is not None and ranges_cache.is_file() else None
-        source, rewrites, done = _for_onnxruntime(
-            fp32, out.with_suffix(".shuffle.onnx"), _cached_tensors(cache) if cache else None,
-            skip)
-        if cache is not None:
-            alias_cached_ranges(cache, *rewrites)
-    prepared = prepare(source, out.with_suffix(".prep.onnx"))
+    prepared = prepare(fp32, out.with_suffix(".prep.onnx"))
     try:
         # The calibrators print progress to stdout; the command prints its own one line.
         with contextlib.redirect_stdout(io.StringIO()):
@@ -179,66 +150,15 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
                 **kwargs,
             )
     finally:
-        for temporary in {prepared, source} - {fp32}:
-            temporary.unlink(missing_ok=True)
+        if prepared != fp32:
+            prepared.unlink(missing_ok=True)
     _drop_augmented(out)
-    if not trt and "input_fold" not in skip:
-        done.update(_pixels_read_as_quantized(out))
     weights = "uint8" if weight_type == "QUInt8" else "int8"
-    summary = {"target": target, "method": method, "images": len(inputs), "form": form,
+    return {"target": target, "method": method, "images": len(inputs), "form": form,
                "activations": "int8 symmetric" if trt else "uint8 asymmetric",
                "weights": f"{weights} symmetric per-channel"
                           + (" (7-bit: reduce_range)" if reduce_range else ""),
                "ops": TRT_OPS if trt else "all"}
-    summary.update(done)
-    return summary
-
-
-def _for_onnxruntime(fp32: Path, out: Path, cached: set[str] | None,
-                     skip: frozenset[str] = frozenset()
-                     ) -> tuple[Path, list[dict[str, str]], dict[str, int]]:
-    """`fp32` with its pixel-shuffle ConvTransposes rewritten, its concat -> conv joins split,
-    its data moves made channels-last and its average pools moved after their 1x1
-    convolutions, saved to `out`. Returns that path (`fp32` itself when nothing applies), the
-    alias-giving rewrites' tensor aliases in the order applied, and how much each rewrite did
-    (for the summary). `cached`: the tensors a ranges cache holds (None: calibrating now);
-    concats split and pools move only when their new tensors will get ranges."""
-    import onnx
-
-    model = onnx.load(str(fp32))
-    upsampled = {} if "upsampling" in skip else conv_transpose_to_depth_to_space(model)
-    # Before the data moves: a concat split away is no longer one to write channels-last.
-    joins = {} if "concat_split" in skip else convs_without_concat(model, ranged=cached)
-    moved = {} if "channels_last" in skip else channels_last_data_moves(model)
-    pools = [] if "pool_move" in skip else pools_after_pointwise_convs(model, ranged=cached)
-    done = {"conv_transpose_as_depth_to_space": len(upsampled),
-            "concats_split_into_convs": len(joins), "channels_last_tensors": len(moved),
-            "average_pools_after_1x1": len(pools)}
-    done = {what: count for what, count in done.items() if count}
-    if not done:
-        return fp32, [], {}
-    onnx.save(model, str(out))
-    return out, [upsampled, moved], done
-
-
-def _pixels_read_as_quantized(path: Path) -> dict[str, int]:
-    """calibration/input_fold.py on the quantised file at `path`, saved when it applied."""
-    import onnx
-
-    model = onnx.load(str(path))
-    if not pixels_read_as_quantized(model):
-        return {}
-    onnx.save(model, str(path))
-    return {"input_read_as_quantized": 1}
-
-
-def _cached_tensors(cache: Path) -> set[str]:
-    """The tensors an ONNX Runtime calibration cache (JSON, {"data": {tensor: range}}) has
-    ranges for."""
-    import json
-
-    data = json.loads(cache.read_text(encoding="utf-8")).get("data")
-    return set(data) if isinstance(data, dict) else set()
 
 
 def _ops_in_int8(model_path: Path) -> list[str]:

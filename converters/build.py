@@ -26,9 +26,10 @@ from edgecrystal.engines.store import engine_for
 from edgecrystal.errors import BackendError, BundleError, UsageError
 from edgecrystal.interface import INPUT_NAME, PRECISIONS
 
+from .check_pictures import parity_batch
 from .integrity import CALIB_DIR, damaged_files
 from .integrity import PRECISION_OF as _PRECISION_OF
-from .keras_to_onnx import onnx_rel, parity_batch
+from .onnx_files import onnx_rel
 from .staging import staged
 
 # INT8 collapse: outputs that vary over the images less than this share of the FP32 model's
@@ -311,9 +312,10 @@ def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any
 
 def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
                     key: dict[str, Any]) -> dict[str, Any]:
-    from edgecrystal.calibration.quantize import choose_for_ort, quantize, zero_points
+    from edgecrystal.calibration.quantize import choose_for_ort, zero_points
 
     from .int8_gate import s8s8_exact
+    from .int8_variant import int8_variant
 
     src = bundle.variant(model, "fp32")
     fp32 = bundle.path(src["file"])
@@ -322,8 +324,8 @@ def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
     for target in _TARGETS:
         variant = _VARIANT[target]
         rel = onnx_rel(model, variant)
-        made[variant] = quantize(fp32, bundle.path(rel), inputs, target, method,
-                                 ranges_cache=bundle.path(_ranges_rel(model, target)))
+        made[variant] = int8_variant(fp32, bundle.path(rel), inputs, target, method,
+                                     ranges_cache=bundle.path(_ranges_rel(model, target)))
     bad = [n for n, z in zero_points(bundle.path(onnx_rel(model, "int8"))) if z != 0]
     if bad:
         raise BundleError(f"{onnx_rel(model, 'int8')} has non-zero zero points ({bad[0]}...): "

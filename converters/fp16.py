@@ -63,7 +63,7 @@ def _half_tensor(tensor: Any, numpy_helper: Any) -> Any:
 def convert_file(src: Path, dst: Path) -> None:
     import onnx
 
-    from .keras_to_onnx import save_model, set_metadata
+    from .onnx_files import save_model, set_metadata
 
     model = to_fp16(onnx.load(str(src)))
     set_metadata(model, {"precision": "fp16"})

@@ -20,19 +20,14 @@ from edgecrystal.bundle import MODELS, Bundle
 from edgecrystal.errors import BundleError, UsageError, one_line
 from edgecrystal.interface import INPUT_NAME, MODEL_OUTPUTS
 
+from .check_pictures import parity_batch
+from .onnx_files import BATCH_DIM, DEFAULT_OPSET, OPSETS, onnx_rel, save_model, set_metadata
+
 OUTPUTS = MODEL_OUTPUTS
-OPSETS = range(13, 18)
-DEFAULT_OPSET = 17
-BATCH_DIM = "batch"
 # Sigmoid/softmax outputs in [0, 1]: FP32 export should match Keras to float rounding.
 PARITY_TOLERANCE = 1e-3
 # Bumped when the export recipe changes, so bundles re-export (part of the skip key).
 EXPORTER_VERSION = "1"
-META_PREFIX = "edgecrystal."
-
-
-def onnx_rel(model: str, variant: str) -> str:
-    return f"onnx/{model}.{variant}.onnx"
 
 
 def export_bundle(
@@ -112,7 +107,7 @@ def export_model(keras_model: Any, out: Path, role: str, classes: list[str], ops
     import tensorflow as tf
     import tf2onnx
 
-    _patch_tf2onnx_numpy2()
+    patch_tf2onnx_numpy2()
     shape = tuple(keras_model.inputs[0].shape[1:])
     spec = (tf.TensorSpec((None, *shape), tf.uint8, name=INPUT_NAME),)
     output = OUTPUTS[role]
@@ -135,32 +130,6 @@ def export_model(keras_model: Any, out: Path, role: str, classes: list[str], ops
     save_model(proto, out)
 
 
-def set_metadata(proto: Any, values: dict[str, str]) -> None:
-    """Set edgecrystal.* metadata_props (replacing earlier values of the same keys)."""
-    keep = [p for p in proto.metadata_props
-            if not p.key.startswith(META_PREFIX) or p.key[len(META_PREFIX):] not in values]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    for key, value in values.items():
-        prop = proto.metadata_props.add()
-        prop.key, prop.value = META_PREFIX + key, str(value)
-
-
-def read_metadata(path: Path) -> dict[str, str]:
-    """edgecrystal.* metadata of an ONNX file, via onnxruntime (no onnx needed)."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    props = sess.get_modelmeta().custom_metadata_map
-    return {k[len(META_PREFIX):]: v for k, v in props.items() if k.startswith(META_PREFIX)}
-
-
-def save_model(proto: Any, out: Path) -> None:
-    from edgecrystal.atomic import write_bytes
-
-    write_bytes(out, proto.SerializeToString())
-
-
 def _name_batch_dim(proto: Any) -> None:
     """tf2onnx names the dynamic batch "unk__N"; give inputs and outputs one readable name."""
     for value in [*proto.graph.input, *proto.graph.output]:
@@ -169,7 +138,7 @@ def _name_batch_dim(proto: Any) -> None:
             dims[0].dim_param = BATCH_DIM
 
 
-def _patch_tf2onnx_numpy2() -> None:
+def patch_tf2onnx_numpy2() -> None:
     # tf2onnx 1.17 still uses aliases numpy 2 removed; Keras ships the patch it uses itself.
     # The patch probes np.object, a FutureWarning users saw printed by build-engines.
     import warnings
@@ -184,36 +153,6 @@ def _patch_tf2onnx_numpy2() -> None:
 
 
 # ----------------------------------------------------------------- parity against Keras
-def parity_batch(bundle: Bundle, model: str, images: list[np.ndarray] | None) -> np.ndarray:
-    """Model inputs made with the runtime's preprocessing from `images` (or synthetic drops)."""
-    from edgecrystal import preprocess
-
-    size = bundle.input_size(model)
-    pictures = images if images else synthetic_wells(4)
-    if model == "finder":
-        return np.stack([preprocess.finder_input(p, size) for p in pictures])
-    return np.stack([preprocess.full_image(p, size).pixels for p in pictures])
-
-
-def synthetic_wells(n: int, seed: int = 0, size: int = 160) -> list[np.ndarray]:
-    """Small well-like pictures (grey well, a lighter drop, a few dark specks), for checks."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        img = np.full((size, size, 3), int(rng.integers(60, 110)), np.uint8)
-        centre = (int(rng.integers(size // 3, 2 * size // 3)),) * 2
-        cv2.circle(img, centre, int(rng.integers(size // 5, size // 3)),
-                   tuple(int(v) for v in rng.integers(140, 230, 3)), -1)
-        for _ in range(int(rng.integers(0, 8))):
-            p = tuple(int(v) for v in rng.integers(0, size, 2))
-            cv2.line(img, p, (p[0] + 6, p[1] + 3), (20, 20, 20), 1)
-        img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
-        out.append(img)
-    return out
-
-
 def parity(keras_model: Any, onnx_path: Path, batch: np.ndarray) -> dict[str, float]:
     """Max/mean abs difference between Keras and ONNX Runtime on `batch`."""
     import onnxruntime as ort

@@ -208,7 +208,9 @@ class Bundle:
     def adopt_finder(self, other: Bundle, adopted_from: str | None = None) -> None:
         """Use `other`'s trained finder in this bundle: its Keras file and settings (and the
         provenance of a shipped model). This bundle's own finder ONNX variants are dropped, so
-        build-engines remakes them from the adopted model instead of scoring with stale ones."""
+        build-engines remakes them from the adopted model instead of scoring with stale ones;
+        `other`'s FP32 ONNX comes along when it is current (made from that very Keras file):
+        build-engines keeps it, so the finder needs no TensorFlow export here."""
         section = json.loads(json.dumps(other.require("finder")))
         rel = section.get("model", "finder.keras")
         (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -219,6 +221,19 @@ class Bundle:
         self.meta["finder"] = section
         self.meta.get("onnx", {}).pop("finder", None)
         self.register_file(rel)
+        self._carry_current_fp32(other, "finder")
+
+    def _carry_current_fp32(self, other: Bundle, model: str) -> None:
+        entry = other.variant(model, "fp32")
+        rel = entry.get("file", "")
+        if not rel or other.is_stale(model, "fp32") or not other.path(rel).is_file():
+            return
+        if sha256_file(other.path(rel)) != entry.get("sha256"):
+            return  # damaged or replaced: build-engines exports it again
+        self.path(rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(other.path(rel), self.path(rel))
+        self.register_file(rel)
+        self.meta.setdefault("onnx", {})[model] = {"fp32": json.loads(json.dumps(entry))}
 
     def set_classes(self, classes: list[str]) -> None:
         self.meta["classes"] = list(dict.fromkeys(classes))

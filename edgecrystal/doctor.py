@@ -5,41 +5,18 @@ Nothing here needs a GPU: a part that is missing says why, as the refusals do.""
 
 from __future__ import annotations
 
-import importlib
 import platform
 import sys
 from pathlib import Path
 from typing import Any
 
-# Instruction-set flags that decide how fast INT8 / FP16 run on ONNX Runtime's CPU provider.
-X86_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-ARM_FLAGS = ("asimd", "asimddp", "i8mm", "fphp", "sve")
 
+def cpu_line(cpuinfo: Path = Path("/proc/cpuinfo"), machine: str | None = None) -> str:
+    """The CPU, its INT8 instruction-set family and the flags that decide it: the family
+    build-engines makes the ONNX Runtime INT8 variant for (edgecrystal.cpu_isa)."""
+    from edgecrystal import cpu_isa
 
-def cpu_line() -> str:
-    """The CPU and its relevant ISA flags: issue 21's edgecrystal.cpu_isa where it exists,
-    else the flags /proc/cpuinfo lists."""
-    try:
-        isa: Any = importlib.import_module("edgecrystal.cpu_isa")
-        describe = getattr(isa, "describe", None)
-        if callable(describe):
-            return f"cpu: {platform.machine()} {describe()}"
-    except ImportError:
-        pass
-    return f"cpu: {platform.machine()} flags {' '.join(cpu_flags()) or 'unknown'}"
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            have = set(value.split())
-            return [f for f in (*X86_FLAGS, *ARM_FLAGS) if f in have]
-    return []
+    return f"cpu: {machine or platform.machine()} {cpu_isa.detect(cpuinfo, machine).describe()}"
 
 
 def report() -> list[str]:

@@ -14,7 +14,7 @@ Parts, per profile where they say so:
   a folder) re-scored by `edgecrystal score --recursive` on 1 and 2 worker processes
   (`--workers`) and on a local Ray instance (`--ray`); each is skipped with a note where this
   edgecrystal has no such option or Ray is not installed;
-- daemon (the first profile): scripts/bench_daemon.py: READY, file closed -> result, burst, RSS;
+- daemon (the first profile): `edgecrystal bench-daemon`: READY, file closed -> result, burst, RSS;
 - verify (per profile): `edgecrystal verify` on synthetic wells: INT8 vs FP32 Dice, AUC, and
   the scores' rank correlation where verify reports it.
 The paper profile runs pipeline only unless --paper-all (its plate and verify take minutes).
@@ -109,7 +109,7 @@ def main() -> int:
 
 
 def add_soak(soak_json: Path, out: Path) -> int:
-    """Merge a scripts/soak.py report into benchmarks.json (a 30-minute soak is its own run)
+    """Merge a `edgecrystal soak` report into benchmarks.json (a 30-minute soak is its own run)
     and re-render the page."""
     json_path = out / "benchmarks.json"
     saved = upgrade(json.loads(json_path.read_text())) if json_path.is_file() else {}
@@ -168,7 +168,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--archive-size", default="320x240", help="WxH of the archive's JPEGs")
     ap.add_argument("--daemon-images", type=int, default=1000)
     ap.add_argument("--daemon-size", default="640x480", help="WxH of the daemon burst images")
-    ap.add_argument("--soak", type=Path, help="only add this scripts/soak.py report (its "
+    ap.add_argument("--soak", type=Path, help="only add this `edgecrystal soak` report (its "
                                               "JSON) to benchmarks.json and re-render")
     ap.add_argument("--render", type=Path, help="only re-render benchmarks.md from this "
                                                 "benchmarks.json (no measuring)")
@@ -467,9 +467,9 @@ def count_results(root: Path) -> int:
 
 # ------------------------------------------------------------------------------ daemon
 def run_daemon_bench(bundle: Path, work: Path, images: int, size: str) -> dict:
-    """scripts/bench_daemon.py against the same bundle: READY, close->result, burst, RSS."""
+    """`edgecrystal bench-daemon` against the same bundle: READY, close->result, burst, RSS."""
     out = work / "daemon"
-    cmd = [sys.executable, str(REPO / "scripts" / "bench_daemon.py"), "--bundle", str(bundle),
+    cmd = [sys.executable, "-m", "edgecrystal", "bench-daemon", "--bundle", str(bundle),
            "--burst", str(images), "--size", size, "--precision", "int8", "--out", str(out)]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})

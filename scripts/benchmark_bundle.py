@@ -57,8 +57,8 @@ def main(argv: list[str]) -> int:
         export(Path(argv[1]), argv[2])
     else:
         print("usage: benchmark_bundle.py keras PROFILE ROOT | export ROOT MODEL",
-              file=sys.stderr)
-        return 2
+              file=sys.stdout if argv in (["-h"], ["--help"]) else sys.stderr)
+        return 0 if argv in (["-h"], ["--help"]) else 2
     return 0
 
 

@@ -56,7 +56,7 @@ def render(saved: dict[str, Any]) -> str:
     lines += _archive(saved.get("archive"))
     daemon = saved.get("daemon")
     if daemon:
-        lines += ["## The daemon (`scripts/bench_daemon.py`, ONNX Runtime INT8, lite)", "",
+        lines += ["## The daemon (`edgecrystal bench-daemon`, ONNX Runtime INT8, lite)", "",
                   _stamp(daemon), "", daemon["markdown"].rstrip(), ""]
     lines += _soak(saved.get("soak"))
     return "\n".join(lines).rstrip() + "\n"
@@ -336,12 +336,13 @@ def _archive(archive: dict[str, Any] | None) -> list[str]:
 
 
 def _soak(soak: dict[str, Any] | None, rows: int = 16) -> list[str]:
-    """scripts/soak.py's report: the RSS verdict, then every n-th sample so the page stays short."""
+    """`edgecrystal soak`'s report: the RSS verdict, then every n-th sample so the page stays
+    short."""
     if not soak:
         return []
     summary = soak.get("summary", {})
     samples = soak.get("samples", [])
-    lines = [f"## Soak (`scripts/soak.py`, {soak['minutes']:g} min, {soak['backend']} "
+    lines = [f"## Soak (`edgecrystal soak`, {soak['minutes']:g} min, {soak['backend']} "
              f"{soak['precision']}, lite)", "",
              f"A real daemon fed one {soak['image_size']} JPEG every {soak['trickle_s']:g} s plus "
              f"{soak['burst']} at once every {soak['burst_every_s']:g} s: {soak['images']:,} "

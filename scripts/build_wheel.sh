@@ -16,7 +16,8 @@ wheel="$(ls -t "$out"/edgecrystal-*.whl | head -1)"
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 need = ["edgecrystal/cli/__init__.py", "edgecrystal/converters/build.py",
-        "edgecrystal/calibration/quantize.py", "edgecrystal/daemon/service.py"]
+        "edgecrystal/converters/rewrites/upsampling.py", "edgecrystal/calibration/quantize.py",
+        "edgecrystal/daemon/service.py", "edgecrystal/bench/soak.py"]
 missing = [n for n in need if n not in names]
 stray = [n for n in names if n.split("/")[0] in ("converters", "calibration", "tests")]
 if missing or stray:

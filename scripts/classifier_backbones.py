@@ -98,12 +98,13 @@ def train_arm(backbone: str, x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: n
 
 
 def latency(model: object, role_inputs: np.ndarray, work: Path) -> dict:
-    from edgecrystal.calibration.quantize import latency_ms, quantize
+    from edgecrystal.calibration.quantize import latency_ms
+    from edgecrystal.converters.int8_variant import int8_variant
     from edgecrystal.converters.keras_to_onnx import export_model
 
     fp32, int8 = work / "m.fp32.onnx", work / "m.int8-u8.onnx"
     export_model(model, fp32, "classifier", ["a", "b", "c", "d"], 17)
-    quantize(fp32, int8, role_inputs, "onnxruntime", "entropy")
+    int8_variant(fp32, int8, role_inputs, "onnxruntime", "entropy")
     one = role_inputs[:1]
     return {"fp32_ms": round(latency_ms(fp32, one, repeats=30), 2),
             "int8_ms": round(latency_ms(int8, one, repeats=30), 2),

@@ -12,9 +12,9 @@ CALIBRATION_DATA) and cost.json. PHOTOS: a folder of photos to time on (default
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -62,8 +62,12 @@ def time_model(path: Path, size: int, images: list[np.ndarray], threads: int) ->
 
 
 def main() -> None:
-    work, calibration = Path(sys.argv[1]), Path(sys.argv[2])
-    photos = Path(sys.argv[3]) if len(sys.argv) > 3 else REPO.parent / "shared" / "real-samples"
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("work", type=Path)
+    ap.add_argument("calibration", type=Path)
+    ap.add_argument("photos", type=Path, nargs="?", default=REPO.parent / "shared" / "real-samples")
+    args = ap.parse_args()
+    work, calibration, photos = args.work, args.calibration, args.photos
     work.mkdir(parents=True, exist_ok=True)
     for name in ("shipped", "lite"):
         if (work / name).exists():

@@ -47,7 +47,8 @@ def _run(path: Path, inputs: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     from edgecrystal.calibration.gate import gate_record
-    from edgecrystal.calibration.quantize import FORMS, REWRITES, quantize
+    from edgecrystal.calibration.quantize import FORMS
+    from edgecrystal.converters.int8_variant import REWRITES, int8_variant
     from edgecrystal.cpu_isa import detect
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -81,10 +82,10 @@ def main() -> None:
             out = Path(tmp) / "int8.onnx"
             if form in FORMS:
                 skip = frozenset() if skipped == "none" else frozenset({skipped})
-                quantize(args.model, out, calibration, "onnxruntime", args.method, form=form,
-                         skip=skip)
+                int8_variant(args.model, out, calibration, "onnxruntime", args.method,
+                             form=form, skip=skip)
             else:
-                quantize(args.model, out, calibration, "tensorrt", args.method)
+                int8_variant(args.model, out, calibration, "tensorrt", args.method)
             got = _run(out, held_out)
             gate = gate_record(role, got, fp32, family, True)
             print(f"| {form} | {skipped} | {gate['agreement']:.3f} | "

@@ -32,12 +32,22 @@ BIN = Path(sys.executable).parent
 
 
 def package_sources() -> dict[str, Path]:
-    """{dotted package: its source folder}, as setuptools maps them."""
+    """{dotted package: its source folder}, as setuptools maps them: the longest package-dir
+    entry that is the package or one of its parents gives the folder (edgecrystal.converters =
+    converters, so edgecrystal.converters.rewrites = converters/rewrites)."""
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     setuptools = config["tool"]["setuptools"]
-    mapped = setuptools.get("package-dir", {})
-    return {name: REPO / mapped.get(name, name.replace(".", "/"))
-            for name in setuptools["packages"]}
+    mapped: dict[str, str] = setuptools.get("package-dir", {})
+    return {name: REPO / _source_folder(name, mapped) for name in setuptools["packages"]}
+
+
+def _source_folder(name: str, mapped: dict[str, str]) -> str:
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        parent = ".".join(parts[:cut])
+        if parent in mapped:
+            return "/".join([mapped[parent], *parts[cut:]])
+    return "/".join(parts)
 
 
 def stage(root: Path) -> dict[str, str]:
@@ -75,6 +85,9 @@ def run(command: list[str], root: Path, back: dict[str, str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
     checks = argv or ["imports", "types"]
     unknown = set(checks) - {"imports", "types"}
     if unknown:

@@ -11,7 +11,7 @@ trivial cue does not give them away. Needs masks (the project's labels.csv layou
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import cv2
@@ -42,7 +42,9 @@ def features(rgb: np.ndarray, mask: np.ndarray) -> list[float]:
 
 
 def main() -> None:
-    ds = load_dataset(Path(sys.argv[1]))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", type=Path, help="a synthetic data set with masks (edgecrystal synth)")
+    ds = load_dataset(ap.parse_args().data)
     recs = [r for r in ds.records if r.mask is not None and r.label]
     classes = sorted({r.label for r in recs})
     x = np.array([features(read_image(r.image), read_image(r.mask)[..., 0] > 0) for r in recs])

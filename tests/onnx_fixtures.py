@@ -28,11 +28,10 @@ import numpy as np
 
 from edgecrystal import DEFAULT_CLASSES, PREPROCESS_VERSION
 from edgecrystal.bundle import Bundle
-from edgecrystal.converters.keras_to_onnx import (
+from edgecrystal.converters.keras_to_onnx import EXPORTER_VERSION, OUTPUTS
+from edgecrystal.converters.onnx_files import (
     BATCH_DIM,
     DEFAULT_OPSET,
-    EXPORTER_VERSION,
-    OUTPUTS,
     onnx_rel,
     save_model,
     set_metadata,

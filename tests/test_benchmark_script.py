@@ -190,23 +190,11 @@ def test_the_archive_part_scores_every_image_and_leaves_only_the_images(
     assert "## Re-scoring an archive of 12 images" in page
 
 
-def _soak_module() -> ModuleType:
-    sys.path.insert(0, str(REPO / "scripts"))  # soak.py takes its helpers from bench_daemon.py
-    try:
-        spec = importlib.util.spec_from_file_location("soak", REPO / "scripts" / "soak.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["soak"] = module  # its dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-
-
 def test_a_soak_report_is_added_to_the_page_with_its_rss_verdict(tmp_path: Path) -> None:
-    """soak.py's own summary of its samples (RSS rising 2 MiB a minute after warm-up), merged
-    by `benchmark.py --soak` into benchmarks.json and rendered."""
-    soak = _soak_module()
+    """`edgecrystal soak`'s own summary of its samples (RSS rising 2 MiB a minute after
+    warm-up), merged by `benchmark.py --soak` into benchmarks.json and rendered."""
+    from edgecrystal.bench import soak
+
     rows = [{"t_s": 60.0 * minute, "rss_mib": 300.0 + 2.0 * minute, "fds": 13, "threads": 14,
              "closed": 120, "results": 120, "backlog": 0,
              "trickle": {"n": 120, "p50_ms": 80.0 + minute, "p95_ms": 150.0},
@@ -226,7 +214,7 @@ def test_a_soak_report_is_added_to_the_page_with_its_rss_verdict(tmp_path: Path)
                            "--out", str(out)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     page = (out / "benchmarks.md").read_text()
-    assert "## Soak (`scripts/soak.py`, 30 min, onnxruntime int8, lite)" in page
+    assert "## Soak (`edgecrystal soak`, 30 min, onnxruntime int8, lite)" in page
     assert "RSS 304 to 360 MiB (first 304, last 360; fitted slope +2.00 MiB/min)" in page
     # 31 samples in rows of two: the first row ends at minute 1, the second holds the burst.
     assert "| 60 | 302 | 13 | 14 | 81 / 150 | - |" in page

@@ -1,7 +1,7 @@
 """The U-Net's skip joins as one convolution per joined tensor, added, for ONNX Runtime's INT8
-(calibration/concat_split.py): the same function in real ONNX Runtime sessions, no concat left
-in the INT8 graph ONNX Runtime runs, and no split when a cached calibration lacks the partial
-sums' ranges."""
+(converters/rewrites/concat_split.py): the same function in real ONNX Runtime sessions, no
+concat left in the INT8 graph ONNX Runtime runs, and no split when a cached calibration lacks
+the partial sums' ranges."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from onnx_fixtures import (
     run_pixels,
 )
 
-from edgecrystal.calibration import quantize as quantize_module
-from edgecrystal.calibration.concat_split import convs_without_concat
-from edgecrystal.calibration.quantize import quantize
+from edgecrystal.converters import int8_variant as variant_module
+from edgecrystal.converters.int8_variant import int8_variant
+from edgecrystal.converters.rewrites.concat_split import convs_without_concat
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -92,7 +92,7 @@ def test_joins_split_into_convs_compute_the_same() -> None:
 def test_int8_runs_the_join_without_a_concat(tmp_path: Path) -> None:
     fp32, u8 = tmp_path / "fp32.onnx", tmp_path / "u8.onnx"
     onnx.save(_joins(), str(fp32))
-    summary = quantize(fp32, u8, random_pixels(SIZE, 2), "onnxruntime", "minmax")
+    summary = int8_variant(fp32, u8, random_pixels(SIZE, 2), "onnxruntime", "minmax")
     assert summary["concats_split_into_convs"] == 2
     ran = [node.op_type for node in optimized_nodes(u8, tmp_path)]
     assert ran.count("QLinearConcat") == 2, ran  # the shared join and the output's
@@ -108,11 +108,11 @@ def test_a_cache_without_the_partial_sums_keeps_the_concats(
     cache = tmp_path / "ranges.json"
     onnx.save(_joins(), str(fp32))
     with monkeypatch.context() as patch:
-        patch.setattr(quantize_module, "convs_without_concat", lambda _model, ranged=None: {})
-        quantize(fp32, old, random_pixels(SIZE, 4), "onnxruntime", "minmax", ranges_cache=cache)
+        patch.setattr(variant_module, "convs_without_concat", lambda _model, ranged=None: {})
+        int8_variant(fp32, old, random_pixels(SIZE, 4), "onnxruntime", "minmax", ranges_cache=cache)
     assert "pair_pre/part1" not in json.loads(cache.read_text())["data"]
     noise = np.full_like(random_pixels(SIZE, 5), 7)  # a cache hit must not calibrate on these
-    summary = quantize(fp32, again, noise, "onnxruntime", "minmax", ranges_cache=cache)
+    summary = int8_variant(fp32, again, noise, "onnxruntime", "minmax", ranges_cache=cache)
     assert "concats_split_into_convs" not in summary
     ran = [node.op_type for node in optimized_nodes(again, tmp_path)]
     assert ran.count("QLinearConcat") == 4 and "QLinearAdd" not in ran and "Conv" not in ran

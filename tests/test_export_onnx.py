@@ -11,7 +11,8 @@ import onnxruntime as ort
 import pytest
 
 from edgecrystal.bundle import Bundle
-from edgecrystal.converters.keras_to_onnx import export_bundle, read_metadata
+from edgecrystal.converters.keras_to_onnx import export_bundle
+from edgecrystal.converters.onnx_files import read_metadata
 
 # Keras models and TensorFlow in every test: the slow tier.
 pytestmark = pytest.mark.slow
@@ -72,8 +73,8 @@ def test_the_export_prints_no_numpy_future_warning() -> None:
 
     done = subprocess.run(
         [sys.executable, "-W", "always", "-c",
-         "from edgecrystal.converters.keras_to_onnx import _patch_tf2onnx_numpy2\n"
-         "_patch_tf2onnx_numpy2()"],
+         "from edgecrystal.converters.keras_to_onnx import patch_tf2onnx_numpy2\n"
+         "patch_tf2onnx_numpy2()"],
         capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert "FutureWarning" not in done.stderr, done.stderr

@@ -1,11 +1,12 @@
-"""scripts/gpu-check.sh, run as a real subprocess with the fake cuda-python of tests/fakes put in
+"""`edgecrystal gpu-check`, run as a real subprocess with the fake cuda-python of tests/fakes put in
 place by a sitecustomize module: its one summary line, and its failure line when the driver is
-too old for the binding. On a GPU machine the same script runs against the real binding."""
+too old for the binding. On a GPU machine the same command runs against the real binding."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ sys.modules["pycuda"] = None
 def _run(tmp_path: Path, driver: int) -> subprocess.CompletedProcess[str]:
     write_sitecustomize(tmp_path, SITE.format(driver=driver))
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    return subprocess.run(["bash", str(REPO / "scripts" / "gpu-check.sh")], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "edgecrystal", "gpu-check"], capture_output=True,
                           text=True, env=env, timeout=120)
 
 

@@ -205,7 +205,7 @@ def test_crop_finder_without_finder_uses_the_shipped_one(tmp_path: Path) -> None
     res = _import(tmp_path / "b", "--classifier", str(model))
     assert res.returncode == 0, res.stderr
     bundle = Bundle.open(tmp_path / "b")
-    assert "shipped" in bundle.require("finder")
+    assert bundle.require("finder")["adopted_from"] == "edgecrystal.pretrained/finder"
     assert bundle.crop == "finder"
     assert (tmp_path / "b" / bundle.variant("finder", "fp32")["file"]).is_file()
 

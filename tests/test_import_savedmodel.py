@@ -68,7 +68,7 @@ def make_lookalike(folder: Path, *, decode: bool = True) -> Path:
 def _jpegs(folder: Path, n: int) -> list[Path]:
     import cv2
 
-    from edgecrystal.converters.keras_to_onnx import synthetic_wells
+    from edgecrystal.converters.check_pictures import synthetic_wells
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -1,5 +1,5 @@
 """The pixels read as the first quantised tensor in ONNX Runtime's INT8
-(calibration/input_fold.py): done only where the quantised scaling gives every pixel value
+(converters/rewrites/input_fold.py): done only where the quantised scaling gives every pixel value
 back, the same Q/DQ function afterwards, and no input scaling left in what ONNX Runtime runs."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from onnx_fixtures import optimized_nodes, pixels_model
 
-from edgecrystal.calibration import quantize as quantize_module
-from edgecrystal.calibration.input_fold import pixels_read_as_quantized
-from edgecrystal.calibration.quantize import quantize
+from edgecrystal.converters import int8_variant as variant_module
+from edgecrystal.converters.int8_variant import int8_variant
+from edgecrystal.converters.rewrites.input_fold import pixels_read_as_quantized
 from edgecrystal.interface import INPUT_NAME
 
 onnx = pytest.importorskip("onnx")
@@ -64,7 +64,7 @@ def test_the_pixels_feed_the_first_quantised_tensor(
     """x / 255 (the U-Net) and x * 2 / 255 - 1 (Inception): the Mul goes, an Add stays."""
     fp32, u8 = tmp_path / "fp32.onnx", tmp_path / "u8.onnx"
     onnx.save(_scaled_conv(1 / 255 if offset is None else 2 / 255, offset), str(fp32))
-    summary = quantize(fp32, u8, _pixels(1), "onnxruntime", "minmax")
+    summary = int8_variant(fp32, u8, _pixels(1), "onnxruntime", "minmax")
     assert summary["input_read_as_quantized"] == 1
     folded = onnx.load(str(u8))
     first = next(node for node in folded.graph.node if INPUT_NAME in node.input)
@@ -75,8 +75,8 @@ def test_the_pixels_feed_the_first_quantised_tensor(
     # The same function as the Q/DQ graph with its scaling, on every pixel value.
     unfolded = tmp_path / "unfolded.onnx"
     with monkeypatch.context() as patch:  # the quantizer before the fold (QUANTIZER 5)
-        patch.setattr(quantize_module, "_pixels_read_as_quantized", lambda _path: {})
-        quantize(fp32, unfolded, _pixels(1), "onnxruntime", "minmax")
+        patch.setattr(variant_module, "_pixels_read_as_quantized", lambda _path: {})
+        int8_variant(fp32, unfolded, _pixels(1), "onnxruntime", "minmax")
     original = onnx.load(str(unfolded))
     assert "Cast" in {node.op_type for node in original.graph.node}
     pixels = np.arange(SIZE * SIZE * 3 * 9, dtype=np.int64).reshape(9, SIZE, SIZE, 3) % 256
@@ -90,7 +90,7 @@ def test_a_scaling_that_is_not_the_identity_stays(tmp_path: Path) -> None:
     pixels': its quantisation clips, so reading the pixels directly would change the values."""
     fp32, u8 = tmp_path / "fp32.onnx", tmp_path / "u8.onnx"
     onnx.save(_scaled_conv(1 / 255, None), str(fp32))
-    summary = quantize(fp32, u8, _pixels(2, 60, 200), "onnxruntime", "minmax")
+    summary = int8_variant(fp32, u8, _pixels(2, 60, 200), "onnxruntime", "minmax")
     assert "input_read_as_quantized" not in summary
     ran = [node.op_type for node in optimized_nodes(u8, tmp_path)]
     assert "QuantizeLinear" in ran

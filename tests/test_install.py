@@ -23,6 +23,8 @@ def test_the_wheel_builds_with_every_package(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("edgecrystal-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "edgecrystal/converters/build.py" in names
+    assert "edgecrystal/converters/rewrites/upsampling.py" in names  # a package-dir subpackage
+    assert "edgecrystal/gpu_check.py" in names  # user procedures are in the install
     assert "edgecrystal/bundle_export.py" in names
     assert not [n for n in names if n.startswith(("converters/", "calibration/", "tests/"))]
     # The shipped default bundle travels in the wheel: its description, models and every ONNX

@@ -58,15 +58,15 @@ def test_gate_numbers_and_verdicts() -> None:
 def _collapse_finder(root: Path, family: str) -> str:
     """The finder's ONNX Runtime INT8 variant calibrated on one grey level (every activation's
     range is that picture's: anything else clips), recorded and gated as build-engines does."""
-    from edgecrystal.calibration.quantize import quantize
     from edgecrystal.converters.build import Options as BuildOptions
     from edgecrystal.converters.build import _calibration_sets, calibration_settings
     from edgecrystal.converters.int8_gate import gate_variants
+    from edgecrystal.converters.int8_variant import int8_variant
 
     bundle = Bundle.open(root)
     name, entry = bundle.variant_for("finder", "int8", "onnxruntime") or ("", {})
     size = bundle.input_size("finder")
-    quantize(bundle.path(bundle.variant("finder", "fp32")["file"]), bundle.path(entry["file"]),
+    int8_variant(bundle.path(bundle.variant("finder", "fp32")["file"]), bundle.path(entry["file"]),
              np.full((8, size, size, 3), 100, np.uint8), "onnxruntime", "minmax")
     detail = {k: v for k, v in entry.items() if k not in {
         "file", "precision", "backends", "sha256", "input", "input_dtype", "output",

@@ -6,6 +6,7 @@ daemon's dla_core key and build-engines' DLA refusals as a user meets them."""
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 import time
@@ -93,13 +94,17 @@ def test_doctor_says_what_this_machine_runs() -> None:
     assert "has no TensorrtExecutionProvider" in res.stdout
 
 
-def test_doctor_reads_cpu_flags(tmp_path: Path) -> None:
-    from edgecrystal.doctor import cpu_flags
+def test_doctor_says_the_cpu_int8_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU line names the family build-engines makes INT8 for (edgecrystal.cpu_isa, which
+    EDGECRYSTAL_CPU_FAMILY overrides), not only flags."""
+    from edgecrystal import cpu_isa
+    from edgecrystal.doctor import cpu_line
 
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm crc32\n")
-    assert cpu_flags(info) == ["asimd", "asimddp", "i8mm"]
-    assert cpu_flags(tmp_path / "missing") == []
+    monkeypatch.delenv("EDGECRYSTAL_CPU_FAMILY", raising=False)
+    assert cpu_line().startswith(f"cpu: {platform.machine()} {cpu_isa.detect().family} (")
+    monkeypatch.setenv("EDGECRYSTAL_CPU_FAMILY", cpu_isa.ARM64_I8MM)
+    assert cpu_line(machine="aarch64") == (
+        "cpu: aarch64 arm64-i8mm (no int8 flags; from EDGECRYSTAL_CPU_FAMILY)")
 
 
 def test_daemon_dla_core_key(tmp_path: Path) -> None:
@@ -159,7 +164,7 @@ def test_gpu_check_reports_the_jetson_paths(tmp_path: Path, version: str, cores:
     (tmp_path / "sitecustomize.py").write_text(GPU_CHECK_SITE.format(
         tests=str(REPO / "tests"), cores=cores, version=version))
     env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
-    done = subprocess.run(["bash", str(REPO / "scripts" / "gpu-check.sh")], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "edgecrystal", "gpu-check"], capture_output=True,
                           text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     line = done.stdout.strip()

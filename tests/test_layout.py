@@ -46,3 +46,18 @@ def test_installed_names_are_namespaced() -> None:
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).parent == REPO / "converters"
+
+
+def test_every_module_is_in_a_layer_of_the_import_contracts() -> None:
+    """A module left out of .importlinter's layers is checked by nothing: its imports could go
+    anywhere. Every module and package directly under edgecrystal, as installed, is in one."""
+    import configparser
+
+    contracts = configparser.ConfigParser()
+    contracts.read(REPO / ".importlinter")
+    layers = contracts["importlinter:contract:layers"]["layers"]
+    listed = {name.strip() for line in layers.split("\n") for name in line.split("|")} - {""}
+    found = {path.stem for path in (REPO / "edgecrystal").iterdir()
+             if (path.suffix == ".py" and not path.name.startswith("__"))
+             or (path / "__init__.py").is_file()}
+    assert found | {"converters", "calibration"} == listed

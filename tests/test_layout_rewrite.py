@@ -1,5 +1,5 @@
 """The U-Net's upsampling shuffle and skip concatenation written channels-last for ONNX
-Runtime's INT8 (calibration/layout.py): the same function, the same INT8 answer bit for bit,
+Runtime's INT8 (converters/rewrites/layout.py): the same function, the same INT8 answer bit for bit,
 and no layout transposes left between ONNX Runtime's NHWC convolutions."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from onnx_fixtures import optimized_nodes, pixels_model, random_pixels, run_pixels
 
-from edgecrystal.calibration import quantize as quantize_module
-from edgecrystal.calibration.layout import channels_last_data_moves
-from edgecrystal.calibration.quantize import quantize
-from edgecrystal.calibration.upsampling import conv_transpose_to_depth_to_space
+from edgecrystal.converters import int8_variant as variant_module
+from edgecrystal.converters.int8_variant import int8_variant
+from edgecrystal.converters.rewrites.layout import channels_last_data_moves
+from edgecrystal.converters.rewrites.upsampling import conv_transpose_to_depth_to_space
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -96,9 +96,9 @@ def test_int8_is_bit_identical_and_free_of_layout_transposes(
     onnx.save(_mini_unet(), str(fp32))
     calibration, pixels = random_pixels(SIZE, 2), random_pixels(SIZE, 3)
     with monkeypatch.context() as patch:  # QUANTIZER 2: the upsampling rewrite alone
-        patch.setattr(quantize_module, "channels_last_data_moves", lambda _model: {})
-        quantize(fp32, plain, calibration, "onnxruntime", "minmax")
-    summary = quantize(fp32, moved, calibration, "onnxruntime", "minmax")
+        patch.setattr(variant_module, "channels_last_data_moves", lambda _model: {})
+        int8_variant(fp32, plain, calibration, "onnxruntime", "minmax")
+    summary = int8_variant(fp32, moved, calibration, "onnxruntime", "minmax")
     assert summary["channels_last_tensors"] > 0
     np.testing.assert_array_equal(run_pixels(moved, pixels), run_pixels(plain, pixels))
 
@@ -124,9 +124,9 @@ def test_ranges_cached_by_the_previous_quantizer_cover_the_rewrite(
     onnx.save(_mini_unet(), str(fp32))
     calibration = random_pixels(SIZE, 4)
     with monkeypatch.context() as patch:
-        patch.setattr(quantize_module, "channels_last_data_moves", lambda _model: {})
-        quantize(fp32, old, calibration, "onnxruntime", "minmax", ranges_cache=cache)
-    quantize(fp32, new, np.full_like(calibration, 7), "onnxruntime", "minmax",
+        patch.setattr(variant_module, "channels_last_data_moves", lambda _model: {})
+        int8_variant(fp32, old, calibration, "onnxruntime", "minmax", ranges_cache=cache)
+    int8_variant(fp32, new, np.full_like(calibration, 7), "onnxruntime", "minmax",
              ranges_cache=cache)  # a cache hit must not calibrate on these
     floats = {node.op_type for node in optimized_nodes(new, tmp_path)} & {
         "Conv", "Concat", "DepthToSpace", "DequantizeLinear", "QuantizeLinear"}

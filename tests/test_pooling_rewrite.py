@@ -1,5 +1,5 @@
 """Inception's pooling branch with the average pool after its 1x1 convolution, for ONNX
-Runtime's INT8 (calibration/pooling.py): the same function in real ONNX Runtime sessions,
+Runtime's INT8 (converters/rewrites/pooling.py): the same function in real ONNX Runtime sessions,
 fewer channels pooled, and never moved when a cached calibration has no range for the
 convolution's output before the pool."""
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from onnx_fixtures import assert_int8_follows, pixels_model, random_pixels, run_pixels
 
-from edgecrystal.calibration.pooling import pools_after_pointwise_convs
-from edgecrystal.calibration.quantize import quantize
+from edgecrystal.converters.int8_variant import int8_variant
+from edgecrystal.converters.rewrites.pooling import pools_after_pointwise_convs
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -84,7 +84,7 @@ def test_only_the_inception_branch_moves_and_computes_the_same() -> None:
 def test_int8_pools_the_convolution_outputs(tmp_path: Path) -> None:
     fp32, u8 = tmp_path / "fp32.onnx", tmp_path / "u8.onnx"
     onnx.save(_inception_branches(), str(fp32))
-    summary = quantize(fp32, u8, random_pixels(SIZE, 2), "onnxruntime", "minmax")
+    summary = int8_variant(fp32, u8, random_pixels(SIZE, 2), "onnxruntime", "minmax")
     assert summary["average_pools_after_1x1"] == 1
     assert _pooled_channels(u8) == [3, 8, 8]  # the moved one pools 3 channels, not 8
     assert_int8_follows(fp32, u8, random_pixels(SIZE, 3))
@@ -96,15 +96,15 @@ def test_a_cache_without_the_new_range_keeps_the_pools_in_place(tmp_path: Path) 
     fp32, first, again = tmp_path / "fp32.onnx", tmp_path / "first.onnx", tmp_path / "again.onnx"
     cache = tmp_path / "ranges.json"
     onnx.save(_inception_branches(), str(fp32))
-    quantize(fp32, first, random_pixels(SIZE, 4), "onnxruntime", "minmax", ranges_cache=cache)
+    int8_variant(fp32, first, random_pixels(SIZE, 4), "onnxruntime", "minmax", ranges_cache=cache)
     ranges = json.loads(cache.read_text())
     assert "branch_pre/before_pool" in ranges["data"]  # a cache made now covers the move
-    summary = quantize(fp32, again, random_pixels(SIZE, 5), "onnxruntime", "minmax",
+    summary = int8_variant(fp32, again, random_pixels(SIZE, 5), "onnxruntime", "minmax",
                        ranges_cache=cache)
     assert summary["average_pools_after_1x1"] == 1
     del ranges["data"]["branch_pre/before_pool"]  # as the quantizer before the move wrote it
     cache.write_text(json.dumps(ranges))
-    summary = quantize(fp32, again, random_pixels(SIZE, 5), "onnxruntime", "minmax",
+    summary = int8_variant(fp32, again, random_pixels(SIZE, 5), "onnxruntime", "minmax",
                        ranges_cache=cache)
     assert "average_pools_after_1x1" not in summary
     # Every pool reads the 8 channels (onnxruntime's pre-pass may merge the identical ones).

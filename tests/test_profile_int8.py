@@ -1,4 +1,4 @@
-"""scripts/profile_int8.py on a real bundle: ONNX Runtime's profiler, real sessions, real files."""
+"""`edgecrystal profile` on a real bundle: ONNX Runtime's profiler, real sessions, real files."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "profile_int8.py"
-
 
 def _profile(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, EDGECRYSTAL_BLOCK_TF="1")  # the profile must not need TensorFlow
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=120, env=env, check=False)
+    return subprocess.run([sys.executable, "-m", "edgecrystal", "profile", *args],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
 
 
 def test_profile_splits_run_time_by_operator(fast_bundle: Path, tmp_path: Path) -> None:
@@ -42,6 +40,6 @@ def test_profile_splits_run_time_by_operator(fast_bundle: Path, tmp_path: Path) 
 
 
 def test_profile_refuses_a_missing_precision_in_one_line(fast_bundle: Path) -> None:
-    done = _profile(str(fast_bundle), "--precisions", "int4", "--runs", "1")
+    done = _profile(str(fast_bundle), "--precision", "int4", "--runs", "1")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "no int4 ONNX" in done.stderr

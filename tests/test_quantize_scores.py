@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecrystal.calibration.quantize import quantize
+from edgecrystal.converters.int8_variant import int8_variant
 from edgecrystal.metrics import rank_correlation
 
 onnx = pytest.importorskip("onnx")
@@ -54,7 +54,7 @@ def test_int8_scores_are_continuous_and_track_fp32(tmp_path: Path, target: str) 
     fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
     _classifier(fp32)
     pixels = np.random.default_rng(1).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
-    quantize(fp32, int8, pixels[:32], target, "minmax")
+    int8_variant(fp32, int8, pixels[:32], target, "minmax")
 
     last = onnx.load(str(int8)).graph.node[-1]
     assert last.op_type == "Softmax"  # no Q/DQ after the scores

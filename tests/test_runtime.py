@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -95,16 +96,23 @@ def test_auto_falls_back_to_onnxruntime_and_says_why(fast_bundle: Path) -> None:
         open_runners(Bundle.open(fast_bundle), backend="tensorrt")
 
 
-def test_selection_refuses_unknown_and_missing_variants(fast_bundle: Path) -> None:
+def test_selection_refuses_unknown_and_missing_variants(fast_bundle: Path,
+                                                       tmp_path: Path) -> None:
     b = Bundle.open(fast_bundle)
     with pytest.raises(BackendError, match="unknown backend"):
         open_runners(b, backend="keras")
     with pytest.raises(BackendError, match="unknown precision"):
         open_runners(b, backend="onnxruntime", precision="fp8")
-    variants = b.meta["onnx"]["classifier"]
-    if not any(v.get("precision") == "int8" for v in variants.values()):
-        with pytest.raises(BundleError, match="int8"):
-            open_runners(b, backend="onnxruntime", precision="int8")
+    # The same bundle without its INT8 variants: asking for int8 is a one-line refusal.
+    shutil.copytree(fast_bundle, tmp_path / "bundle")
+    without = Bundle.open(tmp_path / "bundle")
+    for model in ("finder", "classifier"):
+        variants = without.meta["onnx"][model]
+        for name in [n for n, v in variants.items() if v.get("precision") == "int8"]:
+            del variants[name]
+    without.save()
+    with pytest.raises(BundleError, match="int8"):
+        open_runners(Bundle.open(tmp_path / "bundle"), backend="onnxruntime", precision="int8")
 
 
 @pytest.mark.gpu

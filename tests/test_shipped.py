@@ -102,7 +102,25 @@ def test_adopt_copies_the_finder_into_a_bundle(tmp_path: Path) -> None:
     assert again.verify_files() == []
     shipped = Bundle.open(bundle_path("finder"))
     assert again.meta["files"]["finder.keras"] == shipped.meta["files"]["finder.keras"]
-    assert "finder" not in again.meta.get("onnx", {})  # remade from the adopted model
+    # The FP32 ONNX made from that very Keras file comes along (build-engines keeps it: no
+    # TensorFlow export); nothing else of the finder's ONNX does.
+    assert set(again.variants("finder")) == {"fp32"} and not again.is_stale("finder", "fp32")
+    rel = again.variant("finder", "fp32")["file"]
+    assert again.meta["files"][rel] == shipped.meta["files"][rel]
+
+
+def test_adopt_leaves_a_damaged_fp32_behind(tmp_path: Path) -> None:
+    import shutil
+
+    donor = tmp_path / "donor"
+    shutil.copytree(bundle_path("finder"), donor)
+    rel = Bundle.open(donor).variant("finder", "fp32")["file"]
+    (donor / rel).write_bytes(b"not the exported model")
+    b = Bundle.open(tmp_path / "bundle", create=True)
+    adopt_finder(b, donor)
+    again = Bundle.open(tmp_path / "bundle")
+    assert "finder" not in again.meta.get("onnx", {})  # build-engines exports it again
+    assert again.verify_files() == []
 
 
 @pytest.mark.slow

@@ -41,7 +41,7 @@ def test_fixture_finder_marks_the_light_drop(fast_bundle: Path) -> None:
 
 
 def test_fixture_models_carry_the_export_metadata(fast_bundle: Path) -> None:
-    from edgecrystal.converters.keras_to_onnx import read_metadata
+    from edgecrystal.converters.onnx_files import read_metadata
     from edgecrystal.models import INPUT_NAME
 
     bundle = Bundle.open(fast_bundle)

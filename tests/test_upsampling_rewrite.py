@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from onnx_fixtures import optimized_nodes, pixels_model, run_pixels
 
-from edgecrystal.calibration.quantize import quantize
-from edgecrystal.calibration.upsampling import conv_transpose_to_depth_to_space
+from edgecrystal.converters.int8_variant import int8_variant
+from edgecrystal.converters.rewrites.upsampling import conv_transpose_to_depth_to_space
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -74,11 +74,11 @@ def test_onnxruntime_int8_runs_the_upsampling_in_integer(tmp_path: Path) -> None
     fp32, u8, s8 = tmp_path / "fp32.onnx", tmp_path / "u8.onnx", tmp_path / "s8.onnx"
     onnx.save(_upsampler(), str(fp32))
     pixels = np.random.default_rng(2).integers(0, 256, (16, 12, 12, 3), dtype=np.uint8)
-    summary = quantize(fp32, u8, pixels[:8], "onnxruntime", "minmax")
+    summary = int8_variant(fp32, u8, pixels[:8], "onnxruntime", "minmax")
     assert summary["conv_transpose_as_depth_to_space"] == 2
-    quantize(fp32, s8, pixels[:8], "tensorrt", "minmax")  # TensorRT has INT8 deconvolution
+    int8_variant(fp32, s8, pixels[:8], "tensorrt", "minmax")  # TensorRT has INT8 deconvolution
     ran = {node.op_type for node in optimized_nodes(u8, tmp_path)}
-    # The shuffle moves uint8 bytes (as NHWC Reshape + Transpose: calibration/layout.py).
+    # The shuffle moves uint8 bytes (as NHWC Reshape + Transpose: converters/rewrites/layout.py).
     assert "ConvTranspose" not in ran and "QLinearConv" in ran and "Reshape" in ran
     assert "ConvTranspose" in {n.op_type for n in onnx.load(str(s8)).graph.node}
     reference, quantised = run_pixels(fp32, pixels), run_pixels(u8, pixels)
@@ -90,20 +90,20 @@ def test_ranges_cached_before_the_rewrite_still_quantise_it(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A bundle calibrated by the quantizer before the rewrite, rebuilt from its ranges cache
     with no images: the 1x1 Conv borrows the range of the ConvTranspose output it permutes."""
-    from edgecrystal.calibration import quantize as quantize_module
+    from edgecrystal.converters import int8_variant as variant_module
 
     fp32, old, new = tmp_path / "fp32.onnx", tmp_path / "old.onnx", tmp_path / "new.onnx"
     cache = tmp_path / "ranges.json"
     onnx.save(_upsampler(), str(fp32))
     pixels = np.random.default_rng(3).integers(0, 256, (8, 12, 12, 3), dtype=np.uint8)
     with monkeypatch.context() as patch:  # the quantizer as it was: no rewrite
-        patch.setattr(quantize_module, "_for_onnxruntime",
+        patch.setattr(variant_module, "_for_onnxruntime",
                       lambda path, _out, _cached, *_skip: (path, [], {}))
-        quantize(fp32, old, pixels, "onnxruntime", "minmax", ranges_cache=cache)
+        int8_variant(fp32, old, pixels, "onnxruntime", "minmax", ranges_cache=cache)
     # Float: ONNX Runtime has no integer ConvTranspose kernel.
     assert "ConvTranspose" in {n.op_type for n in optimized_nodes(old, tmp_path)}
     noise = np.full_like(pixels, 7)  # a cache hit must not calibrate on these
-    quantize(fp32, new, noise, "onnxruntime", "minmax", ranges_cache=cache)
+    int8_variant(fp32, new, noise, "onnxruntime", "minmax", ranges_cache=cache)
     ran = {node.op_type for node in optimized_nodes(new, tmp_path)}
     assert "ConvTranspose" not in ran and "Conv" not in ran, ran
     reference = run_pixels(fp32, pixels)

@@ -43,6 +43,7 @@ def test_verify_flags_a_quantised_softmax(fast_bundle: Path, fast_calibration_da
     quantised again with the softmax included, verify must say so."""
     from edgecrystal.bundle import Bundle
     from edgecrystal.calibration import quantize as quantize_module
+    from edgecrystal.converters.int8_variant import int8_variant
 
     root = tmp_path / "bundle"
     shutil.copytree(fast_bundle, root)
@@ -50,7 +51,7 @@ def test_verify_flags_a_quantised_softmax(fast_bundle: Path, fast_calibration_da
     size = bundle.input_size("classifier")
     pixels = np.random.default_rng(0).integers(0, 256, (16, size, size, 3), dtype=np.uint8)
     monkeypatch.setattr(quantize_module, "FLOAT_OUTPUT_OPS", ())
-    quantize_module.quantize(bundle.path(bundle.variant("classifier", "fp32")["file"]),
+    int8_variant(bundle.path(bundle.variant("classifier", "fp32")["file"]),
                              bundle.path(bundle.variant("classifier", "int8-u8")["file"]),
                              pixels, "onnxruntime", "minmax")
     result = run_verify(root, fast_calibration_data, 8)

@@ -93,7 +93,7 @@ def write_wells(folder: Path, n: int, seed: int = 0, size: int = 96) -> list[Pat
     """`n` small well-like JPEG files in `folder`."""
     import cv2
 
-    from edgecrystal.converters.keras_to_onnx import synthetic_wells
+    from edgecrystal.converters.check_pictures import synthetic_wells
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -10,7 +10,19 @@ from typing import NoReturn
 import typer
 
 from ..errors import EdgeCrystalError
-from . import bench, bundle, convert, data, doctor, importers, index, runtime, shipped, train
+from . import (
+    bench,
+    bundle,
+    convert,
+    data,
+    doctor,
+    importers,
+    index,
+    measure,
+    runtime,
+    shipped,
+    train,
+)
 
 app = typer.Typer(
     name="edgecrystal",
@@ -27,7 +39,8 @@ def _root() -> None:
     """Score protein crystallization images where they are taken."""
 
 
-for area in (data, train, importers, convert, runtime, bench, index, bundle, shipped, doctor):
+for area in (data, train, importers, convert, runtime, bench, measure, index, bundle, shipped,
+             doctor):
     area.register(app)
 
 

@@ -1,4 +1,5 @@
-"""`edgecrystal doctor`: what this machine can run (edgecrystal.doctor)."""
+"""`edgecrystal doctor`: what this machine can run (edgecrystal.doctor); `edgecrystal gpu-check`:
+this GPU exercised without TensorRT (edgecrystal.gpu_check)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor)
+    app.command("gpu-check")(gpu_check)
 
 
 def doctor() -> None:
@@ -16,3 +18,17 @@ def doctor() -> None:
 
     for line in report():
         typer.echo(line)
+
+
+def gpu_check() -> None:
+    """Exercise this GPU without TensorRT: cuda-python device identity, page-locked H2D/D2H
+    copies checked byte for byte, DLA cores and the onnxruntime-trt provider; one line, exit 1
+    when something did not hold."""
+    from edgecrystal.errors import EdgeCrystalError
+    from edgecrystal.gpu_check import check
+
+    try:
+        typer.echo(check())
+    except EdgeCrystalError as exc:
+        typer.echo(f"gpu-check FAILED: {exc}")
+        raise typer.Exit(1) from None

@@ -42,7 +42,7 @@ def probe_device(device: int = 0) -> DeviceProbe:
 
 def probe_gpu(device: int = 0) -> DeviceProbe:
     """The GPU alone (no TensorRT needed): name, compute capability and driver version through
-    cuda-python, else pycuda. scripts/gpu-check.sh uses it on machines without TensorRT."""
+    cuda-python, else pycuda. `edgecrystal gpu-check` uses it on machines without TensorRT."""
     reasons: list[str] = []
     for binding, read in (("cuda-python", _cuda_python_properties),
                           ("pycuda", _pycuda_properties)):

@@ -21,7 +21,7 @@ Nothing here runs without TensorRT and a GPU; tensorrt loads inside the function
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,6 @@ class BuildOptions:
     # only with gpu_fallback.
     dla_core: int | None = None
     gpu_fallback: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:

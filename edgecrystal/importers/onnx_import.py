@@ -26,7 +26,7 @@ import numpy as np
 from .. import PREPROCESS_VERSION, preprocess
 from ..bundle import Bundle
 from ..errors import BundleError, UsageError, one_line, path_problem
-from ..models import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
+from ..interface import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
 from . import wrap
 from .wrap import Normalisation
 
@@ -65,15 +65,14 @@ def import_onnx(bundle_path: Path, classifier: ModelSource, classes: list[str], 
         raise UsageError(f"--crop must be finder or none (got {crop})")
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise UsageError(f"--classes needs two or more distinct names (got {','.join(classes)})")
-    shipped = shipped_finder() if crop == "finder" and finder is None else None
-    if crop == "finder" and finder is None and shipped is None:
-        raise UsageError("--crop finder needs --finder MODEL.onnx: this edgecrystal ships no "
-                         "default finder (or use --crop none to classify the whole image)")
+    shipped = crop == "finder" and finder is None
+    if shipped:
+        _check_shipped_finder()
     bundle = _new_bundle(bundle_path, classes, force)
     pictures = check_pictures()
     summary: dict[str, Any] = {}
-    if shipped is not None:
-        summary["finder"] = _copy_shipped_finder(bundle, shipped)
+    if shipped:
+        summary["finder"] = _adopt_shipped_finder(bundle)
     elif crop == "finder":
         assert finder is not None
         summary["finder"] = _import_model(bundle, "finder", finder, pictures, classes)
@@ -83,44 +82,29 @@ def import_onnx(bundle_path: Path, classifier: ModelSource, classes: list[str], 
     return summary
 
 
-def shipped_finder() -> Path | None:
-    """The folder of the default finder's bundle that ships with edgecrystal, or None where this
-    edgecrystal has none. Asked through the public command (`edgecrystal models path finder`),
-    so that the importer depends on the command's contract, not on how it finds the files."""
-    import subprocess
-    import sys
+def _check_shipped_finder() -> None:
+    """One line where `--crop finder` without `--finder` has no shipped finder to adopt."""
+    from .. import pretrained
 
     try:
-        done = subprocess.run([sys.executable, "-m", "edgecrystal", "models", "path", "finder"],
-                              capture_output=True, text=True, timeout=120, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    folder = Path(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else None
-    if done.returncode != 0 or folder is None or not (folder / "bundle.json").is_file():
-        return None
-    return folder
+        pretrained.bundle_path("finder")
+    except BundleError:
+        raise UsageError("--crop finder needs --finder MODEL.onnx: this edgecrystal ships no "
+                         "default finder (or use --crop none to classify the whole image)"
+                         ) from None
 
 
-def _copy_shipped_finder(bundle: Bundle, folder: Path) -> dict[str, Any]:
-    """The shipped finder already takes the project's contract: its files and its bundle.json
-    sections are copied as they are (build-engines keeps its FP32 ONNX by hash)."""
-    shipped = Bundle.open(folder)
-    section = dict(shipped.require("finder"))
-    fp32 = dict(shipped.meta.get("onnx", {}).get("finder", {}).get("fp32", {}))
-    files = [section.get("model", "finder.keras"), fp32.get("file", "")]
-    for rel in filter(None, files):
-        if (folder / rel).is_file():
-            bundle.path(rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(folder / rel, bundle.path(rel))
-            bundle.register_file(rel)
-    section["shipped"] = {"from": str(folder.resolve()), "fingerprint": shipped.fingerprint}
-    bundle.set_section("finder", section)
-    if fp32:
-        bundle.section("onnx")["finder"] = {"fp32": fp32}
-    log.info("finder: the shipped default finder from %s", folder)
-    return {"file": fp32.get("file", section.get("model")), "input_size":
-            section.get("input_size"), "output_kind": "probabilities", "head": "none (shipped)",
-            "max_abs_diff": 0.0}
+def _adopt_shipped_finder(bundle: Bundle) -> dict[str, Any]:
+    """The shipped finder already takes the project's contract: adopted as `train` adopts it
+    (its Keras file, settings and current FP32 ONNX: build-engines keeps that one)."""
+    from .. import pretrained
+
+    source = pretrained.adopt_finder(bundle, save=False)  # saved with the classifier
+    section = bundle.require("finder")
+    log.info("finder: the shipped default finder from %s", source)
+    return {"file": bundle.variant("finder", "fp32").get("file", section.get("model")),
+            "input_size": section.get("input_size"), "output_kind": "probabilities",
+            "head": "none (shipped)", "max_abs_diff": 0.0}
 
 
 def _new_bundle(path: Path, classes: list[str], force: bool) -> Bundle:
@@ -138,7 +122,7 @@ def _new_bundle(path: Path, classes: list[str], force: bool) -> Bundle:
 
 def check_pictures() -> np.ndarray:
     """Well-like pictures plus uniform noise: the inputs both sides of each check are fed."""
-    from edgecrystal.converters.keras_to_onnx import synthetic_wells
+    from edgecrystal.converters.check_pictures import synthetic_wells
 
     rng = np.random.default_rng(13)
     wells = synthetic_wells(CHECK_PICTURES - 2, seed=13, size=224)
@@ -150,7 +134,7 @@ def _import_model(bundle: Bundle, role: str, source: ModelSource, pictures: np.n
                   classes: list[str], crop: str = "finder") -> dict[str, Any]:
     import onnx
 
-    from edgecrystal.converters.keras_to_onnx import onnx_rel, set_metadata
+    from edgecrystal.converters.onnx_files import onnx_rel, set_metadata
 
     if (problem := path_problem(source.path, "file")) is not None:
         raise UsageError(f"--{role} {source.path} {problem}")

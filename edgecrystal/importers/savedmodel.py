@@ -104,7 +104,7 @@ def check_against_tensorflow(bundle_path: Path, function: Any, input_key: str, s
     import onnxruntime as ort
     import tensorflow as tf
 
-    from edgecrystal.converters.keras_to_onnx import synthetic_wells
+    from edgecrystal.converters.check_pictures import synthetic_wells
 
     from ..bundle import Bundle
     from ..errors import BundleError
@@ -429,9 +429,10 @@ def convert_cut(frozen: Any, cut: Cut, output_keys: list[str], score_key: str,
     import tensorflow as tf
     import tf2onnx
 
-    from edgecrystal.converters.keras_to_onnx import DEFAULT_OPSET, _patch_tf2onnx_numpy2
+    from edgecrystal.converters.keras_to_onnx import patch_tf2onnx_numpy2
+    from edgecrystal.converters.onnx_files import DEFAULT_OPSET
 
-    _patch_tf2onnx_numpy2()
+    patch_tf2onnx_numpy2()
     graph_def = frozen.graph.as_graph_def()
     score_tensor = _score_tensor(frozen, output_keys, score_key)
     cut_node = tf.compat.v1.NodeDef(name=CUT_NAME, op="Placeholder")

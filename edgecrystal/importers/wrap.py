@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from ..models import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
+from ..interface import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
 
 PREFIX = "edgecrystal_import/"
 BATCH_DIM = "batch"

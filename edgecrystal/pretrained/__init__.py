@@ -88,11 +88,13 @@ def list_models() -> list[dict[str, Any]]:
     return [describe(name) for name in SHIPPED]
 
 
-def adopt_finder(bundle: Bundle, source: str | Path | None = None) -> str:
-    """Put a finder into `bundle` and save it: the shipped default (source None) or another
-    bundle's (Bundle.adopt_finder does the copying). Returns the source's folder."""
+def adopt_finder(bundle: Bundle, source: str | Path | None = None, *, save: bool = True) -> str:
+    """Put a finder into `bundle` and save it (unless `save` is False: the caller saves once
+    the rest is in): the shipped default (source None) or another bundle's
+    (Bundle.adopt_finder does the copying). Returns the source's folder."""
     root = bundle_path("finder") if source is None else Path(source)
     label = "edgecrystal.pretrained/finder" if source is None else None
     bundle.adopt_finder(Bundle.open(root), adopted_from=label)
-    bundle.save()
+    if save:
+        bundle.save()
     return str(root)

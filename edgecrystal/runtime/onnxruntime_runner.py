@@ -52,7 +52,7 @@ def resolve_providers(names: list[str] | tuple[str, ...] | None) -> list[str]:
 
 
 def session_options(threads: int = 0) -> Any:
-    """The SessionOptions every runtime session gets (scripts/profile_int8.py profiles with the
+    """The SessionOptions every runtime session gets (`edgecrystal profile` profiles with the
     same ones, so what it measures is what the pipeline runs)."""
     import onnxruntime as ort
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .profiles import PROFILES
-
-__all__ = ["PROFILES", "train_classifier", "train_finder"]
+__all__ = ["train_classifier", "train_finder"]
 
 
 def train_finder(*args: Any, **kwargs: Any) -> dict[str, Any]:

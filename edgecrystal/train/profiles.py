@@ -1,6 +1,9 @@
 """Training recipes: `paper` (Miura et al. as published), `lite` (for edge devices, converges on
 a CPU in minutes), `edge` (the `lite` finder and a MobileNetV3-Small classifier) and `tiny`
-(seconds, for tests and the demo). Every field can be overridden."""
+(seconds, for tests and the demo), `sim2real` (domain-randomised synthetic data) and `finetune`
+(from a shipped model, below). The names are the keys of FINDER_PROFILES and
+CLASSIFIER_PROFILES (one list: `resolve` names them in its error). Every field can be
+overridden."""
 
 from __future__ import annotations
 
@@ -9,8 +12,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import UsageError
-
-PROFILES = ("paper", "lite", "edge", "tiny", "sim2real")
 
 
 @dataclass(frozen=True)

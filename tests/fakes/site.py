@@ -1,6 +1,6 @@
 """A sitecustomize.py that installs the fakes in a child process (a real `serve` or
-`gpu-check.sh` run): the fakes on sys.path and the `Modules` stand-in for pytest's monkeypatch,
-then `body`, which installs what the test needs."""
+`edgecrystal gpu-check` run): the fakes on sys.path and the `Modules` stand-in for pytest's
+monkeypatch, then `body`, which installs what the test needs."""
 
 from __future__ import annotations
 

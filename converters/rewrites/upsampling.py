@@ -5,7 +5,7 @@ pixel from exactly one input pixel: it is a 1x1 convolution to stride*stride*C_o
 followed by DepthToSpace (a pixel shuffle). Same arithmetic, same result up to float rounding,
 but ONNX Runtime's CPU provider has no integer ConvTranspose: a quantised ConvTranspose runs as
 DequantizeLinear -> float ConvTranspose -> QuantizeLinear, with layout transposes around it
-(17 % of the INT8 lite finder's time, measured with scripts/profile_int8.py). The 1x1 Conv runs
+(17 % of the INT8 lite finder's time, measured with `edgecrystal profile`). The 1x1 Conv runs
 as QLinearConv and DepthToSpace moves uint8 bytes.
 """
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Soak `edgecrystal serve`: a steady trickle of images plus a burst every few minutes into a
 served folder, for a set time. A real daemon subprocess, real files.
 
@@ -8,25 +7,28 @@ moment the image was closed) for the trickle images and the burst images closed 
 interval. Prints a table as it goes and writes OUT.json: what "RSS flat after warm-up" is judged
 from.
 
-    .venv/bin/python scripts/soak.py --bundle BUNDLE --minutes 30 --out soak
+    edgecrystal soak --bundle BUNDLE --minutes 30 --out soak
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from bench_daemon import make_pool, proc_status, start_daemon, write_file  # scripts/ is on the path
 
-RESULT = ".edgecrystal.json"
+from edgecrystal.errors import BackendError, UsageError
+from edgecrystal.results import RESULT_SUFFIX as RESULT
+
+from .daemon_bench import Served, image_size, make_pool, proc_status, start_daemon, write_file
 
 
 @dataclass
@@ -88,7 +90,11 @@ def sample(proc: subprocess.Popen[bytes], started: float, interval: Interval,
     return row
 
 
-def print_row(row: dict[str, object]) -> None:
+HEADER = (f"{'t_s':>7}{'rss_MiB':>9}{'fds':>5}{'thr':>5}{'closed':>7}{'result':>7}"
+          f"{'backlog':>8}  {'trickle p50/p95/max ms':>20}  {'burst p50/p95/max ms':>20}")
+
+
+def format_row(row: dict[str, object]) -> str:
     def lat(kind: str) -> str:
         stats = row[kind]
         assert isinstance(stats, dict)
@@ -96,9 +102,9 @@ def print_row(row: dict[str, object]) -> None:
             return f"{'-':>20}"
         return f"{stats['p50_ms']:>6.0f}{stats['p95_ms']:>7.0f}{stats['max_ms']:>7.0f}"
 
-    print(f"{row['t_s']:>7}{row['rss_mib']:>9}{row['fds']:>5}{row['threads']:>5}"
-          f"{row['closed']:>7}{row['results']:>7}{row['backlog']:>8}  {lat('trickle')}  "
-          f"{lat('burst')}", flush=True)
+    return (f"{row['t_s']:>7}{row['rss_mib']:>9}{row['fds']:>5}{row['threads']:>5}"
+            f"{row['closed']:>7}{row['results']:>7}{row['backlog']:>8}  {lat('trickle')}  "
+            f"{lat('burst')}")
 
 
 def summarise(rows: list[dict[str, object]], warmup_s: float) -> dict[str, object]:
@@ -115,52 +121,50 @@ def summarise(rows: list[dict[str, object]], warmup_s: float) -> dict[str, objec
             "fds": {"min": min(fds), "max": max(fds)}}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", required=True, type=Path)
-    ap.add_argument("--minutes", type=float, default=30.0)
-    ap.add_argument("--trickle-s", type=float, default=0.5, help="seconds between trickle images")
-    ap.add_argument("--burst", type=int, default=200, help="images per burst")
-    ap.add_argument("--burst-every-s", type=float, default=120.0)
-    ap.add_argument("--sample-s", type=float, default=30.0, help="seconds per table row")
-    ap.add_argument("--warmup-s", type=float, default=120.0,
-                    help="samples before this are left out of the RSS judgement")
-    ap.add_argument("--size", default="640x480", help="image size WxH")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--backend", default="onnxruntime")
-    ap.add_argument("--precision", default="int8")
-    ap.add_argument("--drain-s", type=float, default=300.0,
-                    help="at the end, wait this long for images still waiting to be scored")
-    ap.add_argument("--keep", action="store_true",
-                    help="keep images and results (default: delete each once scored)")
-    ap.add_argument("--out", type=Path, default=Path("soak"), help="writes OUT.json")
-    ap.add_argument("--workdir", type=Path, default=None)
-    args = ap.parse_args()
-    width, height = (int(v) for v in args.size.lower().split("x"))
+@dataclass(frozen=True)
+class SoakPlan:
+    """What arrives and for how long (seconds unless named otherwise)."""
+
+    minutes: float = 30.0
+    trickle_s: float = 0.5
+    burst: int = 200
+    burst_every_s: float = 120.0
+    sample_s: float = 30.0
+    warmup_s: float = 120.0
+    size: str = "640x480"
+    drain_s: float = 300.0
+    keep: bool = False
+
+
+def soak(served: Served, plan: SoakPlan, out: Path, workdir: Path | None = None,
+         say: Callable[[str], None] = lambda _line: None) -> dict[str, Any]:
+    """Run the soak; `say` gets the header and one table row per sample as they come. Writes
+    OUT.json and returns the report."""
+    width, height = image_size(plan.size)
+    if min(plan.minutes, plan.trickle_s, plan.sample_s, plan.burst_every_s) <= 0 or plan.burst < 0:
+        raise UsageError("--minutes, --trickle-s, --sample-s and --burst-every-s must be above "
+                         "0, --burst 0 or more")
     pool = make_pool(32, width, height)
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="edgecrystal-soak-"))
+    work = Path(workdir or tempfile.mkdtemp(prefix="edgecrystal-soak-"))
     images = work / "images"
     (images / "trickle").mkdir(parents=True, exist_ok=True)
-    proc, _log, _ = start_daemon(args, work, images, extra=('index = "off"',))
+    proc, _log, _ = start_daemon(served, work, images, extra=('index = "off"',))
     started = time.monotonic()
-    end = started + args.minutes * 60
-    print(f"daemon pid {proc.pid}, work {work}; {args.minutes} min: one image every "
-          f"{args.trickle_s} s, {args.burst} every {args.burst_every_s} s", flush=True)
-    print(f"{'t_s':>7}{'rss_MiB':>9}{'fds':>5}{'thr':>5}{'closed':>7}{'result':>7}"
-          f"{'backlog':>8}  {'trickle p50/p95/max ms':>20}  {'burst p50/p95/max ms':>20}",
-          flush=True)
+    end = started + plan.minutes * 60
+    say(f"daemon pid {proc.pid}, work {work}; {plan.minutes} min: one image every "
+        f"{plan.trickle_s} s, {plan.burst} every {plan.burst_every_s} s")
+    say(HEADER)
     rows: list[dict[str, object]] = []
     outstanding: list[Sent] = []
     interval = Interval()
     count = 0
-    next_trickle, next_burst = started, started + args.burst_every_s / 2
-    next_sample = started + args.sample_s
+    next_trickle, next_burst = started, started + plan.burst_every_s / 2
+    next_sample = started + plan.sample_s
     try:
         while time.monotonic() < end:
             if proc.poll() is not None:
-                raise SystemExit(f"the daemon exited (code {proc.returncode}): see "
-                                 f"{work / 'daemon.log'}")
+                raise BackendError(f"the daemon exited (code {proc.returncode}): see "
+                                   f"{work / 'daemon.log'}")
             now = time.monotonic()
             if now >= next_trickle:
                 path = images / "trickle" / f"T{count:06d}.jpg"
@@ -168,47 +172,42 @@ def main() -> int:
                                         "trickle"))
                 count += 1
                 interval.closed += 1
-                next_trickle += args.trickle_s
+                next_trickle += plan.trickle_s
             if now >= next_burst:
                 folder = images / f"burst{count:06d}"
                 folder.mkdir()
-                for i in range(args.burst):
+                for i in range(plan.burst):
                     path = folder / f"{chr(65 + (i // 12) % 8)}{i % 12 + 1:02d}_{i}.jpg"
                     outstanding.append(Sent(path, write_file(path, pool[i % len(pool)]),
                                             "burst"))
-                count += args.burst
-                interval.closed += args.burst
-                next_burst += args.burst_every_s
-            outstanding = collect(outstanding, interval, delete=not args.keep)
+                count += plan.burst
+                interval.closed += plan.burst
+                next_burst += plan.burst_every_s
+            outstanding = collect(outstanding, interval, delete=not plan.keep)
             if now >= next_sample:
                 rows.append(sample(proc, started, interval, len(outstanding)))
-                print_row(rows[-1])
+                say(format_row(rows[-1]))
                 interval = Interval()
-                next_sample += args.sample_s
+                next_sample += plan.sample_s
             time.sleep(0.01)
         # The last burst may still be in hand: wait for it (a daemon that loses images shows
         # here as unscored_at_end), then count it in one last row.
-        drain_until = time.monotonic() + args.drain_s
+        drain_until = time.monotonic() + plan.drain_s
         while outstanding and time.monotonic() < drain_until and proc.poll() is None:
-            outstanding = collect(outstanding, interval, delete=not args.keep)
+            outstanding = collect(outstanding, interval, delete=not plan.keep)
             time.sleep(0.05)
         rows.append(sample(proc, started, interval, len(outstanding)))
-        print_row(rows[-1])
+        say(format_row(rows[-1]))
     finally:
         proc.terminate()
         code = proc.wait(60)
-    report = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-              "bundle": str(args.bundle), "backend": args.backend, "precision": args.precision,
-              "image_size": args.size, "minutes": args.minutes, "trickle_s": args.trickle_s,
-              "burst": args.burst, "burst_every_s": args.burst_every_s, "images": count,
+    report = {"command": " ".join(["edgecrystal", *sys.argv[1:]]),
+              "bundle": str(served.bundle), "backend": served.backend,
+              "precision": served.precision,
+              "image_size": plan.size, "minutes": plan.minutes, "trickle_s": plan.trickle_s,
+              "burst": plan.burst, "burst_every_s": plan.burst_every_s, "images": count,
               "unscored_at_end": len(outstanding), "sigterm_exit": code,
               "cores": os.cpu_count(), "load_avg": os.getloadavg(), "samples": rows,
-              "summary": summarise(rows, args.warmup_s)}
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report["summary"]))
-    print(f"wrote {args.out.with_suffix('.json')}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+              "summary": summarise(rows, plan.warmup_s)}
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

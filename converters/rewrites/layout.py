@@ -5,7 +5,7 @@ ONNX Runtime runs an INT8 convolution channels-last (NHWC) and wraps it in Trans
 the graph's NCHW. DepthToSpace and QLinearConcat have no NHWC kernel, so every U-Net level paid
 a transpose of its skip tensor to NCHW, of the upsampled tensor back and forth, and an NCHW
 DepthToSpace of uint8 (23 % of the lite INT8 finder's kernel time together, measured with
-scripts/profile_int8.py). Here each such op is written as its NHWC equivalent between a pair of
+`edgecrystal profile`). Here each such op is written as its NHWC equivalent between a pair of
 Transposes:
 
     DepthToSpace(x)      -> to NCHW( Reshape( Transpose( Reshape( to NHWC(x) ))))

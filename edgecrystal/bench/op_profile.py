@@ -1,6 +1,6 @@
 """Where an INT8 (or FP32) model's time goes in ONNX Runtime: a per-operator profile.
 
-    .venv/bin/python scripts/profile_int8.py BUNDLE [--precisions int8 fp32] [--runs 20]
+    edgecrystal profile BUNDLE [--precisions int8 fp32] [--runs 20] [--json OUT]
 
 For each model of the bundle (finder, classifier) and each precision, this opens the ONNX file
 the runtime would run (Bundle.onnx_variant) with the runtime's own session options
@@ -16,16 +16,16 @@ Latency does not depend on pixel values, so random pixels measure the same as ph
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgecrystal.errors import UsageError
 
 KERNEL_SUFFIX = "_kernel_time"
 
@@ -78,8 +78,9 @@ def summarize_events(events: list[dict[str, Any]], warmup: int, runs: int) -> di
                            "inputs": _shapes(event.get("args", {}).get("input_type_shape", []))}
     per_run = 1e3 * len(timed)  # microseconds summed over the runs -> milliseconds per run
     kernel_ms = sum(by_type.values()) / per_run
-    types = sorted(({"op_type": t, "ms": us / per_run, "nodes": len(type_nodes[t])}
-                    for t, us in by_type.items()), key=lambda row: -row["ms"])
+    types: list[dict[str, Any]] = sorted(
+        ({"op_type": t, "ms": us / per_run, "nodes": len(type_nodes[t])}
+         for t, us in by_type.items()), key=lambda row: -row["ms"])
     nodes = sorted(({"node": n, "ms": us / per_run, **node_info[n]}
                     for n, us in by_node.items()), key=lambda row: -row["ms"])
     for row in (*types, *nodes):
@@ -115,43 +116,22 @@ def format_profile(title: str, profile: dict[str, Any], top: int) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("bundle", type=Path)
-    ap.add_argument("--models", nargs="+", default=["finder", "classifier"])
-    ap.add_argument("--precisions", nargs="+", default=["int8", "fp32"])
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: ORT's choice)")
-    ap.add_argument("--top", type=int, default=10, help="slowest nodes shown per model")
-    ap.add_argument("--json", type=Path, help="also write the figures here")
-    args = ap.parse_args(argv)
-
+def profile_bundle(bundle_path: Path, models: list[str], precisions: list[str], *,
+                   batch: int = 1, runs: int = 20, warmup: int = 3, threads: int = 0
+                   ) -> list[tuple[str, dict[str, Any]]]:
+    """Profile the ONNX file the runtime would run for each model and precision of the bundle:
+    [(title, {"file", **profile_model's figures})] keyed "model/precision" in the title order.
+    Every file is found (or refused in one line) before any is profiled."""
     from edgecrystal.bundle import Bundle
-    from edgecrystal.errors import EdgeCrystalError
 
-    if args.runs < 1 or args.batch < 1:
-        print("error: --runs and --batch must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        bundle = Bundle.open(args.bundle)
-        found = {(model, precision): bundle.onnx_variant(model, precision)
-                 for model in args.models for precision in args.precisions}
-    except EdgeCrystalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    figures = {}
+    if runs < 1 or batch < 1:
+        raise UsageError("--runs and --batch must be at least 1")
+    bundle = Bundle.open(bundle_path)
+    found = {(model, precision): bundle.onnx_variant(model, precision)
+             for model in models for precision in precisions}
+    figures = []
     for (model, precision), path in found.items():
-        profile = profile_model(path, bundle.input_size(model), batch=args.batch,
-                                runs=args.runs, warmup=args.warmup, threads=args.threads)
-        title = f"{model} {precision} ({path.name}, batch {args.batch})"
-        print(format_profile(title, profile, args.top), end="\n\n")
-        figures[f"{model}/{precision}"] = {"file": path.name, **profile}
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        profile = profile_model(path, bundle.input_size(model), batch=batch, runs=runs,
+                                warmup=warmup, threads=threads)
+        figures.append((f"{model}/{precision}", {"file": path.name, **profile}))
+    return figures

@@ -1,18 +1,15 @@
-#!/usr/bin/env bash
-# The GPU check that needs no TensorRT: on a machine with an NVIDIA GPU and cuda-python
-# (cuda-bindings), run the project's own CUDA memory path (edgecrystal.runtime.cuda_memory:
-# page-locked host buffers, a device buffer, one stream, events, H2D and D2H copies, freeing)
-# and its device identity (edgecrystal.engines.device), and print one summary line. The line
-# ends with what the Jetson paths find here: DLA cores through TensorRT (Builder.num_DLA_cores,
-# refused by version as build-engines refuses it) and whether onnxruntime has its TensorRT
-# provider (`--backend onnxruntime-trt`); neither is exercised beyond that.
-#   bash scripts/gpu-check.sh            # uses .venv/bin/python if there, else python3
-# Exit 0 and "gpu-check ok: ..." when everything held; "gpu-check FAILED: ..." and exit 1 else.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" - <<'PY'
-import sys
+"""The GPU check that needs no TensorRT (`edgecrystal gpu-check`): on a machine with an NVIDIA GPU
+and cuda-python (cuda-bindings), run the project's own CUDA memory path
+(edgecrystal.runtime.cuda_memory: page-locked host buffers, a device buffer, one stream, events,
+H2D and D2H copies, freeing) and its device identity (edgecrystal.engines.device), and give one
+summary line. The line ends with what the Jetson paths find here: DLA cores through TensorRT
+(Builder.num_DLA_cores, refused by version as build-engines refuses it) and whether onnxruntime
+has its TensorRT provider (`--backend onnxruntime-trt`); neither is exercised beyond that.
+"gpu-check ok: ..." when everything held; EdgeCrystalError (the command: "gpu-check FAILED: ...",
+exit 1) else."""
+
+from __future__ import annotations
+
 from importlib import metadata
 
 import numpy as np
@@ -52,7 +49,8 @@ def jetson_paths() -> str:
     return f"; {dla}; onnxruntime-trt: {ort}"
 
 
-def main() -> str:
+def check() -> str:
+    """The one summary line; EdgeCrystalError saying what did not hold."""
     probe = probe_gpu()
     if probe.identity is None:
         raise EdgeCrystalError(f"no GPU identified: {probe.reason}")
@@ -85,17 +83,13 @@ def main() -> str:
     identity = probe.identity
     major, minor = str(identity["compute_capability"]).split(".")
     driver = int(identity["cuda_driver"])
-    rate = lambda ms: MIB / 1024 / (ms / 1000) if ms > 0 else float("inf")  # noqa: E731
     return (f"gpu-check ok: {identity['gpu']} sm{major}{minor}, driver CUDA "
             f"{driver // 1000}.{driver % 1000 // 10}, {binding_version()} "
             f"({cuda.rt.__name__}); {MIB} MiB page-locked H2D "
-            f"{h2d_ms:.2f} ms ({rate(h2d_ms):.1f} GiB/s), D2H {d2h_ms:.2f} ms "
-            f"({rate(d2h_ms):.1f} GiB/s), round trip identical, all freed{jetson_paths()}")
+            f"{h2d_ms:.2f} ms ({_gib_per_s(h2d_ms):.1f} GiB/s), D2H {d2h_ms:.2f} ms "
+            f"({_gib_per_s(d2h_ms):.1f} GiB/s), round trip identical, all freed{jetson_paths()}")
 
 
-try:
-    print(main())
-except EdgeCrystalError as exc:
-    print(f"gpu-check FAILED: {exc}")
-    sys.exit(1)
-PY
+
+def _gib_per_s(ms: float) -> float:
+    return MIB / 1024 / (ms / 1000) if ms > 0 else float("inf")
