@@ -245,9 +245,8 @@ class Daemon:
 
     def _open_models(self, cfg: Config) -> None:
         from ..bundle import Bundle
-        from ..pipeline import Pipeline
         from ..results import Summaries
-        from ..runtime.select import open_runners
+        from ..session import open_pipeline
 
         bundle = Bundle.open(cfg.bundle)
         precision = cfg.precision
@@ -257,18 +256,17 @@ class Daemon:
             advice = auto_precision(bundle, cfg.threads)
             log.info("precision auto: %s", advice.reason)
             precision = advice.precision
-        selection = open_runners(bundle, backend=cfg.backend, precision=precision,
-                                 threads=cfg.threads, providers=list(cfg.providers),
-                                 allow_build=cfg.build_engines, dla=dict(cfg.dla_core),
-                                 progress=self._build_progress)
+        pipe = open_pipeline(bundle, backend=cfg.backend, precision=precision,
+                             threads=cfg.threads, providers=cfg.providers,
+                             allow_build=cfg.build_engines, dla=dict(cfg.dla_core),
+                             progress=self._build_progress, max_pixels=cfg.max_pixels,
+                             read_threads=cfg.read_threads, outlines=cfg.overlay)
         try:
-            pipe = Pipeline(bundle, selection.finder, selection.classifier,
-                            backend=selection.backend, precision=selection.precision,
-                            max_pixels=cfg.max_pixels, read_threads=cfg.read_threads,
-                            outlines=cfg.overlay, precision_fallback=selection.fallback)
+            pipe.activate()  # a model that cannot load fails here, before READY=1
         except BaseException:
-            selection.close()
+            pipe.close()
             raise
+        selection = pipe.selection
         old, old_stages = self.pipeline, self.stages
         # Read with this pipeline's reader, written with its model record; the old runner is
         # idle here (_reload drains it before opening a new bundle).
