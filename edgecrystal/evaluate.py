@@ -2,9 +2,11 @@
 
 Finder: Dice and IoU per image (finder output at its resolution, mapped back to the image's size
 by preprocess.mask_to_image, thresholded at the bundle's threshold), mean and standard deviation,
-from the Keras finder. Classifier: ROC AUC per class (one against the rest) and macro, crystals
-against the rest, accuracy, crystal recall, confusion matrix, and worst.png (per true class the
-images whose own class scored lowest, with the drop the finder cut). The classifier is scored
+from the finder's FP32 ONNX in the runtime's ONNX Runtime runner (its Keras model in
+keras_backend's runner where it has no ONNX yet). Classifier: ROC AUC per class (one against
+the rest) and macro, crystals against the rest, accuracy, crystal recall, confusion matrix, and
+worst.png (per true class the images whose own class scored lowest, with the drop the finder
+cut). The classifier is scored
 through the deployed path when the bundle has ONNX variants: the image files through
 pipeline.Pipeline on ONNX Runtime runners (the runtime's decoding, finder, crop step and
 classifier, at --precision, opened by session.open_pipeline as `score` opens it), which is
@@ -32,6 +34,7 @@ from .dataset import load_dataset
 from .errors import DataError, UsageError
 from .interface import REFERENCE_BACKEND
 from .metrics import json_safe
+from .runtime.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +63,17 @@ def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
     report: dict[str, Any] = {"bundle": str(b.root), "bundle_fingerprint": b.fingerprint,
                               "data": ds.summary(), "classes": b.classes}
 
-    finder_model = None
     masked = ds.with_masks() if b.has("finder") else []
     if masked:
-        from .train import classifier as clf
         from .train import data
-        from .train import finder as fnd
 
-        finder_model = clf.load_finder(b)
         if verbose:
             log.info("finder: %d images with masks", len(masked))
         samples = data.load_samples(masked, masks=True)
-        scores = fnd.mask_scores(finder_model[0], samples, finder_model[1], finder_model[2],
-                                 keep_masks=True)
+        size, threshold = b.input_size("finder"), b.threshold
+        with _finder_runner(b) as runner:
+            probs = data.predict_masks(runner.predict, samples, size)
+        scores = metrics.mask_table(probs, [s.mask for s in samples], threshold, keep_masks=True)
         names = [str(s.path.relative_to(ds.root)) if s.path.is_relative_to(ds.root)
                  else str(s.path) for s in samples]
         worst_first = sorted(range(len(samples)), key=lambda k: scores["dice"][k])
@@ -85,7 +86,7 @@ def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
             **{k: v for k, v in scores.items() if k not in ("dice", "iou", "masks")},
             "dice_min": min(scores["dice"]),
             "below_half": sum(d < 0.5 for d in scores["dice"]),
-            "input_size": finder_model[1], "threshold": finder_model[2],
+            "input_size": size, "threshold": threshold, "runtime": f"{runner.backend} fp32",
             "per_image": [{"image": n, "dice": d, "iou": i} for n, d, i in
                           zip(names, scores["dice"], scores["iou"], strict=True)],
             "figures": ["outlines.png"],
@@ -103,6 +104,19 @@ def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
     write_json(out / "report.json", json_safe(report))
     write_text(out / "report.md", render_markdown(report))
     return report
+
+
+def _finder_runner(b: Bundle) -> Runner:
+    """The finder in the runner that serves it: its FP32 ONNX variant in ONNX Runtime (what
+    `score` runs on the CPU), else (no ONNX yet) its Keras model. A runner, not a pipeline: a
+    bundle may hold a finder without a classifier, or one its classifier does not crop with."""
+    from .keras_backend import KerasRunner
+    from .runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    if b.variant_for("finder", "fp32", "onnxruntime") is not None:
+        return OnnxRuntimeRunner(b.onnx_variant("finder", "fp32"))
+    log.info("bundle %s has no ONNX finder: measuring its Keras model", b.root)
+    return KerasRunner(b.model_file("finder"))
 
 
 def _classifier(b: Bundle, ds: Any, records: list[Any], out: Path, precision: str,

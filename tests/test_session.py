@@ -71,3 +71,15 @@ def test_keras_is_refused_where_no_command_plugged_it(fast_bundle: Path,
     monkeypatch.delitem(session._PLUGGED, "keras", raising=False)  # as in `score`'s process
     with pytest.raises(BackendError, match="reference of bench, verify and evaluate"):
         open_pipeline(fast_bundle, backend="keras")
+
+
+def test_evaluate_measures_the_finder_in_its_runtime_runner(fast_bundle: Path,
+                                                           fast_calibration_data: Path,
+                                                           tmp_path: Path) -> None:
+    """The finder's Dice comes from its FP32 ONNX in ONNX Runtime, as `score` runs it (no
+    TensorFlow: the fast tier blocks it; it loaded the Keras finder through training code)."""
+    report = evaluate(fast_calibration_data, fast_bundle, tmp_path / "ev")
+    finder = report["finder"]
+    assert finder["runtime"] == "onnxruntime fp32"
+    assert finder["images"] == len(finder["per_image"]) > 0
+    assert 0.0 < finder["dice_mean"] <= 1.0  # the fast finder really marks the light drop
