@@ -106,8 +106,14 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
         if options.workers > 1 and len(todo) > 1:
             shares = _score_in_workers(bundle_path, todo, options, say)
         else:
-            shares = iter([score_with(pipeline, todo, options, say)])
+            shares = _in_this_process(pipeline, todo, options, say)
         return drive(report, images, options, chain([skipped], shares))
+
+
+def _in_this_process(pipeline: Pipeline, todo: list[Path], options: ScoreOptions,
+                     say: Callable[[str], None]) -> Iterator[ShareReport]:
+    """The whole run as one share, scored when the driver asks for it."""
+    yield score_with(pipeline, todo, options, say)
 
 
 def open_options(bundle: Bundle | Path, options: ScoreOptions) -> Pipeline:

@@ -30,7 +30,7 @@ def _rounded(scores: dict[str, float]) -> dict[str, float]:
 
 
 def test_evaluate_and_verify_report_what_score_writes(fast_bundle: Path, tmp_path: Path) -> None:
-    data = class_folders(tmp_path / "data")
+    data = class_folders(tmp_path / "data", dict.fromkeys(CLASSES, 1))
     images = sorted(data.rglob("*.jpg"))
     verified = run_verify(fast_bundle, data, n=len(images))
     evaluated = evaluate(data, fast_bundle, tmp_path / "ev")
@@ -53,7 +53,7 @@ def test_evaluate_and_verify_report_what_score_writes(fast_bundle: Path, tmp_pat
 def test_the_session_loads_models_on_first_use(fast_bundle: Path, tmp_path: Path) -> None:
     """Opening chooses (backend, fingerprint, description) without loading a model; the first
     image loads them; a plugged-only backend is refused where nothing plugged it."""
-    data = class_folders(tmp_path / "data")
+    data = class_folders(tmp_path / "data", {"clear": 1})
     with open_pipeline(fast_bundle, backend="onnxruntime", threads=1) as pipeline:
         runners = [pipeline.finder, pipeline.classifier]
         assert all(r is not None and not r.active for r in runners)
