@@ -215,9 +215,14 @@ def run_pipelines(bundle: Bundle, paths: list[Path],
 
     keras_backend.plug()
     scores: dict[str, list[list[float] | None]] = {}
+    said: set[str] = set()
     for backend, precision in _served():
-        rows = _pipeline_scores(bundle, backend, precision, paths, log)
-        if rows is not None:
+        rows = _pipeline_scores(bundle, backend, precision, paths)
+        if isinstance(rows, str):  # why not: once per reason (no TensorRT: one line, not three)
+            if rows not in said:
+                log(f"pipeline {backend}-{precision}: not run ({rows})")
+            said.add(rows)
+        else:
             scores[f"{backend}-{precision}"] = rows
     if not scores:
         raise DataError("no backend could score the images here")
@@ -235,29 +240,25 @@ def _served() -> list[tuple[str, str]]:
               for precision in PRECISIONS)]
 
 
-def _pipeline_scores(bundle: Bundle, backend: str, precision: str, paths: list[Path],
-                     log: Callable[[str], None]) -> list[list[float] | None] | None:
-    """Calibrated scores per image (None for one that failed), or None with one log line when
+def _pipeline_scores(bundle: Bundle, backend: str, precision: str,
+                     paths: list[Path]) -> list[list[float] | None] | str:
+    """Calibrated scores per image (None for one that failed), or the one line that says why
     this backend or precision cannot serve the bundle here."""
     from edgecrystal.session import open_pipeline
 
-    name = f"{backend}-{precision}"
     try:
         pipeline = open_pipeline(bundle, backend=backend, precision=precision,
                                  allow_build=False)
     except (EdgeCrystalError, ImportError) as exc:
-        log(f"pipeline {name}: not run ({one_line(exc)})")
-        return None
+        return one_line(exc)
     with pipeline:
         fallback = pipeline.selection.fallback if pipeline.selection else None
         if fallback:  # FP32 under an INT8 label would mislead
-            log(f"pipeline {name}: not run ({fallback})")
-            return None
+            return fallback
         try:
             pipeline.activate()
         except (EdgeCrystalError, ImportError) as exc:
-            log(f"pipeline {name}: not run ({one_line(exc)})")
-            return None
+            return one_line(exc)
         rows: list[list[float] | None] = []
         for first in range(0, len(paths), BATCH):
             rows.extend([r.scores[c] for c in pipeline.classes] if r.ok else None
@@ -407,9 +408,8 @@ def _pipeline_table(section: dict[str, Any] | None) -> list[str]:
              f"{section['reference']})",
              f"  {'variant':<20}{'max|diff|':>11}{'mean|diff|':>12}{'agree':>8}{'images':>8}"]
     for name, row in section["variants"].items():
-        lines.append(f"  {name:<20}{_number(row['max_abs_diff']):>11}"
-                     f"{_number(row['mean_abs_diff']):>12}{_number(row['agreement']):>8}"
-                     f"{row['compared']:>8}")
+        lines.append(f"  {name:<20}{row['max_abs_diff']:>11.2e}{row['mean_abs_diff']:>12.2e}"
+                     f"{row['agreement']:>8.3f}{row['compared']:>8}")
     return lines
 
 
