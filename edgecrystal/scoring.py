@@ -51,7 +51,7 @@ class ScoreOptions:
     workers: int = 1  # processes, each with its own pipeline
 
 
-# Score rows kept per process for the useless-classifier check (a few hundred KB at most).
+# Score rows kept per share, and in all, for the useless-classifier check (a few hundred KB).
 SCORES_KEPT = 2000
 
 
@@ -146,7 +146,8 @@ def drive(report: ScoreReport, images: list[Path], options: ScoreOptions,
     try:
         for share in shares:
             report.add(share)
-            scores.extend(share.scores)  # at most SCORES_KEPT rows per share
+            # A sample for the useless-classifier check: bounded however large the archive.
+            scores.extend(share.scores[: max(0, SCORES_KEPT - len(scores))])
             if index is not None:
                 for result in share.results:
                     index.add(result)  # queued only: the index never holds scoring back
