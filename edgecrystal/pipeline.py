@@ -160,12 +160,6 @@ class Pipeline:
             if runner is not None:
                 runner.activate()
 
-    def deactivate(self) -> None:
-        """Free the loaded models; the next `infer` loads them again."""
-        for runner in (self.finder, self.classifier):
-            if runner is not None:
-                runner.deactivate()
-
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         for runner in (self.finder, self.classifier):
