@@ -234,7 +234,9 @@ def run_pipelines(bundle: Bundle, paths: list[Path],
 
 
 def _served() -> list[tuple[str, str]]:
-    """(backend, precision) of every way the session may open a bundle, the reference first."""
+    """(backend, precision) of every way the session may open a bundle, the reference first.
+    Not onnxruntime-trt: it would build TensorRT engines (minutes each) on first use, and the
+    tensorrt rows already measure TensorRT's arithmetic on the engines this machine has."""
     return [(REFERENCE_BACKEND, "fp32"),
             *((backend, precision) for backend in ("onnxruntime", "tensorrt")
               for precision in PRECISIONS)]
