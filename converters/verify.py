@@ -10,7 +10,14 @@ are continuous or lie on a quantisation grid (k/255: a quantised softmax, ties i
 All variants see identical inputs made by the runtime's preprocessing; the classifier's input is
 the ground-truth-mask crop where the data has masks (else the whole image), and so is the crystal
 model's (at its own input size), so the comparison is of models, not of finder-then-crop
-pipelines.
+pipelines. Each variant runs in the runner class that serves it (runtime.onnxruntime_runner,
+runtime.tensorrt_runner; Keras: keras_backend).
+
+Then the whole chain that ships: the same image files through every backend and precision that
+can serve the bundle here (Keras, ONNX Runtime FP32/FP16/INT8, TensorRT), each opened by
+session.open_pipeline as `score` and `serve` open it; the report's `pipeline` section holds
+each one's calibrated scores per image (for ONNX Runtime FP32: exactly what `score` writes) and
+their difference and label agreement against the reference.
 """
 
 from __future__ import annotations
@@ -24,8 +31,15 @@ import numpy as np
 
 from edgecrystal.bundle import MODELS, Bundle
 from edgecrystal.collapse import useless_scores
-from edgecrystal.errors import BundleError, DataError, UsageError, one_line
-from edgecrystal.interface import INPUT_NAME, MAP_MODELS
+from edgecrystal.errors import (
+    BackendError,
+    BundleError,
+    DataError,
+    EdgeCrystalError,
+    UsageError,
+    one_line,
+)
+from edgecrystal.interface import MAP_MODELS, PRECISIONS, REFERENCE_BACKEND
 
 from .build import collapse_warning
 from .int8_gate import map_threshold
@@ -102,6 +116,8 @@ def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
                                    "variants": rows, "gates": _gates(bundle, model)}
         if model == "classifier":  # verify said "continuous" about a useless model
             result["models"][model]["useless"] = useless_scores(ref, classes)
+    if bundle.has("classifier"):
+        result["pipeline"] = run_pipelines(bundle, [r.image for r, _, _, _ in pictures], log)
     return result
 
 
@@ -127,6 +143,8 @@ def _gates(bundle: Bundle, model: str) -> dict[str, str]:
 
 def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
                   log: Callable[[str], None]) -> Any:
+    """(name, outputs) of every variant of `model` that runs here, each through the runner
+    class that serves it (Keras: the session's keras backend)."""
     if bundle.is_imported(model):
         log(f"{model}: imported, no Keras model; the reference is ONNX FP32")
     else:
@@ -137,20 +155,23 @@ def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
 
 def _run_keras(bundle: Bundle, model: str, inputs: np.ndarray,
                log: Callable[[str], None]) -> Any:
-    try:
-        from edgecrystal.models import load_model
+    from edgecrystal.keras_backend import KerasRunner
 
-        keras_model = load_model(bundle.model_file(model))
-        yield "keras", _batched(lambda x: np.asarray(keras_model(x, training=False)), inputs)
+    try:
+        with KerasRunner(bundle.model_file(model)) as runner:
+            outputs = _batched(runner.predict, inputs)
     except ImportError:
         log(f"{model}: Keras is not installed here; the reference is ONNX FP32")
+        return
     except BundleError as exc:  # a bundle of ONNX files only: nothing to compare with Keras
         log(f"{model}: {exc}; the reference is ONNX FP32")
+        return
+    yield "keras", outputs
 
 
 def _run_onnx(bundle: Bundle, model: str, inputs: np.ndarray,
               log: Callable[[str], None]) -> Any:
-    import onnxruntime as ort
+    from edgecrystal.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
     from .int8_gate import s8s8_exact
 
@@ -166,18 +187,12 @@ def _run_onnx(bundle: Bundle, model: str, inputs: np.ndarray,
                 "exactly on this CPU")
             continue
         try:
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT's own exception types
+            with OnnxRuntimeRunner(path) as runner:
+                outputs = _batched(runner.predict, inputs)
+        except BackendError as exc:
             raise BundleError(f"{entry['file']} does not load in ONNX Runtime: "
                               f"{one_line(exc)}") from None
-        yield f"onnx-{variant}", _batched(_session_runner(sess), inputs)
-
-
-def _session_runner(session: Any) -> Callable[[np.ndarray], np.ndarray]:
-    def run(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(session.run(None, {INPUT_NAME: batch})[0])
-
-    return run
+        yield f"onnx-{variant}", outputs
 
 
 def _run_engines(bundle: Bundle, model: str, inputs: np.ndarray,
@@ -197,6 +212,86 @@ def _run_engines(bundle: Bundle, model: str, inputs: np.ndarray,
             continue
         with TensorRTRunner(found) as runner:
             yield f"tensorrt-{precision}", _batched(runner.predict, inputs)
+
+
+def run_pipelines(bundle: Bundle, paths: list[Path],
+                  log: Callable[[str], None]) -> dict[str, Any]:
+    """The image files through every backend and precision that can serve the bundle here,
+    each opened by session.open_pipeline exactly as `score` and `serve` open it: per variant
+    the calibrated scores (what `score` writes in the result files), and their difference and
+    label agreement against the reference (Keras where it runs, else ONNX Runtime FP32)."""
+    from edgecrystal import keras_backend
+
+    keras_backend.plug()
+    scores: dict[str, list[list[float] | None]] = {}
+    said: set[str] = set()
+    for backend, precision in _served():
+        rows = _pipeline_scores(bundle, backend, precision, paths)
+        if isinstance(rows, str):  # why not: once per reason (no TensorRT: one line, not three)
+            if rows not in said:
+                log(f"pipeline {backend}-{precision}: not run ({rows})")
+            said.add(rows)
+        else:
+            scores[f"{backend}-{precision}"] = rows
+    if not scores:
+        raise DataError("no backend could score the images here")
+    reference = next((n for n in (f"{REFERENCE_BACKEND}-fp32", "onnxruntime-fp32")
+                      if n in scores), next(iter(scores)))
+    variants = {name: {**_pipeline_difference(rows, scores[reference]), "scores": rows}
+                for name, rows in scores.items()}
+    return {"reference": reference, "images": [str(p) for p in paths], "variants": variants}
+
+
+def _served() -> list[tuple[str, str]]:
+    """(backend, precision) of every way the session may open a bundle, the reference first.
+    Not onnxruntime-trt: it would build TensorRT engines (minutes each) on first use, and the
+    tensorrt rows already measure TensorRT's arithmetic on the engines this machine has."""
+    return [(REFERENCE_BACKEND, "fp32"),
+            *((backend, precision) for backend in ("onnxruntime", "tensorrt")
+              for precision in PRECISIONS)]
+
+
+def _pipeline_scores(bundle: Bundle, backend: str, precision: str,
+                     paths: list[Path]) -> list[list[float] | None] | str:
+    """Calibrated scores per image (None for one that failed), or the one line that says why
+    this backend or precision cannot serve the bundle here."""
+    from edgecrystal.session import open_pipeline
+
+    try:
+        pipeline = open_pipeline(bundle, backend=backend, precision=precision,
+                                 allow_build=False)
+    except (EdgeCrystalError, ImportError) as exc:
+        return one_line(exc)
+    with pipeline:
+        fallback = pipeline.selection.fallback if pipeline.selection else None
+        if fallback:  # FP32 under an INT8 label would mislead
+            return fallback
+        try:
+            pipeline.activate()
+        except (EdgeCrystalError, ImportError) as exc:
+            return one_line(exc)
+        rows: list[list[float] | None] = []
+        for first in range(0, len(paths), BATCH):
+            rows.extend([r.scores[c] for c in pipeline.classes] if r.ok else None
+                        for r in pipeline.score(paths[first : first + BATCH]))
+    return rows
+
+
+def _pipeline_difference(rows: list[list[float] | None],
+                         reference: list[list[float] | None]) -> dict[str, float]:
+    """Against the reference, over the images both scored: the largest and mean absolute score
+    difference and the share with the same label."""
+    pairs = [(row, ref) for row, ref in zip(rows, reference, strict=True)
+             if row is not None and ref is not None]
+    if not pairs:
+        return {"max_abs_diff": math.nan, "mean_abs_diff": math.nan, "agreement": math.nan,
+                "compared": 0}
+    out = np.asarray([row for row, _ in pairs], np.float64)
+    ref = np.asarray([r for _, r in pairs], np.float64)
+    err = np.abs(out - ref)
+    return {"max_abs_diff": float(err.max()), "mean_abs_diff": float(err.mean()),
+            "agreement": float(np.mean(out.argmax(axis=1) == ref.argmax(axis=1))),
+            "compared": len(pairs)}
 
 
 def _batched(fn: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray) -> np.ndarray:
@@ -321,7 +416,20 @@ def format_table(result: dict[str, Any]) -> str:
         if model == "classifier" and first.get("labelled") == 0:
             notes.append("classifier: no AUC: none of these images has a label in the "
                          "bundle's classes")
+    lines.extend(_pipeline_table(result.get("pipeline")))
     return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def _pipeline_table(section: dict[str, Any] | None) -> list[str]:
+    if not section:
+        return []
+    lines = [f"\npipeline: the image files as `score` runs them (reference: "
+             f"{section['reference']})",
+             f"  {'variant':<20}{'max|diff|':>11}{'mean|diff|':>12}{'agree':>8}{'images':>8}"]
+    for name, row in section["variants"].items():
+        lines.append(f"  {name:<20}{row['max_abs_diff']:>11.2e}{row['mean_abs_diff']:>12.2e}"
+                     f"{row['agreement']:>8.3f}{row['compared']:>8}")
+    return lines
 
 
 def _number(value: float | None) -> str:

@@ -34,8 +34,7 @@ from .confidence import (
 )
 from .dataset import load_dataset
 from .errors import DataError, UsageError
-from .pipeline import Pipeline
-from .runtime.select import open_runners
+from .session import open_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -211,12 +210,11 @@ def _model_scores(bundle: Bundle, images: Sequence[tuple[Path, str]],
     """The model's own (uncalibrated) scores of the readable images, their labels, and how many
     could not be scored."""
     classes = bundle.classes
-    selection = open_runners(bundle, backend="onnxruntime", precision="fp32", threads=threads)
     rows: list[list[float]] = []
     labels: list[int] = []
     failed = 0
-    with Pipeline(bundle, selection.finder, selection.classifier, backend="onnxruntime",
-                  precision="fp32") as pipeline:
+    with open_pipeline(bundle, backend="onnxruntime", precision="fp32",
+                       threads=threads) as pipeline:
         for first in range(0, len(images), BATCH):
             batch = images[first : first + BATCH]
             for scored, (_, label) in zip(pipeline.score([p for p, _ in batch]), batch,

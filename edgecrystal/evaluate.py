@@ -2,14 +2,17 @@
 
 Finder: Dice and IoU per image (finder output at its resolution, mapped back to the image's size
 by preprocess.mask_to_image, thresholded at the bundle's threshold), mean and standard deviation,
-from the Keras finder. Classifier: ROC AUC per class (one against the rest) and macro, crystals
-against the rest, accuracy, crystal recall, confusion matrix, and worst.png (per true class the
-images whose own class scored lowest, with the drop the finder cut). The classifier is scored
+from the finder's FP32 ONNX in the runtime's ONNX Runtime runner (its Keras model in
+keras_backend's runner where it has no ONNX yet). Classifier: ROC AUC per class (one against
+the rest) and macro, crystals against the rest, accuracy, crystal recall, confusion matrix, and
+worst.png (per true class the images whose own class scored lowest, with the drop the finder
+cut). The classifier is scored
 through the deployed path when the bundle has ONNX variants: the image files through
 pipeline.Pipeline on ONNX Runtime runners (the runtime's decoding, finder, crop step and
-classifier, at --precision), which is what `score` and `serve` give; a bundle without them
-(freshly trained, before build-engines) is scored with its Keras models on the same crops, and
-the report says which. Writes report.md, report.json, roc.png, confusion.png, worst.png and
+classifier, at --precision, opened by session.open_pipeline as `score` opens it), which is
+what `score` and `serve` give; a bundle without them (freshly trained, before build-engines) is
+scored through the same pipeline on its Keras models (the session's keras backend), and the
+report says which. Writes report.md, report.json, roc.png, confusion.png, worst.png and
 outlines.png (drawn vs found drop outline per image, worst Dice first). DATA may be real photos
 with hand-drawn masks (masks/manifest.csv, see dataset.py), labels.csv or class folders; without
 a bundle the shipped default bundle is evaluated.
@@ -29,7 +32,9 @@ from .atomic import write_json, write_text
 from .bundle import Bundle
 from .dataset import load_dataset
 from .errors import DataError, UsageError
+from .interface import REFERENCE_BACKEND
 from .metrics import json_safe
+from .runtime.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +63,17 @@ def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
     report: dict[str, Any] = {"bundle": str(b.root), "bundle_fingerprint": b.fingerprint,
                               "data": ds.summary(), "classes": b.classes}
 
-    finder_model = None
     masked = ds.with_masks() if b.has("finder") else []
     if masked:
-        from .train import classifier as clf
         from .train import data
-        from .train import finder as fnd
 
-        finder_model = clf.load_finder(b)
         if verbose:
             log.info("finder: %d images with masks", len(masked))
         samples = data.load_samples(masked, masks=True)
-        scores = fnd.mask_scores(finder_model[0], samples, finder_model[1], finder_model[2],
-                                 keep_masks=True)
+        size, threshold = b.input_size("finder"), b.threshold
+        with _finder_runner(b) as runner:
+            probs = data.predict_masks(runner.predict, samples, size)
+        scores = metrics.mask_table(probs, [s.mask for s in samples], threshold, keep_masks=True)
         names = [str(s.path.relative_to(ds.root)) if s.path.is_relative_to(ds.root)
                  else str(s.path) for s in samples]
         worst_first = sorted(range(len(samples)), key=lambda k: scores["dice"][k])
@@ -83,7 +86,7 @@ def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
             **{k: v for k, v in scores.items() if k not in ("dice", "iou", "masks")},
             "dice_min": min(scores["dice"]),
             "below_half": sum(d < 0.5 for d in scores["dice"]),
-            "input_size": finder_model[1], "threshold": finder_model[2],
+            "input_size": size, "threshold": threshold, "runtime": f"{runner.backend} fp32",
             "per_image": [{"image": n, "dice": d, "iou": i} for n, d, i in
                           zip(names, scores["dice"], scores["iou"], strict=True)],
             "figures": ["outlines.png"],
@@ -92,7 +95,7 @@ def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
     if b.has("classifier"):
         records = [r for r in ds.records if r.label]
         if records:
-            report["classifier"] = _classifier(b, ds, records, out, precision, finder_model,
+            report["classifier"] = _classifier(b, ds, records, out, precision,
                                                verbose)
 
     if "finder" not in report and "classifier" not in report:
@@ -103,8 +106,21 @@ def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
     return report
 
 
+def _finder_runner(b: Bundle) -> Runner:
+    """The finder in the runner that serves it: its FP32 ONNX variant in ONNX Runtime (what
+    `score` runs on the CPU), else (no ONNX yet) its Keras model. A runner, not a pipeline: a
+    bundle may hold a finder without a classifier, or one its classifier does not crop with."""
+    from .keras_backend import KerasRunner
+    from .runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    if b.variant_for("finder", "fp32", "onnxruntime") is not None:
+        return OnnxRuntimeRunner(b.onnx_variant("finder", "fp32"))
+    log.info("bundle %s has no ONNX finder: measuring its Keras model", b.root)
+    return KerasRunner(b.model_file("finder"))
+
+
 def _classifier(b: Bundle, ds: Any, records: list[Any], out: Path, precision: str,
-                finder_model: Any, verbose: int) -> dict[str, Any]:
+                verbose: int) -> dict[str, Any]:
     """The classifier's figures on the labelled `records` (see the module's docstring)."""
     from . import report_plots
 
@@ -119,16 +135,17 @@ def _classifier(b: Bundle, ds: Any, records: list[Any], out: Path, precision: st
     y = np.array([classes.index(r.label) for r in records], dtype=int)
     names = [_name(r.image, ds.root) for r in records]
     if b.variant_for("classifier", precision, "onnxruntime") is not None:
-        if verbose:
-            log.info("classifier: %d labelled images through ONNX Runtime %s, crop=%s",
-                     len(records), precision, crop)
-        probs, tiles, hits = _runtime_probs(b, [r.image for r in records], precision)
-        runtime = f"onnxruntime {precision}"
+        backend = "onnxruntime"
     else:
         log.info("bundle %s has no ONNX classifier at %s: scoring the Keras models (run "
                  "`edgecrystal build-engines` to evaluate the deployed path)", b.root, precision)
-        probs, tiles, hits = _keras_probs(b, records, crop, size, finder_model), None, None
-        runtime = "keras (no ONNX variant)"
+        backend = REFERENCE_BACKEND
+    if verbose:
+        log.info("classifier: %d labelled images through %s %s, crop=%s", len(records),
+                 backend, precision, crop)
+    probs, tiles, hits = _runtime_probs(b, [r.image for r in records], backend, precision)
+    runtime = (f"onnxruntime {precision}" if backend == "onnxruntime"
+               else "keras (no ONNX variant)")
     pred = probs.argmax(axis=1)
     report_plots.roc_figure(y, probs, classes, out / "roc.png",
                             title=f"ROC ({runtime}, crop={crop}, n={len(y)})")
@@ -156,9 +173,8 @@ def _classifier(b: Bundle, ds: Any, records: list[Any], out: Path, precision: st
                 "hits": int(hits.sum()), "crystal_drops_hit": int(hits[is_crystal].sum()),
                 "crystal_drops": int(is_crystal.sum()),
                 "precision": float(is_crystal[hits].mean()) if hits.any() else math.nan}
-    if tiles is not None:
-        _worst_sheet(out / "worst.png", tiles, y, probs, classes, names)
-        result["figures"].append("worst.png")
+    _worst_sheet(out / "worst.png", tiles, y, probs, classes, names)
+    result["figures"].append("worst.png")
     return result
 
 
@@ -166,18 +182,17 @@ def _name(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def _runtime_probs(b: Bundle, paths: list[Path], precision: str
+def _runtime_probs(b: Bundle, paths: list[Path], backend: str, precision: str
                    ) -> tuple[np.ndarray, list[tuple[np.ndarray, Any]], np.ndarray | None]:
-    """Class scores of each image file through the deployed pipeline on ONNX Runtime, per
-    image a preview with the outline of the drop it cut (None when no drop was found), and
-    whether each is a crystals hit (None when the classes have no crystals)."""
-    from .pipeline import Pipeline
-    from .runtime.select import open_runners
+    """Class scores of each image file through the pipeline that `score` runs (the session's,
+    on `backend`), per image a preview with the outline of the drop it cut (None when no drop
+    was found), and whether each is a crystals hit (None when the classes have no crystals)."""
+    from . import keras_backend
+    from .session import open_pipeline
 
-    selection = open_runners(b, backend="onnxruntime", precision=precision)
+    keras_backend.plug()  # a bundle without ONNX variants is measured on its Keras models
     probs, tiles, hits = [], [], []
-    with Pipeline(b, selection.finder, selection.classifier, backend=selection.backend,
-                  precision=precision, outlines=True) as pipeline:
+    with open_pipeline(b, backend=backend, precision=precision, outlines=True) as pipeline:
         for start in range(0, len(paths), 8):
             for r in pipeline.score(paths[start:start + 8]):
                 if not r.ok:
@@ -199,18 +214,6 @@ def _preview_mask(r: Any) -> tuple[np.ndarray, Any]:
         scale = preview.shape[1] / r.width
         cv2.fillPoly(found, [np.round(r.outline * scale).astype(np.int32)], 1)
     return preview, found
-
-
-def _keras_probs(b: Bundle, records: list[Any], crop: str, size: int,
-                 finder_model: Any) -> np.ndarray:
-    from . import models
-    from .train import classifier as clf
-    from .train import data
-
-    samples = data.load_samples(records, masks=crop == "manual")
-    x = clf.crops_for(b, samples, crop, size, finder_model)
-    model = models.load_model(b.model_file("classifier"))
-    return np.asarray(model.predict(x, batch_size=16, verbose=0), dtype=np.float64)
 
 
 def _worst_sheet(path: Path, tiles: list[tuple[np.ndarray, Any]], y: np.ndarray,

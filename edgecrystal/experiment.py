@@ -100,7 +100,8 @@ def finder_vs_full(
                       f"IoU {fscore['iou_mean']:.3f} ({run['finder']['seconds']} s)")
         idx = np.concatenate([tr, te])
         sub = [samples[i] for i in idx]
-        masks = data.finder_probabilities(fres.model, sub, run_finder_hp.input_size)
+        masks = data.finder_probabilities(fres.model.predict_on_batch, sub,
+                                          run_finder_hp.input_size)
         for arm, crop in ARMS.items():
             t0 = time.time()
             x = data.classifier_arrays(sub, crop, classifier_hp.input_size, masks,

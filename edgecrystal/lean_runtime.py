@@ -14,13 +14,15 @@ from collections.abc import Iterable
 # Third-party packages, by their top-level name (import-linter forbids external packages only
 # at that level).
 HEAVY_PACKAGES: tuple[str, ...] = ("tensorflow", "keras", "tf2onnx", "onnx", "torch", "jax")
-# edgecrystal's training side: Keras models and training, the Keras export, calibration image
-# selection, the experiments and the converters (which export, quantize and gate bundles).
+# edgecrystal's training side: Keras models and training, the Keras backend (bench, verify and
+# evaluate plug it into the session), the Keras export, calibration image selection, the
+# experiments and the converters (which export, quantize and gate bundles).
 TRAINING_MODULES: tuple[str, ...] = (
     "edgecrystal.train",
     "edgecrystal.models",
     "edgecrystal.experiment",
     "edgecrystal.converters",
+    "edgecrystal.keras_backend",
     "edgecrystal.calibration.select",
 )
 FORBIDDEN: tuple[str, ...] = HEAVY_PACKAGES + TRAINING_MODULES

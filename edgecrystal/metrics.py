@@ -150,6 +150,23 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
     return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size)}
 
 
+def mask_table(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray | None],
+               threshold: float, keep_masks: bool = False) -> dict[str, Any]:
+    """The paper's Table 1 for a finder: Dice and IoU per image of its probabilities (at each
+    image's size) thresholded against the drawn masks, their mean and standard deviation, over
+    the images that have a mask. `keep_masks` adds the thresholded masks ("masks")."""
+    pairs = [(p >= threshold, truth) for p, truth in zip(probs, truths, strict=True)
+             if truth is not None]
+    d = [dice(found, truth) for found, truth in pairs]
+    i = [iou(found, truth) for found, truth in pairs]
+    ds, is_ = mean_std(d), mean_std(i)
+    out = {"dice_mean": ds["mean"], "dice_std": ds["std"], "iou_mean": is_["mean"],
+           "iou_std": is_["std"], "images": len(probs), "dice": d, "iou": i}
+    if keep_masks:
+        out["masks"] = [p >= threshold for p in probs]
+    return out
+
+
 def json_safe(obj: Any) -> Any:
     """Plain JSON: NaN becomes null, numpy scalars and arrays become Python numbers and lists."""
     if isinstance(obj, dict):

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from .crystal_boxes import CrystalBox
 from .errors import BundleError, ImageError
 from .imageio import DEFAULT_MAX_PIXELS, Picture, load_picture
 from .runtime.base import Runner
+
+if TYPE_CHECKING:
+    from .runtime.select import Selection
 
 STAGES = ("read", "finder", "crop", "classifier")
 # Overlays are drawn on a copy no larger than this (a 5 MP PNG per drop would double the disk use).
@@ -111,12 +114,15 @@ class ModelInfo:
 
 
 class Pipeline:
-    """Holds the two runners and the bundle's crop settings; `score(paths)` is the whole job."""
+    """Holds the two runners and the bundle's crop settings; `score(paths)` is the whole job.
+    Made by session.open_pipeline (the one place that opens a bundle's runners); the runners
+    load on first use, or at `activate()`."""
 
     def __init__(self, bundle: Bundle, finder: Runner | None, classifier: Runner, *,
                  backend: str, precision: str, max_pixels: int = DEFAULT_MAX_PIXELS,
                  read_threads: int = 2, outlines: bool = False,
-                 precision_fallback: str | None = None) -> None:
+                 precision_fallback: str | None = None,
+                 selection: Selection | None = None) -> None:
         bundle.check_preprocess()
         cls_sec = bundle.require("classifier")
         self.crop_mode = bundle.crop
@@ -143,7 +149,16 @@ class Pipeline:
                                bundle.runtime_fingerprint(backend, precision), self.classes,
                                backend, precision, self.crop_mode, self.confidence,
                                precision_fallback)
+        # How the runners were chosen (session.open_pipeline): describe() for logs and reports.
+        self.selection = selection
         self._pool = ThreadPoolExecutor(max(1, read_threads), thread_name_prefix="read")
+
+    def activate(self) -> None:
+        """Load the models now (the first `infer` does otherwise): a model that cannot load
+        fails here, before any image."""
+        for runner in (self.finder, self.classifier):
+            if runner is not None:
+                runner.activate()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -177,6 +192,7 @@ class Pipeline:
         good = [item for item in loaded if item.picture is not None]
         if not good:
             return results
+        self.activate()
         masks = self._find(good)
         scored, crops = [], []
         for item, mask in zip(good, masks, strict=True):

@@ -4,7 +4,9 @@ per folder. The command line only parses options and prints the `ScoreReport`.
 
 Decoding, inference and writing overlap (edgecrystal/stages.py). With `workers` > 1 the images
 are split over that many processes, each with its own pipeline; the parent skips what is done,
-keeps the index and the summaries, and merges one report."""
+keeps the index and the summaries, and merges one report. One driver (`drive`) does the
+merging, the index and the summaries for plain, --workers and --ray runs (scale/ray_score.py
+only says where chunks run), and one rule (`unscored`) says what is skipped."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ import multiprocessing
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ from .imageio import DEFAULT_MAX_PIXELS
 from .index.hook import open_writer
 from .pipeline import ModelInfo, Pipeline, Scored
 from .results import finish_folders, is_done, result_path, write_result
-from .runtime.select import Selection, open_runners
+from .session import open_pipeline
 from .stages import StageRunner, Written
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,7 @@ class ScoreOptions:
     workers: int = 1  # processes, each with its own pipeline
 
 
-# Score rows kept per process for the useless-classifier check (a few hundred KB at most).
+# Score rows kept per share, and in all, for the useless-classifier check (a few hundred KB).
 SCORES_KEPT = 2000
 
 
@@ -72,6 +75,16 @@ class ScoreReport:
     def images_per_second(self) -> float | None:
         return self.scored / self.elapsed_s if self.scored and self.elapsed_s > 0 else None
 
+    def add(self, share: ShareReport) -> None:
+        """Merge what one share did (its score rows stay with the driver)."""
+        self.scored += share.scored
+        self.skipped += share.skipped
+        self.labels.update(share.labels)
+        self.marks.update(share.marks)
+        self.errors.extend(share.errors)
+        self.warnings.extend(share.warnings)
+        self.no_drop.update(share.no_drop)
+
 
 def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
                 progress: Callable[[str], None] | None = None) -> ScoreReport:
@@ -81,47 +94,70 @@ def score_paths(bundle_path: Path, paths: list[Path], options: ScoreOptions,
     if options.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {options.workers}")
     images = find_images(paths, options.recursive)
-    bundle = Bundle.open(bundle_path)
-    selection = open_runners(bundle, backend=options.backend, precision=options.precision,
-                             threads=_threads_per_worker(options),
-                             providers=list(options.providers))
-    # Skipped: what already has a result from exactly these models (the variant files that
-    # run, backend, precision), so a rebuilt variant or another precision rescores.
-    fingerprint = bundle.runtime_fingerprint(selection.backend, selection.precision)
-    todo = images if options.force else [p for p in images if not is_done(p, fingerprint)]
-    say(f"backend: {selection.describe()}"
-        + (f"; {options.workers} workers" if options.workers > 1 else ""))
-    report = ScoreReport(bundle.classes, selection.backend, selection.precision,
-                         skipped=len(images) - len(todo))
+    # The models load on first use: with workers, this process only chooses (the fingerprint
+    # that the skip rule needs, the line below) and each worker loads its own.
+    with open_options(bundle_path, options) as pipeline:
+        selection = pipeline.selection
+        assert selection is not None  # open_pipeline always records it
+        say(f"backend: {selection.describe()}"
+            + (f"; {options.workers} workers" if options.workers > 1 else ""))
+        todo, skipped = unscored(images, pipeline.model.fingerprint, options.force)
+        report = ScoreReport(list(pipeline.classes), selection.backend, selection.precision)
+        if options.workers > 1 and len(todo) > 1:
+            shares = _score_in_workers(bundle_path, todo, options, say)
+        else:
+            shares = _in_this_process(pipeline, todo, options, say)
+        return drive(report, images, options, chain([skipped], shares))
+
+
+def _in_this_process(pipeline: Pipeline, todo: list[Path], options: ScoreOptions,
+                     say: Callable[[str], None]) -> Iterator[ShareReport]:
+    """The whole run as one share, scored when the driver asks for it."""
+    yield score_with(pipeline, todo, options, say)
+
+
+def open_options(bundle: Bundle | Path, options: ScoreOptions) -> Pipeline:
+    """The pipeline `options` ask for (backend, precision, threads per worker, providers,
+    overlays, the decoder's limit): what every process of a score run opens."""
+    return open_pipeline(bundle, backend=options.backend, precision=options.precision,
+                         threads=_threads_per_worker(options), providers=options.providers,
+                         outlines=options.overlay, max_pixels=options.max_pixels)
+
+
+def unscored(images: list[Path], fingerprint: str, force: bool) -> tuple[list[Path], ShareReport]:
+    """The skip rule: what to score, and a share that records the rest. Skipped is what already
+    has a result from exactly these models (`fingerprint`: the variant files that run, backend,
+    precision), so a rebuilt variant or another precision rescores; --force skips nothing."""
+    done = set() if force else {p for p in images if is_done(p, fingerprint)}
+    skipped = ShareReport(skipped=len(done), results=[result_path(p) for p in images if p in done])
+    return [p for p in images if p not in done], skipped
+
+
+def drive(report: ScoreReport, images: list[Path], options: ScoreOptions,
+          shares: Iterator[ShareReport]) -> ScoreReport:
+    """The one score driver (plain, --workers and --ray): merge each share into `report` as it
+    comes back (wherever it ran), feed its result files to the index (skipped ones too: scored
+    before, into the index all the same), then the per-folder summaries and the
+    useless-classifier check. `shares` is consumed here, so its work runs while the index
+    writer is open."""
     start = time.perf_counter()
     index = open_writer(options.index)
-    if index is not None:  # scored before: into the index all the same
-        waiting = set(todo)
-        for done in (p for p in images if p not in waiting):
-            index.add(result_path(done))
-    if options.workers > 1 and len(todo) > 1:
-        selection.close()  # each worker opens its own
-        shares = _score_in_workers(bundle_path, todo, options, say)
-    else:
-        shares = [_score_share(bundle, selection, todo, options, say)]
     scores: list[list[float]] = []
-    for share in shares:
-        report.labels.update(share.labels)
-        report.marks.update(share.marks)
-        report.errors.extend(share.errors)
-        report.warnings.extend(share.warnings)
-        report.no_drop.update(share.no_drop)
-        scores.extend(share.scores)
-        if index is not None:
-            for result in share.results:
-                index.add(result)  # queued only: the index never holds scoring back
-    finish_folders(bundle.classes, images)
-    report.useless = useless_scores(scores, bundle.classes)
-    report.scored = len(todo)
-    report.elapsed_s = time.perf_counter() - start
-    if index is not None:
-        index.close(timeout=60)  # logs one line when it could not catch up
-    return report
+    try:
+        for share in shares:
+            report.add(share)
+            # A sample for the useless-classifier check: bounded however large the archive.
+            scores.extend(share.scores[: max(0, SCORES_KEPT - len(scores))])
+            if index is not None:
+                for result in share.results:
+                    index.add(result)  # queued only: the index never holds scoring back
+        finish_folders(report.classes, images)
+        report.useless = useless_scores(scores, report.classes)
+        report.elapsed_s = time.perf_counter() - start
+        return report
+    finally:
+        if index is not None:  # what came back before a failure gets into the index too
+            index.close(timeout=60)  # logs one line when it could not catch up
 
 
 def bundle_and_paths(first: Path, rest: list[Path]) -> tuple[Path, list[Path]]:
@@ -157,8 +193,11 @@ def find_images(paths: list[Path], recursive: bool) -> list[Path]:
 
 @dataclass
 class ShareReport:
-    """What one process scored: labels, one error line per failed image, the result files."""
+    """What one process (or Ray actor) did with its share: counts, labels, one error line per
+    failed image, the result files (written, or already there when skipped)."""
 
+    scored: int = 0
+    skipped: int = 0  # already had a result from exactly these models
     labels: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -168,14 +207,14 @@ class ShareReport:
     results: list[Path] = field(default_factory=list)
     marks: Counter[str] = field(default_factory=Counter)  # "crystals_hit", "uncertain"
 
-
-def _score_share(bundle: Bundle, selection: Selection, todo: list[Path], options: ScoreOptions,
-                 say: Callable[[str], None]) -> ShareReport:
-    """Score `todo` in this process with a pipeline over `selection` (closed at the end)."""
-    with Pipeline(bundle, selection.finder, selection.classifier, backend=selection.backend,
-                  precision=selection.precision, max_pixels=options.max_pixels,
-                  outlines=options.overlay, precision_fallback=selection.fallback) as pipeline:
-        return score_with(pipeline, todo, options, say)
+    def merged(self, other: ShareReport) -> ShareReport:
+        """This share and `other` as one (a Ray chunk: its skipped part and its scored part)."""
+        return ShareReport(
+            scored=self.scored + other.scored, skipped=self.skipped + other.skipped,
+            labels=self.labels + other.labels, errors=self.errors + other.errors,
+            warnings=self.warnings + other.warnings, no_drop=self.no_drop + other.no_drop,
+            scores=(self.scores + other.scores)[:SCORES_KEPT],
+            results=self.results + other.results, marks=self.marks + other.marks)
 
 
 def score_with(pipeline: Pipeline, todo: list[Path], options: ScoreOptions,
@@ -183,7 +222,7 @@ def score_with(pipeline: Pipeline, todo: list[Path], options: ScoreOptions,
     """Score `todo` with an open pipeline: read the next batch and write the last one while
     this one runs through the models (the calling thread owns them). A result file beside each
     image; a missing image gets an error line and no result file."""
-    share = ShareReport()
+    share = ShareReport(scored=len(todo))
     done = 0
 
     def write(batch: tuple[list[Scored], ModelInfo]) -> list[Path]:
@@ -228,7 +267,7 @@ def score_with(pipeline: Pipeline, todo: list[Path], options: ScoreOptions,
 
 
 def _score_in_workers(bundle_path: Path, todo: list[Path], options: ScoreOptions,
-                      say: Callable[[str], None]) -> list[ShareReport]:
+                      say: Callable[[str], None]) -> Iterator[ShareReport]:
     """Split `todo` over `options.workers` processes (spawned: a forked ONNX Runtime with live
     threads is not safe). Each share is every n-th image, so a folder's images spread evenly."""
     workers = min(options.workers, len(todo))
@@ -236,19 +275,14 @@ def _score_in_workers(bundle_path: Path, todo: list[Path], options: ScoreOptions
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         futures = [pool.submit(_worker, bundle_path, share, options) for share in shares]
-        reports = []
         for number, future in enumerate(futures, 1):
-            reports.append(future.result())
+            yield future.result()
             say(f"worker {number}/{workers} done")
-    return reports
 
 
 def _worker(bundle_path: Path, todo: list[Path], options: ScoreOptions) -> ShareReport:
-    bundle = Bundle.open(bundle_path)
-    selection = open_runners(bundle, backend=options.backend, precision=options.precision,
-                             threads=_threads_per_worker(options),
-                             providers=list(options.providers))
-    return _score_share(bundle, selection, todo, options, log.debug)
+    with open_options(bundle_path, options) as pipeline:
+        return score_with(pipeline, todo, options, log.debug)
 
 
 def _threads_per_worker(options: ScoreOptions) -> int:

@@ -73,7 +73,7 @@ def _verify_without_keras(fast_bundle: Path, tmp_path: Path, data: Path) -> dict
     shutil.copytree(fast_bundle, root)
     bundle = Bundle.open(root)
     for model in ("finder", "classifier"):
-        bundle.section(model)["imported"] = True
+        bundle.section(model)["imported"] = {"format": "onnx"}  # provenance, as import records it
     bundle.save()
     return run_verify(root, data, 8)
 

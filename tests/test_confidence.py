@@ -110,12 +110,9 @@ def test_fit_then_score_writes_calibrated_scores_hits_and_uncertain(
     assert scored.returncode == 0, scored.stderr
     conf = b.confidence()
     # The model's own scores, straight from ONNX Runtime, for the same crops.
-    from edgecrystal.pipeline import Pipeline
-    from edgecrystal.runtime.select import open_runners
+    from edgecrystal.session import open_pipeline
 
-    selection = open_runners(b, backend="onnxruntime", precision="fp32", threads=1)
-    with Pipeline(b, selection.finder, selection.classifier, backend="onnxruntime",
-                  precision="fp32") as pipeline:
+    with open_pipeline(b, backend="onnxruntime", precision="fp32", threads=1) as pipeline:
         direct = {r.path.name: r for r in pipeline.score(sorted(plate.glob("*.jpg")))}
     for image in sorted(plate.glob("*.jpg")):
         rec = load_result(result_path(image))

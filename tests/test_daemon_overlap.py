@@ -179,9 +179,7 @@ def test_full_disk_results_are_retried_and_none_lost_or_doubled(fast_bundle: Pat
 
 def test_sighup_mid_burst_results_name_the_bundle_that_scored_them(
         fast_bundle: Path, tmp_path: Path) -> None:
-    from edgecrystal.bundle import Bundle
-    from edgecrystal.pipeline import Pipeline
-    from edgecrystal.runtime.select import open_runners
+    from edgecrystal.session import open_pipeline
 
     # Bundle B: the same graphs with the classes in reverse order, so every score lands under
     # another class name: a result with A's record and B's scores (or the reverse) shows up.
@@ -236,10 +234,8 @@ def test_sighup_mid_burst_results_name_the_bundle_that_scored_them(
     expected: dict[str, dict[Path, dict[str, float]]] = {}
     fingerprints = {}
     for root in (bundle_a, bundle_b):
-        bundle = Bundle.open(root)
-        selection = open_runners(bundle, backend="onnxruntime", precision="fp32", threads=1)
-        with Pipeline(bundle, selection.finder, selection.classifier, backend="onnxruntime",
-                      precision="fp32") as pipeline:
+        with open_pipeline(root, backend="onnxruntime", precision="fp32",
+                           threads=1) as pipeline:
             fingerprints[str(root.resolve())] = pipeline.model.fingerprint
             expected[pipeline.model.fingerprint] = {
                 r.path: r.scores for r in pipeline.score(images + late)}

@@ -22,10 +22,10 @@ CLASSES = ("clear", "crystals", "precipitate", "other")
 PER_CLASS = {"clear": 2, "crystals": 6, "precipitate": 3, "other": 2}
 
 
-def class_folders(root: Path) -> Path:
+def class_folders(root: Path, per_class: dict[str, int] = PER_CLASS) -> Path:
     """Synthetic wells of every class written as <class>/well_<i>.jpg (the class-folder layout)."""
     i = 0
-    for label, n in PER_CLASS.items():
+    for label, n in per_class.items():
         (root / label).mkdir(parents=True)
         for _ in range(n):
             rgb, _, _ = render_any(image_rng(61, i), 200, 160, label, "random")

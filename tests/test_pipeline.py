@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from edgecrystal.bundle import Bundle
+from edgecrystal.imageio import DEFAULT_MAX_PIXELS
 from edgecrystal.pipeline import Pipeline
-from edgecrystal.runtime.select import open_runners
+from edgecrystal.session import open_pipeline
 
 
 def _well(path: Path, seed: int, w: int = 200, h: int = 150) -> Path:
@@ -23,11 +24,10 @@ def _well(path: Path, seed: int, w: int = 200, h: int = 150) -> Path:
     return path
 
 
-def _pipeline(root: Path, **kw: object) -> Pipeline:
-    b = Bundle.open(root)
-    selection = open_runners(b, backend="onnxruntime", threads=1)
-    return Pipeline(b, selection.finder, selection.classifier, backend=selection.backend,
-                    precision="fp32", **kw)
+def _pipeline(root: Path, outlines: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+              ) -> Pipeline:
+    return open_pipeline(root, backend="onnxruntime", threads=1, outlines=outlines,
+                         max_pixels=max_pixels)
 
 
 def test_batch_with_a_broken_image_goes_on(fast_bundle: Path, tmp_path: Path) -> None:

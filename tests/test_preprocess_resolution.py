@@ -11,11 +11,9 @@ import numpy as np
 import pytest
 
 from edgecrystal import preprocess
-from edgecrystal.bundle import Bundle
 from edgecrystal.errors import ImageTooLarge, ImageTruncated
 from edgecrystal.imageio import Picture, load_picture, read_image, write_image
-from edgecrystal.pipeline import Pipeline
-from edgecrystal.runtime.select import open_runners
+from edgecrystal.session import open_pipeline
 from edgecrystal.synth.generate import image_rng
 from edgecrystal.synth.randomized import render_random
 
@@ -135,10 +133,8 @@ def test_pipeline_decodes_each_jpeg_once(fast_bundle: Path, tmp_path: Path) -> N
     small = tmp_path / "A01_1.jpg"
     empty = np.random.default_rng(0).integers(20, 40, (300, 400, 3), dtype=np.uint8)
     write_image(small, empty)
-    bundle = Bundle.open(fast_bundle)
-    selection = open_runners(bundle, backend="onnxruntime", precision="fp32", threads=1)
-    with Pipeline(bundle, selection.finder, selection.classifier, backend="onnxruntime",
-                  precision="fp32") as pipeline:
+    with open_pipeline(fast_bundle, backend="onnxruntime", precision="fp32",
+                       threads=1) as pipeline:
         loaded = pipeline.read([small])
         scored = pipeline.infer(loaded)
     assert scored[0].ok and not scored[0].found
@@ -194,17 +190,14 @@ def test_pipeline_results_are_in_original_pixels(fast_bundle: Path, tmp_path: Pa
     cv2.ellipse(img, (700, 420), (300, 220), 0, 0, 360, (200, 180, 150), -1)
     path = tmp_path / "A01_1.jpg"
     write_image(path, img)
-    b = Bundle.open(fast_bundle)
-    selection = open_runners(b, backend="onnxruntime", threads=1)
-    with Pipeline(b, selection.finder, selection.classifier, backend=selection.backend,
-                  precision="fp32", outlines=True) as pipe:
+    with open_pipeline(fast_bundle, backend="onnxruntime", threads=1, outlines=True) as pipe:
         (scored,) = pipe.score([path])
         finder_size = pipe.finder_size
         assert pipe.finder is not None
         prob = pipe.finder.predict(preprocess.finder_input(read_image(path), finder_size)[None])
     assert scored.ok and scored.found and (scored.width, scored.height) == (WIDTH, HEIGHT)
     full_mask = preprocess.mask_to_image(prob[0], HEIGHT, WIDTH)
-    reference = preprocess.crop_drop(read_image(path), full_mask, 48, margin=b.margin)
+    reference = preprocess.crop_drop(read_image(path), full_mask, 48, margin=pipe.margin)
     step = WIDTH / finder_size + 1
     assert scored.box is not None
     assert all(abs(a - c) <= step for a, c in zip(scored.box, reference.box, strict=True))

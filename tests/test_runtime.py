@@ -78,8 +78,32 @@ def test_onnxruntime_missing_provider_is_one_line(fast_bundle: Path) -> None:
 def test_bad_onnx_file_is_backend_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
+    runner = OnnxRuntimeRunner(bad)  # lazy: nothing is loaded until the runner activates
+    assert not runner.active
     with pytest.raises(BackendError, match="cannot load"):
-        OnnxRuntimeRunner(bad)
+        runner.activate()
+    assert not runner.active
+    with pytest.raises(BackendError, match="cannot load"), OnnxRuntimeRunner(bad):
+        pass  # entering a `with` block activates
+
+
+def test_runner_activates_on_first_use_and_deactivates(fast_bundle: Path) -> None:
+    """Polygraphy's shape: made cheap, loaded by activate() or the first infer, freed by
+    deactivate() and loaded again by the next use; a closed runner refuses."""
+    b = Bundle.open(fast_bundle)
+    size = b.section("classifier")["input_size"]
+    x = np.random.default_rng(3).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    runner = OnnxRuntimeRunner(b.onnx_variant("classifier", "fp32"), threads=1)
+    assert not runner.active and not runner.inputs and not hasattr(runner, "session")
+    first = runner.predict(x)
+    assert runner.active and runner.inputs
+    runner.deactivate()
+    assert not runner.active and not hasattr(runner, "session")
+    np.testing.assert_array_equal(runner.predict(x), first)  # loaded again
+    runner.close()
+    assert not runner.active
+    with pytest.raises(BackendError, match="closed"):
+        runner.activate()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None,

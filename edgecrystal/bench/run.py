@@ -192,24 +192,25 @@ def _where(pipeline: Pipeline) -> str:
 
 def _open(bundle: Bundle, backend: str, precision: str, threads: int,
           dla: dict[str, int] | None = None) -> Pipeline:
-    if backend == "keras":
-        from .keras_runner import KerasRunner
+    from .. import keras_backend
+    from ..session import open_pipeline
 
-        finder = KerasRunner(bundle.model_file("finder")) if bundle.has("finder") else None
-        classifier = KerasRunner(bundle.model_file("classifier"))
-        return Pipeline(bundle, finder, classifier, backend="keras", precision="fp32")
-    from ..runtime.select import open_runners
-
-    selection = open_runners(bundle, backend=backend, precision=precision, threads=threads,
+    keras_backend.plug()  # the reference: one more backend of the session
+    pipeline = open_pipeline(bundle, backend=backend, precision=precision, threads=threads,
                              allow_build=False, dla=dla)
-    if selection.backend != backend:
-        selection.close()
-        raise UsageError(f"{backend} is not usable here")
-    if selection.fallback:  # timing FP32 under an INT8 label would mislead
-        selection.close()
-        raise UsageError(f"int8 not run: {selection.fallback}")
-    return Pipeline(bundle, selection.finder, selection.classifier, backend=selection.backend,
-                    precision=precision)
+    selection = pipeline.selection
+    assert selection is not None  # open_pipeline always records it
+    problem = (f"{backend} is not usable here" if selection.backend != backend
+               # timing FP32 under an INT8 label would mislead
+               else f"int8 not run: {selection.fallback}" if selection.fallback else None)
+    try:
+        if problem:
+            raise UsageError(problem)
+        pipeline.activate()  # loaded before any timing; a missing Keras is a skip line
+    except BaseException:
+        pipeline.close()
+        raise
+    return pipeline
 
 
 def _measure(pipeline: Pipeline, images: list[Path], cfg: BenchConfig) -> RunTimings:

@@ -98,7 +98,8 @@ def verify(
     seed: Annotated[int, typer.Option(help="Seed of the image choice.")] = 0,
 ) -> None:
     """Run every variant that can run here (Keras, ONNX FP32/FP16/INT8, TensorRT engines) on
-    the same images: difference against Keras, label agreement, Dice and AUC per variant."""
+    the same images: difference against Keras, label agreement, Dice and AUC per variant; then
+    the image files through the pipeline `score` runs, per backend and precision."""
     from edgecrystal.converters.verify import format_table, run_verify
 
     from ..atomic import write_json

@@ -55,10 +55,11 @@ class Models:
 
 
 def open_pipeline(cfg: Config, progress: Callable[[str], None]) -> tuple[Pipeline, Selection]:
-    """The bundle, its runners for the configured backend and precision, and the Pipeline."""
+    """The bundle as a pipeline for the configured backend and precision, through the one
+    scoring session, its models loaded now: a model that cannot load fails here, before
+    READY=1."""
     from ..bundle import Bundle
-    from ..pipeline import Pipeline
-    from ..runtime.select import open_runners
+    from ..session import open_pipeline as open_session
 
     bundle = Bundle.open(cfg.bundle)
     precision = cfg.precision
@@ -68,19 +69,17 @@ def open_pipeline(cfg: Config, progress: Callable[[str], None]) -> tuple[Pipelin
         advice = auto_precision(bundle, cfg.threads)
         log.info("precision auto: %s", advice.reason)
         precision = advice.precision
-    selection = open_runners(bundle, backend=cfg.backend, precision=precision,
-                             threads=cfg.threads, providers=list(cfg.providers),
-                             allow_build=cfg.build_engines, dla=dict(cfg.dla_core),
-                             progress=progress)
+    pipe = open_session(bundle, backend=cfg.backend, precision=precision, threads=cfg.threads,
+                        providers=list(cfg.providers), allow_build=cfg.build_engines,
+                        dla=dict(cfg.dla_core), progress=progress, max_pixels=cfg.max_pixels,
+                        read_threads=cfg.read_threads, outlines=cfg.overlay)
     try:
-        pipe = Pipeline(bundle, selection.finder, selection.classifier,
-                        backend=selection.backend, precision=selection.precision,
-                        max_pixels=cfg.max_pixels, read_threads=cfg.read_threads,
-                        outlines=cfg.overlay, precision_fallback=selection.fallback)
+        pipe.activate()
     except BaseException:
-        selection.close()
+        pipe.close()
         raise
-    return pipe, selection
+    assert pipe.selection is not None  # the session always records what it chose
+    return pipe, pipe.selection
 
 
 def open_models(cfg: Config, progress: Callable[[str], None],

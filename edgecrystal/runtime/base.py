@@ -5,6 +5,14 @@ array for single-input models) and returns every output by name; `predict` is th
 one-output short form the pipeline uses. Arrays are cast to the model's input dtype here, so a
 model exported with a uint8 or a float32 (0..255) input is fed the same pixels either way.
 Batches larger than the runner's `max_batch` (a TensorRT optimisation profile) are split.
+
+Loading is separate from making a runner (as in Polygraphy): `activate()` loads the model and
+`deactivate()` frees it again, each a public method that checks the runner's state and calls
+the backend's `_activate_impl` / `_deactivate_impl`. The first `infer` (or `input_size`, or
+entering a `with` block) activates, so a runner that is chosen but never used (the parent of
+`score --workers`, a Ray driver) costs nothing. A backend that must load at once to be chosen
+at all (TensorRT: `--backend auto` falls back when an engine does not deserialize) loads in its
+constructor and counts as active from there.
 """
 
 from __future__ import annotations
@@ -41,11 +49,19 @@ class Runner(ABC):
         self.inputs: list[TensorInfo] = []
         self.outputs: list[TensorInfo] = []
         self.closed = False
+        self.active = False  # the model is loaded (inputs and outputs are known)
 
     # -------------------------------------------------------------- the interface
     @abstractmethod
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch that fits max_batch; inputs already cast and contiguous."""
+
+    def _activate_impl(self) -> None:  # noqa: B027 - optional hook
+        """Load the model and fill `inputs` and `outputs` (runners that load in their
+        constructor have nothing to do here)."""
+
+    def _deactivate_impl(self) -> None:  # noqa: B027 - optional hook
+        """Free what `_activate_impl` loaded."""
 
     def _close(self) -> None:  # noqa: B027 - optional hook
         """Free what the backend holds."""
@@ -55,9 +71,22 @@ class Runner(ABC):
         return self.backend
 
     # -------------------------------------------------------------- shared behaviour
-    def infer(self, feed: Feed) -> dict[str, np.ndarray]:
+    def activate(self) -> None:
+        """Load the model now (nothing when it is loaded already); a closed runner refuses."""
         if self.closed:
             raise BackendError(f"runner for {self.path} is closed")
+        if not self.active:
+            self._activate_impl()
+            self.active = True
+
+    def deactivate(self) -> None:
+        """Free the loaded model; the next use loads it again."""
+        if self.active:
+            self.active = False
+            self._deactivate_impl()
+
+    def infer(self, feed: Feed) -> dict[str, np.ndarray]:
+        self.activate()
         arrays = self._prepare(feed)
         n = next(iter(arrays.values())).shape[0]
         if self.max_batch is None or n <= self.max_batch:
@@ -75,15 +104,18 @@ class Runner(ABC):
     @property
     def input_size(self) -> int | None:
         """Square spatial size of an NHWC image input, when fixed."""
+        self.activate()
         shape = self.inputs[0].shape if self.inputs else ()
         return shape[1] if len(shape) == 4 and shape[1] == shape[2] else None
 
     def close(self) -> None:
         if not self.closed:
+            self.deactivate()
             self.closed = True
             self._close()
 
     def __enter__(self) -> Runner:
+        self.activate()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -116,30 +116,35 @@ class OrtSessionRunner(Runner):
 
 
 class OnnxRuntimeRunner(OrtSessionRunner):
+    """Checks its providers when made; opens the InferenceSession when activated (first use)."""
+
     backend = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int = 0,
                  providers: list[str] | tuple[str, ...] | None = None) -> None:
         super().__init__(str(path))
+        self.providers = resolve_providers(providers)
+        self.threads = threads
+
+    def _activate_impl(self) -> None:
         import onnxruntime as ort
 
-        opts = session_options(threads)
-        self.providers = resolve_providers(providers)
         try:
-            session = ort.InferenceSession(self.path, sess_options=opts, providers=self.providers)
+            session = ort.InferenceSession(self.path, sess_options=session_options(self.threads),
+                                           providers=self.providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"onnxruntime cannot load {self.path}: "
                                f"{one_line(exc)}") from None
-        self.threads = threads
         self._adopt(session)
 
-    def describe(self) -> str:
-        used = ",".join(p.replace("ExecutionProvider", "") for p in
-                        self.session.get_providers())
-        return f"onnxruntime[{used}] threads={self.threads or 'auto'}"
-
-    def _close(self) -> None:
+    def _deactivate_impl(self) -> None:
         del self.session
+
+    def describe(self) -> str:
+        # Before activation: the providers asked for (the session uses them in this order).
+        providers = self.session.get_providers() if self.active else self.providers
+        used = ",".join(p.replace("ExecutionProvider", "") for p in providers)
+        return f"onnxruntime[{used}] threads={self.threads or 'auto'}"
 
 
 def _info(arg: Any) -> TensorInfo:

@@ -125,6 +125,7 @@ class OrtTensorRTRunner(OrtSessionRunner):
             raise BackendError(f"onnxruntime did not enable its TensorRT provider for "
                                f"{self.path} (it used {', '.join(session.get_providers())})")
         self._adopt(session)
+        self.active = True  # loaded here: --backend auto must see a failure while choosing
 
     def describe(self) -> str:
         where = "gpu" if self.dla_core is None else f"dla{self.dla_core} (GPU fallback by ORT)"

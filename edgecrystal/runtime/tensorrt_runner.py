@@ -61,6 +61,7 @@ class TensorRTRunner(Runner):
         except BaseException:
             self.cuda.free()  # the buffers allocated before the failure
             raise
+        self.active = True  # loaded here: --backend auto must see a failure while choosing
 
     def _open_context(self) -> None:
         trt = self.trt

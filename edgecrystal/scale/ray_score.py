@@ -2,14 +2,15 @@
 
 The driver (the machine that runs the command) finds the images, cuts the list into chunks and
 hands them to `ScoringWorker` actors, one per `threads` CPUs of the cluster (one CPU each by
-default). Each actor opens the bundle and its runners once, then for every chunk skips what is
-already scored by its own models (`results.is_done` with its runtime fingerprint, unless
-`--force`), scores the rest and writes each result file beside its image, atomically. So the
-images, the bundle and the results must be at the same paths on every node (shared storage), and a
-run killed at any point is finished by running the same command again: what was written is kept
-and skipped, nothing is scored twice. The driver adds every result to the index (`--index`) as
-chunks come back, writes the per-folder summaries at the end and returns the same `ScoreReport`
-as `score`.
+default). Each actor opens the bundle's pipeline once (session.open_pipeline, as `score` does),
+then for every chunk skips what is already scored by its own models (`scoring.unscored`, the
+skip rule of `score`, with its runtime fingerprint), scores the rest and writes each result
+file beside its image, atomically. So the images, the bundle and the results must be at the
+same paths on every node (shared storage), and a run killed at any point is finished by running
+the same command again: what was written is kept and skipped, nothing is scored twice. The
+driver adds every result to the index (`--index`) as chunks come back, writes the per-folder
+summaries at the end and returns the same `ScoreReport` as `score`: that is `scoring.drive`,
+the driver of every score run; this module only supplies where the chunks run.
 
 Ray is imported only inside `score_paths_on_ray` and the actor it starts; without the `ray`
 extra the CLI says so in one line.
@@ -21,20 +22,23 @@ import dataclasses
 import logging
 import math
 import socket
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..bundle import Bundle
 from ..errors import EdgeCrystalError, UsageError, one_line
-from ..index.hook import open_writer
 from ..pipeline import Pipeline
-from ..results import finish_folders, is_done, result_path
-from ..runtime.select import open_runners
-from ..scoring import ScoreOptions, ScoreReport, find_images, score_with
+from ..scoring import (
+    ScoreOptions,
+    ScoreReport,
+    ShareReport,
+    drive,
+    find_images,
+    open_options,
+    score_with,
+    unscored,
+)
 from .loopback import start_local_ray
 
 log = logging.getLogger(__name__)
@@ -51,18 +55,6 @@ class RayRunError(EdgeCrystalError):
     """The cluster failed mid-run (a node or worker lost, a result that could not be written)."""
 
 
-@dataclass
-class ChunkOutcome:
-    """What one actor did with one chunk of image paths."""
-
-    scored: int = 0
-    skipped: int = 0  # already had a result from exactly these models
-    labels: Counter[str] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)  # "path: kind: reason", as `score` lists
-    results: list[str] = field(default_factory=list)  # result files, written or already there
-    marks: Counter[str] = field(default_factory=Counter)  # "crystals_hit", "uncertain"
-
-
 class ScoringWorker:
     """One pipeline per actor: `load` opens the bundle and its runners once, `score_chunk` then
     runs for chunk after chunk. (Opening in a method rather than in __init__ lets a bundle or
@@ -72,35 +64,24 @@ class ScoringWorker:
         self._bundle_path = Path(bundle_path)
         self._options = options
         self._pipeline: Pipeline | None = None
-        self._fingerprint = ""
 
     def load(self) -> tuple[str, str]:
-        """Open the bundle and runners; returns (backend, the backend's one-line description)."""
-        options = self._options
-        bundle = Bundle.open(self._bundle_path)
-        selection = open_runners(bundle, backend=options.backend, precision=options.precision,
-                                 threads=options.threads, providers=list(options.providers))
-        self._fingerprint = bundle.runtime_fingerprint(selection.backend, selection.precision)
-        self._pipeline = Pipeline(bundle, selection.finder, selection.classifier,
-                                  backend=selection.backend, precision=selection.precision,
-                                  max_pixels=options.max_pixels, outlines=options.overlay,
-                                  precision_fallback=selection.fallback)
+        """Open the bundle and load its models; returns (backend, the backend's one-line
+        description)."""
+        self._pipeline = open_options(self._bundle_path, self._options)
+        self._pipeline.activate()  # a model that cannot load says so before any chunk
+        selection = self._pipeline.selection
+        assert selection is not None  # open_pipeline always records it
         return selection.backend, selection.describe()
 
-    def score_chunk(self, paths: list[str]) -> ChunkOutcome:
+    def score_chunk(self, paths: list[str]) -> ShareReport:
+        """The skip rule and scoring of one chunk, on this actor's models."""
         if self._pipeline is None:
             raise RuntimeError("ScoringWorker.score_chunk before load")
         options = self._options
-        images = [Path(p) for p in paths]
-        done = [] if options.force else [p for p in images if is_done(p, self._fingerprint)]
-        waiting = set(done)
-        todo = [p for p in images if p not in waiting]
-        share = score_with(self._pipeline, todo, options, log.debug)
-        return ChunkOutcome(scored=len(todo), skipped=len(done), labels=share.labels,
-                            marks=share.marks,
-                            errors=share.errors,
-                            results=[str(result_path(p)) for p in done]
-                            + [str(p) for p in share.results])
+        todo, share = unscored([Path(p) for p in paths], self._pipeline.model.fingerprint,
+                               options.force)
+        return share.merged(score_with(self._pipeline, todo, options, log.debug))
 
     def close(self) -> None:
         if self._pipeline is not None:
@@ -150,29 +131,21 @@ def _score_on_cluster(ray: Any, bundle: Bundle, images: list[Path], options: Sco
         f"{len(chunks)} chunk(s) of up to {chunk} images)")
     report = ScoreReport(bundle.classes, "+".join(sorted({backend for backend, _ in loaded})),
                          options.precision)
-    start = time.perf_counter()
-    index = open_writer(options.index)
-    try:
-        outcomes = ActorPool(actors).map_unordered(
-            lambda actor, part: actor.score_chunk.remote([str(p) for p in part]), chunks)
-        for outcome in _checked(ray, outcomes):
-            report.scored += outcome.scored
-            report.skipped += outcome.skipped
-            report.labels.update(outcome.labels)
-            report.marks.update(outcome.marks)
-            report.errors.extend(outcome.errors)
-            if index is not None:
-                for result in outcome.results:
-                    index.add(result)  # queued only: the index never holds scoring back
-            say(f"done {report.scored + report.skipped}/{len(images)} "
-                f"({report.skipped} already scored)")
-        _get(ray, [actor.close.remote() for actor in actors])
-        finish_folders(bundle.classes, images)
-        report.elapsed_s = time.perf_counter() - start
-        return report
-    finally:
-        if index is not None:  # what came back before a failure gets into the index too
-            index.close(timeout=60)  # logs one line when it could not catch up
+    outcomes = ActorPool(actors).map_unordered(
+        lambda actor, part: actor.score_chunk.remote([str(p) for p in part]), chunks)
+    return drive(report, images, options, _chunks_done(ray, outcomes, actors, len(images), say))
+
+
+def _chunks_done(ray: Any, outcomes: Iterator[ShareReport], actors: list[Any], total: int,
+                 say: Callable[[str], None]) -> Iterator[ShareReport]:
+    """Each chunk's share as it comes back, one progress line each; the actors closed at the
+    end."""
+    done = skipped = 0
+    for outcome in _checked(ray, outcomes):
+        done, skipped = done + outcome.scored + outcome.skipped, skipped + outcome.skipped
+        yield outcome
+        say(f"done {done}/{total} ({skipped} already scored)")
+    _get(ray, [actor.close.remote() for actor in actors])
 
 
 def _chunk_size(images: int, actors: int, batch: int) -> int:
@@ -226,7 +199,7 @@ def _get(ray: Any, refs: list[Any]) -> list[Any]:
         raise _as_run_error(exc) from exc
 
 
-def _checked(ray: Any, outcomes: Iterator[ChunkOutcome]) -> Iterator[ChunkOutcome]:
+def _checked(ray: Any, outcomes: Iterator[ShareReport]) -> Iterator[ShareReport]:
     """The pool's outcomes, failures turned into one line as in `_get`."""
     try:
         yield from outcomes

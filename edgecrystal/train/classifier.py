@@ -113,7 +113,7 @@ def crops_for(b: Bundle | None, samples: Sequence[data.Sample], crop: str, size:
             assert b is not None
             finder = load_finder(b)
         model, fsize, threshold = finder
-        masks = data.finder_probabilities(model, samples, fsize)
+        masks = data.finder_probabilities(model.predict_on_batch, samples, fsize)
         return data.classifier_arrays(samples, crop, size, masks, threshold, finder_size=fsize)
     # Manual crops: the finder stands in for the drawn masks when the bundle scores.
     fsize = b.input_size("finder") if crop == "manual" and b is not None and b.has("finder") \

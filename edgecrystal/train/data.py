@@ -174,22 +174,26 @@ def finder_arrays(samples: Sequence[Sample], size: int) -> tuple[np.ndarray, np.
     return x, np.stack(y)
 
 
-def finder_probabilities(finder: Any, samples: Sequence[Sample], size: int,
+# A finder's batch call: a Keras model's predict_on_batch, or a runtime Runner's predict.
+FinderCall = Callable[[np.ndarray], Any]
+
+
+def finder_probabilities(predict: FinderCall, samples: Sequence[Sample], size: int,
                          batch_size: int = 8) -> list[np.ndarray]:
     """The finder's output at its own resolution (size x size x 1): what the crop step takes."""
     out: list[np.ndarray] = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
         x = np.stack([preprocess.finder_input(s.picture, size) for s in chunk])
-        out.extend(np.asarray(finder.predict_on_batch(x)))
+        out.extend(np.asarray(predict(x)))
     return out
 
 
-def predict_masks(finder: Any, samples: Sequence[Sample], size: int,
+def predict_masks(predict: FinderCall, samples: Sequence[Sample], size: int,
                   batch_size: int = 8) -> list[np.ndarray]:
     """Finder probabilities mapped back to each image's size (what Dice is measured on)."""
     return [preprocess.mask_to_image(p, s.picture.height, s.picture.width)
-            for p, s in zip(finder_probabilities(finder, samples, size, batch_size), samples,
+            for p, s in zip(finder_probabilities(predict, samples, size, batch_size), samples,
                             strict=True)]
 
 

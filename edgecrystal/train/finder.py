@@ -186,17 +186,8 @@ def mask_scores(finder: Any, samples: Sequence[data.Sample], hp_size: int,
     """The paper's Table 1 for the finder: Dice and IoU per image (finder output mapped back
     to the image's size, thresholded), their mean and standard deviation. `keep_masks` adds
     the thresholded masks ("masks") for pictures."""
-    probs = data.predict_masks(finder, samples, hp_size)
-    pairs = [(p >= threshold, s.mask) for p, s in zip(probs, samples, strict=True)
-             if s.mask is not None]  # mask_records() gives only images with masks
-    d = [metrics.dice(found, truth) for found, truth in pairs]
-    i = [metrics.iou(found, truth) for found, truth in pairs]
-    ds, is_ = metrics.mean_std(d), metrics.mean_std(i)
-    out = {"dice_mean": ds["mean"], "dice_std": ds["std"], "iou_mean": is_["mean"],
-           "iou_std": is_["std"], "images": len(samples), "dice": d, "iou": i}
-    if keep_masks:
-        out["masks"] = [p >= threshold for p in probs]
-    return out
+    probs = data.predict_masks(finder.predict_on_batch, samples, hp_size)
+    return metrics.mask_table(probs, [s.mask for s in samples], threshold, keep_masks)
 
 
 def train_finder(
