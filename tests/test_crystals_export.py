@@ -30,7 +30,7 @@ def _crystal_keras(path: Path) -> None:
 
 def test_keras_crystal_model_exports_and_verifies(fast_bundle: Path, fast_calibration_data: Path,
                                                   tmp_path: Path) -> None:
-    from edgecrystal.converters.keras_to_onnx import read_metadata
+    from edgecrystal.converters.onnx_files import read_metadata
     from edgecrystal.converters.verify import run_verify
 
     root = tmp_path / "bundle"
