@@ -19,7 +19,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from ..errors import BundleError, UsageError, one_line, path_problem
 from ..interface import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
 from . import wrap
 from .wrap import Normalisation
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,30 @@ SUM_TOLERANCE = 1e-3
 CHECK_PICTURES = 8
 
 
+class Parity(TypedDict):
+    """The imported model vs its reference on the same pictures."""
+
+    max_abs_diff: float
+    mean_abs_diff: float
+    images: int
+
+
+class ImportedModel(TypedDict, total=False):
+    """What the import did with one model (printed by the CLI)."""
+
+    file: str | None  # None: a shipped finder whose bundle.json names no file
+    input_size: int | None
+    output_kind: str
+    head: str
+    max_abs_diff: float
+    mean_abs_diff: float
+    images: int
+    tensorflow_check: Parity  # the SavedModel importer's whole-chain check
+
+
+ImportSummary = dict[str, ImportedModel]  # {"finder"|"classifier": what was imported}
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """One model to import and how its input is normalised."""
@@ -51,14 +78,14 @@ class ModelSource:
     norm: Normalisation
     input_size: int | None = None
     output: str = "auto"  # OUTPUT_KINDS
-    origin: dict[str, Any] | None = None  # extra provenance (the SavedModel importer's)
+    origin: dict[str, object] | None = None  # extra provenance (the SavedModel importer's)
     # The model's output column for each bundle class, where the model orders them otherwise.
     class_order: list[int] | None = None
 
 
 def import_onnx(bundle_path: Path, classifier: ModelSource, classes: list[str], *,
                 crop: str = "finder", finder: ModelSource | None = None,
-                force: bool = False) -> dict[str, Any]:
+                force: bool = False) -> ImportSummary:
     """Write (or overwrite with `force`) a bundle holding the wrapped models. Returns a summary:
     {model: {"file", "input_size", "output_kind", "head", "max_abs_diff"...}}."""
     if crop not in CROP_MODES:
@@ -70,7 +97,7 @@ def import_onnx(bundle_path: Path, classifier: ModelSource, classes: list[str], 
         _check_shipped_finder()
     bundle = _new_bundle(bundle_path, classes, force)
     pictures = check_pictures()
-    summary: dict[str, Any] = {}
+    summary: ImportSummary = {}
     if shipped:
         summary["finder"] = _adopt_shipped_finder(bundle)
     elif crop == "finder":
@@ -94,7 +121,7 @@ def _check_shipped_finder() -> None:
                          ) from None
 
 
-def _adopt_shipped_finder(bundle: Bundle) -> dict[str, Any]:
+def _adopt_shipped_finder(bundle: Bundle) -> ImportedModel:
     """The shipped finder already takes the project's contract: adopted as `train` adopts it
     (its Keras file, settings and current FP32 ONNX: build-engines keeps that one)."""
     from .. import pretrained
@@ -131,7 +158,7 @@ def check_pictures() -> np.ndarray:
 
 
 def _import_model(bundle: Bundle, role: str, source: ModelSource, pictures: np.ndarray,
-                  classes: list[str], crop: str = "finder") -> dict[str, Any]:
+                  classes: list[str], crop: str = "finder") -> ImportedModel:
     import onnx
 
     from edgecrystal.converters.onnx_files import onnx_rel, set_metadata
@@ -190,7 +217,7 @@ def _import_model(bundle: Bundle, role: str, source: ModelSource, pictures: np.n
         "output_kind_from": "--output" if source.output != "auto" else "measured",
         "head_added": head, "importer": IMPORTER_VERSION, **(source.origin or {}),
     }
-    section: dict[str, Any] = {"input_size": size, "profile": "imported", "imported": provenance}
+    section: dict[str, object] = {"input_size": size, "profile": "imported", "imported": provenance}
     if role == "classifier":
         section.update({"crop": crop, "margin": preprocess.DEFAULT_MARGIN,
                         "backbone": "imported"})
@@ -209,7 +236,8 @@ def _import_model(bundle: Bundle, role: str, source: ModelSource, pictures: np.n
     return {"file": rel, "input_size": size, "output_kind": kind, "head": head, **diff}
 
 
-def _run_original(model: Any, source: ModelSource, inputs: np.ndarray, role: str) -> np.ndarray:
+def _run_original(model: onnx.ModelProto, source: ModelSource, inputs: np.ndarray,
+                  role: str) -> np.ndarray:
     """The original model on `inputs` normalised by hand (numpy), one image at a time so that
     a model exported with a fixed batch of 1 still runs."""
     import onnxruntime as ort
@@ -297,7 +325,7 @@ def _as_contract(out: np.ndarray, role: str, head: str, sig: wrap.Signature,
     return mask
 
 
-def _parity(path: Path, inputs: np.ndarray, expected: np.ndarray) -> dict[str, float]:
+def _parity(path: Path, inputs: np.ndarray, expected: np.ndarray) -> Parity:
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -321,7 +349,7 @@ def _shape(dims: tuple[int | str | None, ...]) -> list[int | str | None]:
     return list(dims)
 
 
-def _json(value: Any) -> str:
+def _json(value: object) -> str:
     import json
 
     return json.dumps(value)

@@ -30,14 +30,21 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import DEFAULT_CLASSES
 from ..errors import UsageError, one_line
-from .onnx_import import ModelSource, import_onnx
+from .onnx_import import ImportSummary, ModelSource, Parity, import_onnx
 from .wrap import Normalisation
+
+if TYPE_CHECKING:  # TensorFlow is loaded inside the functions that need it
+    from types import ModuleType
+
+    import tensorflow as tf
+    from tensorflow.core.framework.graph_pb2 import GraphDef
+    from tensorflow.types.experimental import ConcreteFunction
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,7 @@ class Cut:
 
     tensor: str  # name:index in the frozen graph
     size: int
-    dtype: Any  # tf.DType
+    dtype: tf.DType
     input_ops: list[str]
 
 
@@ -65,7 +72,7 @@ def import_savedmodel(bundle: Path, model_dir: Path, *, classes: list[str] | Non
                       signature: str = "serving_default", input_size: int | None = None,
                       crop: str = "finder", finder: ModelSource | None = None,
                       force: bool = False,
-                      log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                      log: Callable[[str], None] | None = None) -> ImportSummary:
     say = log or (lambda _m: None)
     function, input_key, outputs = load_signature(model_dir, signature)
     frozen = _freeze(function)
@@ -96,8 +103,8 @@ def import_savedmodel(bundle: Path, model_dir: Path, *, classes: list[str] | Non
     return summary
 
 
-def check_against_tensorflow(bundle_path: Path, function: Any, input_key: str, score_key: str,
-                             order: list[int] | None, size: int) -> dict[str, Any]:
+def check_against_tensorflow(bundle_path: Path, function: ConcreteFunction, input_key: str,
+                             score_key: str, order: list[int] | None, size: int) -> Parity:
     """The signature itself on JPEG bytes vs the bundle's FP32 ONNX on the pixels TensorFlow
     decoded from the same bytes: the whole cut-convert-wrap chain in one number, recorded."""
     import cv2
@@ -122,7 +129,7 @@ def check_against_tensorflow(bundle_path: Path, function: Any, input_key: str, s
     sess = ort.InferenceSession(str(bundle.onnx_variant("classifier", "fp32")),
                                 providers=["CPUExecutionProvider"])
     got = sess.run(None, {"pixels": pixels})[0].astype(np.float64)
-    check = {"images": len(blobs), "max_abs_diff": float(np.abs(got - want).max()),
+    check: Parity = {"images": len(blobs), "max_abs_diff": float(np.abs(got - want).max()),
              "mean_abs_diff": float(np.abs(got - want).mean())}
     if check["max_abs_diff"] > TENSORFLOW_TOLERANCE:
         raise BundleError(f"the imported classifier differs from the SavedModel by "
@@ -136,7 +143,7 @@ def check_against_tensorflow(bundle_path: Path, function: Any, input_key: str, s
 
 
 # ----------------------------------------------------------------- the signature
-def _tensorflow() -> Any:
+def _tensorflow() -> ModuleType:
     """TensorFlow, loaded without its start-up chatter (as the trainer loads it)."""
     import os
     import sys
@@ -155,7 +162,8 @@ def _tensorflow() -> Any:
     return tf
 
 
-def load_signature(model_dir: Path, signature: str) -> tuple[Any, str, dict[str, Any]]:
+def load_signature(model_dir: Path,
+                   signature: str) -> tuple[ConcreteFunction, str, dict[str, tf.TensorSpec]]:
     """(concrete function, its one input's key, {output key: TensorSpec})."""
     tf = _tensorflow()
 
@@ -182,7 +190,7 @@ def load_signature(model_dir: Path, signature: str) -> tuple[Any, str, dict[str,
     return function, input_key, dict(function.structured_outputs)
 
 
-def _output_keys(outputs: dict[str, Any], signature: str) -> tuple[str, str | None]:
+def _output_keys(outputs: dict[str, tf.TensorSpec], signature: str) -> tuple[str, str | None]:
     import tensorflow as tf
 
     numeric = [k for k, spec in outputs.items() if spec.dtype.is_floating]
@@ -195,7 +203,7 @@ def _output_keys(outputs: dict[str, Any], signature: str) -> tuple[str, str | No
     return score_key, class_key
 
 
-def _freeze(function: Any) -> Any:
+def _freeze(function: ConcreteFunction) -> ConcreteFunction:
     """The signature as one GraphDef with constants for variables (While bodies kept)."""
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
@@ -205,7 +213,7 @@ def _freeze(function: Any) -> Any:
 
 
 # ----------------------------------------------------------------- finding the cut
-def find_cut(frozen: Any, input_key: str, signature: str, asked: int | None) -> Cut:
+def find_cut(frozen: ConcreteFunction, input_key: str, signature: str, asked: int | None) -> Cut:
     """The first batch of square RGB images downstream of the decoding (see the module doc)."""
     graph = frozen.graph
     graph_def = graph.as_graph_def()
@@ -231,7 +239,7 @@ def find_cut(frozen: Any, input_key: str, signature: str, asked: int | None) -> 
                      f"feeds {', '.join(input_ops) or 'nothing'}")
 
 
-def _input_consumers(op: Any) -> list[Any]:
+def _input_consumers(op: tf.Operation) -> list[tf.Operation]:
     """The ops that use the signature's input, seen through the Identity ops TF puts between."""
     found = []
     for out in op.outputs:
@@ -243,14 +251,14 @@ def _input_consumers(op: Any) -> list[Any]:
     return found
 
 
-def _input_placeholder(frozen: Any, input_key: str) -> Any:
+def _input_placeholder(frozen: ConcreteFunction, input_key: str) -> tf.Operation:
     placeholders = [t.op for t in frozen.inputs if t.dtype.name == "string"] or \
         [t.op for t in frozen.inputs]
     named = [op for op in placeholders if input_key in op.name]
     return (named or placeholders)[0]
 
 
-def _functions_with_decoding(graph_def: Any) -> set[str]:
+def _functions_with_decoding(graph_def: GraphDef) -> set[str]:
     """Library functions that decode an image, themselves or through functions they call."""
     calls: dict[str, set[str]] = {}
     direct: set[str] = set()
@@ -275,7 +283,7 @@ def _functions_with_decoding(graph_def: Any) -> set[str]:
     return found
 
 
-def _calls(op: Any, functions: set[str]) -> bool:
+def _calls(op: tf.Operation, functions: set[str]) -> bool:
     if op.type in functions:
         return True
     for attr in op.node_def.attr.values():
@@ -284,7 +292,7 @@ def _calls(op: Any, functions: set[str]) -> bool:
     return False
 
 
-def _downstream(start: set[str], graph: Any) -> set[str]:
+def _downstream(start: set[str], graph: tf.Graph) -> set[str]:
     reached = set(start)
     for op in graph.get_operations():
         if any(t.op.name in reached for t in op.inputs) or any(
@@ -293,7 +301,7 @@ def _downstream(start: set[str], graph: Any) -> set[str]:
     return reached
 
 
-def _square_batch(tensor: Any, asked: int | None) -> int | None:
+def _square_batch(tensor: tf.Tensor, asked: int | None) -> int | None:
     shape = tensor.shape
     if shape.rank != 4 or shape[3] != 3:
         return None
@@ -308,7 +316,7 @@ def _square_batch(tensor: Any, asked: int | None) -> int | None:
 
 
 # ----------------------------------------------------------------- measuring the scaling
-def measure_scaling(function: Any, input_key: str, frozen: Any,
+def measure_scaling(function: ConcreteFunction, input_key: str, frozen: ConcreteFunction,
                     cut: Cut) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel scale and offset from decoded pixels to the cut tensor's values, fitted on
     two flat-coloured JPEGs run through the signature's own decoding (exact for flat colour)."""
@@ -334,7 +342,7 @@ def measure_scaling(function: Any, input_key: str, frozen: Any,
     return scale.astype(np.float32), offset.astype(np.float32)
 
 
-def _cut_values(frozen: Any, cut: Cut, blobs: list[bytes]) -> np.ndarray:
+def _cut_values(frozen: ConcreteFunction, cut: Cut, blobs: list[bytes]) -> np.ndarray:
     """Mean value per channel of the cut tensor for each encoded image (one at a time)."""
     import tensorflow as tf
 
@@ -342,7 +350,7 @@ def _cut_values(frozen: Any, cut: Cut, blobs: list[bytes]) -> np.ndarray:
     input_name = frozen.inputs[0].name
     results = []
     for blob in blobs:
-        def run(data: Any, gd: Any = graph_def) -> Any:
+        def run(data: tf.Tensor, gd: GraphDef = graph_def) -> tf.Tensor:
             return tf.graph_util.import_graph_def(gd, input_map={input_name: data},
                                                   return_elements=[cut.tensor])[0]
 
@@ -366,14 +374,15 @@ def _normalisation(scale: np.ndarray, offset: np.ndarray) -> Normalisation:
     return Normalisation(mean, std, "nhwc", False)  # type: ignore[arg-type]
 
 
-def _is_softmax(function: Any, input_key: str, score_key: str, size: int) -> bool:
+def _is_softmax(function: ConcreteFunction, input_key: str, score_key: str, size: int) -> bool:
     """True when the signature's scores are probabilities (MARCO: "normalized scores")."""
     scores = _run_signature(function, input_key, size)[score_key]
     rows = np.asarray(scores, np.float64).reshape(len(scores), -1)
     return bool(np.all(rows >= 0) and np.all(np.abs(rows.sum(axis=1) - 1) < 1e-3))
 
 
-def _run_signature(function: Any, input_key: str, size: int) -> dict[str, Any]:
+def _run_signature(function: ConcreteFunction, input_key: str,
+                   size: int) -> dict[str, np.ndarray]:
     import cv2
     import tensorflow as tf
 
@@ -386,7 +395,8 @@ def _run_signature(function: Any, input_key: str, size: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- classes
-def model_class_names(function: Any, input_key: str, class_key: str | None) -> list[str]:
+def model_class_names(function: ConcreteFunction, input_key: str,
+                      class_key: str | None) -> list[str]:
     if class_key is None:
         raise UsageError("the signature has no string output naming the classes; use "
                          "`edgecrystal import onnx` with --classes in the model's output order")
@@ -423,7 +433,7 @@ def map_classes(model_names: list[str], bundle_classes: list[str]) -> list[int] 
 
 
 # ----------------------------------------------------------------- conversion
-def convert_cut(frozen: Any, cut: Cut, output_keys: list[str], score_key: str,
+def convert_cut(frozen: ConcreteFunction, cut: Cut, output_keys: list[str], score_key: str,
                 out: Path) -> None:
     """tf2onnx on the graph between a new Placeholder at the cut and the scores."""
     import tensorflow as tf
@@ -468,7 +478,7 @@ def _refers_to(name: str, op: str, index: int) -> bool:
     return base == op and int(idx or 0) == index
 
 
-def _score_tensor(frozen: Any, output_keys: list[str], score_key: str) -> str:
+def _score_tensor(frozen: ConcreteFunction, output_keys: list[str], score_key: str) -> str:
     """The frozen graph's tensor for an output key: a signature's outputs are flattened in
     sorted key order, and freezing keeps that order."""
     return frozen.outputs[sorted(output_keys).index(score_key)].name

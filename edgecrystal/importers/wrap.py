@@ -19,13 +19,17 @@ Imports onnx (the train extra, like build-engines); never TensorFlow.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import UsageError
 from ..interface import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
+
+if TYPE_CHECKING:  # onnx is loaded inside the functions that need it
+    import onnx
 
 PREFIX = "edgecrystal_import/"
 BATCH_DIM = "batch"
@@ -71,7 +75,7 @@ class Normalisation:
             x = np.transpose(x, (0, 3, 1, 2))
         return np.ascontiguousarray(x)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"mean": list(self.mean), "std": list(self.std), "layout": self.layout,
                 "bgr": self.bgr, "pixel_units": self.pixel_units,
                 "scale": [float(v) for v in self.scale], "offset": [float(v) for v in self.offset]}
@@ -103,7 +107,7 @@ class Signature:
     opset: int
 
 
-def _dims(value: Any) -> tuple[int | str | None, ...]:
+def _dims(value: onnx.ValueInfoProto) -> tuple[int | str | None, ...]:
     out: list[int | str | None] = []
     for dim in value.type.tensor_type.shape.dim:
         if dim.HasField("dim_value"):
@@ -115,7 +119,7 @@ def _dims(value: Any) -> tuple[int | str | None, ...]:
     return tuple(out)
 
 
-def signature(model: Any) -> Signature:
+def signature(model: onnx.ModelProto) -> Signature:
     """Input and output of `model`; more than one of either is a UsageError."""
     initializers = {init.name for init in model.graph.initializer}
     inputs = [v for v in model.graph.input if v.name not in initializers]
@@ -164,7 +168,7 @@ def _show(dims: tuple[int | str | None, ...]) -> str:
     return "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"
 
 
-def upgrade_opset(model: Any) -> Any:
+def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
     """Models older than opset 13 are converted (the quantizer and FP16 converter need 13)."""
     import onnx
     from onnx import version_converter
@@ -182,8 +186,8 @@ def upgrade_opset(model: Any) -> Any:
     return upgraded
 
 
-def wrap(model: Any, norm: Normalisation, size: int, role: str, head: str,
-         class_order: list[int] | None = None) -> Any:
+def wrap(model: onnx.ModelProto, norm: Normalisation, size: int, role: str, head: str,
+         class_order: list[int] | None = None) -> onnx.ModelProto:
     """A copy of `model` that takes "pixels" uint8 [batch,size,size,3] and gives the role's
     output: "scores" [batch, classes] or "mask" [batch,size,size,1].
 
@@ -262,8 +266,8 @@ def wrap(model: Any, norm: Normalisation, size: int, role: str, head: str,
     return wrapped
 
 
-def _head_nodes(sig: Signature, role: str, head: str, name: Any,
-                class_order: list[int] | None = None) -> list[Any]:
+def _head_nodes(sig: Signature, role: str, head: str, name: Callable[[str], str],
+                class_order: list[int] | None = None) -> list[onnx.NodeProto]:
     """Output side: float32, the contract's layout, an added Softmax/Sigmoid, the contract name."""
     from onnx import TensorProto, helper, numpy_helper
 
