@@ -6,19 +6,24 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import metrics, models
 from ..bundle import Bundle, removed_on_failure
-from ..dataset import load_dataset
+from ..dataset import Dataset, Record, load_dataset
 from ..errors import UsageError
 from . import augment, data, loop, profiles
 from .profiles import FinderHP
 
+if TYPE_CHECKING:  # Keras loads inside models._keras(), at the first model built
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
 ARCH_KEYS = ("input_size", "base_filters", "depth", "seed", "val_fraction")
 
 
-def build(hp: FinderHP, init: Path | None = None) -> Any:
+def build(hp: FinderHP, init: Path | None = None) -> keras.Model:
     """A fresh U-Net for `hp`; with `init` (a finder .keras file of the same architecture) it
     starts from that model's weights (fine-tuning)."""
     model = models.build_finder(hp.input_size, hp.base_filters, hp.depth)
@@ -51,7 +56,8 @@ def init_overrides(init_bundle: Path, overrides: dict[str, Any] | None) -> dict[
     return out
 
 
-def learning_rate(hp: FinderHP, steps_per_epoch: int) -> Any:
+def learning_rate(hp: FinderHP,
+                  steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """hp.lr, or with lr_schedule "cosine" a rate that falls from it to 0 at the last step."""
     if hp.lr_schedule == "constant":
         return hp.lr
@@ -65,7 +71,7 @@ def learning_rate(hp: FinderHP, steps_per_epoch: int) -> Any:
 ENCODER_LAYER_PREFIXES = ("down", "bottom")  # models.build_finder's layer names
 
 
-def finder_optimizer(hp: FinderHP, steps_per_epoch: int) -> Any:
+def finder_optimizer(hp: FinderHP, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """hp.optimizer at `learning_rate`, or with hp.encoder_lr_scale != 1 an Adam whose steps
     for the encoder's weights are that share of the decoder's."""
     if hp.encoder_lr_scale == 1.0:
@@ -82,10 +88,10 @@ def is_encoder_variable(path: str) -> bool:
     return path.split("/")[-2 if "/" in path else 0].startswith(ENCODER_LAYER_PREFIXES)
 
 
-_SCALED_ADAM: list[Any] = []  # the class, made once Keras is loaded
+_SCALED_ADAM: list[type[keras.optimizers.Optimizer]] = []  # the class, made once Keras is loaded
 
 
-def _encoder_scaled_adam() -> Any:
+def _encoder_scaled_adam() -> type[keras.optimizers.Optimizer]:
     if _SCALED_ADAM:
         return _SCALED_ADAM[0]
     keras = models._keras()
@@ -97,29 +103,30 @@ def _encoder_scaled_adam() -> Any:
     class EncoderScaledAdam(adam_base):
         """Adam whose rate is multiplied by `encoder_lr_scale` for the encoder's weights."""
 
-        def __init__(self, encoder_lr_scale: float = 1.0, **kwargs: Any) -> None:
+        def __init__(self, encoder_lr_scale: float = 1.0, **kwargs: object) -> None:
             super().__init__(**kwargs)
             self.encoder_lr_scale = encoder_lr_scale
 
-        def build(self, variables: Any) -> None:
+        def build(self, variables: list[tf.Variable]) -> None:
             super().build(variables)
             # update_step sees the backend's variable (no Keras path): look it up by index.
             self.encoder_indices = {index for index, variable in enumerate(variables)
                                     if is_encoder_variable(variable.path)}
 
-        def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        def update_step(self, gradient: tf.Tensor, variable: tf.Variable,
+                        learning_rate: float | tf.Tensor) -> None:
             if self._get_variable_index(variable) in self.encoder_indices:
                 learning_rate = learning_rate * self.encoder_lr_scale
             super().update_step(gradient, variable, learning_rate)
 
-        def get_config(self) -> dict[str, Any]:
+        def get_config(self) -> dict[str, object]:
             return {**super().get_config(), "encoder_lr_scale": self.encoder_lr_scale}
 
     _SCALED_ADAM.append(EncoderScaledAdam)
     return EncoderScaledAdam
 
 
-def compile_finder(model: Any, hp: FinderHP, steps_per_epoch: int = 1) -> None:
+def compile_finder(model: keras.Model, hp: FinderHP, steps_per_epoch: int = 1) -> None:
     keras = models._keras()
     model.compile(
         optimizer=finder_optimizer(hp, steps_per_epoch),
@@ -158,7 +165,7 @@ def fit_finder(train: Sequence[data.Sample], val: Sequence[data.Sample], hp: Fin
     return result
 
 
-def blend_with_init(model: Any, init_model: Any, share: float) -> None:
+def blend_with_init(model: keras.Model, init_model: keras.Model, share: float) -> None:
     """Move every weight of `model` `share` of the way back to `init_model`'s."""
     if not 0.0 <= share <= 1.0:
         raise UsageError(f"init_blend {share} must be from 0 to 1")
@@ -166,7 +173,7 @@ def blend_with_init(model: Any, init_model: Any, share: float) -> None:
                        zip(init_model.get_weights(), model.get_weights(), strict=True)])
 
 
-def _synthetic_share(hp: FinderHP) -> tuple[Any, Any, int] | None:
+def _synthetic_share(hp: FinderHP) -> tuple[np.ndarray, np.ndarray, int] | None:
     """The synthetic wells mixed into every batch (hp.synthetic_fraction of it), or None."""
     count = round(hp.batch_size * hp.synthetic_fraction)
     if count <= 0:
@@ -181,7 +188,7 @@ def _synthetic_share(hp: FinderHP) -> tuple[Any, Any, int] | None:
     return xs, ys, count
 
 
-def mask_scores(finder: Any, samples: Sequence[data.Sample], hp_size: int,
+def mask_scores(finder: keras.Model, samples: Sequence[data.Sample], hp_size: int,
                 threshold: float, keep_masks: bool = False) -> dict[str, Any]:
     """The paper's Table 1 for the finder: Dice and IoU per image (finder output mapped back
     to the image's size, thresholded), their mean and standard deviation. `keep_masks` adds
@@ -221,8 +228,8 @@ def train_finder(
         return _train_into(b, ds, records, profile, hp, resume, verbose, init_bundle)
 
 
-def _train_into(b: Bundle, ds: Any, records: Any, profile: str, hp: FinderHP, resume: bool,
-                verbose: int, init_bundle: Path | None) -> dict[str, Any]:
+def _train_into(b: Bundle, ds: Dataset, records: list[Record], profile: str, hp: FinderHP,
+                resume: bool, verbose: int, init_bundle: Path | None) -> dict[str, Any]:
     started = time.time()
     samples = data.load_samples(records, masks=True)
     tr, va = data.split_random(len(samples), hp.val_fraction, hp.seed)
@@ -261,7 +268,7 @@ def _train_into(b: Bundle, ds: Any, records: Any, profile: str, hp: FinderHP, re
                                                                "val": len(val)}}
 
 
-def _data_summary(ds: Any, n_train: int, n_val: int) -> dict[str, Any]:
+def _data_summary(ds: Dataset, n_train: int, n_val: int) -> dict[str, object]:
     s = ds.summary()
     return {"root": s["root"], "layout": s["layout"], "images": s["images"],
             "with_masks": s["with_masks"], "classes": s["classes"],

@@ -14,11 +14,17 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from ..atomic import write_json
 from ..errors import EdgeCrystalError, UsageError
 from ..models import _keras
+
+if TYPE_CHECKING:  # Keras and TensorFlow load inside models._keras(), at the first model
+    import keras
+    import numpy as np
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,29 @@ LAST = "last.keras"
 BEST = "best.weights.h5"
 
 
-def strategy() -> Any:
+class TrainingHP(Protocol):
+    """What the loop reads of a model's hyperparameters (profiles.FinderHP, ClassifierHP)."""
+
+    @property
+    def epochs(self) -> int: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+
+class CheckpointState(TypedDict, total=False):
+    """state.json beside the checkpoints: where a resumed run continues from."""
+
+    epoch: int  # the last complete epoch (1-based)
+    best_value: float | None
+    best_epoch: int
+    history: list[dict[str, float]]
+    monitor: str
+    mode: str
+    hyperparameters: dict[str, object]
+
+
+def strategy() -> tf.distribute.Strategy:
     """MirroredStrategy over every GPU when more than one is visible, else the default one."""
     import tensorflow as tf
 
@@ -37,7 +65,8 @@ def strategy() -> Any:
     return tf.distribute.get_strategy()
 
 
-def optimizer(name: str, lr: float) -> Any:
+def optimizer(name: str, lr: float | keras.optimizers.schedules.LearningRateSchedule
+              ) -> keras.optimizers.Optimizer:
     keras = _keras()
     table = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
              "sgd": keras.optimizers.SGD}
@@ -46,7 +75,7 @@ def optimizer(name: str, lr: float) -> Any:
     return table[name.lower()](learning_rate=lr)
 
 
-def set_bn_momentum(model: Any, momentum: float) -> Any:
+def set_bn_momentum(model: keras.Model, momentum: float) -> keras.Model:
     """Set the moving-average momentum of every BatchNormalization layer, nested ones too."""
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if type(layer).__name__ == "BatchNormalization":
@@ -56,7 +85,7 @@ def set_bn_momentum(model: Any, momentum: float) -> Any:
 
 @dataclass
 class FitResult:
-    model: Any  # the model with the best weights loaded
+    model: keras.Model  # the model with the best weights loaded
     history: list[dict[str, float]]  # one entry per epoch, resumed epochs included
     initial_epoch: int
     epochs: int
@@ -69,9 +98,9 @@ class EpochCheckpoint:
     """Keras callback factory (the class needs Keras, which loads lazily)."""
 
     @staticmethod
-    def make(ckpt_dir: Path, monitor: str, mode: str, state: dict[str, Any],
+    def make(ckpt_dir: Path, monitor: str, mode: str, state: CheckpointState,
              on_epoch: Callable[[int], None], stop: dict[str, bool],
-             announce_of: int = 0) -> Any:
+             announce_of: int = 0) -> keras.callbacks.Callback:
         """`announce_of`: the epoch count, to log one line per epoch (when Keras prints
         nothing: `train` without -v was silent for minutes); 0: say nothing."""
         keras = _keras()
@@ -79,14 +108,14 @@ class EpochCheckpoint:
         callback_base: Any = keras.callbacks.Callback  # Keras has no type information
 
         class _Checkpoint(callback_base):
-            def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 on_epoch(epoch)
 
-            def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
                 if stop["requested"]:
                     self.model.stop_training = True
 
-            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 if stop["requested"]:
                     return  # an interrupted epoch is not complete: keep the last checkpoint
                 logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -96,7 +125,7 @@ class EpochCheckpoint:
                     value > best if mode == "max" else value < best))
                 if better:
                     _atomic_save(self.model.save_weights, ckpt_dir / BEST)
-                    state.update(best_value=value, best_epoch=epoch + 1)
+                    state.update({"best_value": value, "best_epoch": epoch + 1})
                 # Model with optimizer state, then the epoch counter: the counter never names
                 # an epoch whose model is not on disk.
                 _atomic_save(self.model.save, ckpt_dir / LAST)
@@ -119,12 +148,12 @@ def _atomic_save(save: Callable[[str], None], path: Path) -> None:
 
 def fit(
     *,
-    build: Callable[[], Any],
-    compile_model: Callable[[Any], None],
-    train_data: Any,
-    val_data: tuple[Any, Any] | None,
-    hp: Any,
-    hp_dict: dict[str, Any],
+    build: Callable[[], keras.Model],
+    compile_model: Callable[[keras.Model], None],
+    train_data: keras.utils.PyDataset,
+    val_data: tuple[np.ndarray, np.ndarray] | None,
+    hp: TrainingHP,
+    hp_dict: dict[str, object],
     arch_keys: tuple[str, ...],
     ckpt_dir: Path,
     log_dir: Path | None,
@@ -140,7 +169,7 @@ def fit(
     `val_data` None: no validation (`monitor` then names a training metric)."""
     keras = _keras()
     state_path = ckpt_dir / STATE
-    state: dict[str, Any] | None = None
+    state: CheckpointState | None = None
     if resume and state_path.is_file() and (ckpt_dir / LAST).is_file():
         state = json.loads(state_path.read_text(encoding="utf-8"))
         # A key the checkpoint predates (the classifier's backbone) is not a change.
@@ -164,7 +193,7 @@ def fit(
             compile_model(model)
             initial_epoch = 0
             state = {"epoch": 0, "best_value": None, "best_epoch": 0, "history": []}
-    state.update(monitor=monitor, mode=mode, hyperparameters=hp_dict)
+    state.update({"monitor": monitor, "mode": mode, "hyperparameters": hp_dict})
 
     def set_epoch(epoch: int) -> None:
         train_data.epoch = epoch
@@ -217,7 +246,7 @@ def _graceful_interrupt(stop: dict[str, bool]) -> Iterator[None]:
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def request(signum: int, _frame: Any) -> None:
+    def request(signum: int, _frame: FrameType | None) -> None:
         stop["requested"] = True
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -238,11 +267,11 @@ def _has_tensorboard() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _num(v: Any) -> float:
+def _num(v: float | None) -> float:
     return math.nan if v is None else float(v)
 
 
-def save_clean(model: Any, build: Callable[[], Any], path: Path) -> None:
+def save_clean(model: keras.Model, build: Callable[[], keras.Model], path: Path) -> None:
     """Write the deployable model: a fresh, uncompiled copy with `model`'s weights (no optimizer
     state to carry, no training-only objects to deserialise)."""
     fresh = build()
