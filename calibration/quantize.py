@@ -26,7 +26,7 @@ import inspect
 import io
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -52,7 +52,19 @@ FORM_FOR = {cpu_isa.X86_VNNI: "u8s8", cpu_isa.X86_AVX2: "u8u8", cpu_isa.X86_OLDE
             cpu_isa.UNKNOWN: "u8u8"}
 
 
-def method_enum(name: str) -> Any:
+if TYPE_CHECKING:  # ONNX Runtime loads inside the functions that need it
+    from onnxruntime.quantization import CalibrationMethod
+
+
+class QdqScale(TypedDict):
+    """One QuantizeLinear's activation scale and zero point (lists: per channel)."""
+
+    scale: float | list[float]
+    zero_point: int | list[int] | None
+    dtype: str  # "uint8" | "int8"
+
+
+def method_enum(name: str) -> CalibrationMethod:
     from onnxruntime.quantization import CalibrationMethod
 
     table = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
@@ -105,7 +117,7 @@ def form_for(family: str | None = None) -> str:
 
 
 def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str = "entropy",
-             ranges_cache: Path | None = None, form: str | None = None) -> dict[str, Any]:
+             ranges_cache: Path | None = None, form: str | None = None) -> dict[str, object]:
     """Write the INT8 Q/DQ model of `fp32` for `target` to `out`. `ranges_cache` (JSON): tensor
     ranges reused when present (no calibration run), written when absent. `form` (FORMS): the
     ONNX Runtime variant's integer form, by default the one for this machine's CPU family.
@@ -120,7 +132,7 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
     if not trt and form not in FORMS:
         raise UsageError(f"INT8 form must be one of {', '.join(FORMS)} (got {form})")
     weight_type, reduce_range = FORMS.get(form, ("QInt8", False))
-    extra: dict[str, Any] = {
+    extra: dict[str, bool | float] = {
         "WeightSymmetric": True,
         "ActivationSymmetric": trt,
         # Keras graphs add no bias scale problems; keep Q/DQ pairs per consumer for TensorRT's
@@ -129,7 +141,7 @@ def quantize(fp32: Path, out: Path, inputs: np.ndarray, target: str, method: str
     }
     if method == "percentile":
         extra["CalibPercentile"] = 99.99
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, str] = {}
     if ranges_cache is not None and "calibration_cache_path" in inspect.signature(
             quantize_static).parameters:
         kwargs["calibration_cache_path"] = str(ranges_cache)
@@ -175,14 +187,14 @@ def _drop_augmented(out: Path) -> None:
         (out.parent / stray).unlink(missing_ok=True)
 
 
-def qdq_scales(path: Path) -> dict[str, dict[str, Any]]:
+def qdq_scales(path: Path) -> dict[str, QdqScale]:
     """Per-tensor activation scale and zero point of every QuantizeLinear in a Q/DQ model."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, QdqScale] = {}
     for node in model.graph.node:
         if node.op_type != "QuantizeLinear" or node.input[1] not in init:
             continue
@@ -214,7 +226,7 @@ def zero_points(path: Path) -> list[tuple[str, int]]:
     return found
 
 
-def trt_cache_text(scales: dict[str, dict[str, Any]], version: str = "8500") -> str:
+def trt_cache_text(scales: dict[str, QdqScale], version: str = "8500") -> str:
     """TensorRT calibration-cache text (tensor: big-endian float32 scale in hex) from symmetric
     per-tensor scales, for the legacy implicit calibrator on TensorRT < 10."""
     lines = [f"TRT-{version}-EntropyCalibration2"]
@@ -245,7 +257,7 @@ def latency_ms(path: Path, batch: np.ndarray, repeats: int = 7, threads: int = 0
 
 
 def choose_for_ort(s8: Path, u8: Path, batch: np.ndarray, s8_exact: bool = True
-                   ) -> dict[str, Any]:
+                   ) -> dict[str, float | int | str]:
     """Measure both INT8 variants here; the faster one serves ONNX Runtime. `s8_exact`: False
     where ONNX Runtime computes s8 x s8 inexactly on this CPU (x86 without VNNI): the u8
     variant, made in this CPU's form, serves whatever the times."""

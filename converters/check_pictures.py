@@ -4,9 +4,19 @@ runtime's own preprocessing. TensorFlow-free."""
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 
 from edgecrystal.bundle import Bundle
+
+
+class Parity(TypedDict):
+    """A converted model vs its source on the same check pictures (recorded in bundle.json)."""
+
+    max_abs_diff: float
+    mean_abs_diff: float
+    images: int
 
 
 def parity_batch(bundle: Bundle, model: str, images: list[np.ndarray] | None) -> np.ndarray:

@@ -12,14 +12,18 @@ float16 kernel), which is what the accuracy check uses.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 FP16_MAX = float(np.finfo(np.float16).max)
 
 
-def to_fp16(proto: Any) -> Any:
+def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     """A float16 copy of an FP32 ModelProto (inputs unchanged, outputs cast back to float32)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -53,7 +57,7 @@ def to_fp16(proto: Any) -> Any:
     return model
 
 
-def _half_tensor(tensor: Any, numpy_helper: Any) -> Any:
+def _half_tensor(tensor: onnx.TensorProto, numpy_helper: ModuleType) -> onnx.TensorProto:
     values = numpy_helper.to_array(tensor).astype(np.float32)
     # Out-of-range weights would become inf; clip them to the largest float16.
     half = np.clip(values, -FP16_MAX, FP16_MAX).astype(np.float16)

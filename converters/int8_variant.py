@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -32,7 +31,7 @@ REWRITES = ("upsampling", "concat_split", "channels_last", "pool_move", "input_f
 def int8_variant(fp32: Path, out: Path, inputs: np.ndarray, target: str,
                  method: str = "entropy", ranges_cache: Path | None = None,
                  form: str | None = None, skip: frozenset[str] = frozenset()
-                 ) -> dict[str, Any]:
+                 ) -> dict[str, object]:
     """Write the INT8 Q/DQ model of `fp32` for `target` ("tensorrt" or "onnxruntime") to `out`
     and return calibration's summary plus how much each rewrite did. `ranges_cache`, `form`:
     as `calibration.quantize.quantize` takes them; `skip`: ONNX Runtime rewrites (REWRITES)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -20,14 +20,29 @@ from edgecrystal.bundle import MODELS, Bundle
 from edgecrystal.errors import BundleError, UsageError, one_line
 from edgecrystal.interface import INPUT_NAME, MODEL_OUTPUTS
 
-from .check_pictures import parity_batch
+from .check_pictures import Parity, parity_batch
 from .onnx_files import BATCH_DIM, DEFAULT_OPSET, OPSETS, onnx_rel, save_model, set_metadata
+
+if TYPE_CHECKING:  # TensorFlow, Keras and onnx load inside the functions that need them
+    import keras
+    import onnx
+    import tensorflow as tf
 
 OUTPUTS = MODEL_OUTPUTS
 # Sigmoid/softmax outputs in [0, 1]: FP32 export should match Keras to float rounding.
 PARITY_TOLERANCE = 1e-3
 # Bumped when the export recipe changes, so bundles re-export (part of the skip key).
 EXPORTER_VERSION = "1"
+
+
+class Exported(TypedDict, total=False):
+    """What export_bundle did with one model."""
+
+    action: str  # "exported" | "kept"
+    file: str
+    max_abs_diff: float | None  # None: a kept export whose parity was not recorded
+    mean_abs_diff: float
+    images: int
 
 
 def export_bundle(
@@ -38,7 +53,7 @@ def export_bundle(
     images: list[np.ndarray] | None = None,
     force: bool = False,
     tolerance: float = PARITY_TOLERANCE,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Exported]:
     """Export each Keras model of the bundle to onnx/<model>.fp32.onnx, check it against Keras
     on preprocessed pictures (`images`: RGB uint8 well images; synthetic drops when None),
     register it in bundle["onnx"][model]["fp32"] and save the bundle.
@@ -48,7 +63,7 @@ def export_bundle(
     """
     if opset not in OPSETS:
         raise UsageError(f"opset {opset} is not supported (use {OPSETS.start}..{OPSETS.stop - 1})")
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, Exported] = {}
     present = [m for m in models if bundle.has(m)]
     if not present:
         raise BundleError(f"bundle {bundle.root} has no models to export (train one first)")
@@ -92,7 +107,7 @@ def export_bundle(
     return results
 
 
-def _load_keras(path: Path) -> Any:
+def _load_keras(path: Path) -> keras.Model:
     from edgecrystal.models import load_model
 
     try:
@@ -101,7 +116,8 @@ def _load_keras(path: Path) -> Any:
         raise BundleError(f"{path} is not a loadable Keras model: {one_line(exc)}") from None
 
 
-def export_model(keras_model: Any, out: Path, role: str, classes: list[str], opset: int) -> None:
+def export_model(keras_model: keras.Model, out: Path, role: str, classes: list[str],
+                 opset: int) -> None:
     """Trace `keras_model` (inference mode) and write an ONNX file with input "pixels" (uint8,
     dynamic batch), the role's named output, and edgecrystal metadata."""
     import tensorflow as tf
@@ -113,7 +129,7 @@ def export_model(keras_model: Any, out: Path, role: str, classes: list[str], ops
     output = OUTPUTS[role]
 
     @tf.function(input_signature=spec)
-    def forward(pixels: Any) -> dict[str, Any]:
+    def forward(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         # A dict output names the ONNX output after its key.
         return {output: keras_model(pixels, training=False)}
 
@@ -130,7 +146,7 @@ def export_model(keras_model: Any, out: Path, role: str, classes: list[str], ops
     save_model(proto, out)
 
 
-def _name_batch_dim(proto: Any) -> None:
+def _name_batch_dim(proto: onnx.ModelProto) -> None:
     """tf2onnx names the dynamic batch "unk__N"; give inputs and outputs one readable name."""
     for value in [*proto.graph.input, *proto.graph.output]:
         dims = value.type.tensor_type.shape.dim
@@ -153,7 +169,7 @@ def patch_tf2onnx_numpy2() -> None:
 
 
 # ----------------------------------------------------------------- parity against Keras
-def parity(keras_model: Any, onnx_path: Path, batch: np.ndarray) -> dict[str, float]:
+def parity(keras_model: keras.Model, onnx_path: Path, batch: np.ndarray) -> Parity:
     """Max/mean abs difference between Keras and ONNX Runtime on `batch`."""
     import onnxruntime as ort
 

@@ -6,7 +6,10 @@ onnxruntime load inside the functions that need them."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnx
 
 OPSETS = range(13, 18)
 DEFAULT_OPSET = 17
@@ -18,7 +21,7 @@ def onnx_rel(model: str, variant: str) -> str:
     return f"onnx/{model}.{variant}.onnx"
 
 
-def set_metadata(proto: Any, values: dict[str, str]) -> None:
+def set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:
     """Set edgecrystal.* metadata_props (replacing earlier values of the same keys)."""
     keep = [p for p in proto.metadata_props
             if not p.key.startswith(META_PREFIX) or p.key[len(META_PREFIX):] not in values]
@@ -38,7 +41,7 @@ def read_metadata(path: Path) -> dict[str, str]:
     return {k[len(META_PREFIX):]: v for k, v in props.items() if k.startswith(META_PREFIX)}
 
 
-def save_model(proto: Any, out: Path) -> None:
+def save_model(proto: onnx.ModelProto, out: Path) -> None:
     from edgecrystal.atomic import write_bytes
 
     write_bytes(out, proto.SerializeToString())

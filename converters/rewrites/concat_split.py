@@ -18,14 +18,18 @@ calibration ranges, so build.py splits only when it calibrates or its cached ran
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .graph import readers
 
+if TYPE_CHECKING:
+    import onnx
 
-def convs_without_concat(model: Any, ranged: set[str] | None = None) -> dict[str, list[str]]:
+
+def convs_without_concat(model: onnx.ModelProto,
+                         ranged: set[str] | None = None) -> dict[str, list[str]]:
     """Rewrite, in place, every channel Concat (axis 1) of `model` (an onnx.ModelProto) whose
     only consumer is an ungrouped Conv with constant weights: one Conv per concatenated input,
     added. Returns {each split convolution's output: its new tensors (partial sums)}: these
@@ -41,7 +45,8 @@ def convs_without_concat(model: Any, ranged: set[str] | None = None) -> dict[str
     channels = _channels(onnx.shape_inference.infer_shapes(model))
     consumers = readers(graph)
     outputs = {value.name for value in graph.output}
-    splits: dict[int, tuple[Any, list[int]]] = {}  # id(concat) -> (its Conv, input widths)
+    # id(concat) -> (its Conv, input widths)
+    splits: dict[int, tuple[onnx.NodeProto, list[int]]] = {}
     for node in graph.node:
         joins = node.op_type == "Concat" and node.output[0] not in outputs
         users = consumers.get(node.output[0], []) if joins else []
@@ -70,14 +75,14 @@ def convs_without_concat(model: Any, ranged: set[str] | None = None) -> dict[str
     return fresh
 
 
-def _new_tensors(conv: Any, parts: int) -> list[str]:
+def _new_tensors(conv: onnx.NodeProto, parts: int) -> list[str]:
     """A split convolution's partial sums, then the running sums before its output."""
     out = conv.output[0]
     return [f"{out}/part{i}" for i in range(parts)] + [f"{out}/sum{i}" for i in range(1, parts - 1)]
 
 
-def _split(concat: Any, conv: Any, widths: list[int], weight: np.ndarray,
-           graph: Any) -> list[Any]:
+def _split(concat: onnx.NodeProto, conv: onnx.NodeProto, widths: list[int], weight: np.ndarray,
+           graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     """One Conv per input of `concat` with its slice of `conv`'s weights, then Adds."""
     from onnx import helper, numpy_helper
 
@@ -102,7 +107,8 @@ def _split(concat: Any, conv: Any, widths: list[int], weight: np.ndarray,
     return nodes
 
 
-def _splittable(concat: Any, conv: Any, widths: list[int], constants: dict[str, Any]) -> bool:
+def _splittable(concat: onnx.NodeProto, conv: onnx.NodeProto, widths: list[int],
+               constants: dict[str, onnx.TensorProto]) -> bool:
     """Whether `conv` (the concat's one consumer) reads the concat as its whole input, with
     constant weights whose input channels the concat's widths add up to."""
     from onnx import helper
@@ -118,7 +124,7 @@ def _splittable(concat: Any, conv: Any, widths: list[int], constants: dict[str, 
             and len(weight_dims) == 4 and weight_dims[1] == sum(widths))
 
 
-def _channels(model: Any) -> dict[str, int]:
+def _channels(model: onnx.ModelProto) -> dict[str, int]:
     """Tensor name -> its channel count (axis 1) for rank-4 tensors where shape inference
     knows it."""
     found = {}

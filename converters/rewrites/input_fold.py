@@ -18,16 +18,19 @@ noise (11.69 / 11.71 ms).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .graph import readers
 
+if TYPE_CHECKING:
+    import onnx
+
 _LEVELS = np.arange(256, dtype=np.uint8)
 
 
-def pixels_read_as_quantized(model: Any) -> bool:
+def pixels_read_as_quantized(model: onnx.ModelProto) -> bool:
     """Rewrite, in place, a Q/DQ model (an onnx.ModelProto) whose uint8 input goes through
     Cast -> QuantizeLinear -> DequantizeLinear -> Mul/Add by constants -> QuantizeLinear
     that gives back every pixel value unchanged: the DequantizeLinears after that last
@@ -44,14 +47,16 @@ def pixels_read_as_quantized(model: Any) -> bool:
     producers = {out: node for node in graph.node for out in node.output}
     consumers = readers(graph)
 
-    def only_user(tensor: str, op_type: str) -> Any:
+    def only_user(tensor: str, op_type: str) -> onnx.NodeProto | None:
         users = consumers.get(tensor, [])
         return users[0] if len(users) == 1 and users[0].op_type == op_type else None
 
     cast = only_user(graph.input[0].name, "Cast")
     first = cast and only_user(cast.output[0], "QuantizeLinear")
     back = first and only_user(first.output[0], "DequantizeLinear")
-    into, out_of = (_params(first, values), _params(back, values)) if back else (None, None)
+    if cast is None or first is None or back is None:
+        return False
+    into, out_of = _params(first, values), _params(back, values)
     if into is None or out_of is None:
         return False
     levels = _dequantize(_quantize(_LEVELS.astype(np.float32), into), out_of)
@@ -81,7 +86,7 @@ def pixels_read_as_quantized(model: Any) -> bool:
     return True
 
 
-def _drop_unused_constants(graph: Any, names: set[str]) -> None:
+def _drop_unused_constants(graph: onnx.GraphProto, names: set[str]) -> None:
     """The initializers among `names` no node reads any more (the removed nodes' scales, zero
     points and constants), and the DequantizeLinears that only fed removed nodes."""
     while True:
@@ -98,8 +103,8 @@ def _drop_unused_constants(graph: Any, names: set[str]) -> None:
         graph.initializer.remove(init)
 
 
-def _constant(node: Any, values: dict[str, np.ndarray], producers: dict[str, Any]
-              ) -> np.ndarray | None:
+def _constant(node: onnx.NodeProto, values: dict[str, np.ndarray],
+              producers: dict[str, onnx.NodeProto]) -> np.ndarray | None:
     """The float32 scalar a Mul/Add applies (a plain or a dequantised initializer), or None."""
     for name in node.input:
         if name in values:
@@ -116,7 +121,7 @@ def _constant(node: Any, values: dict[str, np.ndarray], producers: dict[str, Any
     return None
 
 
-def _params(node: Any, values: dict[str, np.ndarray]) -> tuple[np.float32, int] | None:
+def _params(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> tuple[np.float32, int] | None:
     """A (De)QuantizeLinear's scale and zero point when both are scalar constants."""
     names = list(node.input[1:3])
     if not all(name in values and np.size(values[name]) == 1 for name in names):

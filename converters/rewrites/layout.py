@@ -19,9 +19,12 @@ channels. The TensorRT file keeps the plain ops (TensorRT picks its own layouts)
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ TO_NHWC = [0, 2, 3, 1]
 TO_NCHW = [0, 3, 1, 2]
 
 
-def channels_last_data_moves(model: Any) -> dict[str, str]:
+def channels_last_data_moves(model: onnx.ModelProto) -> dict[str, str]:
     """Rewrite, in place, every DCR DepthToSpace and every channel Concat (axis 1 of rank-4
     tensors) that joins a DepthToSpace's output, in `model` (an onnx.ModelProto), as above.
     Other Concats are left alone: between NHWC convolutions ONNX Runtime moves their
@@ -57,8 +60,8 @@ def channels_last_data_moves(model: Any) -> dict[str, str]:
     return {new: _root(source, aliases) for new, source in aliases.items()}
 
 
-def _shuffle_nhwc(node: Any, out_shape: list[int], graph: Any,
-                  aliases: dict[str, str]) -> list[Any]:
+def _shuffle_nhwc(node: onnx.NodeProto, out_shape: list[int], graph: onnx.GraphProto,
+                  aliases: dict[str, str]) -> list[onnx.NodeProto]:
     """DepthToSpace (DCR, block k) over NHWC: channel (row * k + column) * C + c of pixel
     (h, w) goes to pixel (h * k + row, w * k + column), channel c. Split the channels into
     (row, column * C + c), swap row with w, merge: each move copies k * C contiguous bytes."""
@@ -89,7 +92,7 @@ def _shuffle_nhwc(node: Any, out_shape: list[int], graph: Any,
     ]
 
 
-def _concat_nhwc(node: Any, aliases: dict[str, str]) -> list[Any]:
+def _concat_nhwc(node: onnx.NodeProto, aliases: dict[str, str]) -> list[onnx.NodeProto]:
     from onnx import helper
 
     name = node.name or node.output[0]
@@ -108,18 +111,18 @@ def _concat_nhwc(node: Any, aliases: dict[str, str]) -> list[Any]:
                              perm=TO_NCHW)]
 
 
-def _is_dcr_shuffle(node: Any) -> bool:
+def _is_dcr_shuffle(node: onnx.NodeProto) -> bool:
     mode = _attribute(node, "mode", b"DCR")
     return node.op_type == "DepthToSpace" and mode in (b"DCR", "DCR")
 
 
-def _is_channel_concat(node: Any, shapes: dict[str, list[int]]) -> bool:
+def _is_channel_concat(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> bool:
     if node.op_type != "Concat" or _attribute(node, "axis") not in (1, -3):
         return False
     return all(len(shapes.get(name, [])) == 4 for name in (*node.input, node.output[0]))
 
 
-def _static_shapes(model: Any) -> dict[str, list[int]]:
+def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     """Tensor name -> shape, for tensors whose every dimension but the batch is known (the
     batch is written 0: Reshape copies it)."""
     shapes = {}
@@ -132,7 +135,7 @@ def _static_shapes(model: Any) -> dict[str, list[int]]:
     return shapes
 
 
-def _attribute(node: Any, name: str, default: Any = None) -> Any:
+def _attribute(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     from onnx import helper
 
     for attribute in node.attribute:

@@ -14,12 +14,16 @@ own range, so build.py moves the pools only when it calibrates or its cached ran
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .graph import readers
 
+if TYPE_CHECKING:
+    import onnx
 
-def pools_after_pointwise_convs(model: Any, ranged: set[str] | None = None) -> list[str]:
+
+def pools_after_pointwise_convs(model: onnx.ModelProto,
+                                ranged: set[str] | None = None) -> list[str]:
     """Rewrite, in place, every AveragePool (stride 1, padding not counted) whose only consumer
     is a 1x1, ungrouped Conv with constant weights of `model` (an onnx.ModelProto): the Conv
     reads the pool's input and the pool writes the Conv's output. Returns the new tensors (the
@@ -29,7 +33,7 @@ def pools_after_pointwise_convs(model: Any, ranged: set[str] | None = None) -> l
     graph = model.graph
     constants = {init.name: list(init.dims) for init in graph.initializer}
     consumers = readers(graph)
-    moves: dict[int, Any] = {}  # id(pool) -> the Conv to run in its place
+    moves: dict[int, onnx.NodeProto] = {}  # id(pool) -> the Conv to run in its place
     for node in graph.node:
         users = consumers.get(node.output[0], []) if node.op_type == "AveragePool" else []
         if len(users) == 1 and _movable(node, users[0], constants):
@@ -55,12 +59,12 @@ def pools_after_pointwise_convs(model: Any, ranged: set[str] | None = None) -> l
     return fresh
 
 
-def _before_pool(conv: Any) -> str:
+def _before_pool(conv: onnx.NodeProto) -> str:
     """The name of a moved convolution's output, before the pool that now follows it."""
     return f"{conv.output[0]}/before_pool"
 
 
-def _movable(pool: Any, conv: Any, constants: dict[str, list[int]]) -> bool:
+def _movable(pool: onnx.NodeProto, conv: onnx.NodeProto, constants: dict[str, list[int]]) -> bool:
     """Whether `conv` (the pool's one consumer) is a 1x1 convolution the pool commutes with."""
     pooled = _attributes(pool)
     convolved = _attributes(conv)
@@ -81,7 +85,7 @@ def _movable(pool: Any, conv: Any, constants: dict[str, list[int]]) -> bool:
     )
 
 
-def _attributes(node: Any) -> dict[str, Any]:
+def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
     from onnx import helper
 
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}

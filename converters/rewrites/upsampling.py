@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 logger = logging.getLogger(__name__)
 
 
-def conv_transpose_to_depth_to_space(model: Any) -> dict[str, str]:
+def conv_transpose_to_depth_to_space(model: onnx.ModelProto) -> dict[str, str]:
     """Rewrite, in place, every ConvTranspose of `model` (an onnx.ModelProto) that is a pure
     pixel shuffle: kernel == strides, no padding, no dilation, one group, constant weights.
     Any other ConvTranspose is left as it is. Returns {new 1x1 Conv output: the ConvTranspose
@@ -87,7 +90,7 @@ def alias_cached_ranges(cache: Path, *aliases: dict[str, str]) -> int:
     return added
 
 
-def _shuffle_block(node: Any, weights: dict[str, Any]) -> int | None:
+def _shuffle_block(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto]) -> int | None:
     """The block size when `node` is a ConvTranspose that is a pixel shuffle, else None."""
     from onnx import helper
 
@@ -110,7 +113,7 @@ def _shuffle_block(node: Any, weights: dict[str, Any]) -> int | None:
     return int(kernel[0]) if square and plain else None
 
 
-def _drop_unused_initializers(graph: Any) -> None:
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
     used = {name for node in graph.node for name in node.input}
     keep = [init for init in graph.initializer if init.name in used]
     del graph.initializer[:]

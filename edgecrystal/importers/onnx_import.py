@@ -33,6 +33,8 @@ from .wrap import Normalisation
 if TYPE_CHECKING:
     import onnx
 
+    from edgecrystal.converters.check_pictures import Parity
+
 log = logging.getLogger(__name__)
 
 IMPORTER_VERSION = "1"
@@ -44,14 +46,6 @@ PARITY_TOLERANCE = 1e-4
 # A row of probabilities sums to 1 within float rounding; logits almost never do.
 SUM_TOLERANCE = 1e-3
 CHECK_PICTURES = 8
-
-
-class Parity(TypedDict):
-    """The imported model vs its reference on the same pictures."""
-
-    max_abs_diff: float
-    mean_abs_diff: float
-    images: int
 
 
 class ImportedModel(TypedDict, total=False):

@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import DEFAULT_CLASSES
 from ..errors import UsageError, one_line
-from .onnx_import import ImportSummary, ModelSource, Parity, import_onnx
+from .onnx_import import ImportSummary, ModelSource, import_onnx
 from .wrap import Normalisation
 
 if TYPE_CHECKING:  # TensorFlow is loaded inside the functions that need it
@@ -45,6 +45,8 @@ if TYPE_CHECKING:  # TensorFlow is loaded inside the functions that need it
     import tensorflow as tf
     from tensorflow.core.framework.graph_pb2 import GraphDef
     from tensorflow.types.experimental import ConcreteFunction
+
+    from edgecrystal.converters.check_pictures import Parity
 
 log = logging.getLogger(__name__)
 
