@@ -11,17 +11,22 @@ stream: build_plan and engine_for call it when the build ends, however it ends.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgecrystal.engines.tensorrt_module import load_tensorrt
 from edgecrystal.errors import BackendError
 
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+    from edgecrystal.engines.trt_types import IInt8Calibrator
+
 BATCH = 8
 
 
-def _base() -> Any:
+def _base() -> Any:  # the binding's IInt8EntropyCalibrator2 class, subclassed below
     trt = load_tensorrt()
     base = getattr(trt, "IInt8EntropyCalibrator2", None)
     if base is None:
@@ -30,7 +35,7 @@ def _base() -> Any:
     return base
 
 
-def EntropyCalibrator(inputs: np.ndarray | None, cache: Path) -> Any:
+def EntropyCalibrator(inputs: np.ndarray | None, cache: Path) -> IInt8Calibrator:
     """An IInt8EntropyCalibrator2 over `inputs` (N x H x W x 3 uint8; None: cache only)."""
     base = _base()
 
@@ -75,7 +80,7 @@ def EntropyCalibrator(inputs: np.ndarray | None, cache: Path) -> Any:
         def read_calibration_cache(self) -> bytes | None:
             return self.cache.read_bytes() if self.cache.is_file() else None
 
-        def write_calibration_cache(self, data: Any) -> None:
+        def write_calibration_cache(self, data: Buffer) -> None:
             from edgecrystal.atomic import write_bytes
 
             self.cache.parent.mkdir(parents=True, exist_ok=True)

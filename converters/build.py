@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from .integrity import CALIB_DIR, damaged_files
 from .integrity import PRECISION_OF as _PRECISION_OF
 from .onnx_files import onnx_rel
 from .staging import staged
+
+if TYPE_CHECKING:
+    from edgecrystal.engines.trt_types import IInt8Calibrator
 
 # INT8 collapse: outputs that vary over the images less than this share of the FP32 model's
 # variation, or labels that agree with FP32's less often than COLLAPSE_AGREEMENT, mean the
@@ -435,7 +438,7 @@ def _plan_sha(folder: Path, key: str) -> str | None:
         return None
 
 
-def _legacy_calibrator(bundle: Bundle, model: str, opts: Options) -> Any:
+def _legacy_calibrator(bundle: Bundle, model: str, opts: Options) -> IInt8Calibrator:
     from edgecrystal.calibration.trt_calibrator import EntropyCalibrator
 
     if opts.calib is None:

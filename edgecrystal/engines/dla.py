@@ -16,14 +16,32 @@ in every binding the project supports (tests/binding_api: 8.6, 10.3, 10.13, 11.4
 
 from __future__ import annotations
 
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from edgecrystal.errors import UsageError
 
 from .versions import dla_problem
 
+if TYPE_CHECKING:
+    from .trt_types import IBuilder, IBuilderConfig, INetworkDefinition
+
 NAMED_LAYERS = 5  # layers named in a refusal; the manifest keeps up to MANIFEST_LAYERS
 MANIFEST_LAYERS = 50
+
+
+class LayerCount(TypedDict):
+    dla: int
+    gpu: int
+
+
+class Placement(TypedDict):
+    """Where a DLA engine's layers run (engine.json's entry keeps it)."""
+
+    device: str  # "dla0"
+    gpu_fallback: bool
+    layers: LayerCount
+    gpu_layers: list[str]  # the first MANIFEST_LAYERS layers that run on the GPU
 
 
 def device_name(dla_core: int | None) -> str:
@@ -31,7 +49,7 @@ def device_name(dla_core: int | None) -> str:
     return "gpu" if dla_core is None else f"dla{dla_core}"
 
 
-def check_board(trt: Any, builder: Any, dla_core: int, precision: str) -> None:
+def check_board(trt: ModuleType, builder: IBuilder, dla_core: int, precision: str) -> None:
     """Refuse, in one line, a DLA build this TensorRT or this board cannot make."""
     flag = f"--dla-core {dla_core}"
     problem = dla_problem(str(trt.__version__))
@@ -56,8 +74,8 @@ def check_static(name: str, shape: list[int], dla_core: int) -> None:
                          f"{shape}; export the model with a fixed image size")
 
 
-def configure(trt: Any, config: Any, network: Any, dla_core: int,
-              gpu_fallback: bool) -> dict[str, Any]:
+def configure(trt: ModuleType, config: IBuilderConfig, network: INetworkDefinition,
+              dla_core: int, gpu_fallback: bool) -> Placement:
     """Point the builder at DLA core `dla_core`; returns where the network's layers will run.
     Refuses a network with layers DLA cannot run unless `gpu_fallback`."""
     config.default_device_type = trt.DeviceType.DLA

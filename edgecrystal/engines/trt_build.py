@@ -23,12 +23,35 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, TypedDict
 
 from edgecrystal.errors import BackendError, UsageError
 
 from . import dla
 from .tensorrt_module import load_tensorrt, version_tuple
+
+if TYPE_CHECKING:
+    from .trt_types import (
+        IBuilder,
+        IBuilderConfig,
+        IInt8Calibrator,
+        INetworkDefinition,
+        IOnnxParser,
+        ITimingCache,
+    )
+
+
+class BuildFacts(TypedDict):
+    """What build_plan did (engine.json records parts of it)."""
+
+    tensorrt: str
+    profile: dict[str, list[int]]  # "min"/"opt"/"max" input shapes
+    input_dtype: str
+    strongly_typed: bool
+    builder_flags: list[str]
+    build_seconds: float
+    placement: dla.Placement | None  # where the layers run, for a DLA engine
 
 
 @dataclass
@@ -42,7 +65,7 @@ class BuildOptions:
     # TF32 math in an FP32 engine (faster on Ampere+, ~1e-3 relative error); off: strict FP32.
     tf32: bool = False
     # Weakly typed network + builder flags + implicit calibrator (TensorRT < 10 only).
-    legacy_int8_calibrator: Any = None
+    legacy_int8_calibrator: IInt8Calibrator | None = None
     # A DLA core (Orin NX / AGX Orin) instead of the GPU; layers DLA cannot run go to the GPU
     # only with gpu_fallback.
     dla_core: int | None = None
@@ -70,8 +93,8 @@ class BuildOptions:
             return [self.opt_batch] * 3
         return [self.min_batch, self.opt_batch, self.max_batch]
 
-    def as_dict(self) -> dict[str, Any]:
-        out = {"precision": self.precision, "batch": self.batches,
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"precision": self.precision, "batch": self.batches,
                "workspace_mb": self.workspace_mb, "hardware_compat": self.hardware_compat,
                "tf32": self.tf32,
                "legacy_int8_calibrator": self.legacy_int8_calibrator is not None}
@@ -80,7 +103,7 @@ class BuildOptions:
         return out
 
 
-def network_flags(trt: Any, strongly_typed: bool) -> int:
+def network_flags(trt: ModuleType, strongly_typed: bool) -> int:
     flags = 0
     creation = trt.NetworkDefinitionCreationFlag
     if version_tuple(trt)[0] < 10 and hasattr(creation, "EXPLICIT_BATCH"):
@@ -90,7 +113,7 @@ def network_flags(trt: Any, strongly_typed: bool) -> int:
     return flags
 
 
-def parse_errors(parser: Any) -> list[str]:
+def parse_errors(parser: IOnnxParser) -> list[str]:
     """One line per parser error: node index/name/operator where this version reports them."""
     lines = []
     for i in range(parser.num_errors):
@@ -110,7 +133,7 @@ def parse_errors(parser: Any) -> list[str]:
 
 
 def build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
-               timing_cache: Path | None = None) -> dict[str, Any]:
+               timing_cache: Path | None = None) -> BuildFacts:
     """Parse `onnx_path`, build a serialized engine into `plan_path`; returns build facts
     (profile shapes, input dtype, TensorRT version, seconds, flags used). A legacy calibrator in
     `options` is closed (device buffer and stream freed) when this returns or fails."""
@@ -123,7 +146,7 @@ def build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
 
 
 def _build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
-                timing_cache: Path | None) -> dict[str, Any]:
+                timing_cache: Path | None) -> BuildFacts:
     options.check()
     trt = load_tensorrt()
     major = version_tuple(trt)[0]
@@ -135,11 +158,11 @@ def _build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
     creation = trt.NetworkDefinitionCreationFlag
     strongly_typed = not legacy and hasattr(creation, "STRONGLY_TYPED")
     logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    builder: IBuilder = trt.Builder(logger)
     if options.dla_core is not None:  # before minutes of parsing: a board without DLA says so
         dla.check_board(trt, builder, options.dla_core, options.precision)
     network = builder.create_network(network_flags(trt, strongly_typed))
-    parser = trt.OnnxParser(network, logger)
+    parser: IOnnxParser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = parse_errors(parser) or ["no details from the parser"]
         raise BackendError(f"TensorRT {trt.__version__} cannot parse {onnx_path.name}: "
@@ -148,7 +171,7 @@ def _build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
     flags_used = _precision_flags(trt, config, options, strongly_typed)
     flags_used += _tf32_flag(trt, config, options)
-    if legacy:
+    if options.legacy_int8_calibrator is not None:
         config.int8_calibrator = options.legacy_int8_calibrator
         # Calibration runs at one fixed shape: the calibrator's batch size.
         _calibration_profile(builder, network, config,
@@ -185,7 +208,7 @@ def _build_plan(onnx_path: Path, plan_path: Path, options: BuildOptions,
             "build_seconds": seconds, "placement": placement}
 
 
-def _precision_flags(trt: Any, config: Any, options: BuildOptions,
+def _precision_flags(trt: ModuleType, config: IBuilderConfig, options: BuildOptions,
                      strongly_typed: bool) -> list[str]:
     """Builder precision flags for a weakly typed network, where this TensorRT has them."""
     if strongly_typed:
@@ -202,7 +225,7 @@ def _precision_flags(trt: Any, config: Any, options: BuildOptions,
     return used
 
 
-def _tf32_flag(trt: Any, config: Any, options: BuildOptions) -> list[str]:
+def _tf32_flag(trt: ModuleType, config: IBuilderConfig, options: BuildOptions) -> list[str]:
     """Strict FP32 for an FP32 engine: TensorRT enables TF32 by default, which on Ampere and
     newer rounds FP32 matrix maths to a 10-bit mantissa."""
     tf32 = getattr(trt.BuilderFlag, "TF32", None)
@@ -212,7 +235,7 @@ def _tf32_flag(trt: Any, config: Any, options: BuildOptions) -> list[str]:
     return ["-TF32"]
 
 
-def _add_profile(builder: Any, network: Any, config: Any,
+def _add_profile(builder: IBuilder, network: INetworkDefinition, config: IBuilderConfig,
                  options: BuildOptions) -> dict[str, list[int]]:
     tensor = network.get_input(0)
     rest = list(tensor.shape)[1:]
@@ -227,7 +250,8 @@ def _add_profile(builder: Any, network: Any, config: Any,
     return shapes
 
 
-def _calibration_profile(builder: Any, network: Any, config: Any, batch: int) -> None:
+def _calibration_profile(builder: IBuilder, network: INetworkDefinition,
+                         config: IBuilderConfig, batch: int) -> None:
     tensor = network.get_input(0)
     shape = [batch, *list(tensor.shape)[1:]]
     profile = builder.create_optimization_profile()
@@ -235,7 +259,7 @@ def _calibration_profile(builder: Any, network: Any, config: Any, batch: int) ->
     config.set_calibration_profile(profile)
 
 
-def _load_timing_cache(config: Any, path: Path | None) -> Any:
+def _load_timing_cache(config: IBuilderConfig, path: Path | None) -> ITimingCache | None:
     """Reuse the timing cache beside the engines (a rebuild skips kernel timing it has seen)."""
     if path is None:
         return None
@@ -245,5 +269,5 @@ def _load_timing_cache(config: Any, path: Path | None) -> Any:
     return cache
 
 
-def _dtype_name(dtype: Any) -> str:
+def _dtype_name(dtype: object) -> str:
     return str(dtype).rsplit(".", 1)[-1].lower()  # DataType.UINT8 -> "uint8"
