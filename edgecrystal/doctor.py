@@ -8,7 +8,10 @@ from __future__ import annotations
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgecrystal.engines.device import DeviceIdentity
 
 
 def cpu_line(cpuinfo: Path = Path("/proc/cpuinfo"), machine: str | None = None) -> str:
@@ -62,7 +65,7 @@ def report() -> list[str]:
     return lines
 
 
-def _dla_line(trt: str | None, identity: dict[str, Any] | None, dla: Any,
+def _dla_line(trt: str | None, identity: DeviceIdentity | None, dla: Any,
               versions: Any) -> str:
     if trt is None or identity is None:
         return "unknown without TensorRT and a GPU"

@@ -12,7 +12,7 @@ the machine has) is then the way to the GPU.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import Any, SupportsInt
 
 from edgecrystal.errors import BackendError
 
@@ -47,7 +47,7 @@ def pycuda_driver() -> ModuleType | None:
     return driver
 
 
-def error_name(runtime: ModuleType, err: Any) -> str:
+def error_name(runtime: ModuleType, err: SupportsInt) -> str:
     """'cudaErrorInsufficientDriver' for an error code (its number where the name is not had)."""
     try:
         code, name = runtime.cudaGetErrorName(err)
@@ -58,7 +58,7 @@ def error_name(runtime: ModuleType, err: Any) -> str:
     return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
 
 
-def describe_error(runtime: ModuleType, err: Any, what: str) -> str:
+def describe_error(runtime: ModuleType, err: SupportsInt, what: str) -> str:
     """One line for a failed call, with what to do when the driver is too old."""
     text = f"cuda-python {what} failed: {error_name(runtime, err)}"
     if int(err) == INSUFFICIENT_DRIVER:

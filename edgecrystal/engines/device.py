@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from edgecrystal.errors import BackendError
 
@@ -16,11 +16,20 @@ from .tensorrt_module import load_tensorrt
 log = logging.getLogger(__name__)
 
 
+class DeviceIdentity(TypedDict):
+    """This GPU as engine folders and engine.json name it."""
+
+    gpu: str  # "Orin (nvgpu)", "NVIDIA GeForce RTX 4090"
+    compute_capability: str  # "8.7"
+    tensorrt: str | None  # "10.3.0"; None from probe_gpu, which does not ask TensorRT
+    cuda_driver: int  # cudaDriverGetVersion's 12060
+
+
 @dataclass
 class DeviceProbe:
     """What the probe found: the identity, or None and every reason it has none."""
 
-    identity: dict[str, Any] | None
+    identity: DeviceIdentity | None
     binding: str = ""  # "cuda-python" | "pycuda" | ""
     reasons: list[str] = field(default_factory=list)
 
@@ -53,13 +62,13 @@ def probe_gpu(device: int = 0) -> DeviceProbe:
             continue
         if reasons:
             log.info("GPU identified through %s after: %s", binding, "; ".join(reasons))
-        identity = {"gpu": name, "compute_capability": f"{major}.{minor}", "tensorrt": None,
-                    "cuda_driver": driver}
+        identity: DeviceIdentity = {"gpu": name, "compute_capability": f"{major}.{minor}",
+                                    "tensorrt": None, "cuda_driver": driver}
         return DeviceProbe(identity, binding, reasons)
     return DeviceProbe(None, reasons=reasons)
 
 
-def device_identity(device: int = 0) -> dict[str, Any] | None:
+def device_identity(device: int = 0) -> DeviceIdentity | None:
     """{"gpu", "compute_capability" ("8.7"), "tensorrt" ("10.3.0"), "cuda_driver"} of this
     machine, or None when there is no TensorRT or no GPU either binding can see."""
     return probe_device(device).identity

@@ -16,11 +16,12 @@ import datetime as _dt
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypedDict
 
 from edgecrystal.errors import BackendError
 
-from .device import device_identity
+from .device import DeviceIdentity, device_identity
+from .dla import Placement
 from .versions import is_jetson
 
 MANIFEST = "engine.json"
@@ -29,6 +30,55 @@ FORMAT_VERSION = 1
 ENGINES_DIR = "engines"
 # TensorRT's AMPERE_PLUS hardware-compatibility level: engines run on any sm >= 8.0.
 AMPERE_PLUS_MIN_SM = (8, 0)
+
+
+class EngineBundle(Protocol):
+    """What the engines read of an edgecrystal.bundle.Bundle (a layer above them)."""
+
+    root: Path
+
+    def onnx_variant(self, model: str, precision: str, backend: str = "onnxruntime", *,
+                     check_hash: bool = True) -> Path: ...
+
+
+class EngineGate(TypedDict, total=False):
+    """runtime.engine_gate's verdict on a freshly built INT8 engine against the FP32 one."""
+
+    images: int
+    reference: str  # the FP32 .plan's file name
+    max_abs_diff: float
+    top1_agreement: float
+    min_agreement: float
+    passed: bool
+
+
+class EngineEntry(TypedDict, total=False):
+    """One engine of engine.json (read back from JSON: any key may be missing)."""
+
+    model: str
+    precision: str
+    file: str  # the .plan, beside engine.json
+    source: str  # the ONNX, relative to the bundle
+    sha256_source: str
+    sha256: str
+    profile: dict[str, list[int]]
+    input_dtype: str
+    options: dict[str, object]  # BuildOptions.as_dict()
+    built: str
+    build_seconds: float
+    build: dict[str, object]  # strongly_typed, builder_flags
+    device: str  # "gpu" | "dla0"...
+    placement: Placement
+    gate: EngineGate
+
+
+class EngineManifest(DeviceIdentity, total=False):
+    """engine.json: the identity the engines were built for, and the engines."""
+
+    format: str
+    format_version: int
+    hardware_compatibility: str  # "none" | "ampere+"
+    engines: dict[str, EngineEntry]
 
 
 def engine_key(model: str, precision: str, dla_core: int | None = None) -> str:
@@ -44,19 +94,19 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "gpu"
 
 
-def folder_name(identity: dict[str, Any], hardware_compat: bool = False) -> str:
+def folder_name(identity: DeviceIdentity, hardware_compat: bool = False) -> str:
     if hardware_compat:
         return f"ampere-plus-trt{identity['tensorrt']}"
     major, minor = _cc(identity["compute_capability"])
     return f"{slug(identity['gpu'])}-sm{major}{minor}-trt{identity['tensorrt']}"
 
 
-def engines_folder(bundle_root: Path, identity: dict[str, Any],
+def engines_folder(bundle_root: Path, identity: DeviceIdentity,
                    hardware_compat: bool = False) -> Path:
     return Path(bundle_root) / ENGINES_DIR / folder_name(identity, hardware_compat)
 
 
-def candidate_folders(bundle_root: Path, identity: dict[str, Any]) -> list[Path]:
+def candidate_folders(bundle_root: Path, identity: DeviceIdentity) -> list[Path]:
     """Where this machine looks for engines, best first: the folder built on this very GPU,
     then (on Ampere or newer) the hardware-compatible folder of this TensorRT version."""
     folders = [engines_folder(bundle_root, identity)]
@@ -65,7 +115,7 @@ def candidate_folders(bundle_root: Path, identity: dict[str, Any]) -> list[Path]
     return folders
 
 
-def hardware_compat_problem(identity: dict[str, Any]) -> str | None:
+def hardware_compat_problem(identity: DeviceIdentity) -> str | None:
     """None when `identity`'s GPU can build and run AMPERE_PLUS engines; otherwise why not.
     NVIDIA documents hardware compatibility for Ampere-and-newer desktop GPUs, not for JetPack:
     an Orin (sm87) neither builds nor loads them."""
@@ -83,14 +133,14 @@ def _cc(value: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
-def new_manifest(identity: dict[str, Any], hardware_compat: bool = False) -> dict[str, Any]:
+def new_manifest(identity: DeviceIdentity, hardware_compat: bool = False) -> EngineManifest:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, **identity,
             "hardware_compatibility": "ampere+" if hardware_compat else "none", "engines": {}}
 
 
 def engine_entry(*, model: str, precision: str, plan: str, source: str, sha256_source: str,
                  sha256: str, profile: dict[str, list[int]], input_dtype: str,
-                 options: dict[str, Any], build_seconds: float) -> dict[str, Any]:
+                 options: dict[str, object], build_seconds: float) -> EngineEntry:
     return {"model": model, "precision": precision, "file": plan, "source": source,
             "sha256_source": sha256_source, "sha256": sha256, "profile": profile,
             "input_dtype": input_dtype, "options": options,
@@ -98,7 +148,7 @@ def engine_entry(*, model: str, precision: str, plan: str, source: str, sha256_s
             "build_seconds": round(build_seconds, 2)}
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path) -> EngineManifest:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise BackendError(f"{folder} has no {MANIFEST}: not an edgecrystal engine folder "
@@ -112,19 +162,19 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return data
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(folder: Path, manifest: EngineManifest) -> None:
     from edgecrystal.atomic import write_json
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     write_json(Path(folder) / MANIFEST, manifest)
 
 
-def describe(identity: dict[str, Any]) -> str:
+def describe(identity: DeviceIdentity) -> str:
     major, minor = _cc(identity.get("compute_capability", "0.0"))
     return f"{identity.get('gpu', '?')} (sm{major}{minor}) with TensorRT {identity.get('tensorrt')}"
 
 
-def check_manifest(manifest: dict[str, Any], identity: dict[str, Any] | None) -> str | None:
+def check_manifest(manifest: EngineManifest, identity: DeviceIdentity | None) -> str | None:
     """None when engines of `manifest` can load on `identity`; otherwise the reason, one line."""
     if identity is None:
         return "this machine has no NVIDIA GPU with TensorRT"
@@ -149,7 +199,7 @@ def check_manifest(manifest: dict[str, Any], identity: dict[str, Any] | None) ->
     return None
 
 
-def check_engine(manifest: dict[str, Any], key: str, onnx_sha256: str | None = None) -> str | None:
+def check_engine(manifest: EngineManifest, key: str, onnx_sha256: str | None = None) -> str | None:
     """None when engine `key` ("finder.fp16") is listed, present and (when `onnx_sha256` is
     given) built from that ONNX; otherwise the reason."""
     entry = manifest.get("engines", {}).get(key)
@@ -160,8 +210,8 @@ def check_engine(manifest: dict[str, Any], key: str, onnx_sha256: str | None = N
     return None
 
 
-def find_engine(bundle: Any, model: str, precision: str,
-                identity: dict[str, Any] | None = None, dla_core: int | None = None) -> Path | str:
+def find_engine(bundle: EngineBundle, model: str, precision: str,
+                identity: DeviceIdentity | None = None, dla_core: int | None = None) -> Path | str:
     """The .plan of `model` at `precision` (on DLA core `dla_core`, else the GPU) that this
     machine can load, or the reason (one line) why there is none. Looks in this GPU's folder,
     then in the hardware-compatible one. `bundle` is an edgecrystal.bundle.Bundle."""
@@ -196,7 +246,8 @@ def entry_for(plan: Path) -> dict[str, Any]:
     return {}
 
 
-def _engine_in(folder: Path, bundle: Any, key: str, identity: dict[str, Any]) -> Path | str:
+def _engine_in(folder: Path, bundle: EngineBundle, key: str,
+               identity: DeviceIdentity) -> Path | str:
     from edgecrystal.hashing import sha256_file
 
     try:
@@ -213,6 +264,7 @@ def _engine_in(folder: Path, bundle: Any, key: str, identity: dict[str, Any]) ->
     reason = check_engine(data, key, source)
     if reason:
         return reason
+    assert entry is not None  # check_engine gave a reason for a missing entry
     plan = folder / entry["file"]
     if not plan.is_file():
         return f"engine.json lists {entry['file']} but the file is missing"

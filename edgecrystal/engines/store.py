@@ -16,28 +16,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from edgecrystal.errors import BackendError, UsageError
 
 from . import dla, manifest
+from .device import DeviceIdentity
+from .manifest import EngineBundle, EngineGate
 from .progress import Report, watched
 from .trt_build import BuildOptions, build_plan
 
 log = logging.getLogger(__name__)
 
 
-def build_engine(bundle: Any, model: str, precision: str, onnx_path: Path | None = None,
+def build_engine(bundle: EngineBundle, model: str, precision: str, onnx_path: Path | None = None,
                  options: BuildOptions | None = None, progress: Report | None = None) -> Path:
     """Build (or reuse) the engine of `model` at `precision` for this machine; the .plan path.
     What the runtime calls when no matching engine exists."""
     return engine_for(bundle, model, precision, onnx_path, options, progress=progress)
 
 
-def engine_for(bundle: Any, model: str, precision: str, onnx_path: Path | None = None,
-               options: BuildOptions | None = None, identity: dict[str, Any] | None = None,
+def engine_for(bundle: EngineBundle, model: str, precision: str, onnx_path: Path | None = None,
+               options: BuildOptions | None = None, identity: DeviceIdentity | None = None,
                force: bool = False, progress: Report | None = None,
-               gate: Callable[[Path], dict[str, Any]] | None = None) -> Path:
+               gate: Callable[[Path], EngineGate] | None = None) -> Path:
     """Build (or keep) <engines folder>/<key>.plan; update engine.json.
     `gate` (runtime.engine_gate.engine_gate: INT8 against FP32 on held-out images) runs on a
     freshly built plan and its answer is recorded as the entry's "gate".
@@ -53,10 +54,10 @@ def engine_for(bundle: Any, model: str, precision: str, onnx_path: Path | None =
             close()
 
 
-def _engine_for(bundle: Any, model: str, precision: str, onnx_path: Path | None,
-                options: BuildOptions, identity: dict[str, Any] | None,
+def _engine_for(bundle: EngineBundle, model: str, precision: str, onnx_path: Path | None,
+                options: BuildOptions, identity: DeviceIdentity | None,
                 force: bool, progress: Report | None,
-                gate: Callable[[Path], dict[str, Any]] | None) -> Path:
+                gate: Callable[[Path], EngineGate] | None) -> Path:
     from edgecrystal.hashing import sha256_file
 
     identity = identity or manifest.device_identity()
@@ -106,8 +107,9 @@ def _engine_for(bundle: Any, model: str, precision: str, onnx_path: Path | None,
     data["engines"][key]["build"] = {"strongly_typed": facts["strongly_typed"],
                                      "builder_flags": facts["builder_flags"]}
     data["engines"][key]["device"] = dla.device_name(options.dla_core)
-    if facts.get("placement"):
-        data["engines"][key]["placement"] = facts["placement"]
+    placement = facts["placement"]
+    if placement:
+        data["engines"][key]["placement"] = placement
     if gate is not None:
         data["engines"][key]["gate"] = gate(plan)
     manifest.write_manifest(folder, data)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from ..engines.manifest import EngineGate
 
-def compare_engines(reference: Path, candidate: Path, batch: np.ndarray) -> dict[str, Any]:
+
+def compare_engines(reference: Path, candidate: Path, batch: np.ndarray) -> EngineGate:
     """Run both engines on `batch`: the largest absolute difference of their first output, and
     how often the top class (argmax over the last axis) agrees."""
     from .tensorrt_runner import TensorRTRunner
@@ -32,11 +35,11 @@ def compare_engines(reference: Path, candidate: Path, batch: np.ndarray) -> dict
 
 
 def engine_gate(reference: Path, batch: np.ndarray,
-                min_agreement: float) -> Callable[[Path], dict[str, Any]]:
+                min_agreement: float) -> Callable[[Path], EngineGate]:
     """A `gate` for engine_for: compares the freshly built engine with `reference` (the FP32
     engine) and says whether top-1 agreement reaches `min_agreement`."""
 
-    def gate(plan: Path) -> dict[str, Any]:
+    def gate(plan: Path) -> EngineGate:
         result = compare_engines(reference, plan, batch)
         result["min_agreement"] = min_agreement
         result["passed"] = result["top1_agreement"] >= min_agreement

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import BackendError, UsageError, one_line
 from .onnxruntime_runner import OrtSessionRunner, session_options
+
+if TYPE_CHECKING:
+    from ..engines.device import DeviceIdentity
+    from ..engines.manifest import EngineBundle
 
 TRT_PROVIDER = "TensorrtExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -40,7 +44,7 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def cache_folder(bundle_root: Path, identity: dict[str, Any], ort_version: str) -> Path:
+def cache_folder(bundle_root: Path, identity: DeviceIdentity, ort_version: str) -> Path:
     """engines/ort<version>-<gpu>-sm<cc>-trt<version>/ of the bundle."""
     from edgecrystal.engines.manifest import ENGINES_DIR, folder_name
 
@@ -72,7 +76,7 @@ def provider_options(precision: str, cache: Path, dla_core: int | None = None,
     return options
 
 
-def _identity() -> dict[str, Any]:
+def _identity() -> DeviceIdentity:
     """The GPU's identity for the cache folder: TensorRT's version from its Python module where
     installed (onnxruntime-gpu links libnvinfer without it), else 'unknown'."""
     from edgecrystal.engines.device import probe_gpu
@@ -98,7 +102,7 @@ def _check_dla(dla_core: int, precision: str, tensorrt: str) -> None:
 class OrtTensorRTRunner(OrtSessionRunner):
     backend = "onnxruntime-trt"
 
-    def __init__(self, path: str | os.PathLike[str], *, bundle: Any, precision: str,
+    def __init__(self, path: str | os.PathLike[str], *, bundle: EngineBundle, precision: str,
                  threads: int = 0, dla_core: int | None = None) -> None:
         super().__init__(str(path))
         import onnxruntime as ort
@@ -113,8 +117,9 @@ class OrtTensorRTRunner(OrtSessionRunner):
         self.cache.mkdir(parents=True, exist_ok=True)
         self.dla_core = dla_core
         self.threads = threads
-        providers: list[Any] = [(TRT_PROVIDER, provider_options(precision, self.cache, dla_core)),
-                                CUDA_PROVIDER, "CPUExecutionProvider"]
+        providers: list[str | tuple[str, dict[str, str]]] = [
+            (TRT_PROVIDER, provider_options(precision, self.cache, dla_core)),
+            CUDA_PROVIDER, "CPUExecutionProvider"]
         try:
             session = ort.InferenceSession(self.path, sess_options=session_options(threads),
                                            providers=providers)
