@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from .onnx_files import onnx_rel
 from .staging import staged
 
 if TYPE_CHECKING:
+    from edgecrystal.calibration.select import CalibrationSet
     from edgecrystal.engines.trt_types import IInt8Calibrator
 
 # INT8 collapse: outputs that vary over the images less than this share of the FP32 model's
@@ -47,6 +48,49 @@ QUANTIZER = "7"  # ORT variant: 2 upsamples with Conv 1x1 + DepthToSpace; 3 move
 # the cached ranges cover their new tensors); 6 reads the pixels as the first quantised tensor;
 # 7 picks the integer form by CPU family (the key's "form") and gates each variant
 FP16_TOLERANCE = 2e-2
+
+
+class CalibrationSettings(TypedDict, total=False):
+    """What calibrates a model's INT8 variants (part of their key: a change re-quantizes).
+    calibration_settings gives all four; a record read back may lack some."""
+
+    data: str | None  # the image folder, resolved
+    count: int
+    seed: int
+    method: str  # calibration.quantize.METHODS
+
+
+class Int8Key(TypedDict):
+    """The INT8 variants' key in bundle.json: equal keys mean the files can be kept."""
+
+    sha256_source: str  # the FP32 ONNX's
+    quantizer: str
+    calibration: CalibrationSettings
+    form: str  # the ONNX Runtime variant's integer form (by CPU family)
+
+
+class CalibrationRecord(TypedDict, total=False):
+    """calibration/<model>.json, as written by _write_record (read back: keys may be missing)."""
+
+    model: str
+    data: str | None
+    key: CalibrationSettings
+    sha256_source: str
+    quantizer: str
+    crop: str | None
+    images: list[dict[str, str]]  # path (relative), sha256, label
+    variants: dict[str, dict[str, object]]  # int8_variant's summary of each variant
+    ort_choice: dict[str, object]
+    trt_cache: str
+    scales: dict[str, object]
+
+
+class QuantizeDetail(TypedDict):
+    made: dict[str, dict[str, object]]  # variant -> int8_variant's summary
+    summary: dict[str, object]  # which variant ONNX Runtime uses, and the timings
+
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -73,16 +117,16 @@ class Options:
 
 @dataclass
 class Report:
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, object]] = field(default_factory=list)
     engines: str = ""  # one line about engines (built, kept, or why none)
     warnings: list[str] = field(default_factory=list)
 
-    def add(self, what: str, model: str, precision: str, action: str, **detail: Any) -> None:
+    def add(self, what: str, model: str, precision: str, action: str, **detail: object) -> None:
         self.steps.append({"what": what, "model": model, "precision": precision,
                            "action": action, **detail})
 
     @property
-    def made(self) -> list[dict[str, Any]]:
+    def made(self) -> list[dict[str, object]]:
         return [s for s in self.steps if s["action"] != "kept"]
 
 
@@ -160,7 +204,8 @@ def make_fp16(bundle: Bundle, model: str, force: bool) -> tuple[str, float | Non
     return "made", diff["max_abs_diff"]
 
 
-def _matches(bundle: Bundle, entry: dict[str, Any], rel: str, key: dict[str, Any]) -> bool:
+def _matches(bundle: Bundle, entry: Mapping[str, object], rel: str,
+             key: Mapping[str, object]) -> bool:
     return (bool(entry) and bundle.path(rel).is_file()
             and all(entry.get(k) == v for k, v in key.items()))
 
@@ -190,7 +235,7 @@ def _agreement(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.mean((got >= 0.5) == (want >= 0.5)))
 
 
-def collapse_warning(model: str, variant: str, check: dict[str, Any]) -> str | None:
+def collapse_warning(model: str, variant: str, check: Mapping[str, float]) -> str | None:
     """One line when an INT8 model lost most of FP32's variation over the images, or disagrees
     with its labels (a failed calibration: verify then reports chance-level AUC)."""
     std, reference = check.get("output_std", math.nan), check.get("reference_std", math.nan)
@@ -212,7 +257,7 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
               log: Callable[[str], None]) -> None:
     from edgecrystal.calibration.quantize import form_for
 
-    sets: dict[str, Any] | None = None
+    sets: dict[str, CalibrationSet] | None = None
     for model in models:
         src = bundle.variant(model, "fp32")
         record = _read_record(bundle, model)
@@ -220,8 +265,8 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
         if not settings["data"]:
             raise UsageError("--precision int8 needs --calib DATA (the bundle has no "
                              f"calibration record for the {model})")
-        key = {"sha256_source": src["sha256"], "quantizer": QUANTIZER, "calibration": settings,
-               "form": form_for()}
+        key: Int8Key = {"sha256_source": src["sha256"], "quantizer": QUANTIZER,
+                        "calibration": settings, "form": form_for()}
         if not opts.force and all(_matches(bundle, bundle.variant(model, v), onnx_rel(model, v),
                                            key) for v in ("int8", "int8-u8")):
             report.add("onnx", model, "int8", "kept")
@@ -256,13 +301,15 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
         _gate(bundle, model, settings, images, opts, report, log, True)
 
 
-def _gate(bundle: Bundle, model: str, settings: dict[str, Any], images: list[dict[str, str]],
+def _gate(bundle: Bundle, model: str, settings: CalibrationSettings,
+          images: list[dict[str, str]],
           opts: Options, report: Report, log: Callable[[str], None], made: bool) -> None:
     """The INT8 accuracy gate (converters/int8_gate.py) for `model`'s variants on this CPU
     family: again for variants just made, once per family for kept ones."""
     from .int8_gate import gate_variants
 
-    def held_out(settings: dict[str, Any], exclude: frozenset[str], count: int) -> Any:
+    def held_out(settings: CalibrationSettings, exclude: frozenset[str],
+                 count: int) -> dict[str, CalibrationSet]:
         return _calibration_sets(bundle, [model], settings, exclude, count)
 
     for line, passed in gate_variants(bundle, model, ("int8", "int8-u8"), settings, images,
@@ -279,28 +326,32 @@ def _ranges_rel(model: str, target: str) -> str:
     return f"{CALIB_DIR}/{model}.{_VARIANT[target]}.ranges.json"
 
 
-def calibration_settings(opts: Options, record: dict[str, Any]) -> dict[str, Any]:
+def calibration_settings(opts: Options, record: CalibrationRecord) -> CalibrationSettings:
     """What calibrates: each of data, count, seed, method from the command line when given,
     else from the model's calibration record, else the defaults."""
     from edgecrystal.calibration.select import DEFAULT_COUNT, check_count
 
-    recorded = record.get("key") or {}
+    recorded: CalibrationSettings = record.get("key") or {}
 
-    def pick(given: Any, name: str, default: Any) -> Any:
-        return given if given is not None else recorded.get(name, default)
+    def pick(given: _T | None, from_record: _T) -> _T:
+        return given if given is not None else from_record
 
     return {"data": str(Path(opts.calib).resolve()) if opts.calib else record.get("data"),
-            "count": check_count(pick(opts.calib_count, "count", DEFAULT_COUNT)),
-            "seed": pick(opts.seed, "seed", 0),
-            "method": pick(opts.calib_method, "method", "entropy")}
+            "count": check_count(pick(opts.calib_count, recorded.get("count", DEFAULT_COUNT))),
+            "seed": pick(opts.seed, recorded.get("seed", 0)),
+            "method": pick(opts.calib_method, recorded.get("method", "entropy"))}
 
 
-def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any],
-                      exclude: frozenset[str] = frozenset(), count: int | None = None) -> Any:
+def _calibration_sets(bundle: Bundle, models: list[str], settings: CalibrationSettings,
+                      exclude: frozenset[str] = frozenset(),
+                      count: int | None = None) -> dict[str, CalibrationSet]:
     from edgecrystal.calibration.select import calibration_sets
     from edgecrystal.results import is_own_output
 
-    data = Path(settings["data"])
+    folder = settings.get("data")
+    if not folder:  # make_int8 and the gate refuse this first; said here for any other caller
+        raise UsageError("calibration needs --calib DATA (the bundle has no calibration record)")
+    data = Path(folder)
     if not data.exists():
         raise UsageError(f"calibration data {data} does not exist")
     sizes = {m: bundle.input_size(m) for m in models}
@@ -314,7 +365,7 @@ def _calibration_sets(bundle: Bundle, models: list[str], settings: dict[str, Any
 
 
 def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
-                    key: dict[str, Any]) -> dict[str, Any]:
+                    key: Int8Key) -> QuantizeDetail:
     from edgecrystal.calibration.quantize import choose_for_ort, zero_points
 
     from .int8_gate import s8s8_exact
@@ -355,7 +406,7 @@ def _quantize_model(bundle: Bundle, model: str, inputs: np.ndarray, method: str,
     return {"made": made, "summary": {"onnxruntime_uses": ort_variant, **timing}}
 
 
-def _read_record(bundle: Bundle, model: str) -> dict[str, Any]:
+def _read_record(bundle: Bundle, model: str) -> CalibrationRecord:
     path = bundle.path(_record_path(model))
     if not path.is_file():
         return {}
@@ -365,7 +416,7 @@ def _read_record(bundle: Bundle, model: str) -> dict[str, Any]:
         return {}
 
 
-def _sibling_record(bundle: Bundle, models: list[str]) -> dict[str, Any]:
+def _sibling_record(bundle: Bundle, models: list[str]) -> CalibrationRecord:
     """What calibrated the bundle's other models, for a model with no record of its own (a
     crystal model added to a calibrated bundle): the same images calibrate every model, so a
     plain re-run needs no --calib. Only the settings are taken, never the images or ranges."""
@@ -376,8 +427,8 @@ def _sibling_record(bundle: Bundle, models: list[str]) -> dict[str, Any]:
     return {}
 
 
-def _write_record(bundle: Bundle, model: str, key: dict[str, Any], images: list[dict[str, str]],
-                  detail: dict[str, Any], crop: str | None) -> None:
+def _write_record(bundle: Bundle, model: str, key: Int8Key, images: list[dict[str, str]],
+                  detail: QuantizeDetail, crop: str | None) -> None:
     """calibration/<model>.json (what calibrated it, and the scales) and <model>.int8.cache
     (TensorRT calibration-cache text for the legacy calibrator)."""
     from edgecrystal.atomic import write_json, write_text

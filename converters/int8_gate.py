@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +24,14 @@ from edgecrystal import cpu_isa
 from edgecrystal.bundle import Bundle
 from edgecrystal.errors import DataError
 from edgecrystal.interface import INPUT_NAME
+
+if TYPE_CHECKING:
+    from edgecrystal.calibration.select import CalibrationSet
+
+    from .build import CalibrationSettings
+
+    # sets_for(settings, exclude, count): calibration sets of held-out images, by model
+    SetsFor = Callable[[CalibrationSettings, frozenset[str], int], dict[str, CalibrationSet]]
 
 # Families whose ONNX Runtime integer kernels compute s8 x s8 exactly.
 _EXACT_S8S8 = (cpu_isa.X86_VNNI, cpu_isa.ARM64_I8MM, cpu_isa.ARM64_DOTPROD, cpu_isa.ARM64)
@@ -34,8 +42,9 @@ def s8s8_exact() -> bool:
     return cpu_isa.detect().family in _EXACT_S8S8
 
 
-def gate_variants(bundle: Bundle, model: str, variants: tuple[str, ...], settings: dict[str, Any],
-                  calibration_images: list[dict[str, str]], sets_for: Callable[..., Any],
+def gate_variants(bundle: Bundle, model: str, variants: tuple[str, ...],
+                  settings: CalibrationSettings, calibration_images: list[dict[str, str]],
+                  sets_for: SetsFor,
                   bounds_text: str | None, log: Callable[[str], None],
                   force: bool = False) -> list[tuple[str, bool]]:
     """Gate each of `model`'s INT8 `variants` not yet gated on this CPU family within these
@@ -81,8 +90,8 @@ def map_threshold(bundle: Bundle, model: str) -> float:
     return bundle.threshold
 
 
-def _held_out_inputs(bundle: Bundle, model: str, settings: dict[str, Any],
-                     calibration_images: list[dict[str, str]], sets_for: Callable[..., Any]
+def _held_out_inputs(bundle: Bundle, model: str, settings: CalibrationSettings,
+                     calibration_images: list[dict[str, str]], sets_for: SetsFor
                      ) -> tuple[np.ndarray | None, bool]:
     from edgecrystal.calibration.gate import GATE_IMAGES
 
