@@ -26,6 +26,7 @@ from edgecrystal.engines.store import engine_for
 from edgecrystal.errors import BackendError, BundleError, UsageError
 from edgecrystal.interface import INPUT_NAME, PRECISIONS
 
+from .calibration_record import CalibrationRecord, CalibrationSettings, Int8Key
 from .check_pictures import parity_batch
 from .integrity import CALIB_DIR, damaged_files
 from .integrity import PRECISION_OF as _PRECISION_OF
@@ -48,41 +49,6 @@ QUANTIZER = "7"  # ORT variant: 2 upsamples with Conv 1x1 + DepthToSpace; 3 move
 # the cached ranges cover their new tensors); 6 reads the pixels as the first quantised tensor;
 # 7 picks the integer form by CPU family (the key's "form") and gates each variant
 FP16_TOLERANCE = 2e-2
-
-
-class CalibrationSettings(TypedDict, total=False):
-    """What calibrates a model's INT8 variants (part of their key: a change re-quantizes).
-    calibration_settings gives all four; a record read back may lack some."""
-
-    data: str | None  # the image folder, resolved
-    count: int
-    seed: int
-    method: str  # calibration.quantize.METHODS
-
-
-class Int8Key(TypedDict):
-    """The INT8 variants' key in bundle.json: equal keys mean the files can be kept."""
-
-    sha256_source: str  # the FP32 ONNX's
-    quantizer: str
-    calibration: CalibrationSettings
-    form: str  # the ONNX Runtime variant's integer form (by CPU family)
-
-
-class CalibrationRecord(TypedDict, total=False):
-    """calibration/<model>.json, as written by _write_record (read back: keys may be missing)."""
-
-    model: str
-    data: str | None
-    key: CalibrationSettings
-    sha256_source: str
-    quantizer: str
-    crop: str | None
-    images: list[dict[str, str]]  # path (relative), sha256, label
-    variants: dict[str, dict[str, object]]  # int8_variant's summary of each variant
-    ort_choice: dict[str, object]
-    trt_cache: str
-    scales: dict[str, object]
 
 
 class QuantizeDetail(TypedDict):

@@ -28,7 +28,7 @@ from edgecrystal.interface import INPUT_NAME
 if TYPE_CHECKING:
     from edgecrystal.calibration.select import CalibrationSet
 
-    from .build import CalibrationSettings
+    from .calibration_record import CalibrationSettings
 
     # sets_for(settings, exclude, count): calibration sets of held-out images, by model
     SetsFor = Callable[[CalibrationSettings, frozenset[str], int], dict[str, CalibrationSet]]

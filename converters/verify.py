@@ -23,7 +23,7 @@ their difference and label agreement against the reference.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,7 @@ def run_verify(root: Path, data: Path, n: int = 32, seed: int = 0,
         rows = {}
         threshold = map_threshold(bundle, model)
         for name, out in outputs.items():
-            row: dict[str, Any] = dict(_difference(out, ref, model, threshold))
+            row: dict[str, object] = dict(_difference(out, ref, model, threshold))
             if model == "finder":
                 row.update(_dice(out, pictures, threshold))
             elif model == "crystals":
@@ -142,7 +142,7 @@ def _gates(bundle: Bundle, model: str) -> dict[str, str]:
 
 
 def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
-                  log: Callable[[str], None]) -> Any:
+                  log: Callable[[str], None]) -> Iterator[tuple[str, np.ndarray]]:
     """(name, outputs) of every variant of `model` that runs here, each through the runner
     class that serves it (Keras: the session's keras backend)."""
     if bundle.is_imported(model):
@@ -154,7 +154,7 @@ def _run_variants(bundle: Bundle, model: str, inputs: np.ndarray,
 
 
 def _run_keras(bundle: Bundle, model: str, inputs: np.ndarray,
-               log: Callable[[str], None]) -> Any:
+               log: Callable[[str], None]) -> Iterator[tuple[str, np.ndarray]]:
     from edgecrystal.keras_backend import KerasRunner
 
     try:
@@ -170,7 +170,7 @@ def _run_keras(bundle: Bundle, model: str, inputs: np.ndarray,
 
 
 def _run_onnx(bundle: Bundle, model: str, inputs: np.ndarray,
-              log: Callable[[str], None]) -> Any:
+              log: Callable[[str], None]) -> Iterator[tuple[str, np.ndarray]]:
     from edgecrystal.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
     from .int8_gate import s8s8_exact
@@ -196,7 +196,7 @@ def _run_onnx(bundle: Bundle, model: str, inputs: np.ndarray,
 
 
 def _run_engines(bundle: Bundle, model: str, inputs: np.ndarray,
-                 log: Callable[[str], None]) -> Any:
+                 log: Callable[[str], None]) -> Iterator[tuple[str, np.ndarray]]:
     from edgecrystal.engines import manifest
 
     identity = manifest.device_identity()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
@@ -62,11 +64,11 @@ class Cuda(Protocol):
 
 
 class CudaPython(Cuda):
-    def __init__(self, rt: Any) -> None:
+    def __init__(self, rt: ModuleType) -> None:
         self.rt = rt
         self._device: list[int] = []
         self._host: list[int] = []
-        self._events: list[Any] = []
+        self._events: list[object] = []  # cudaEvent_t handles, destroyed by free()
         self.stream: Any = self._ok(rt.cudaStreamCreate(), "cudaStreamCreate")
         self.stream_handle = int(self.stream)
 
@@ -113,7 +115,9 @@ class CudaPython(Cuda):
     def free(self) -> None:
         """Everything this object allocated, once; errors are logged, not raised (a free at
         shutdown has nobody to tell)."""
-        calls = [(self.rt.cudaFree, ptr) for ptr in self._device]
+        # (binding call, handle): device pointers, host pointers, events, the stream
+        calls: list[tuple[Callable[[object], object], object]] = [
+            (self.rt.cudaFree, ptr) for ptr in self._device]
         calls += [(self.rt.cudaFreeHost, ptr) for ptr in self._host]
         calls += [(self.rt.cudaEventDestroy, ev) for ev in self._events]
         if self.stream is not None:
@@ -134,7 +138,7 @@ class PyCuda(Cuda):
         self.drv = drv
         self.stream = drv.Stream()
         self.stream_handle = int(self.stream.handle)
-        self._keep: list[Any] = []
+        self._keep: list[object] = []  # device and page-locked buffers, alive until free()
 
     def malloc(self, nbytes: int) -> int:
         mem = self.drv.mem_alloc(max(1, nbytes))

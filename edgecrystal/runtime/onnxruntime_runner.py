@@ -4,12 +4,15 @@ TensorRT execution provider where onnxruntime-gpu is installed and they are aske
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import BackendError, one_line
 from .base import Runner, TensorInfo
+
+if TYPE_CHECKING:  # onnxruntime loads inside the functions that need it
+    import onnxruntime as ort
 
 # Short names accepted on the command line and in the daemon config.
 PROVIDERS = {
@@ -51,7 +54,7 @@ def resolve_providers(names: list[str] | tuple[str, ...] | None) -> list[str]:
     return wanted
 
 
-def session_options(threads: int = 0) -> Any:
+def session_options(threads: int = 0) -> ort.SessionOptions:
     """The SessionOptions every runtime session gets (`edgecrystal profile` profiles with the
     same ones, so what it measures is what the pipeline runs)."""
     import onnxruntime as ort
@@ -102,9 +105,9 @@ class OrtSessionRunner(Runner):
     """What every runner over an onnxruntime InferenceSession shares: the session's tensors
     and one run call (OnnxRuntimeRunner on the CPU, ort_tensorrt.OrtTensorRTRunner)."""
 
-    session: Any
+    session: ort.InferenceSession
 
-    def _adopt(self, session: Any) -> None:
+    def _adopt(self, session: ort.InferenceSession) -> None:
         self.session = session
         self.inputs = [_info(i) for i in session.get_inputs()]
         self.outputs = [_info(o) for o in session.get_outputs()]
@@ -147,7 +150,7 @@ class OnnxRuntimeRunner(OrtSessionRunner):
         return f"onnxruntime[{used}] threads={self.threads or 'auto'}"
 
 
-def _info(arg: Any) -> TensorInfo:
+def _info(arg: ort.NodeArg) -> TensorInfo:
     dtype = _ORT_TYPES.get(arg.type)
     if dtype is None:
         raise BackendError(f"unsupported ONNX tensor type {arg.type} for {arg.name}")
