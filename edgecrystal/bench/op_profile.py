@@ -21,7 +21,7 @@ import statistics
 import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
@@ -30,8 +30,49 @@ from edgecrystal.errors import UsageError
 KERNEL_SUFFIX = "_kernel_time"
 
 
+class EventArgs(TypedDict, total=False):
+    op_name: str
+    input_type_shape: list[dict[str, list[int]]]  # [{"uint8": [1, 64, 64, 16]}, ...]
+
+
+class ProfileEvent(TypedDict, total=False):
+    """One event of ONNX Runtime's profile JSON (the keys read here)."""
+
+    name: str  # "model_run", or "<node>_kernel_time" for a node's kernel
+    cat: str  # "Session" | "Node"
+    ts: int  # microseconds since the session started
+    dur: int  # microseconds
+    args: EventArgs
+
+
+class OpTypeRow(TypedDict):
+    op_type: str
+    ms: float  # per run
+    nodes: int
+    share: float  # of the kernels' time
+
+
+class NodeRow(TypedDict):
+    node: str
+    ms: float  # per run
+    op_type: str
+    inputs: str  # "u8[1,64,64,16] f32[]"
+    share: float  # of the kernels' time
+
+
+class OpProfile(TypedDict, total=False):
+    """profile_model's figures (profile_bundle adds the file)."""
+
+    runs: int
+    run_ms: float  # mean
+    kernel_ms: float  # the kernels' time per run
+    op_types: list[OpTypeRow]  # slowest first
+    nodes: list[NodeRow]  # slowest first
+    file: str
+
+
 def profile_model(path: Path, input_size: int, *, batch: int = 1, runs: int = 20,
-                  warmup: int = 3, threads: int = 0) -> dict[str, Any]:
+                  warmup: int = 3, threads: int = 0) -> OpProfile:
     """Run `path` warmup + runs times under the profiler; return the timed runs' figures."""
     import onnxruntime as ort
 
@@ -51,7 +92,7 @@ def profile_model(path: Path, input_size: int, *, batch: int = 1, runs: int = 20
     return summarize_events(events, warmup, runs)
 
 
-def summarize_events(events: list[dict[str, Any]], warmup: int, runs: int) -> dict[str, Any]:
+def summarize_events(events: list[ProfileEvent], warmup: int, runs: int) -> OpProfile:
     """Per-op-type and per-node milliseconds per run, from ONNX Runtime's profile events, after
     dropping the first `warmup` model runs."""
     model_runs = sorted((e for e in events if e.get("name") == "model_run"),
@@ -63,7 +104,7 @@ def summarize_events(events: list[dict[str, Any]], warmup: int, runs: int) -> di
     by_type: dict[str, float] = defaultdict(float)
     type_nodes: dict[str, set[str]] = defaultdict(set)
     by_node: dict[str, float] = defaultdict(float)
-    node_info: dict[str, dict[str, Any]] = {}
+    node_info: dict[str, tuple[str, str]] = {}  # node -> (op type, input shapes)
     for event in events:
         if event.get("cat") != "Node" or not event["name"].endswith(KERNEL_SUFFIX):
             continue
@@ -74,17 +115,20 @@ def summarize_events(events: list[dict[str, Any]], warmup: int, runs: int) -> di
         by_type[op_type] += event["dur"]
         type_nodes[op_type].add(node)
         by_node[node] += event["dur"]
-        node_info[node] = {"op_type": op_type,
-                           "inputs": _shapes(event.get("args", {}).get("input_type_shape", []))}
+        node_info[node] = (op_type,
+                           _shapes(event.get("args", {}).get("input_type_shape", [])))
     per_run = 1e3 * len(timed)  # microseconds summed over the runs -> milliseconds per run
     kernel_ms = sum(by_type.values()) / per_run
-    types: list[dict[str, Any]] = sorted(
-        ({"op_type": t, "ms": us / per_run, "nodes": len(type_nodes[t])}
-         for t, us in by_type.items()), key=lambda row: -row["ms"])
-    nodes = sorted(({"node": n, "ms": us / per_run, **node_info[n]}
+
+    def share(ms: float) -> float:
+        return ms / kernel_ms if kernel_ms else 0.0
+
+    types = sorted((OpTypeRow(op_type=t, ms=us / per_run, nodes=len(type_nodes[t]),
+                              share=share(us / per_run)) for t, us in by_type.items()),
+                   key=lambda row: -row["ms"])
+    nodes = sorted((NodeRow(node=n, ms=us / per_run, op_type=node_info[n][0],
+                            inputs=node_info[n][1], share=share(us / per_run))
                     for n, us in by_node.items()), key=lambda row: -row["ms"])
-    for row in (*types, *nodes):
-        row["share"] = row["ms"] / kernel_ms if kernel_ms else 0.0
     # Means, run and kernels alike: the per-op figures are sums over the runs, so one slow run
     # under load moves both the same way.
     return {"runs": len(timed), "run_ms": statistics.fmean(e["dur"] / 1e3 for e in timed),
@@ -102,7 +146,7 @@ def _shapes(described: list[dict[str, list[int]]]) -> str:
     return " ".join(parts)
 
 
-def format_profile(title: str, profile: dict[str, Any], top: int) -> str:
+def format_profile(title: str, profile: OpProfile, top: int) -> str:
     lines = [f"=== {title}: {profile['run_ms']:.2f} ms per run (mean of {profile['runs']}), "
              f"kernels {profile['kernel_ms']:.2f} ms ===",
              f"  {'op type':<24}{'ms/run':>9}{'share':>8}{'nodes':>7}"]
@@ -110,15 +154,15 @@ def format_profile(title: str, profile: dict[str, Any], top: int) -> str:
         lines.append(f"  {row['op_type']:<24}{row['ms']:9.3f}{row['share']:8.1%}"
                      f"{row['nodes']:7d}")
     lines.append(f"  top {top} nodes:")
-    for row in profile["nodes"][:top]:
-        lines.append(f"  {row['ms']:9.3f} ms {row['share']:6.1%}  {row['op_type']:<26}"
-                     f"{row['node'][-48:]:<50}{row['inputs'][:60]}")
+    for node in profile["nodes"][:top]:
+        lines.append(f"  {node['ms']:9.3f} ms {node['share']:6.1%}  {node['op_type']:<26}"
+                     f"{node['node'][-48:]:<50}{node['inputs'][:60]}")
     return "\n".join(lines)
 
 
 def profile_bundle(bundle_path: Path, models: list[str], precisions: list[str], *,
                    batch: int = 1, runs: int = 20, warmup: int = 3, threads: int = 0
-                   ) -> list[tuple[str, dict[str, Any]]]:
+                   ) -> list[tuple[str, OpProfile]]:
     """Profile the ONNX file the runtime would run for each model and precision of the bundle:
     [(title, {"file", **profile_model's figures})] keyed "model/precision" in the title order.
     Every file is found (or refused in one line) before any is profiled."""
@@ -133,5 +177,5 @@ def profile_bundle(bundle_path: Path, models: list[str], precisions: list[str], 
     for (model, precision), path in found.items():
         profile = profile_model(path, bundle.input_size(model), batch=batch, runs=runs,
                                 warmup=warmup, threads=threads)
-        figures.append((f"{model}/{precision}", {"file": path.name, **profile}))
+        figures.append((f"{model}/{precision}", OpProfile(file=path.name, **profile)))
     return figures

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ..errors import UsageError, path_problem
@@ -99,9 +101,9 @@ KEYS = [f.name for f in fields(Config) if f.name != "source"]
 
 
 def load_config(path: str | os.PathLike[str] | None,
-                overrides: dict[str, Any] | None = None) -> Config:
+                overrides: Mapping[str, object] | None = None) -> Config:
     """Read and check a config file (or only `overrides` when path is None)."""
-    raw: dict[str, Any] = {}
+    raw: dict[str, object] = {}  # TOML's values: checked against each field's type below
     base = Path.cwd()
     if path is not None:
         path = Path(path)
@@ -177,7 +179,7 @@ def _check(cfg: Config) -> None:
         raise UsageError(f"config {cfg.source}: " + "; ".join(problems))
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
+def _coerce(name: str, value: object, default: object) -> object:
     if name == "dla_core":
         return _dla_cores(value)
     kind = type(default)
@@ -196,13 +198,13 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             raise UsageError(f"config: {name} must be a number")
         if kind is int and value != int(value):
             raise UsageError(f"config: {name} must be a whole number")
-        return kind(value)
+        return int(value) if kind is int else float(value)
     if not isinstance(value, str):
         raise UsageError(f"config: {name} must be a string")
     return value
 
 
-def _dla_cores(value: Any) -> tuple[tuple[str, int], ...]:
+def _dla_cores(value: object) -> tuple[tuple[str, int], ...]:
     models = ("finder", "classifier")
     if not isinstance(value, dict) or any(
             m not in models or isinstance(c, bool) or not isinstance(c, int) or c < 0
@@ -212,7 +214,7 @@ def _dla_cores(value: Any) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(value.items()))
 
 
-def _toml() -> Any:
+def _toml() -> ModuleType:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # Python 3.10 (JetPack 6)
