@@ -14,8 +14,8 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import jinja2
@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import DEFAULT_CLASSES
 from ..errors import ImageError
@@ -79,7 +80,7 @@ def create_app(index: Index, token: str | None, *, read_open: bool = True,
     pages.globals["has_overlay"] = lambda row: (
         (path := safe_image_path(row["path"])) is not None and overlay_of(path) is not None)
 
-    def render(name: str, **context: Any) -> HTMLResponse:
+    def render(name: str, **context: object) -> HTMLResponse:
         context.setdefault("labels", label_choices(index))
         return HTMLResponse(pages.get_template(name).render(**context))
 
@@ -331,7 +332,7 @@ class _Guard:
     browser holding a session cookie from a one-time link, the link itself, and the stylesheet
     (so that the refusal page still looks like the site)."""
 
-    def __init__(self, app: Any, check_token: Any, read_open: bool,
+    def __init__(self, app: ASGIApp, check_token: Callable[[Request], None], read_open: bool,
                  allowed_hosts: tuple[str, ...], login_links: LoginLinks) -> None:
         self.app = app
         self.check_token = check_token
@@ -349,7 +350,7 @@ class _Guard:
         return request.method in ("GET", "HEAD") and \
             self.login_links.is_session(request.cookies.get(COOKIE, ""))
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -365,7 +366,7 @@ class _Guard:
                 await error_response(request, exc.status, exc.reason)(scope, receive, send)
                 return
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], *SECURITY_HEADERS]
@@ -390,12 +391,12 @@ def error_response(request: Request, status: int, reason: str) -> Response:
     return Response(line + "\n", status_code=status, media_type="text/plain; charset=utf-8")
 
 
-def api_json(data: Any) -> Response:
+def api_json(data: object) -> Response:
     return Response(json.dumps(data, default=_json_default, ensure_ascii=False),
                     media_type="application/json")
 
 
-def _json_default(value: Any) -> Any:
+def _json_default(value: object) -> str:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     raise TypeError(type(value).__name__)
