@@ -18,7 +18,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -34,6 +34,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ARMS = {"full": "none", "manual": "manual", "finder": "finder"}
+
+
+class ExperimentRun(TypedDict, total=False):
+    """One repeat of report.json's "runs"."""
+
+    repeat: int
+    seed: int
+    train: int
+    test: int
+    # arm -> the classifier's test figures (train.classifier.score) and seconds
+    arms: dict[str, dict[str, Any]]
+    finder: dict[str, float]  # test Dice and IoU (mean, std), seconds
 
 
 def finder_vs_full(
@@ -76,14 +88,14 @@ def finder_vs_full(
     labels = data.label_indices(samples, classes)
 
     started = time.time()
-    runs: list[dict[str, Any]] = []
+    runs: list[ExperimentRun] = []
     curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {a: [] for a in ARMS}
     for r in range(repeats):
         seed = classifier_hp.seed + r
         tr, te = data.split_stratified(labels, classifier_hp.val_fraction, seed)
         if train_size:
             tr = data.subsample_stratified(tr, labels, train_size, seed)
-        run: dict[str, Any] = {"repeat": r, "seed": seed, "train": len(tr), "test": len(te),
+        run: ExperimentRun = {"repeat": r, "seed": seed, "train": len(tr), "test": len(te),
                                "arms": {}}
         # The finder learns from the training side only (its own 7:3 split inside it).
         ftr, fva = data.split_random(len(tr), finder_hp.val_fraction, seed)
@@ -135,7 +147,7 @@ def finder_vs_full(
     return result
 
 
-def _summarise(runs: list[dict[str, Any]], classes: list[str], classifier_hp: ClassifierHP,
+def _summarise(runs: list[ExperimentRun], classes: list[str], classifier_hp: ClassifierHP,
                finder_hp: FinderHP, profile: str, train_size: int | None, repeats: int,
                ds: Dataset, seconds: float) -> dict[str, Any]:
     from .train.profiles import as_dict

@@ -24,7 +24,8 @@ import math
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from ..bundle import Bundle
 from ..errors import EdgeCrystalError, UsageError, one_line
@@ -40,6 +41,9 @@ from ..scoring import (
     unscored,
 )
 from .loopback import start_local_ray
+
+if TYPE_CHECKING:  # Ray loads inside the functions that need it
+    from ray.actor import ActorHandle
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +116,7 @@ def score_paths_on_ray(bundle_path: Path, paths: list[Path], options: ScoreOptio
             ray.shutdown()
 
 
-def _score_on_cluster(ray: Any, bundle: Bundle, images: list[Path], options: ScoreOptions,
+def _score_on_cluster(ray: ModuleType, bundle: Bundle, images: list[Path], options: ScoreOptions,
                       say: Callable[[str], None]) -> ScoreReport:
     from ray.util import ActorPool
 
@@ -136,8 +140,8 @@ def _score_on_cluster(ray: Any, bundle: Bundle, images: list[Path], options: Sco
     return drive(report, images, options, _chunks_done(ray, outcomes, actors, len(images), say))
 
 
-def _chunks_done(ray: Any, outcomes: Iterator[ShareReport], actors: list[Any], total: int,
-                 say: Callable[[str], None]) -> Iterator[ShareReport]:
+def _chunks_done(ray: ModuleType, outcomes: Iterator[ShareReport], actors: list[ActorHandle],
+                 total: int, say: Callable[[str], None]) -> Iterator[ShareReport]:
     """Each chunk's share as it comes back, one progress line each; the actors closed at the
     end."""
     done = skipped = 0
@@ -190,7 +194,7 @@ def _probe(address: str) -> None:
                          "with `ray start --head`, or check the address)") from exc
 
 
-def _get(ray: Any, refs: list[Any]) -> list[Any]:
+def _get(ray: ModuleType, refs: list[Any]) -> list[Any]:
     """ray.get, with a worker's own error (a bad bundle, a backend that cannot run) raised as
     that error, and a lost worker as one RayRunError line."""
     try:
@@ -199,7 +203,7 @@ def _get(ray: Any, refs: list[Any]) -> list[Any]:
         raise _as_run_error(exc) from exc
 
 
-def _checked(ray: Any, outcomes: Iterator[ShareReport]) -> Iterator[ShareReport]:
+def _checked(ray: ModuleType, outcomes: Iterator[ShareReport]) -> Iterator[ShareReport]:
     """The pool's outcomes, failures turned into one line as in `_get`."""
     try:
         yield from outcomes
