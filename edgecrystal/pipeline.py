@@ -8,7 +8,9 @@ the thread that owns the backend (a CUDA context belongs to the thread that made
 finder needs (a JPEG at 1/2 to 1/8, libjpeg's DCT scaling) and makes the finder input (the one
 preprocessing); `infer`: finder (batched) -> drop region at the finder's resolution -> the crop
 step (cut from the coarsest decode that spans the classifier's input) -> classifier (batched)
--> one `Scored` per file. A file that cannot be decoded becomes an error `Scored` with
+-> the crystal model (batched, where the bundle has one) on the same crops, its maps turned
+into crystal boxes in the original image's pixels (crystal_boxes.from_probability) -> one
+`Scored` per file. A file that cannot be decoded becomes an error `Scored` with
 the decoder's typed reason, and the rest of the batch goes on. Backends are `Runner`s: the
 pipeline neither knows nor cares which one runs the models.
 """
@@ -26,8 +28,8 @@ import numpy as np
 
 from . import preprocess
 from .bundle import Bundle
-from .confidence import Confidence, uncertain
-from .crystal_boxes import CrystalBox
+from .confidence import CRYSTALS, Confidence, uncertain
+from .crystal_boxes import CrystalBox, CrystalSettings, best_score, from_probability
 from .errors import BundleError, ImageError
 from .imageio import DEFAULT_MAX_PIXELS, Picture, load_picture
 from .runtime.base import Runner
@@ -35,7 +37,8 @@ from .runtime.base import Runner
 if TYPE_CHECKING:
     from .runtime.select import Selection
 
-STAGES = ("read", "finder", "crop", "classifier")
+# "crystals" runs only where the bundle has a crystal model (timings_ms has it only then).
+STAGES = ("read", "finder", "crop", "classifier", "crystals")
 # Overlays are drawn on a copy no larger than this (a 5 MP PNG per drop would double the disk use).
 PREVIEW_SIDE = 1024
 
@@ -114,15 +117,16 @@ class ModelInfo:
 
 
 class Pipeline:
-    """Holds the two runners and the bundle's crop settings; `score(paths)` is the whole job.
-    Made by session.open_pipeline (the one place that opens a bundle's runners); the runners
-    load on first use, or at `activate()`."""
+    """Holds the runners (finder, classifier, and the crystal model where the bundle has one)
+    and the bundle's crop settings; `score(paths)` is the whole job. Made by
+    session.open_pipeline (the one place that opens a bundle's runners); the runners load on
+    first use, or at `activate()`."""
 
     def __init__(self, bundle: Bundle, finder: Runner | None, classifier: Runner, *,
                  backend: str, precision: str, max_pixels: int = DEFAULT_MAX_PIXELS,
                  read_threads: int = 2, outlines: bool = False,
                  precision_fallback: str | None = None,
-                 selection: Selection | None = None) -> None:
+                 selection: Selection | None = None, crystals: Runner | None = None) -> None:
         bundle.check_preprocess()
         cls_sec = bundle.require("classifier")
         self.crop_mode = bundle.crop
@@ -142,6 +146,17 @@ class Pipeline:
         self.threshold = bundle.threshold
         self.finder = finder if self.use_finder else None
         self.classifier = classifier
+        # The crystal model and how its maps become boxes; both None without one.
+        self.crystals: Runner | None = None
+        self.crystal_settings: CrystalSettings | None = None
+        if bundle.has("crystals"):
+            if crystals is None:
+                raise BundleError(f"bundle {bundle.root} has a crystal model but none was loaded")
+            self.crystals = crystals
+            self.crystal_settings = CrystalSettings.from_section(
+                bundle.section("crystals"), crystals.input_size or 0)
+            if self.crystal_settings.input_size <= 0:
+                raise BundleError(f"bundle {bundle.root}: the crystals section has no input_size")
         self.max_pixels = max_pixels
         self.outlines = outlines
         self.confidence = bundle.confidence()
@@ -156,15 +171,16 @@ class Pipeline:
     def activate(self) -> None:
         """Load the models now (the first `infer` does otherwise): a model that cannot load
         fails here, before any image."""
-        for runner in (self.finder, self.classifier):
-            if runner is not None:
-                runner.activate()
+        for runner in self._runners():
+            runner.activate()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        for runner in (self.finder, self.classifier):
-            if runner is not None:
-                runner.close()
+        for runner in self._runners():
+            runner.close()
+
+    def _runners(self) -> list[Runner]:
+        return [r for r in (self.finder, self.classifier, self.crystals) if r is not None]
 
     def __enter__(self) -> Pipeline:
         return self
@@ -194,7 +210,8 @@ class Pipeline:
             return results
         self.activate()
         masks = self._find(good)
-        scored, crops = [], []
+        scored: list[Scored] = []
+        crops: list[np.ndarray] = []
         for item, mask in zip(good, masks, strict=True):
             crop = self._crop(item, mask)
             if crop is not None:
@@ -209,14 +226,38 @@ class Pipeline:
         calibrated = self.confidence.calibrate(probs)
         hits = self.confidence.crystals_hit(self.classes, calibrated)
         per_image = _ms(t) / len(crops)
+        self._find_crystals(scored, crops)
+        agree = self.crystal_settings.agree_score if self.crystal_settings else None
         for k, (r, p, c) in enumerate(zip(scored, probs, calibrated, strict=True)):
             r.model_scores = {name: float(v) for name, v in zip(self.classes, p, strict=True)}
             r.scores = {name: float(v) for name, v in zip(self.classes, c, strict=True)}
             r.label = self.classes[int(np.argmax(c))]
             r.crystals_hit = None if hits is None else bool(hits[k])
-            r.uncertain = uncertain(c)
+            # The crystal model's most certain box against the label (confidence.uncertain).
+            r.uncertain = uncertain(c, label=r.label if CRYSTALS in self.classes else None,
+                                    crystal_score=best_score(r.crystals), agree_score=agree)
             r.timings_ms["classifier"] = per_image
         return results
+
+    def _find_crystals(self, scored: list[Scored], crops: list[np.ndarray]) -> None:
+        """The crystal stage: the crystal model on the crops the classifier saw (resized to its
+        input size), each map turned into boxes in the original image's pixels (the crop's
+        box, `Scored.box`, places them). Nothing without a crystal model (crystals stay None)."""
+        if self.crystals is None or self.crystal_settings is None:
+            return
+        settings = self.crystal_settings
+        t = time.perf_counter()
+        size = settings.input_size
+        batch = np.stack([c if c.shape[0] == size and c.shape[1] == size
+                          else preprocess.resize(c, size) for c in crops])
+        maps = self.crystals.predict(batch)
+        for r, prob in zip(scored, maps, strict=True):
+            box = r.box or (0, 0, r.width, r.height)
+            r.crystals = from_probability(prob, box, threshold=settings.threshold,
+                                          min_area=settings.min_area)
+        per_image = _ms(t) / len(crops)
+        for r in scored:
+            r.timings_ms["crystals"] = per_image
 
     def _read(self, path: Path) -> Loaded:
         t = time.perf_counter()
