@@ -8,11 +8,12 @@ the thread that owns the backend (a CUDA context belongs to the thread that made
 finder needs (a JPEG at 1/2 to 1/8, libjpeg's DCT scaling) and makes the finder input (the one
 preprocessing); `infer`: finder (batched) -> drop region at the finder's resolution -> the crop
 step (cut from the coarsest decode that spans the classifier's input) -> classifier (batched)
--> the crystal model (batched, where the bundle has one) on the same crops, its maps turned
-into crystal boxes in the original image's pixels (crystal_boxes.from_probability) -> one
-`Scored` per file. A file that cannot be decoded becomes an error `Scored` with
-the decoder's typed reason, and the rest of the batch goes on. Backends are `Runner`s: the
-pipeline neither knows nor cares which one runs the models.
+-> the crystal model (batched, where the bundle has one) on the same crop (cut again at its own
+size when that differs from the classifier's), its maps turned into crystal boxes in the
+original image's pixels (crystal_boxes.from_probability) -> one `Scored` per file. A file that
+cannot be decoded becomes an error `Scored` with the decoder's typed reason, and the rest of
+the batch goes on. Backends are `Runner`s: the pipeline neither knows nor cares which one runs
+the models.
 """
 
 from __future__ import annotations
@@ -212,11 +213,13 @@ class Pipeline:
         masks = self._find(good)
         scored: list[Scored] = []
         crops: list[np.ndarray] = []
+        cut: list[tuple[Loaded, np.ndarray | None]] = []  # the crystal stage may cut again
         for item, mask in zip(good, masks, strict=True):
             crop = self._crop(item, mask)
             if crop is not None:
                 scored.append(item.scored)
                 crops.append(crop)
+                cut.append((item, mask))
         del masks
         if not crops:
             return results
@@ -226,7 +229,7 @@ class Pipeline:
         calibrated = self.confidence.calibrate(probs)
         hits = self.confidence.crystals_hit(self.classes, calibrated)
         per_image = _ms(t) / len(crops)
-        self._find_crystals(scored, crops)
+        self._find_crystals(scored, crops, cut)
         agree = self.crystal_settings.agree_score if self.crystal_settings else None
         for k, (r, p, c) in enumerate(zip(scored, probs, calibrated, strict=True)):
             r.model_scores = {name: float(v) for name, v in zip(self.classes, p, strict=True)}
@@ -239,18 +242,26 @@ class Pipeline:
             r.timings_ms["classifier"] = per_image
         return results
 
-    def _find_crystals(self, scored: list[Scored], crops: list[np.ndarray]) -> None:
-        """The crystal stage: the crystal model on the crops the classifier saw (resized to its
-        input size), each map turned into boxes in the original image's pixels (the crop's
-        box, `Scored.box`, places them). Nothing without a crystal model (crystals stay None)."""
+    def _find_crystals(self, scored: list[Scored], crops: list[np.ndarray],
+                       cut: list[tuple[Loaded, np.ndarray | None]]) -> None:
+        """The crystal stage: the crystal model (batched) on the crop the classifier saw, each
+        map turned into boxes in the original image's pixels (the crop's box, `Scored.box`,
+        places them). At the classifier's size the classifier's own crop arrays go in (the
+        shipped models share it); at another size the same region is cut again at the crystal
+        model's size by the one crop step (`cut`: each crop's picture and finder mask), so it
+        sees the drop at its own resolution, not a resize of a smaller crop. Nothing without a
+        crystal model (crystals stay None)."""
         if self.crystals is None or self.crystal_settings is None:
             return
         settings = self.crystal_settings
         t = time.perf_counter()
         size = settings.input_size
-        batch = np.stack([c if c.shape[0] == size and c.shape[1] == size
-                          else preprocess.resize(c, size) for c in crops])
-        maps = self.crystals.predict(batch)
+        if size == self.classifier_size:
+            inputs = crops
+        else:
+            inputs = [self._crystal_crop(item, mask, crop, size)
+                      for (item, mask), crop in zip(cut, crops, strict=True)]
+        maps = self.crystals.predict(np.stack(inputs))
         for r, prob in zip(scored, maps, strict=True):
             box = r.box or (0, 0, r.width, r.height)
             r.crystals = from_probability(prob, box, threshold=settings.threshold,
@@ -258,6 +269,21 @@ class Pipeline:
         per_image = _ms(t) / len(crops)
         for r in scored:
             r.timings_ms["crystals"] = per_image
+
+    def _crystal_crop(self, item: Loaded, mask: np.ndarray | None, crop: np.ndarray,
+                      size: int) -> np.ndarray:
+        """The crop step at the crystal model's size (the classifier's crop region: same mask,
+        threshold, margin and decode rule). A finer decode that fails here (the classifier's
+        crop was cut already) resizes the classifier's crop instead, and the result says so."""
+        assert item.picture is not None
+        try:
+            return preprocess.crop_drop(item.picture, mask, size, threshold=self.threshold,
+                                        margin=self.margin,
+                                        finder_size=self.finder_size if self.finder else 0).pixels
+        except ImageError as exc:
+            item.scored.warnings.append(f"crystal model saw the classifier's crop resized: "
+                                        f"{exc.reason}")
+            return preprocess.resize(crop, size)
 
     def _read(self, path: Path) -> Loaded:
         t = time.perf_counter()

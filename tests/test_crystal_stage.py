@@ -168,3 +168,27 @@ def test_pipeline_stages_are_bench_stages() -> None:
 
     assert BENCH_STAGES[:-1] == STAGES and BENCH_STAGES[-1] == "write"
     assert set(MODEL_STAGES) <= set(STAGES)
+
+
+def test_at_the_classifiers_size_the_classifiers_crop_is_reused(fast_bundle: Path,
+                                                                tmp_path: Path) -> None:
+    """The shipped crystal model reads the classifier's crop (the same input size): the same
+    specks are boxed as by the fixture's own size, whose crop is cut again at 40 px."""
+    from onnx_fixtures import CLASSIFIER_SIZE, _write_fp32, crystals_graph
+
+    root = _copy(fast_bundle, tmp_path)
+    b = Bundle.open(root)
+    b.section("crystals").update({"model": "crystals.keras", "input_size": CLASSIFIER_SIZE,
+                                  "threshold": 0.5, "imported": {"format": "ONNX (test)"}})
+    _write_fp32(b, "crystals", crystals_graph(CLASSIFIER_SIZE), CLASSIFIER_SIZE)
+    b.save()
+    image = _specks(tmp_path / "A01_1.png")
+    with open_pipeline(root, backend="onnxruntime", threads=1) as pipe:
+        assert pipe.crystal_settings is not None
+        assert pipe.crystal_settings.input_size == pipe.classifier_size == CLASSIFIER_SIZE
+        (r,) = pipe.score([image])
+    assert r.crystals is not None and len(r.crystals) == len(SPECKS)
+    for (x, y), box in zip(sorted(SPECKS), sorted(c.box for c in r.crystals), strict=True):
+        assert x - 4 <= box[0] < box[2] <= x + SPECK + 4
+        assert y - 4 <= box[1] < box[3] <= y + SPECK + 4
+
