@@ -192,3 +192,18 @@ def test_at_the_classifiers_size_the_classifiers_crop_is_reused(fast_bundle: Pat
         assert x - 4 <= box[0] < box[2] <= x + SPECK + 4
         assert y - 4 <= box[1] < box[3] <= y + SPECK + 4
 
+
+
+@pytest.mark.slow  # TF-free but seconds long (a bench run in a subprocess)
+def test_bench_times_the_crystal_stage(crystals_bundle: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "edgecrystal", "bench", str(crystals_bundle),
+                           "--backend", "onnxruntime", "--precision", "fp32", "--iterations",
+                           "4", "--warmup", "1", "--count", "2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["latency_ms"]["crystals"]["median"] > 0 and run["crystals_cost"] > 0
