@@ -7,6 +7,11 @@ exclusive; paths relative to DATA, else to the CSV's folder) is the one of
 /work/shared/real-samples/crystals.csv: `kind` single, cluster, needles, shower, or `none` for an
 image checked to hold no crystal (its box columns empty); `certainty` sure or doubtful.
 
+Or, for synthetic data (`--crystals masks`): DATA's labels.csv names a crystal mask per image
+in a `crystals` column (what `edgecrystal synth` writes: a PNG the image's size, 255 on crystal
+pixels); the true boxes are the mask's 8-connected components (all sure), and an image whose
+mask is empty counts as checked to hold no crystal.
+
 Which boxes count (`certainty`): "sure" (the default) scores against the sure boxes and treats
 doubtful ones as regions to ignore: a predicted box matching one is neither right nor wrong, and
 a missed doubtful box is not a miss. "all" scores against every box.
@@ -39,6 +44,9 @@ IOU_THRESHOLDS = (0.3, 0.5)
 CERTAINTIES = ("sure", "all")
 COLUMNS = ("path", "x0", "y0", "x1", "y1", "kind", "certainty")
 NONE_KIND = "none"
+# `--crystals masks`: the true boxes from DATA's crystal masks (labels.csv `crystals` column).
+FROM_MASKS = "masks"
+MASK_COLUMN = "crystals"
 BATCH = 8
 # A predicted box at least this share inside a region to ignore is neither right nor wrong.
 IGNORE_SHARE = 0.5
@@ -108,6 +116,32 @@ def read_truth(csv_path: Path, data_dir: Path) -> list[ImageTruth]:
     return list(images.values())
 
 
+def truth_from_masks(records: list[Any], root: Path) -> list[ImageTruth]:
+    """The true boxes of synthetic data: each record's crystal mask (labels.csv `crystals`
+    column) as its 8-connected components; an empty mask: an image with no crystal."""
+    import cv2
+
+    from .imageio import read_image
+
+    truth = []
+    for record in records:
+        rel = (record.meta.get(MASK_COLUMN) or "").strip()
+        if not rel:
+            continue
+        mask = read_image(root / rel).max(axis=2) > 127
+        count, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8),
+                                                             connectivity=8)
+        boxes = [TrueBox((int(x), int(y), int(x + w), int(y + h)), "mask", "sure")
+                 for x, y, w, h, _area in stats[1:count]]
+        name = str(record.image.relative_to(root)) if record.image.is_relative_to(root) \
+            else str(record.image)
+        truth.append(ImageTruth(name, record.image, boxes, checked_none=not boxes))
+    if not truth:
+        raise DataError(f"--crystals {FROM_MASKS}: {root} names no crystal masks (a "
+                        f"`{MASK_COLUMN}` column in labels.csv, as `edgecrystal synth` writes)")
+    return truth
+
+
 def _resolve(name: str, data_dir: Path, csv_path: Path, where: str) -> Path:
     for base in (data_dir, csv_path.parent):
         path = Path(name) if Path(name).is_absolute() else base / name
@@ -173,9 +207,10 @@ def match(predicted: list[CrystalBox], counted: list[TrueBox], ignored: list[Tru
     return Match(tp, fp, len(free), left_out)
 
 
-def evaluate_crystals(bundle: Bundle, csv_path: Path, data_dir: Path, out: Path,
+def evaluate_crystals(bundle: Bundle, source: str | Path, data_dir: Path, out: Path,
                       precision: str = "fp32", certainty: str = "sure") -> dict[str, Any]:
-    """The `crystals` section of evaluate's report (and crystals.png in `out`)."""
+    """The `crystals` section of evaluate's report (and crystals.png in `out`): `source` a box
+    CSV, or FROM_MASKS for DATA's crystal masks."""
     from .session import open_pipeline
 
     if certainty not in CERTAINTIES:
@@ -184,7 +219,15 @@ def evaluate_crystals(bundle: Bundle, csv_path: Path, data_dir: Path, out: Path,
     if not bundle.has("crystals"):
         raise UsageError(f"bundle {bundle.root} has no crystal model to evaluate "
                          "(no crystals section)")
-    truth = read_truth(csv_path, data_dir)
+    if str(source) == FROM_MASKS:
+        from .dataset import load_dataset
+
+        ds = load_dataset(data_dir)
+        truth = truth_from_masks(ds.records, ds.root)
+        described = f"crystal masks of {ds.root}"
+    else:
+        truth = read_truth(Path(source), data_dir)
+        described = str(source)
     predicted: list[list[CrystalBox]] = []
     previews: list[np.ndarray] = []
     widths: list[int] = []
@@ -216,7 +259,7 @@ def evaluate_crystals(bundle: Bundle, csv_path: Path, data_dir: Path, out: Path,
     none_rows = [row for row in per_image if row["none_image"]]
     settings = bundle.crystal_settings()
     section: dict[str, Any] = {
-        "csv": str(csv_path), "certainty": certainty, "runtime": runtime,
+        "truth": described, "certainty": certainty, "runtime": runtime,
         "images": len(truth), "true_boxes": sum(row["true"] for row in per_image),
         "ignored_regions": sum(row["ignored_regions"] for row in per_image),
         "predicted_boxes": sum(row["predicted"] for row in per_image),
@@ -272,7 +315,7 @@ def render_markdown(section: dict[str, Any]) -> list[str]:
     which = ("sure boxes only, doubtful ones are regions to ignore"
              if section["certainty"] == "sure" else "sure and doubtful boxes alike")
     lines = ["## Crystal boxes", "",
-             f"{section['images']} images of `{section['csv']}` scored with "
+             f"{section['images']} images of `{section['truth']}` scored with "
              f"{section['runtime']} (the deployed path); {section['true_boxes']} true boxes "
              f"({which}; {section['ignored_regions']} ignored regions), "
              f"{section['predicted_boxes']} predicted.",

@@ -75,8 +75,8 @@ def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
     if crystals is not None:
         from .crystal_eval import evaluate_crystals
 
-        report["crystals"] = evaluate_crystals(b, Path(crystals), Path(data_dir), out,
-                                               precision, crystal_certainty)
+        report["crystals"] = evaluate_crystals(b, crystals, Path(data_dir), out, precision,
+                                               crystal_certainty)
     if ds is None:
         write_json(out / "report.json", json_safe(report))
         write_text(out / "report.md", render_markdown(report))

@@ -126,3 +126,36 @@ def test_cli_and_its_one_line_errors(crystals_bundle: Path, fast_bundle: Path,
     assert "Traceback" not in refused.stderr
     unknown = run(crystals_bundle, csv_path, "--crystal-certainty", "maybe")
     assert unknown.returncode != 0 and "--crystal-certainty must be one of" in unknown.stderr
+
+
+def test_synthetic_truth_from_crystal_masks(crystals_bundle: Path, tmp_path: Path) -> None:
+    """`--crystals masks`: labels.csv's `crystals` column names each image's crystal mask
+    (what synth writes); the true boxes are its components, an empty mask a none image."""
+    import cv2
+
+    root = tmp_path / "synth"
+    _image(root / "images" / "a.png", [(30, 40), (110, 100)])
+    _image(root / "images" / "b.png", [])
+    _image(root / "images" / "d.png", [(50, 90)])  # its mask is empty: a false alarm
+    masks = {name: np.zeros((SIDE, SIDE), np.uint8) for name in ("a", "b", "d")}
+    for x, y in ((30, 40), (110, 100), (60, 120)):  # the third: a crystal the model misses
+        masks["a"][y:y + SPECK, x:x + SPECK] = 255
+    (root / "crystals").mkdir()
+    for name, mask in masks.items():
+        cv2.imwrite(str(root / "crystals" / f"{name}.png"), mask)
+    (root / "labels.csv").write_text("image,label,crystals\n" + "".join(
+        f"images/{n}.png,,crystals/{n}.png\n" for n in masks))
+    report = evaluate(root, crystals_bundle, tmp_path / "ev", crystals="masks")
+    c = report["crystals"]
+    assert c["truth"] == f"crystal masks of {root}" and c["true_boxes"] == 3
+    r = c["by_iou"]["0.5"]
+    assert (r["tp"], r["fp"], r["fn"], r["ignored"]) == (2, 1, 1, 0)
+    assert (c["none_images"], c["boxes_on_none_images"]) == (2, 1)
+    assert c["count_mae"] == pytest.approx((1 + 0 + 1) / 3)
+    bare = tmp_path / "bare"
+    _image(bare / "images" / "a.png", [])
+    (bare / "labels.csv").write_text("image,label\nimages/a.png,clear\n")
+    from edgecrystal.errors import DataError
+
+    with pytest.raises(DataError, match="names no crystal masks"):
+        evaluate(bare, crystals_bundle, tmp_path / "ev2", crystals="masks")

@@ -160,11 +160,12 @@ def evaluate_cmd(
                                "edgecrystal models path bundle).")] = None,
     precision: Annotated[str, typer.Option(
         help="Which ONNX variant scores the classifier: fp32, fp16 or int8.")] = "fp32",
-    crystals: Annotated[Path | None, typer.Option(
+    crystals: Annotated[str | None, typer.Option(
         "--crystals", help="CSV of boxes drawn around the crystals (path,x0,y0,x1,y1,kind,"
-        "certainty,note; kind none: an image checked to hold no crystal): also evaluate the "
-        "bundle's crystal model (box precision/recall at IoU 0.3 and 0.5, count error, boxes "
-        "on none images, crystals.png).")] = None,
+        "certainty,note; kind none: an image checked to hold no crystal), or `masks` for "
+        "DATA's crystal masks (labels.csv `crystals` column, as synth writes): also evaluate "
+        "the bundle's crystal model (box precision/recall at IoU 0.3 and 0.5, count error, "
+        "boxes on none images, crystals.png).")] = None,
     crystal_certainty: Annotated[str, typer.Option(
         "--crystal-certainty", help="Which drawn boxes count: sure (doubtful boxes are "
         "regions to ignore) or all.")] = "sure",
