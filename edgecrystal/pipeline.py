@@ -154,8 +154,10 @@ class Pipeline:
             if crystals is None:
                 raise BundleError(f"bundle {bundle.root} has a crystal model but none was loaded")
             self.crystals = crystals
+            section = bundle.section("crystals")
+            # The runner's own size only where the section has none: asking it loads the model.
             self.crystal_settings = CrystalSettings.from_section(
-                bundle.section("crystals"), crystals.input_size or 0)
+                section, int(section.get("input_size") or crystals.input_size or 0))
             if self.crystal_settings.input_size <= 0:
                 raise BundleError(f"bundle {bundle.root}: the crystals section has no input_size")
         self.max_pixels = max_pixels

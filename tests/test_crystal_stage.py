@@ -207,3 +207,12 @@ def test_bench_times_the_crystal_stage(crystals_bundle: Path, tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     (run,) = json.loads(out.read_text())["runs"]
     assert run["latency_ms"]["crystals"]["median"] > 0 and run["crystals_cost"] > 0
+
+
+def test_the_crystal_model_loads_on_first_use(crystals_bundle: Path) -> None:
+    """Opening the session chooses the crystal runner but loads nothing (the fingerprint and
+    the description cost no model), as for the other models."""
+    with open_pipeline(crystals_bundle, backend="onnxruntime", threads=1) as pipe:
+        assert pipe.crystals is not None and not pipe.crystals.active
+        pipe.activate()
+        assert pipe.crystals.active
