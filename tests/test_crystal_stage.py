@@ -216,3 +216,30 @@ def test_the_crystal_model_loads_on_first_use(crystals_bundle: Path) -> None:
         assert pipe.crystals is not None and not pipe.crystals.active
         pipe.activate()
         assert pipe.crystals.active
+
+
+@pytest.mark.trt_api
+def test_tensorrt_runs_the_crystal_model_through_the_same_selection(
+        crystals_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a (fake) TensorRT GPU the session builds and opens an engine for the crystal model
+    too, and the boxes are ONNX Runtime's."""
+    from fakes.cuda import FakeGpu, hide, install_cuda_python
+    from fakes.tensorrt import install_tensorrt
+
+    from edgecrystal.runtime.tensorrt_runner import TensorRTRunner
+
+    image = _specks(tmp_path / "A01_1.png")
+    with open_pipeline(crystals_bundle, backend="onnxruntime", threads=1) as pipe:
+        (reference,) = pipe.score([image])
+    root = _copy(crystals_bundle, tmp_path)
+    gpu = FakeGpu(driver=12060)
+    install_tensorrt(monkeypatch, "10.3", gpu)
+    install_cuda_python(monkeypatch, gpu, "12.6")
+    hide(monkeypatch, "pycuda", "pycuda.driver", "pycuda.autoinit")
+    with open_pipeline(root, backend="tensorrt", precision="fp32") as pipe:
+        assert pipe.selection is not None and pipe.selection.backend == "tensorrt"
+        assert "crystals" in pipe.selection.reason  # built with the others
+        assert isinstance(pipe.crystals, TensorRTRunner)
+        (r,) = pipe.score([image])
+    assert r.crystals is not None and reference.crystals is not None
+    assert [c.box for c in r.crystals] == [c.box for c in reference.crystals]
