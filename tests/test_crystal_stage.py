@@ -243,3 +243,15 @@ def test_tensorrt_runs_the_crystal_model_through_the_same_selection(
         (r,) = pipe.score([image])
     assert r.crystals is not None and reference.crystals is not None
     assert [c.box for c in r.crystals] == [c.box for c in reference.crystals]
+
+
+def test_the_crystal_model_may_go_on_a_dla_core() -> None:
+    """bench --dla and serve's dla_core name the crystal model like the others."""
+    from edgecrystal.cli.bench import _dla_cores
+    from edgecrystal.daemon.config import _dla_cores as config_dla_cores
+    from edgecrystal.errors import UsageError
+
+    assert _dla_cores(["crystals=1", "finder=0"]) == (("crystals", 1), ("finder", 0))
+    assert config_dla_cores({"crystals": 0}) == (("crystals", 0),)
+    with pytest.raises(UsageError, match="finder, classifier, crystals"):
+        _dla_cores(["crystal=0"])
