@@ -148,6 +148,26 @@ def from_probability(prob: np.ndarray, crop_box: tuple[int, int, int, int], *,
     return boxes
 
 
+Box = tuple[int, int, int, int]
+
+
+def intersection(a: Box, b: Box) -> int:
+    """Pixels two (x0, y0, x1, y1) boxes share (x1/y1 exclusive)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0
+
+
+def area(a: Box) -> int:
+    return max(0, a[2] - a[0]) * max(0, a[3] - a[1])
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (0 when they do not overlap)."""
+    inter = intersection(a, b)
+    return inter / (area(a) + area(b) - inter) if inter else 0.0
+
+
 def best_score(crystals: list[CrystalBox] | None) -> float | None:
     """The most certain box's score; None when there is no box (or no crystal model)."""
     return max((c.score for c in crystals), default=None) if crystals else None

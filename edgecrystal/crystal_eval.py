@@ -2,15 +2,10 @@
 person drew, through the deployed path (the bundle's ONNX on ONNX Runtime, opened by
 session.open_pipeline as `score` opens it: the same decoding, finder, crop and crystal stage).
 
-The CSV (`path,x0,y0,x1,y1,kind,certainty,note`, one row per box in original pixels, x1/y1
-exclusive; paths relative to DATA, else to the CSV's folder) is the one of
-/work/shared/real-samples/crystals.csv: `kind` single, cluster, needles, shower, or `none` for an
-image checked to hold no crystal (its box columns empty); `certainty` sure or doubtful.
-
-Or, for synthetic data (`--crystals masks`): DATA's labels.csv names a crystal mask per image
-in a `crystals` column (what `edgecrystal synth` writes: a PNG the image's size, 255 on crystal
-pixels); the true boxes are the mask's 8-connected components (all sure), and an image whose
-mask is empty counts as checked to hold no crystal.
+The truth (edgecrystal/crystal_truth.py): a CSV of drawn boxes (the layout of
+/work/shared/real-samples/crystals.csv; `kind none`: an image checked to hold no crystal), or
+for synthetic data (`--crystals masks`) the crystal masks DATA's labels.csv names in a
+`crystals` column, each mask's 8-connected components the true boxes.
 
 Which boxes count (`certainty`): "sure" (the default) scores against the sure boxes and treats
 doubtful ones as regions to ignore: a predicted box matching one is neither right nor wrong, and
@@ -29,7 +24,6 @@ boxes| per image (true: the boxes that count). crystals.png: every image, true b
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,16 +31,14 @@ from typing import Any
 import numpy as np
 
 from .bundle import Bundle
-from .crystal_boxes import CrystalBox
+from .crystal_boxes import CrystalBox, area, intersection, iou
+from .crystal_truth import MASK_COLUMN, ImageTruth, TrueBox, read_truth, truth_from_masks
 from .errors import DataError, UsageError
 
 IOU_THRESHOLDS = (0.3, 0.5)
 CERTAINTIES = ("sure", "all")
-COLUMNS = ("path", "x0", "y0", "x1", "y1", "kind", "certainty")
-NONE_KIND = "none"
 # `--crystals masks`: the true boxes from DATA's crystal masks (labels.csv `crystals` column).
 FROM_MASKS = "masks"
-MASK_COLUMN = "crystals"
 BATCH = 8
 # A predicted box at least this share inside a region to ignore is neither right nor wrong.
 IGNORE_SHARE = 0.5
@@ -56,129 +48,9 @@ IGNORED_COLOUR = (255, 210, 0)
 PREDICTED_COLOUR = (255, 0, 255)
 
 
-@dataclass(frozen=True)
-class TrueBox:
-    box: tuple[int, int, int, int]
-    kind: str
-    certainty: str  # "sure" | "doubtful"
-
-
-@dataclass
-class ImageTruth:
-    """One image of the CSV: its boxes, or none (checked to hold no crystal)."""
-
-    name: str  # as the CSV writes it
-    path: Path
-    boxes: list[TrueBox]
-    checked_none: bool = False
-
-    def split(self, certainty: str) -> tuple[list[TrueBox], list[TrueBox]]:
-        """(boxes that count, regions to ignore) under `certainty`."""
-        if certainty == "all":
-            return list(self.boxes), []
-        return ([b for b in self.boxes if b.certainty == "sure"],
-                [b for b in self.boxes if b.certainty != "sure"])
-
-
-def read_truth(csv_path: Path, data_dir: Path) -> list[ImageTruth]:
-    """The CSV's images in file order; a DataError naming the line for anything malformed."""
-    if not csv_path.is_file():
-        raise UsageError(f"--crystals {csv_path}: no such file")
-    images: dict[str, ImageTruth] = {}
-    with csv_path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{csv_path} lacks column(s) {', '.join(missing)} (expected "
-                            f"{','.join(COLUMNS)},note)")
-        for line, row in enumerate(reader, start=2):
-            name = (row.get("path") or "").strip()
-            if not name:
-                continue
-            where = f"{csv_path}:{line}"
-            image = images.get(name)
-            if image is None:
-                image = images[name] = ImageTruth(name, _resolve(name, data_dir, csv_path,
-                                                                 where), [])
-            kind = (row.get("kind") or "").strip()
-            certainty = (row.get("certainty") or "").strip() or "sure"
-            if certainty not in ("sure", "doubtful"):
-                raise DataError(f"{where}: certainty {certainty!r} is not sure or doubtful")
-            if kind == NONE_KIND:
-                image.checked_none = True
-                continue
-            image.boxes.append(TrueBox(_box(row, where), kind, certainty))
-    for image in images.values():
-        if image.checked_none and image.boxes:
-            raise DataError(f"{csv_path}: {image.name} is marked {NONE_KIND} and has boxes")
-    if not images:
-        raise DataError(f"{csv_path} lists no images")
-    return list(images.values())
-
-
-def truth_from_masks(records: list[Any], root: Path) -> list[ImageTruth]:
-    """The true boxes of synthetic data: each record's crystal mask (labels.csv `crystals`
-    column) as its 8-connected components; an empty mask: an image with no crystal."""
-    import cv2
-
-    from .imageio import read_image
-
-    truth = []
-    for record in records:
-        rel = (record.meta.get(MASK_COLUMN) or "").strip()
-        if not rel:
-            continue
-        mask = read_image(root / rel).max(axis=2) > 127
-        count, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8),
-                                                             connectivity=8)
-        boxes = [TrueBox((int(x), int(y), int(x + w), int(y + h)), "mask", "sure")
-                 for x, y, w, h, _area in stats[1:count]]
-        name = str(record.image.relative_to(root)) if record.image.is_relative_to(root) \
-            else str(record.image)
-        truth.append(ImageTruth(name, record.image, boxes, checked_none=not boxes))
-    if not truth:
-        raise DataError(f"--crystals {FROM_MASKS}: {root} names no crystal masks (a "
-                        f"`{MASK_COLUMN}` column in labels.csv, as `edgecrystal synth` writes)")
-    return truth
-
-
-def _resolve(name: str, data_dir: Path, csv_path: Path, where: str) -> Path:
-    for base in (data_dir, csv_path.parent):
-        path = Path(name) if Path(name).is_absolute() else base / name
-        if path.is_file():
-            return path
-    raise DataError(f"{where}: image {name} not found under {data_dir} or {csv_path.parent}")
-
-
-def _box(row: dict[str, str | None], where: str) -> tuple[int, int, int, int]:
-    try:
-        x0, y0, x1, y1 = (int((row.get(k) or "").strip()) for k in ("x0", "y0", "x1", "y1"))
-    except ValueError:
-        raise DataError(f"{where}: x0,y0,x1,y1 must be whole pixels") from None
-    if x1 <= x0 or y1 <= y0 or x0 < 0 or y0 < 0:
-        raise DataError(f"{where}: box ({x0}, {y0}, {x1}, {y1}) is empty or negative "
-                        "(x1 and y1 are exclusive)")
-    return x0, y0, x1, y1
-
-
-def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return w * h if w > 0 and h > 0 else 0
-
-
-def _area(a: tuple[int, int, int, int]) -> int:
-    return (a[2] - a[0]) * (a[3] - a[1])
-
-
-def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    inter = _intersection(a, b)
-    return inter / (_area(a) + _area(b) - inter) if inter else 0.0
-
-
 def _inside_share(a: tuple[int, int, int, int], region: tuple[int, int, int, int]) -> float:
     """The share of box `a` inside `region`."""
-    return _intersection(a, region) / _area(a) if _area(a) else 0.0
+    return intersection(a, region) / area(a) if area(a) else 0.0
 
 
 @dataclass(frozen=True)
@@ -223,7 +95,8 @@ def evaluate_crystals(bundle: Bundle, source: str | Path, data_dir: Path, out: P
         from .dataset import load_dataset
 
         ds = load_dataset(data_dir)
-        truth = truth_from_masks(ds.records, ds.root)
+        truth = truth_from_masks([(r.image, r.meta.get(MASK_COLUMN, "")) for r in ds.records],
+                                 ds.root)
         described = f"crystal masks of {ds.root}"
     else:
         truth = read_truth(Path(source), data_dir)

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecrystal.crystal_boxes import CrystalBox
-from edgecrystal.crystal_eval import TrueBox, iou, match
+from edgecrystal.crystal_boxes import CrystalBox, iou
+from edgecrystal.crystal_eval import match
+from edgecrystal.crystal_truth import TrueBox
 from edgecrystal.evaluate import evaluate
 
 SIDE = 160
