@@ -37,6 +37,7 @@ from . import DEFAULT_CLASSES, PREPROCESS_VERSION, __version__
 from .atomic import write_json
 from .confidence import SECTION as CONFIDENCE_SECTION
 from .confidence import Confidence, from_section
+from .crystal_boxes import CrystalSettings
 from .errors import BundleError
 from .hashing import sha256_file
 from .interface import INPUT_NAME
@@ -415,8 +416,17 @@ class Bundle:
         return from_section(self.meta.get(CONFIDENCE_SECTION), fp32)
 
     def runtime_models(self) -> list[str]:
-        """The models scoring runs: the classifier, and the finder unless crop is none."""
-        return ["classifier"] if self.crop == "none" else ["finder", "classifier"]
+        """The models scoring runs: the classifier, the finder unless crop is none, and the
+        crystal model where the bundle has a `crystals` section (it runs on the crop)."""
+        models = ["classifier"] if self.crop == "none" else ["finder", "classifier"]
+        return [*models, "crystals"] if self.has("crystals") else models
+
+    def crystal_settings(self) -> CrystalSettings | None:
+        """How the crystal model's maps become boxes (None: the bundle has no crystal model)."""
+        if not self.has("crystals"):
+            return None
+        section = self.section("crystals")
+        return CrystalSettings.from_section(section, int(section.get("input_size") or 0))
 
     def runtime_fingerprint(self, backend: str, precision: str) -> str:
         """A short id of what scores an image: the hashes of the model files that run (ONNX
@@ -434,6 +444,9 @@ class Bundle:
                            "classes": self.classes, "crop": self.crop,
                            "threshold": self.threshold, "margin": self.margin,
                            "preprocess": self.preprocess_version,
+                           # Only with a crystal model: other bundles keep their fingerprints.
+                           **({"crystals": crystals.as_record()}
+                              if (crystals := self.crystal_settings()) else {}),
                            # Only when fitted, so unfitted bundles keep their fingerprints.
                            **({"confidence": self.confidence().as_record()}
                               if self.confidence().fitted else {})}, sort_keys=True)

@@ -100,8 +100,17 @@ def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
     return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
-def uncertain(calibrated_row: np.ndarray | list[float]) -> bool:
-    """Low top score, or the top two close: a person should look."""
+def uncertain(calibrated_row: np.ndarray | list[float], *, label: str | None = None,
+              crystal_score: float | None = None, agree_score: float | None = None) -> bool:
+    """Low top score, or the top two close, or the two models disagree: a person should look.
+
+    Disagreement (the crystal model, where the bundle has one): its most certain box scored
+    `crystal_score` >= `agree_score` while the classifier's `label` is not crystals. Only for
+    a class list with crystals (the caller passes `label` then): without that class no label
+    could agree. `crystal_score` None: no box, or no crystal model."""
+    if (label is not None and agree_score is not None and crystal_score is not None
+            and crystal_score >= agree_score and label != CRYSTALS):
+        return True
     ranked = np.sort(np.asarray(calibrated_row, dtype=np.float64))[::-1]
     if ranked.size == 0:
         return True

@@ -15,7 +15,9 @@ scored through the same pipeline on its Keras models (the session's keras backen
 report says which. Writes report.md, report.json, roc.png, confusion.png, worst.png and
 outlines.png (drawn vs found drop outline per image, worst Dice first). DATA may be real photos
 with hand-drawn masks (masks/manifest.csv, see dataset.py), labels.csv or class folders; without
-a bundle the shipped default bundle is evaluated.
+a bundle the shipped default bundle is evaluated. With `--crystals CSV` (boxes drawn around the
+crystals), the bundle's crystal model too, through the same deployed path: box precision and
+recall, count error, boxes on images without crystals and crystals.png (crystal_eval.py).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ WORST_PER_CLASS = 5
 
 
 def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
-             verbose: int = 0, precision: str = "fp32") -> dict[str, Any]:
+             verbose: int = 0, precision: str = "fp32", crystals: str | Path | None = None,
+             crystal_certainty: str = "sure") -> dict[str, Any]:
     from . import outline_sheet
 
     out = Path(out)
@@ -58,10 +61,26 @@ def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
     b.check_preprocess()
     if not (b.has("finder") or b.has("classifier")):
         raise DataError(f"bundle {b.root} has neither a finder nor a classifier to evaluate")
-    ds = load_dataset(data_dir)
+    try:
+        ds = load_dataset(data_dir)
+    except DataError:
+        if crystals is None:
+            raise
+        ds = None  # only crystal boxes to evaluate: DATA holds the images the CSV names
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"bundle": str(b.root), "bundle_fingerprint": b.fingerprint,
-                              "data": ds.summary(), "classes": b.classes}
+                              "data": ds.summary() if ds else {"root": str(data_dir),
+                                                               "images": None},
+                              "classes": b.classes}
+    if crystals is not None:
+        from .crystal_eval import evaluate_crystals
+
+        report["crystals"] = evaluate_crystals(b, crystals, Path(data_dir), out, precision,
+                                               crystal_certainty)
+    if ds is None:
+        write_json(out / "report.json", json_safe(report))
+        write_text(out / "report.md", render_markdown(report))
+        return report
 
     masked = ds.with_masks() if b.has("finder") else []
     if masked:
@@ -98,7 +117,7 @@ def evaluate(data_dir: str | Path, bundle: str | Path | None, out: str | Path,
             report["classifier"] = _classifier(b, ds, records, out, precision,
                                                verbose)
 
-    if "finder" not in report and "classifier" not in report:
+    if not {"finder", "classifier", "crystals"} & set(report):
         raise DataError(f"nothing to evaluate: {ds.root} has no masks for the finder and no "
                         "labels for the classifier")
     write_json(out / "report.json", json_safe(report))
@@ -235,7 +254,9 @@ def _worst_sheet(path: Path, tiles: list[tuple[np.ndarray, Any]], y: np.ndarray,
 def render_markdown(report: dict[str, Any]) -> str:
     lines = ["# edgecrystal evaluation", "",
              f"Bundle: `{report['bundle']}` (fingerprint {report['bundle_fingerprint']})  ",
-             f"Data: `{report['data']['root']}`, {report['data']['images']} images", ""]
+             f"Data: `{report['data']['root']}`"
+             + (f", {report['data']['images']} images" if report["data"]["images"] else ""),
+             ""]
     f = report.get("finder")
     if f:
         lines += ["## Finder (Table 1 of the paper)", "",
@@ -280,6 +301,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                       "class scored lowest; the drop the finder cut outlined):", "",
                       "![worst](worst.png)"]
         lines += ["", "![ROC](roc.png) ![confusion](confusion.png)", ""]
+    if report.get("crystals"):
+        from .crystal_eval import render_markdown as crystal_lines
+
+        lines += crystal_lines(report["crystals"])
     return "\n".join(lines)
 
 

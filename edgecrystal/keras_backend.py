@@ -65,8 +65,11 @@ def open_keras(bundle: Bundle, precision: str) -> Selection:
     # model_file raises the one-line BundleError of an imported or ONNX-only bundle.
     classifier = KerasRunner(bundle.model_file("classifier"))
     finder = KerasRunner(bundle.model_file("finder")) if needs_finder(bundle) else None
+    crystals = (KerasRunner(bundle.model_file("crystals")) if "crystals" in bundle.runtime_models()
+                else None)
     return Selection(REFERENCE_BACKEND, "fp32", classifier, finder,
-                     "asked for (the Keras models the ONNX variants were exported from)")
+                     "asked for (the Keras models the ONNX variants were exported from)",
+                     crystals=crystals)
 
 
 def plug() -> None:

@@ -8,9 +8,12 @@ the thread that owns the backend (a CUDA context belongs to the thread that made
 finder needs (a JPEG at 1/2 to 1/8, libjpeg's DCT scaling) and makes the finder input (the one
 preprocessing); `infer`: finder (batched) -> drop region at the finder's resolution -> the crop
 step (cut from the coarsest decode that spans the classifier's input) -> classifier (batched)
--> one `Scored` per file. A file that cannot be decoded becomes an error `Scored` with
-the decoder's typed reason, and the rest of the batch goes on. Backends are `Runner`s: the
-pipeline neither knows nor cares which one runs the models.
+-> the crystal model (batched, where the bundle has one) on the same crop (cut again at its own
+size when that differs from the classifier's), its maps turned into crystal boxes in the
+original image's pixels (crystal_boxes.from_probability) -> one `Scored` per file. A file that
+cannot be decoded becomes an error `Scored` with the decoder's typed reason, and the rest of
+the batch goes on. Backends are `Runner`s: the pipeline neither knows nor cares which one runs
+the models.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ import numpy as np
 
 from . import preprocess
 from .bundle import Bundle
-from .confidence import Confidence, uncertain
-from .crystal_boxes import CrystalBox
+from .confidence import CRYSTALS, Confidence, uncertain
+from .crystal_boxes import CrystalBox, CrystalSettings, best_score, from_probability
 from .errors import BundleError, ImageError
 from .imageio import DEFAULT_MAX_PIXELS, Picture, load_picture
 from .runtime.base import Runner
@@ -35,7 +38,8 @@ from .runtime.base import Runner
 if TYPE_CHECKING:
     from .runtime.select import Selection
 
-STAGES = ("read", "finder", "crop", "classifier")
+# "crystals" runs only where the bundle has a crystal model (timings_ms has it only then).
+STAGES = ("read", "finder", "crop", "classifier", "crystals")
 # Overlays are drawn on a copy no larger than this (a 5 MP PNG per drop would double the disk use).
 PREVIEW_SIDE = 1024
 
@@ -114,15 +118,16 @@ class ModelInfo:
 
 
 class Pipeline:
-    """Holds the two runners and the bundle's crop settings; `score(paths)` is the whole job.
-    Made by session.open_pipeline (the one place that opens a bundle's runners); the runners
-    load on first use, or at `activate()`."""
+    """Holds the runners (finder, classifier, and the crystal model where the bundle has one)
+    and the bundle's crop settings; `score(paths)` is the whole job. Made by
+    session.open_pipeline (the one place that opens a bundle's runners); the runners load on
+    first use, or at `activate()`."""
 
     def __init__(self, bundle: Bundle, finder: Runner | None, classifier: Runner, *,
                  backend: str, precision: str, max_pixels: int = DEFAULT_MAX_PIXELS,
                  read_threads: int = 2, outlines: bool = False,
                  precision_fallback: str | None = None,
-                 selection: Selection | None = None) -> None:
+                 selection: Selection | None = None, crystals: Runner | None = None) -> None:
         bundle.check_preprocess()
         cls_sec = bundle.require("classifier")
         self.crop_mode = bundle.crop
@@ -142,6 +147,19 @@ class Pipeline:
         self.threshold = bundle.threshold
         self.finder = finder if self.use_finder else None
         self.classifier = classifier
+        # The crystal model and how its maps become boxes; both None without one.
+        self.crystals: Runner | None = None
+        self.crystal_settings: CrystalSettings | None = None
+        if bundle.has("crystals"):
+            if crystals is None:
+                raise BundleError(f"bundle {bundle.root} has a crystal model but none was loaded")
+            self.crystals = crystals
+            section = bundle.section("crystals")
+            # The runner's own size only where the section has none: asking it loads the model.
+            self.crystal_settings = CrystalSettings.from_section(
+                section, int(section.get("input_size") or crystals.input_size or 0))
+            if self.crystal_settings.input_size <= 0:
+                raise BundleError(f"bundle {bundle.root}: the crystals section has no input_size")
         self.max_pixels = max_pixels
         self.outlines = outlines
         self.confidence = bundle.confidence()
@@ -156,15 +174,16 @@ class Pipeline:
     def activate(self) -> None:
         """Load the models now (the first `infer` does otherwise): a model that cannot load
         fails here, before any image."""
-        for runner in (self.finder, self.classifier):
-            if runner is not None:
-                runner.activate()
+        for runner in self._runners():
+            runner.activate()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        for runner in (self.finder, self.classifier):
-            if runner is not None:
-                runner.close()
+        for runner in self._runners():
+            runner.close()
+
+    def _runners(self) -> list[Runner]:
+        return [r for r in (self.finder, self.classifier, self.crystals) if r is not None]
 
     def __enter__(self) -> Pipeline:
         return self
@@ -194,12 +213,15 @@ class Pipeline:
             return results
         self.activate()
         masks = self._find(good)
-        scored, crops = [], []
+        scored: list[Scored] = []
+        crops: list[np.ndarray] = []
+        cut: list[tuple[Loaded, np.ndarray | None]] = []  # the crystal stage may cut again
         for item, mask in zip(good, masks, strict=True):
             crop = self._crop(item, mask)
             if crop is not None:
                 scored.append(item.scored)
                 crops.append(crop)
+                cut.append((item, mask))
         del masks
         if not crops:
             return results
@@ -209,14 +231,61 @@ class Pipeline:
         calibrated = self.confidence.calibrate(probs)
         hits = self.confidence.crystals_hit(self.classes, calibrated)
         per_image = _ms(t) / len(crops)
+        self._find_crystals(scored, crops, cut)
+        agree = self.crystal_settings.agree_score if self.crystal_settings else None
         for k, (r, p, c) in enumerate(zip(scored, probs, calibrated, strict=True)):
             r.model_scores = {name: float(v) for name, v in zip(self.classes, p, strict=True)}
             r.scores = {name: float(v) for name, v in zip(self.classes, c, strict=True)}
             r.label = self.classes[int(np.argmax(c))]
             r.crystals_hit = None if hits is None else bool(hits[k])
-            r.uncertain = uncertain(c)
+            # The crystal model's most certain box against the label (confidence.uncertain).
+            r.uncertain = uncertain(c, label=r.label if CRYSTALS in self.classes else None,
+                                    crystal_score=best_score(r.crystals), agree_score=agree)
             r.timings_ms["classifier"] = per_image
         return results
+
+    def _find_crystals(self, scored: list[Scored], crops: list[np.ndarray],
+                       cut: list[tuple[Loaded, np.ndarray | None]]) -> None:
+        """The crystal stage: the crystal model (batched) on the crop the classifier saw, each
+        map turned into boxes in the original image's pixels (the crop's box, `Scored.box`,
+        places them). At the classifier's size the classifier's own crop arrays go in (the
+        shipped models share it); at another size the same region is cut again at the crystal
+        model's size by the one crop step (`cut`: each crop's picture and finder mask), so it
+        sees the drop at its own resolution, not a resize of a smaller crop. Nothing without a
+        crystal model (crystals stay None)."""
+        if self.crystals is None or self.crystal_settings is None:
+            return
+        settings = self.crystal_settings
+        t = time.perf_counter()
+        size = settings.input_size
+        if size == self.classifier_size:
+            inputs = crops
+        else:
+            inputs = [self._crystal_crop(item, mask, crop, size)
+                      for (item, mask), crop in zip(cut, crops, strict=True)]
+        maps = self.crystals.predict(np.stack(inputs))
+        for r, prob in zip(scored, maps, strict=True):
+            box = r.box or (0, 0, r.width, r.height)
+            r.crystals = from_probability(prob, box, threshold=settings.threshold,
+                                          min_area=settings.min_area)
+        per_image = _ms(t) / len(crops)
+        for r in scored:
+            r.timings_ms["crystals"] = per_image
+
+    def _crystal_crop(self, item: Loaded, mask: np.ndarray | None, crop: np.ndarray,
+                      size: int) -> np.ndarray:
+        """The crop step at the crystal model's size (the classifier's crop region: same mask,
+        threshold, margin and decode rule). A finer decode that fails here (the classifier's
+        crop was cut already) resizes the classifier's crop instead, and the result says so."""
+        assert item.picture is not None
+        try:
+            return preprocess.crop_drop(item.picture, mask, size, threshold=self.threshold,
+                                        margin=self.margin,
+                                        finder_size=self.finder_size if self.finder else 0).pixels
+        except ImageError as exc:
+            item.scored.warnings.append(f"crystal model saw the classifier's crop resized: "
+                                        f"{exc.reason}")
+            return preprocess.resize(crop, size)
 
     def _read(self, path: Path) -> Loaded:
         t = time.perf_counter()

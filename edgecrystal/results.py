@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 SCHEMA = "edgecrystal-result"
 # 2: scores calibrated by the bundle's fitted temperature; crystals_hit, uncertain, warnings,
 # drop.reason, model.confidence and model.precision_fallback added (docs/results.md).
-SCHEMA_VERSION = 2
+# 3: the crystal model's fields (crystals, crystal_count, largest_crystal_px, target; present
+# only where the bundle has a crystal model) and its disagreement in `uncertain`.
+SCHEMA_VERSION = 3
 RESULT_SUFFIX = ".edgecrystal.json"
 OVERLAY_SUFFIX = ".edgecrystal.png"
 SUMMARY_NAME = "edgecrystal-summary.csv"

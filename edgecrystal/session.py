@@ -57,7 +57,8 @@ def open_pipeline(bundle: Bundle | Path | str, *, backend: str = "auto", precisi
         return Pipeline(opened, selection.finder, selection.classifier,
                         backend=selection.backend, precision=selection.precision,
                         max_pixels=max_pixels, read_threads=read_threads, outlines=outlines,
-                        precision_fallback=selection.fallback, selection=selection)
+                        precision_fallback=selection.fallback, selection=selection,
+                        crystals=selection.crystals)
     except BaseException:
         selection.close()
         raise

@@ -143,3 +143,20 @@ def test_a_version_1_file_still_reads(tmp_path: Path) -> None:
     assert record is not None and record.schema_version == 1
     assert record.crystals_hit is None and record.crystals is None and record.label == "crystals"
     assert is_done(img, "fp123")
+
+
+def test_a_version_2_file_still_reads_and_stays_done(tmp_path: Path) -> None:
+    """Version 2 (before the crystal model's fields) reads with crystals None; it stays done
+    for the bundle that wrote it (a bundle that gains a crystal model has another fingerprint,
+    so its images are scored again, the version is no reason to)."""
+    img = tmp_path / "A01_1.jpg"
+    data = ResultRecord.from_scored(_scored(img, None), MODEL).to_json()
+    assert SCHEMA_VERSION == 3 and data["schema_version"] == 3
+    data["schema_version"] = 2
+    result_path(img).write_text(json.dumps(data))
+    record = read_result(result_path(img))
+    assert record is not None and record.schema_version == 2
+    assert record.crystals is None and record.crystal_count is None and record.target is None
+    assert record.crystals_hit is not None and record.label == "crystals"
+    assert is_done(img, "fp123")
+    assert not is_done(img, "another-fingerprint")

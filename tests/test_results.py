@@ -46,7 +46,7 @@ def test_result_record_schema(tmp_path: Path) -> None:
     out = write_result(_scored(img), MODEL, overlay=True)
     assert out == result_path(img) == tmp_path / "A01_1.jpg.edgecrystal.json"
     rec = json.loads(out.read_text())
-    assert rec["schema"] == "edgecrystal-result" and rec["schema_version"] == 2
+    assert rec["schema"] == "edgecrystal-result" and rec["schema_version"] == 3
     assert rec["status"] == "ok" and rec["label"] == "crystals"
     assert rec["scores"] == {"clear": 0.25, "crystals": 0.75}
     assert rec["drop"] == {"found": True, "box": [5, 4, 25, 20], "area_px": 200,

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..pipeline import STAGES as PIPELINE_STAGES
 from .stats import UNSTABLE_CV, ratio, summarize, throughput
 
 SCHEMA = "edgecrystal-bench/1"
-STAGES = ("read", "finder", "crop", "classifier", "crystals", "write")
+# The pipeline's stages (the crystal model's where the bundle has one), then writing the result.
+STAGES = (*PIPELINE_STAGES, "write")
 GPU_STAGES = ("h2d", "compute", "d2h")
 MODEL_STAGES = ("finder", "classifier", "crystals")
 # Issue 25: the crystal model may add at most this share of the classifier's time per image.

@@ -181,7 +181,7 @@ def _combinations(cfg: BenchConfig) -> list[tuple[str, str]]:
 def _runners(pipeline: Pipeline) -> list[tuple[str, Any]]:
     """The pipeline's model runners by name; the crystal model's where the bundle has one."""
     return [("finder", pipeline.finder), ("classifier", pipeline.classifier),
-            ("crystals", getattr(pipeline, "crystals", None))]
+            ("crystals", pipeline.crystals)]
 
 
 def _where(pipeline: Pipeline) -> str:

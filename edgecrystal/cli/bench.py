@@ -31,11 +31,13 @@ def _split(values: list[str] | None, allowed: tuple[str, ...], what: str) -> tup
 
 def _dla_cores(values: list[str] | None) -> tuple[tuple[str, int], ...]:
     """['finder=0'] -> (('finder', 0),); anything else is a one-line UsageError."""
+    from ..bundle import MODELS
+
     cores: dict[str, int] = {}
     for value in values or []:
         model, _, core = value.partition("=")
-        if model not in ("finder", "classifier") or not core.isdigit():
-            raise UsageError(f"--dla {value}: give MODEL=CORE, MODEL finder or classifier, "
+        if model not in MODELS or not core.isdigit():
+            raise UsageError(f"--dla {value}: give MODEL=CORE, MODEL {', '.join(MODELS)}, "
                              "CORE 0 or 1 (e.g. --dla finder=0)")
         cores[model] = int(core)
     return tuple(sorted(cores.items()))
@@ -66,8 +68,8 @@ def bench(
                                                                  "distributions here.")] = None,
     dla: Annotated[list[str] | None, typer.Option(
         help="MODEL=CORE: run that model's TensorRT engine on a DLA core (repeatable), e.g. "
-             "--dla finder=0; the engine must have been built with build-engines "
-             "--dla-core.")] = None,
+             "--dla finder=0 (finder, classifier or crystals); the engine must have been built "
+             "with build-engines --dla-core.")] = None,
 ) -> None:
     """Latency and throughput per stage and end to end, for several backends and precisions
     side by side, shaped like trtexec's performance summary."""

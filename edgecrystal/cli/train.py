@@ -160,6 +160,15 @@ def evaluate_cmd(
                                "edgecrystal models path bundle).")] = None,
     precision: Annotated[str, typer.Option(
         help="Which ONNX variant scores the classifier: fp32, fp16 or int8.")] = "fp32",
+    crystals: Annotated[str | None, typer.Option(
+        "--crystals", help="CSV of boxes drawn around the crystals (path,x0,y0,x1,y1,kind,"
+        "certainty,note; kind none: an image checked to hold no crystal), or `masks` for "
+        "DATA's crystal masks (labels.csv `crystals` column, as synth writes): also evaluate "
+        "the bundle's crystal model (box precision/recall at IoU 0.3 and 0.5, count error, "
+        "boxes on none images, crystals.png).")] = None,
+    crystal_certainty: Annotated[str, typer.Option(
+        "--crystal-certainty", help="Which drawn boxes count: sure (doubtful boxes are "
+        "regions to ignore) or all.")] = "sure",
     verbose: VerboseOpt = 0,
 ) -> None:
     """The paper's Table 1 for BUNDLE on all of DATA (pass a held-out set): finder Dice/IoU per
@@ -167,7 +176,8 @@ def evaluate_cmd(
     rest, accuracy, crystal recall, confusion matrix and the worst-scored images per class,
     through ONNX Runtime and the runtime's own preprocessing (Keras only for a bundle without
     ONNX variants). DATA: labels.csv, class folders, or real photos with hand-drawn masks
-    (masks/manifest.csv)."""
+    (masks/manifest.csv). --crystals CSV: the crystal model's boxes against drawn ones, through
+    the same deployed path."""
     from ..evaluate import evaluate
     from ..interface import PRECISIONS
 
@@ -175,8 +185,12 @@ def evaluate_cmd(
         from ..errors import UsageError
 
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)} (got {precision})")
-    report = evaluate(data, bundle, out, verbose=verbose, precision=precision)
-    typer.echo((Path(out) / "report.md").read_text(encoding="utf-8").split("![ROC]")[0].rstrip())
+    report = evaluate(data, bundle, out, verbose=verbose, precision=precision,
+                      crystals=crystals, crystal_certainty=crystal_certainty)
+    # The report without its figures' lines (they name PNG files in OUT).
+    text = (Path(out) / "report.md").read_text(encoding="utf-8")
+    typer.echo("\n".join(line for line in text.splitlines()
+                         if not line.startswith("![")).rstrip())
     del report
 
 

@@ -205,12 +205,13 @@ def _coerce(name: str, value: object, default: object) -> object:
 
 
 def _dla_cores(value: object) -> tuple[tuple[str, int], ...]:
-    models = ("finder", "classifier")
+    models = ("finder", "classifier", "crystals")
     if not isinstance(value, dict) or any(
             m not in models or isinstance(c, bool) or not isinstance(c, int) or c < 0
             for m, c in value.items()):
         raise UsageError("config: dla_core must be a table of model = DLA core, e.g. "
-                         "dla_core = { finder = 0 } (models: finder, classifier; cores 0, 1)")
+                         "dla_core = { finder = 0 } (models: finder, classifier, crystals; "
+                         "cores 0, 1)")
     return tuple(sorted(value.items()))
 
 

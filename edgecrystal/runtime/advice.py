@@ -57,9 +57,7 @@ def int8_refusal(bundle: Bundle, models: list[str]) -> str | None:
 
 def auto_precision(bundle: Bundle, threads: int = 0) -> Advice:
     """serve's `precision = "auto"`: time FP32 and INT8 of the runtime models here, advise."""
-    from .select import needs_finder
-
-    models = ["finder", "classifier"] if needs_finder(bundle) else ["classifier"]
+    models = bundle.runtime_models()  # the crystal model too where the bundle has one
     refused = int8_refusal(bundle, models)
     if refused:
         return advise(None, None, refused)

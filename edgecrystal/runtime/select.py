@@ -46,12 +46,14 @@ class Selection:
     notes: list[str] = field(default_factory=list)
     # Why another precision than the one asked for runs (INT8 not checked on this CPU), or None.
     fallback: str | None = None
+    # The crystal model (on the finder's crop) where the bundle has one (`crystals` section).
+    crystals: Runner | None = None
 
     def describe(self) -> str:
         return f"{self.backend} {self.precision}: {self.reason}"
 
     def close(self) -> None:
-        for r in (self.finder, self.classifier):
+        for r in (self.finder, self.classifier, self.crystals):
             if r is not None:
                 r.close()
 
@@ -70,7 +72,7 @@ def open_runners(bundle: Bundle, *, backend: str = "auto", precision: str = "fp3
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision {precision!r}: choose one of "
                            f"{', '.join(PRECISIONS)}")
-    models = ["finder", "classifier"] if needs_finder(bundle) else ["classifier"]
+    models = bundle.runtime_models()  # the crystal model too where the bundle has one
     bundle.check_precision_current(models, precision)  # a stale variant on no backend
     dla = {m: c for m, c in (dla or {}).items() if m in models}
     if backend == "onnxruntime":
@@ -136,7 +138,7 @@ def _open_ort_trt(bundle: Bundle, models: list[str], precision: str, threads: in
         raise
     described = runners["classifier"].describe()
     return Selection(ORT_TRT, precision, runners["classifier"], runners.get("finder"),
-                     f"{reason} ({described})")
+                     f"{reason} ({described})", crystals=runners.get("crystals"))
 
 
 def int8_fallback(bundle: Bundle, models: list[str]) -> str | None:
@@ -170,7 +172,8 @@ def _open_ort(bundle: Bundle, models: list[str], precision: str, threads: int,
     described = runners["classifier"].describe()
     return Selection("onnxruntime", precision, runners["classifier"], runners.get("finder"),
                      f"{reason} ({described})" + (f"; int8 not used: {fallback}" if fallback
-                                                  else ""), fallback=fallback)
+                                                  else ""), fallback=fallback,
+                     crystals=runners.get("crystals"))
 
 
 def _open_trt(engines: dict[str, Path], precision: str, why: str) -> Selection:
@@ -191,7 +194,8 @@ def _open_trt(engines: dict[str, Path], precision: str, why: str) -> Selection:
     where = "; ".join(f"{m} {r.describe()}" for m, r in runners.items()
                       if getattr(r, "dla_core", None) is not None)
     why = f"{why}; {where}" if where else why
-    return Selection("tensorrt", precision, runners["classifier"], runners.get("finder"), why)
+    return Selection("tensorrt", precision, runners["classifier"], runners.get("finder"), why,
+                     crystals=runners.get("crystals"))
 
 
 def _tensorrt_engines(bundle: Bundle, models: list[str], precision: str, allow_build: bool,
