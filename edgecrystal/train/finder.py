@@ -13,7 +13,7 @@ from ..bundle import Bundle, removed_on_failure
 from ..dataset import load_dataset
 from ..errors import UsageError
 from . import augment, data, loop, profiles
-from .profiles import FinderHP
+from .profiles import ClassifierHP, FinderHP
 
 ARCH_KEYS = ("input_size", "base_filters", "depth", "seed", "val_fraction")
 
@@ -51,8 +51,9 @@ def init_overrides(init_bundle: Path, overrides: dict[str, Any] | None) -> dict[
     return out
 
 
-def learning_rate(hp: FinderHP, steps_per_epoch: int) -> Any:
-    """hp.lr, or with lr_schedule "cosine" a rate that falls from it to 0 at the last step."""
+def learning_rate(hp: FinderHP | ClassifierHP, steps_per_epoch: int) -> Any:
+    """hp.lr, or with lr_schedule "cosine" a rate that falls from it to 0 at the last step
+    (the classifier's fine-tuning uses it too)."""
     if hp.lr_schedule == "constant":
         return hp.lr
     if hp.lr_schedule == "cosine":
