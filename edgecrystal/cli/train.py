@@ -121,7 +121,8 @@ def train_classifier_cmd(
         "--finder", help="Another bundle whose finder this bundle uses (for data without "
         "drop masks).")] = None,
     profile: Annotated[str | None, typer.Option(
-        "--profile", help=PROFILE_HELP + " Default: lite; with --init, finetune (docs/"
+        "--profile", help=PROFILE_HELP + " Default: lite; with --init, finetune (every "
+        "labelled image trains, seven eighths of every batch synthetic wells, see docs/"
         "training.md).")] = None,
     epochs: EpochsOpt = None, batch_size: BatchOpt = None,
     lr: LrOpt = None, input_size: SizeOpt = None, seed: SeedOpt = None, sets: SetOpt = None,
@@ -134,10 +135,12 @@ def train_classifier_cmd(
         "--fit-confidence/--no-fit-confidence",
         help="Afterwards, export the FP32 ONNX and fit the calibration and crystals threshold "
         "on the validation split (`bundle fit-confidence` does it on other held-out "
-        "wells).")] = True,
+        "wells). The finetune profile holds no image out: nothing is fitted then, and the "
+        "bundle scores uncalibrated until `bundle fit-confidence`.")] = True,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Train the Inception-V3 classifier on DATA's labelled images (3:2 split, stratified)."""
+    """Train the classifier on DATA's labelled images (3:2 split, stratified; with --init,
+    every image trains, synthetic wells mixed into every batch)."""
     from ..confidence_fit import train_and_fit
     from .bundle import describe_fit
 
