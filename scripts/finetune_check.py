@@ -2,8 +2,8 @@
 """Does fine-tuning a shipped model on a few labelled photos help on the others?
 
     .venv/bin/python scripts/finetune_check.py ../shared/real-samples --work /tmp/ft \
-        [--model finder|classifier] [--train N] [--splits 3] [--profile P] [--epochs E] \
-        [--batch-size B] [--lr LR] [--set key=value ...]
+        [--model finder|classifier] [--train N] [--splits 3] [--first 0] [--profile P] \
+        [--epochs E] [--batch-size B] [--lr LR] [--set key=value ...]
 
 `--model finder` (the default): for each split (seeded), TRAIN (default 10) of the masked
 photos make a folder in the mask-manifest layout (symlinks, nothing copied), the rest another;
@@ -125,7 +125,7 @@ def check_classifier(args: argparse.Namespace, recipe: list[str]) -> None:
     with (args.real / "labels.csv").open(newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["label"].strip()]
     results = []
-    for split in range(args.splits):
+    for split in range(args.first, args.first + args.splits):
         tr, va = stratified_half(rows, split, args.train)
         train, rest = [rows[i] for i in tr], [rows[i] for i in va]
         work = args.work / f"split{split}"
@@ -178,6 +178,8 @@ def main() -> None:
     ap.add_argument("--train", type=int,
                     help="photos that fine-tune (finder: 10; classifier: half, stratified)")
     ap.add_argument("--splits", type=int, default=3)
+    ap.add_argument("--first", type=int, default=0,
+                    help="seed of the first split (--first 3 --splits 3: splits 3, 4, 5)")
     # Unset: what `--init default` does by default (the `finetune` profile).
     ap.add_argument("--profile")
     ap.add_argument("--epochs", type=int)
@@ -196,7 +198,7 @@ def main() -> None:
     with (args.real / "masks" / "manifest.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     results = []
-    for split in range(args.splits):
+    for split in range(args.first, args.first + args.splits):
         order = np.random.default_rng(split).permutation(len(rows))
         train = [rows[i] for i in order[: args.train]]
         rest = [rows[i] for i in order[args.train:]]
