@@ -102,6 +102,7 @@ def test_init_default_trains_every_photo_with_synthetic_wells(tmp_path: Path) ->
                            "--epochs", "2", "--set", "synthetic_wells=16"],
                           capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr
+    assert "training AUC" in done.stdout and "validation AUC" not in done.stdout
     meta = json.loads((out / "bundle.json").read_text())
     section = meta["classifier"]
     assert section["profile"] == "finetune"

@@ -72,7 +72,9 @@ def _show(result: dict[str, Any], verbose: int) -> None:
                f"images: {split.get('train')} train, {split.get('val')} validation")
     figures = []
     auc = (found.get("roc_auc") or {}).get("macro")
-    for name, value in (("validation AUC", auc), ("accuracy", found.get("accuracy")),
+    # Without a validation split (the fine-tune profiles) the figures are on the training images.
+    on = "training" if found.get("split") == "training" else "validation"
+    for name, value in ((f"{on} AUC", auc), ("accuracy", found.get("accuracy")),
                         ("Dice", found.get("dice_mean")), ("IoU", found.get("iou_mean"))):
         if isinstance(value, (int, float)):
             figures.append(f"{name} {value:.3f}")
