@@ -66,6 +66,10 @@ def test_synthetic_share_refusals() -> None:
     xs, ys, count = shared
     assert count == 7 and ys.shape == (16, 4) and xs is wells[0]
     assert classifier._synthetic_share(resolve("classifier", "sim2real"), wells, 4) is None
+    # A small batch keeps one of DATA's images: 7/8 of 4 rounds to 4, and 3 are synthetic.
+    small = classifier._synthetic_share(resolve("classifier", "finetune", {"batch_size": 4}),
+                                        wells, 4)
+    assert small is not None and small[2] == 3
     # Wells labelled with the default classes cannot train a classifier of other classes.
     with pytest.raises(UsageError, match="synthetic_fraction=0"):
         classifier.synthetic_crops(None, hp, ["good", "bad"], "none", None)  # type: ignore[arg-type]

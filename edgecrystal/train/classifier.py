@@ -101,8 +101,9 @@ def fit_classifier(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray,
 
 def _synthetic_share(hp: ClassifierHP, synthetic: tuple[np.ndarray, np.ndarray] | None,
                      num_classes: int) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """The synthetic crops mixed into every batch (hp.synthetic_fraction of it), or None."""
-    count = round(hp.batch_size * hp.synthetic_fraction)
+    """The synthetic crops mixed into every batch (hp.synthetic_fraction of it, rounded, but
+    one of DATA's images per batch at least: 7/8 of a batch of 4 is 3), or None."""
+    count = _synthetic_count(hp)
     if count <= 0 or synthetic is None:
         return None
     xs, ys = synthetic
@@ -113,11 +114,16 @@ def _synthetic_share(hp: ClassifierHP, synthetic: tuple[np.ndarray, np.ndarray] 
     return xs, data.onehot(ys, num_classes), count
 
 
+def _synthetic_count(hp: ClassifierHP) -> int:
+    count = round(hp.batch_size * hp.synthetic_fraction)
+    return min(count, hp.batch_size - 1) if hp.synthetic_fraction < 1 else count
+
+
 def synthetic_crops(b: Bundle, hp: ClassifierHP, class_list: Sequence[str], crop: str,
                     finder: tuple[Any, int, float] | None) -> tuple[np.ndarray, np.ndarray] | None:
     """hp.synthetic_wells labelled wells of every style (synthetic_mix.classifier_samples,
     seeded by hp.seed), cropped as DATA's images are; None when the profile mixes none."""
-    if round(hp.batch_size * hp.synthetic_fraction) <= 0:
+    if _synthetic_count(hp) <= 0:
         return None
     if hp.synthetic_wells < 1:
         raise UsageError(f"synthetic_wells must be at least 1 (got {hp.synthetic_wells})")
