@@ -77,6 +77,9 @@ def finder_vs_full(
         raise UsageError("--repeats must be at least 1")
     classifier_hp = profiles.resolve("classifier", profile, classifier_overrides)
     finder_hp = profiles.resolve("finder", profile, finder_overrides)
+    if classifier_hp.val_fraction <= 0:  # e.g. `finetune`: its split holds nothing out
+        raise UsageError("the comparison scores a test side: the classifier's val_fraction "
+                         f"must be above 0 (profile {profile} has {classifier_hp.val_fraction})")
     ds = load_dataset(data_dir)
     records = [r for r in ds.records if r.label and r.mask is not None]
     if len(records) < 10:

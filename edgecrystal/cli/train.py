@@ -72,7 +72,9 @@ def _show(result: dict[str, Any], verbose: int) -> None:
                f"images: {split.get('train')} train, {split.get('val')} validation")
     figures = []
     auc = (found.get("roc_auc") or {}).get("macro")
-    for name, value in (("validation AUC", auc), ("accuracy", found.get("accuracy")),
+    # Without a validation split (the fine-tune profiles) the figures are on the training images.
+    on = "training" if found.get("split") == "training" else "validation"
+    for name, value in ((f"{on} AUC", auc), ("accuracy", found.get("accuracy")),
                         ("Dice", found.get("dice_mean")), ("IoU", found.get("iou_mean"))):
         if isinstance(value, (int, float)):
             figures.append(f"{name} {value:.3f}")
@@ -121,7 +123,8 @@ def train_classifier_cmd(
         "--finder", help="Another bundle whose finder this bundle uses (for data without "
         "drop masks).")] = None,
     profile: Annotated[str | None, typer.Option(
-        "--profile", help=PROFILE_HELP + " Default: lite; with --init, finetune (docs/"
+        "--profile", help=PROFILE_HELP + " Default: lite; with --init, finetune (every "
+        "labelled image trains, seven eighths of every batch synthetic wells, see docs/"
         "training.md).")] = None,
     epochs: EpochsOpt = None, batch_size: BatchOpt = None,
     lr: LrOpt = None, input_size: SizeOpt = None, seed: SeedOpt = None, sets: SetOpt = None,
@@ -134,10 +137,12 @@ def train_classifier_cmd(
         "--fit-confidence/--no-fit-confidence",
         help="Afterwards, export the FP32 ONNX and fit the calibration and crystals threshold "
         "on the validation split (`bundle fit-confidence` does it on other held-out "
-        "wells).")] = True,
+        "wells). The finetune profile holds no image out: nothing is fitted then, and the "
+        "bundle scores uncalibrated until `bundle fit-confidence`.")] = True,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Train the Inception-V3 classifier on DATA's labelled images (3:2 split, stratified)."""
+    """Train the classifier on DATA's labelled images (3:2 split, stratified; with --init,
+    every image trains, synthetic wells mixed into every batch)."""
     from ..confidence_fit import train_and_fit
     from .bundle import describe_fit
 

@@ -4,6 +4,7 @@ and writing it into a bundle."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import metrics, models, preprocess
+from .. import DEFAULT_CLASSES, metrics, models, preprocess
 from ..bundle import BUNDLE_FILE, Bundle, removed_on_failure
 from ..collapse import MIN_IMAGES, useless_scores
 from ..dataset import load_dataset
 from ..errors import BundleError, UsageError
 from ..pretrained import adopt_finder
 from . import augment, data, loop, profiles
+from .finder import blend_with_init, learning_rate
 from .profiles import ClassifierHP
 
 ARCH_KEYS = ("input_size", "seed", "val_fraction", "backbone")
@@ -62,29 +64,80 @@ def init_overrides(source: Bundle, overrides: dict[str, Any] | None) -> dict[str
     return out
 
 
-def compile_classifier(model: Any, hp: ClassifierHP) -> None:
+def compile_classifier(model: Any, hp: ClassifierHP, steps_per_epoch: int = 1) -> None:
     keras = models._keras()
-    model.compile(optimizer=loop.optimizer(hp.optimizer, hp.lr), loss=hp.loss,
-                  metrics=["accuracy", keras.metrics.AUC(name="auc")])
+    model.compile(optimizer=loop.optimizer(hp.optimizer, learning_rate(hp, steps_per_epoch)),
+                  loss=hp.loss, metrics=["accuracy", keras.metrics.AUC(name="auc")])
 
 
 def fit_classifier(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray,
                    num_classes: int, hp: ClassifierHP, workdir: Path, *,
                    imagenet_weights: str | Path | None = None, resume: bool = False,
                    verbose: int = 0, log_dir: Path | None = None,
-                   restore_best: bool = True, init: Path | None = None) -> loop.FitResult:
+                   restore_best: bool = True, init: Path | None = None,
+                   synthetic: tuple[np.ndarray, np.ndarray] | None = None) -> loop.FitResult:
     """Train on in-memory crops (uint8) and integer labels; checkpoints go to `workdir`.
-    `init`: a classifier .keras file to start from (fine-tuning)."""
+    `init`: a classifier .keras file to start from (fine-tuning). `synthetic`: crops and labels
+    that fill hp.synthetic_fraction of every batch. With no validation crops (`xv` empty)
+    nothing chooses the epoch: the last one is kept."""
     models._keras().utils.set_random_seed(hp.seed)
     batches = data.make_batches(x, data.onehot(y, num_classes), hp.batch_size, hp.seed,
                                 lambda img, rng: augment.augment_classifier(img, rng, hp),
-                                "classifier")
-    return loop.fit(
+                                "classifier", extra=_synthetic_share(hp, synthetic, num_classes))
+    validate = len(yv) > 0
+    result = loop.fit(
         build=lambda: build(hp, num_classes, imagenet_weights, init),
-        compile_model=lambda m: compile_classifier(m, hp), train_data=batches,
-        val_data=(xv, data.onehot(yv, num_classes)), hp=hp, hp_dict=profiles.as_dict(hp),
-        arch_keys=ARCH_KEYS, ckpt_dir=workdir, log_dir=log_dir, monitor="val_auc", mode="max",
-        resume=resume, verbose=verbose, restore_best=restore_best)
+        compile_model=lambda m: compile_classifier(m, hp, len(batches)), train_data=batches,
+        val_data=(xv, data.onehot(yv, num_classes)) if validate else None, hp=hp,
+        hp_dict=profiles.as_dict(hp), arch_keys=ARCH_KEYS, ckpt_dir=workdir, log_dir=log_dir,
+        monitor="val_auc" if validate else "auc", mode="max", resume=resume, verbose=verbose,
+        restore_best=restore_best and validate)
+    if not validate:  # the last epoch is kept, whatever the training AUC did
+        result.best_epoch, result.best_value = result.epochs, math.nan
+    if init is not None and hp.init_blend:
+        blend_with_init(result.model, models.load_model(init), hp.init_blend)
+    return result
+
+
+def _synthetic_share(hp: ClassifierHP, synthetic: tuple[np.ndarray, np.ndarray] | None,
+                     num_classes: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The synthetic crops mixed into every batch (hp.synthetic_fraction of it, rounded, but
+    one of DATA's images per batch at least: 7/8 of a batch of 4 is 3), or None."""
+    count = _synthetic_count(hp)
+    if count <= 0 or synthetic is None:
+        return None
+    xs, ys = synthetic
+    if count >= hp.batch_size or len(ys) < count:
+        raise UsageError(f"synthetic_fraction {hp.synthetic_fraction} of a batch of "
+                         f"{hp.batch_size} from {len(ys)} synthetic wells leaves no room for "
+                         "DATA's images (keep it below 1, and wells >= batch share)")
+    return xs, data.onehot(ys, num_classes), count
+
+
+def _synthetic_count(hp: ClassifierHP) -> int:
+    count = round(hp.batch_size * hp.synthetic_fraction)
+    return min(count, hp.batch_size - 1) if hp.synthetic_fraction < 1 else count
+
+
+def synthetic_crops(b: Bundle, hp: ClassifierHP, class_list: Sequence[str], crop: str,
+                    finder: tuple[Any, int, float] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """hp.synthetic_wells labelled wells of every style (synthetic_mix.classifier_samples,
+    seeded by hp.seed), cropped as DATA's images are; None when the profile mixes none."""
+    if _synthetic_count(hp) <= 0:
+        return None
+    if hp.synthetic_wells < 1:
+        raise UsageError(f"synthetic_wells must be at least 1 (got {hp.synthetic_wells})")
+    strangers = [c for c in DEFAULT_CLASSES if c not in class_list]
+    if strangers:
+        raise UsageError(f"synthetic_fraction {hp.synthetic_fraction} mixes in wells of the "
+                         f"classes {', '.join(DEFAULT_CLASSES)}, and {', '.join(strangers)} "
+                         f"is not among this classifier's ({', '.join(class_list)}): set "
+                         "synthetic_fraction=0")
+    from .synthetic_mix import classifier_samples
+
+    wells = classifier_samples(hp.synthetic_wells, hp.seed)
+    return (crops_for(b, wells, crop, hp.input_size, finder),
+            data.label_indices(wells, class_list))
 
 
 def score(model: Any, x: np.ndarray, y: np.ndarray, classes: Sequence[str],
@@ -134,8 +187,9 @@ def train_classifier(
     finder_from: str | Path | None = None,
     init: str | None = None,
 ) -> dict[str, Any]:
-    """Train the classifier on DATA's labelled images (3:2 split, stratified) into
-    `bundle`/classifier.keras, feeding it crops made the way the runtime will make them.
+    """Train the classifier on DATA's labelled images (stratified split by the profile's
+    val_fraction: 3:2 for most, none for `finetune`) into `bundle`/classifier.keras, feeding it
+    crops made the way the runtime will make them.
     `finder_from`: another bundle whose finder this bundle adopts (data without masks).
     `init`: "default" fine-tunes the shipped classifier, a bundle folder that bundle's; the
     architecture and classes are then the init's, and so is the finder when the bundle has
@@ -194,8 +248,11 @@ def _train_into(b: Bundle, ds: Any, records: Any, class_list: list[str], crop: s
     result = fit_classifier(x_all[tr], labels[tr], x_all[va], labels[va], len(class_list), hp,
                             b.path("checkpoints/classifier"), imagenet_weights=imagenet_weights,
                             resume=resume, verbose=verbose, log_dir=b.path("logs/classifier"),
-                            init=init_file)
-    scores = score(result.model, x_all[va], labels[va], class_list, hp.batch_size)
+                            init=init_file,
+                            synthetic=synthetic_crops(b, hp, class_list, crop, finder))
+    # Without a validation split the figures are on the training images, and say so.
+    scored, split_name = (va, "validation") if len(va) else (tr, "training")
+    scores = score(result.model, x_all[scored], labels[scored], class_list, hp.batch_size)
     warnings, useless = _training_warnings(result.model, x_all, len(va), scores["probs"],
                                            class_list, hp.batch_size)
     loop.save_clean(result.model, lambda: build(hp, len(class_list)), b.path("classifier.keras"))
@@ -220,7 +277,7 @@ def _train_into(b: Bundle, ds: Any, records: Any, class_list: list[str], crop: s
                      "best_epoch": result.best_epoch, "monitor": result.monitor,
                      "best_value": result.best_value, "last_epoch": last,
                      "seconds_this_run": round(time.time() - started, 1)},
-        "metrics": {"split": "validation",
+        "metrics": {"split": split_name,
                     **{k: v for k, v in scores.items() if k != "probs"}},
         # build-engines says it again; None when the scores vary (collapse.useless_scores).
         "useless": useless,
@@ -247,7 +304,12 @@ def _training_warnings(model: Any, x_all: np.ndarray, n_val: int, val_probs: np.
     scores that barely vary (judged on the validation images, or on up to 256 of all images
     when there are too few of those). Logged as warnings and returned for bundle.json."""
     warnings = []
-    if n_val < MIN_VALIDATION:
+    if n_val == 0:
+        warnings.append("no validation split (val_fraction 0): the metrics are on the training "
+                        "images, and no confidence is fitted; measure the model with `edgecrystal "
+                        "evaluate HELDOUT --bundle B` and fit it with `edgecrystal bundle "
+                        "fit-confidence B --data HELDOUT`")
+    elif n_val < MIN_VALIDATION:
         warnings.append(f"the validation set is {n_val} image(s): too few for its AUC and "
                         f"accuracy to be trusted (want {MIN_VALIDATION}+; label more images)")
     probs = val_probs

@@ -130,8 +130,11 @@ def label_indices(samples: Sequence[Sample], classes: Sequence[str]) -> np.ndarr
 def split_stratified(labels: Labels, val_fraction: float,
                      seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The classifier's split: per class a seeded shuffle with `val_fraction` held out, so both
-    sides keep the class mix (a class with one image goes to training)."""
+    sides keep the class mix (a class with one image goes to training); `val_fraction` 0:
+    every image trains and none validates."""
     y = np.asarray(labels)
+    if val_fraction <= 0:
+        return np.arange(y.size, dtype=np.int64), np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
     train: list[int] = []
     val: list[int] = []

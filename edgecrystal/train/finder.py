@@ -13,7 +13,7 @@ from ..bundle import Bundle, removed_on_failure
 from ..dataset import Dataset, Record, load_dataset
 from ..errors import UsageError
 from . import augment, data, loop, profiles
-from .profiles import FinderHP
+from .profiles import ClassifierHP, FinderHP
 
 if TYPE_CHECKING:  # Keras loads inside models._keras(), at the first model built
     import keras
@@ -56,9 +56,10 @@ def init_overrides(init_bundle: Path, overrides: dict[str, Any] | None) -> dict[
     return out
 
 
-def learning_rate(hp: FinderHP,
+def learning_rate(hp: FinderHP | ClassifierHP,
                   steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """hp.lr, or with lr_schedule "cosine" a rate that falls from it to 0 at the last step."""
+    """hp.lr, or with lr_schedule "cosine" a rate that falls from it to 0 at the last step
+    (the classifier's fine-tuning uses it too)."""
     if hp.lr_schedule == "constant":
         return hp.lr
     if hp.lr_schedule == "cosine":

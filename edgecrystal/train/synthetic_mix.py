@@ -1,15 +1,18 @@
-"""Synthetic wells to mix into fine-tuning batches: the shipped finder's own kind of training
-data (synth style `random`, the sizes and empty share of its provenance), rendered in memory
-so a few real photos do not pull the model away from what it learned on them."""
+"""Synthetic wells to mix into fine-tuning batches: each shipped model's own kind of training
+data, rendered in memory so a few real photos do not pull the model away from what it learned
+on them. The finder's: synth style `random` with the sizes and empty share of its provenance;
+the classifier's: labelled wells of every style at the shipped classifier's sizes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from .. import DEFAULT_CLASSES
 from ..imageio import Picture, encode_image
 from ..synth.generate import JPEG_QUALITY, assignments, image_rng, image_size
 from ..synth.scene import render_any
+from ..synth.styles import ALL_STYLES
 from .data import Sample
 
 # As the shipped finder's training data (edgecrystal/pretrained/finder/bundle.json,
@@ -18,20 +21,33 @@ SIZE_RANGE = (400, 640)
 MAX_ASPECT = 1.333
 EMPTY_CHANCE = 0.04
 STYLE = "random"
+# As the shipped classifier's (scripts/build_default_classifier.py): 320-512 px, the style
+# `random` and the four imager styles, no empty wells (an empty well has no class).
+CLASSIFIER_SIZE_RANGE = (320, 512)
+CLASSIFIER_STYLES: tuple[str, ...] = ALL_STYLES
 
 
-def synthetic_samples(n: int, seed: int) -> list[Sample]:
-    """`n` rendered wells with their drop masks, seeded: the same n and seed give the same
-    wells. Labels cycle through the default classes so the drops' contents vary."""
-    # A stream of its own: the fine-tuning seed's wells differ from the shipped finder's.
+def synthetic_samples(n: int, seed: int, styles: Sequence[str] = (STYLE,),
+                      size_range: tuple[int, int] = SIZE_RANGE,
+                      empty_chance: float = EMPTY_CHANCE) -> list[Sample]:
+    """`n` rendered wells with their drop masks, seeded: the same arguments give the same
+    wells. Labels cycle through the default classes (balanced, styles balanced within each),
+    so the drops' contents vary; a well rendered empty has no label."""
+    # A stream of its own: the fine-tuning seed's wells differ from the shipped models'.
     stream = seed + 7919
     out = []
-    for index, (label, style) in enumerate(assignments(n, stream, DEFAULT_CLASSES, (STYLE,))):
-        width, height = image_size(stream, index, SIZE_RANGE, MAX_ASPECT)
+    for index, (label, style) in enumerate(assignments(n, stream, DEFAULT_CLASSES,
+                                                       tuple(styles))):
+        width, height = image_size(stream, index, size_range, MAX_ASPECT)
         rgb, mask, _ = render_any(image_rng(stream, index), width, height, label, style,
-                                  empty_chance=EMPTY_CHANCE)
+                                  empty_chance=empty_chance)
         # Encoded as synth writes its files, so the one preprocessing reads it as it reads them.
         name = f"<synthetic {stream}/{index}>"
         picture = Picture(encode_image(rgb, ".jpg", JPEG_QUALITY), name)
-        out.append(Sample(Path(name), picture, mask, label or None))
+        out.append(Sample(Path(name), picture, mask, (label or None) if mask.any() else None))
     return out
+
+
+def classifier_samples(n: int, seed: int) -> list[Sample]:
+    """Labelled wells for the classifier's fine-tuning mix (every one holds a drop)."""
+    return synthetic_samples(n, seed, CLASSIFIER_STYLES, CLASSIFIER_SIZE_RANGE, 0.0)
