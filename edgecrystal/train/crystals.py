@@ -46,10 +46,14 @@ class CrystalSample:
 
 
 # ------------------------------------------------------------------------------ ground truth
-def crystal_truth(ds: Dataset) -> dict[Path, np.ndarray | list[tuple[int, int, int, int]]]:
-    """Per image with crystal ground truth: its mask file's pixels (bool) or its boxes."""
+Truth = Path | list[tuple[int, int, int, int]]  # a crystal mask file, or boxes
+
+
+def crystal_truth(ds: Dataset) -> dict[Path, Truth]:
+    """Per image with crystal ground truth: its crystal mask file (read when its crop is made:
+    thousands of full-size masks do not sit in memory at once) or its boxes."""
     boxes = _boxes_file(ds.root)
-    out: dict[Path, np.ndarray | list[tuple[int, int, int, int]]] = {}
+    out: dict[Path, Truth] = {}
     for rec in ds.records:
         name = rec.meta.get(MASK_COLUMN, "").strip()
         if name:
@@ -57,7 +61,7 @@ def crystal_truth(ds: Dataset) -> dict[Path, np.ndarray | list[tuple[int, int, i
             if not path.is_file():
                 raise DataError(f"crystal mask {path} (labels.csv column {MASK_COLUMN}) "
                                 "does not exist")
-            out[rec.image] = read_image(path).max(axis=2) > 0
+            out[rec.image] = path
         elif rec.image.resolve() in boxes:
             out[rec.image] = boxes[rec.image.resolve()]
     return out
@@ -125,9 +129,8 @@ def crop_target(crystals: np.ndarray, box: tuple[int, int, int, int], size: int,
     return (small >= cover).astype(np.float32)
 
 
-def make_samples(records: Sequence[Record],
-                 truth: dict[Path, np.ndarray | list[tuple[int, int, int, int]]],
-                 hp: CrystalsHP, finder_size: int, finder: Any = None) -> list[CrystalSample]:
+def make_samples(records: Sequence[Record], truth: dict[Path, Truth], hp: CrystalsHP,
+                 finder_size: int, finder: Any = None) -> list[CrystalSample]:
     """The scoring crop of every record and its crystal target. `finder`: a Keras finder with
     input size `finder_size` for images without a drop mask."""
     out = []
@@ -146,7 +149,7 @@ def make_samples(records: Sequence[Record],
         crop = preprocess.crop_drop(picture, region, hp.input_size, threshold=threshold,
                                     finder_size=finder_size)
         found = truth[rec.image]
-        mask = (found if isinstance(found, np.ndarray)
+        mask = (read_image(found).max(axis=2) > 0 if isinstance(found, Path)
                 else boxes_to_mask(found, picture.height, picture.width))
         if mask.shape != (picture.height, picture.width):
             raise DataError(f"crystal mask of {rec.image} is {mask.shape[1]}x{mask.shape[0]}, "
@@ -351,7 +354,7 @@ def _default_bundle() -> Path:
 
 
 def _train_into(b: Bundle, ds: Dataset, records: Sequence[Record],
-                truth: dict[Path, Any], profile: str, hp: CrystalsHP, resume: bool,
+                truth: dict[Path, Truth], profile: str, hp: CrystalsHP, resume: bool,
                 verbose: int, init_bundle: Path | None) -> dict[str, Any]:
     started = time.time()
     finder_size, finder = _finder_for(b, records)
