@@ -95,7 +95,9 @@ class CrystalsHP:
     batch_size: int
     lr: float
     epochs: int
-    stem_stride: int = 4
+    # The first conv's stride (2 or 4): 4 halves the model's CPU time and loses small crystals
+    # (docs/training.md, "The crystal model").
+    stem_stride: int = 2
     optimizer: str = "adam"
     # Crystal pixels are a few per cent of a crop: binary cross-entropy alone learns "never a
     # crystal"; the soft Dice term (weight `dice_weight`) pays for every missed crystal pixel.
@@ -123,8 +125,8 @@ class CrystalsHP:
 CRYSTALS_PROFILES: dict[str, CrystalsHP] = {
     # The shipped crystal model's recipe (docs/training.md, "The crystal model"): finder crops
     # of synthetic wells of every style and crystal look, with the finder's sim2real
-    # augmentation. 128 px: the classifier's own crop (no second crop to cut), and a stride-4
-    # stem, which halved the ONNX Runtime time of a stride-2 one (docs/training.md).
+    # augmentation. 128 px: the classifier's own crop (no second crop to cut). A stride-2 stem:
+    # stride 4 costs half as much and found half as many real crystals (docs/training.md).
     "sim2real": CrystalsHP(input_size=128, base_filters=8, depth=3, batch_size=16, lr=3e-3,
                            epochs=30, lr_schedule="cosine"),
     "tiny": CrystalsHP(input_size=32, base_filters=4, depth=2, batch_size=4, lr=3e-3, epochs=1,
