@@ -199,8 +199,9 @@ CLASSIFIER_PROFILES["finetune"] = dataclasses.replace(
 def resolve(kind: str, profile: str, overrides: dict[str, Any] | None = None) -> Any:
     """The profile's hyperparameters for `kind` ("finder" | "classifier" | "crystals") with
     `overrides`."""
-    table: dict[str, Any] = {"finder": FINDER_PROFILES, "crystals": CRYSTALS_PROFILES}.get(
-        kind, CLASSIFIER_PROFILES)
+    tables: dict[str, dict[str, Any]] = {"finder": FINDER_PROFILES,
+                                         "crystals": CRYSTALS_PROFILES}
+    table = tables.get(kind, CLASSIFIER_PROFILES)
     if profile not in table:
         raise UsageError(f"unknown profile {profile!r} for the {kind} "
                          f"(choose one of {', '.join(table)})")
