@@ -49,3 +49,16 @@ def test_fp32_variant_marks_crystals_more_than_the_rest_of_the_drop() -> None:
     off = np.concatenate([p[..., 0][d & ~t] for p, t, d in
                           zip(prob, targets, drops, strict=True)])
     assert on.size > 50 and on.mean() > off.mean() + 0.2, (on.mean(), off.mean())
+
+
+def test_init_default_is_the_default_bundles_crystal_model() -> None:
+    """`train crystals --init default` fine-tunes this model, keeping its architecture."""
+    from edgecrystal.train.crystals import init_overrides, init_source
+
+    source = init_source("default")
+    assert source == default_bundle_path()
+    fixed = init_overrides(source, {"epochs": 3})
+    section = Bundle.open(source).require("crystals")
+    assert fixed == {"epochs": 3, "input_size": section["input_size"],
+                     "base_filters": section["base_filters"], "depth": section["depth"],
+                     "stem_stride": section["stem_stride"]}

@@ -290,12 +290,12 @@ def predict(model: Any, samples: Sequence[CrystalSample], batch_size: int = 32) 
 
 
 def init_source(init: str | None) -> Path | None:
-    """`--init`: "default" (the shipped bundle's crystal model), a bundle folder, or None."""
+    """`--init`: "default" (the default bundle's crystal model), a bundle folder, or None."""
     if init is None:
         return None
-    from ..pretrained import bundle_path
+    from ..pretrained import default_bundle_path
 
-    return bundle_path("crystals") if init == "default" else Path(init)
+    return default_bundle_path() if init == "default" else Path(init)
 
 
 def init_overrides(init_bundle: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
