@@ -127,8 +127,8 @@ CRYSTALS_PROFILES: dict[str, CrystalsHP] = {
     # of synthetic wells of every style and crystal look, with the finder's sim2real
     # augmentation. 128 px: the classifier's own crop (no second crop to cut). A stride-2 stem:
     # stride 4 costs half as much and found half as many real crystals (docs/training.md).
-    "sim2real": CrystalsHP(input_size=128, base_filters=8, depth=3, batch_size=16, lr=3e-3,
-                           epochs=30, lr_schedule="cosine"),
+    "sim2real": CrystalsHP(input_size=128, base_filters=12, depth=4, batch_size=16, lr=3e-3,
+                           epochs=24, lr_schedule="cosine"),
     "tiny": CrystalsHP(input_size=32, base_filters=4, depth=2, batch_size=4, lr=3e-3, epochs=1,
                        val_fraction=0.25, photometric=False),
 }
