@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError, one_line
-from .interface import CLASSIFIER_OUTPUT, FINDER_OUTPUT, INPUT_NAME
+from .interface import CLASSIFIER_OUTPUT, CRYSTALS_OUTPUT, FINDER_OUTPUT, INPUT_NAME
 
-__all__ = ["CLASSIFIER_OUTPUT", "FINDER_OUTPUT", "INPUT_NAME", "build_classifier",
-           "build_finder", "load_model"]
+__all__ = ["CLASSIFIER_OUTPUT", "CRYSTALS_OUTPUT", "FINDER_OUTPUT", "INPUT_NAME",
+           "build_classifier", "build_crystals", "build_finder", "load_model"]
 # keras.applications.InceptionV3 refuses smaller inputs.
 MIN_INCEPTION_SIZE = 75
 
@@ -109,6 +109,61 @@ def build_finder(input_size: int = 512, base_filters: int = 64, depth: int = 4) 
         x = conv_block(x, filters, f"upconv{level}")
     outputs = layers.Conv2D(1, 1, activation="sigmoid", name=FINDER_OUTPUT, dtype="float32")(x)
     return keras.Model(inputs, outputs, name="finder_unet")
+
+
+def build_crystals(input_size: int = 160, base_filters: int = 8, depth: int = 3,
+                   stem_stride: int = 2) -> Any:
+    """The crystal model: a light U-Net that must cost a fraction of the classifier. A strided
+    3x3 stem halves the crop at once (crystal pixels are never single pixels at the crop's
+    scale), then `depth` - 1 stride-2 depthwise-separable units (channels x1.5 each) and one
+    dilated unit at the bottom for context (a crystal's edge vs a bubble's ring); the decoder
+    goes back up by nearest upsampling + skip addition + pointwise conv (no transposed convs,
+    no concatenation: both cost more than they gave), a 1x1 logit at half resolution, and a
+    bilinear upsampling to the input size before the sigmoid. Input: uint8 pixels
+    (batch, N, N, 3), scaled inside; output: (batch, N, N, 1) crystal probability."""
+    keras = _keras()
+    layers = keras.layers
+    if stem_stride not in (2, 4):
+        raise UsageError(f"crystal model stem stride {stem_stride} must be 2 or 4")
+    step = stem_stride * 2 ** (depth - 1)
+    if depth < 2 or input_size % step:
+        raise UsageError(f"crystal model input size {input_size} must be divisible by "
+                         f"{step} (depth {depth} >= 2, stem stride {stem_stride})")
+
+    def bn_relu(x: Any, name: str) -> Any:
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.ReLU(name=f"{name}_relu")(x)
+
+    def separable(x: Any, filters: int, stride: int, name: str, dilation: int = 1) -> Any:
+        x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
+                                   dilation_rate=dilation, name=f"{name}_dw")(x)
+        x = bn_relu(x, f"{name}_dw")
+        x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
+        return bn_relu(x, f"{name}_pw")
+
+    inputs = keras.Input((input_size, input_size, 3), dtype="uint8", name=INPUT_NAME)
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    x = layers.Conv2D(base_filters, stem_stride + 1, strides=stem_stride, padding="same",
+                      use_bias=False, name="stem")(x)
+    x = bn_relu(x, "stem")
+    x = separable(x, base_filters, 1, "down0")
+    skips = [x]
+    widths = [base_filters]
+    for level in range(1, depth):
+        widths.append(round(widths[-1] * 1.5 / 4) * 4)
+        x = separable(x, widths[-1], 2, f"down{level}")
+        skips.append(x)
+    x = separable(x, widths[-1], 1, "bottom", dilation=2)
+    for level in reversed(range(depth - 1)):
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{level}")(x)
+        x = layers.Conv2D(widths[level], 1, use_bias=False, name=f"up{level}_pw")(x)
+        x = layers.Add(name=f"skip{level}")([x, skips[level]])
+        x = bn_relu(x, f"up{level}")
+        x = separable(x, widths[level], 1, f"upconv{level}")
+    x = layers.Conv2D(1, 1, name="logit")(x)
+    x = layers.UpSampling2D(stem_stride, interpolation="bilinear", name="full")(x)
+    outputs = layers.Activation("sigmoid", name=CRYSTALS_OUTPUT, dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="crystals_unet")
 
 
 # Classifier backbones from keras.applications, built without weights: the paper's Inception-V3

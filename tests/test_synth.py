@@ -56,7 +56,7 @@ def test_same_seed_same_bytes_across_worker_counts(tmp_path: Path) -> None:
     generate_dataset(tmp_path / "c", 6, seed=12, size=96, workers=1)
     a, b, c = (_hashes(tmp_path / x) for x in "abc")
     assert a == b
-    assert len(a) == 13  # 6 images, 6 masks, labels.csv
+    assert len(a) == 19  # 6 images, 6 drop masks, 6 crystal masks, labels.csv
     assert sum(a[k] != c[k] for k in a) >= 12
 
 
@@ -138,3 +138,32 @@ def test_make_plate_default_is_96_marco_sized_wells(tmp_path: Path) -> None:
     from edgecrystal.synth.plate import well_names as names_for
 
     assert names_for(9, 12)[96:] == [f"I{c:02d}" for c in range(1, 13)]
+
+
+def test_crystal_masks_mark_crystals_inside_the_drop_only(small_set) -> None:
+    """Every image gets a crystal mask (the crystal model's ground truth): crystal pixels in
+    crystals drops, inside the drop; none in any other class."""
+    for rec in small_set.records:
+        crystals = read_image(small_set.root / rec.meta["crystals"])[..., 0]
+        drop = read_image(rec.mask)[..., 0] > 0
+        assert crystals.shape == drop.shape
+        assert set(np.unique(crystals)) <= {0, 255}
+        marked = crystals > 0
+        assert not (marked & ~drop).any(), rec.image.name
+        if rec.label == "crystals":
+            assert marked.sum() >= 4, rec.image.name
+        else:
+            assert not marked.any(), (rec.image.name, rec.label)
+
+
+def test_crystal_mask_leaves_the_image_as_it_was() -> None:
+    """The crystal mask is drawn beside the scene, from no random draw of its own: the image
+    of a seed is the same with or without it."""
+    from edgecrystal.synth.scene import render_any, render_any_crystals
+
+    for style in ("random", "marco"):
+        rgb, mask, meta = render_any(image_rng(21, 2), 160, 120, "crystals", style)
+        rgb2, mask2, crystals, meta2 = render_any_crystals(image_rng(21, 2), 160, 120,
+                                                          "crystals", style)
+        assert np.array_equal(rgb, rgb2) and np.array_equal(mask, mask2) and meta == meta2
+        assert crystals.shape == mask.shape and crystals.any() and not (crystals & ~mask).any()

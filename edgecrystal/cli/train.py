@@ -156,6 +156,49 @@ def train_classifier_cmd(
         typer.echo(describe_fit(bundle, result["confidence"]))
 
 
+def train_crystals_cmd(
+    data: Annotated[Path, typer.Argument(help="Data set folder: labels.csv with a `crystals` "
+                                         "column of crystal mask PNGs (as `edgecrystal synth` "
+                                         "writes), or a crystals.csv of boxes.")],
+    bundle: BundleOpt,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help="Recipe: sim2real (the shipped crystal model's), tiny (seconds), "
+        "finetune (the default with --init).")] = None,
+    epochs: EpochsOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None,
+    input_size: SizeOpt = None,
+    base_filters: Annotated[int | None, typer.Option(
+        "--base-filters", help="Filters of the first level.")] = None,
+    seed: SeedOpt = None, sets: SetOpt = None, resume: ResumeOpt = False,
+    init: Annotated[str | None, typer.Option(
+        "--init", help="Start from a trained crystal model: 'default' (the shipped one) or a "
+        "bundle folder; fine-tunes it (profile finetune unless --profile is given).")] = None,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Train the crystal model (where the crystals are: a per-pixel crystal probability on the
+    classifier's drop crop) into BUNDLE/crystals.keras and the bundle's `crystals` section."""
+    from ..train.crystals import train_crystals
+
+    ov = _overrides(epochs, batch_size, lr, input_size, seed, sets, base_filters=base_filters)
+    result = train_crystals(data, bundle, profile=profile, overrides=ov, resume=resume,
+                            verbose=_keras_verbosity(verbose), init=init)
+    if verbose:
+        _show(result, verbose)
+        return
+    found = result["metrics"]
+    split = result["split"]
+    typer.echo(f"wrote {result['model']}")
+    typer.echo(f"epochs: {result['training'].get('epochs_completed')} (best "
+               f"{result['training'].get('best_epoch')}); crops: {split['train']} train, "
+               f"{split['val']} validation")
+    for key in ("iou_0.5", "iou_0.3"):
+        s = found[key]
+        typer.echo(f"{found['split']} boxes at IoU {s['iou_threshold']}: recall "
+                   f"{s['recall']:.3f}, precision {s['precision']:.3f} ({s['true_boxes']} "
+                   f"crystals); crystal-free crops with a box: {s['crystal_free_with_a_box']}/"
+                   f"{s['crystal_free_crops']}")
+    typer.echo(f"next: edgecrystal build-engines {result['bundle']} (details: bundle.json, or -v)")
+
+
 def evaluate_cmd(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, "
@@ -231,10 +274,12 @@ def finder_vs_full_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
-    train_app = typer.Typer(help="Train the finder or the classifier into a bundle.",
+    train_app = typer.Typer(help="Train the finder, the classifier or the crystal model into a "
+                            "bundle.",
                             no_args_is_help=True)
     train_app.command("finder")(train_finder_cmd)
     train_app.command("classifier")(train_classifier_cmd)
+    train_app.command("crystals")(train_crystals_cmd)
     app.add_typer(train_app, name="train")
     app.command("evaluate")(evaluate_cmd)
     exp_app = typer.Typer(help="The paper's experiments.", no_args_is_help=True)

@@ -143,6 +143,7 @@ def _solids(rng: np.random.Generator, layers: Layers, where: np.ndarray, radius:
         k = int(rng.integers(0, len(face)))
         inset = (face - c) * 0.88 + c
         line(hi, inset[k], inset[(k + 1) % len(face)], 255, thick + 1)
+    layers.mark_crystals(body)
     blur = 0.6 * layers.scale * focus
     soft = contrast / np.sqrt(focus)
     tint = GREY if rng.random() < 0.7 else np.array([0.8, 0.9, 1.0], np.float32)
@@ -157,6 +158,9 @@ def _solids(rng: np.random.Generator, layers: Layers, where: np.ndarray, radius:
 def _needles(rng: np.random.Generator, layers: Layers, where: np.ndarray, radius: float,
              size: str, contrast: float, focus: float) -> None:
     img = layers.scratch()
+    # A needle is a line one or two pixels wide: its mask is drawn at least two pixels wide
+    # (a crystal model cannot learn a half-covered single-pixel line).
+    silhouette = layers.scratch()
     lo, hi_len = _LENGTH[size]
     clusters = int(rng.integers(1, 5 if size != "small" else 3))
     for c in points_in(rng, where, clusters):
@@ -170,9 +174,13 @@ def _needles(rng: np.random.Generator, layers: Layers, where: np.ndarray, radius
             a = a0 + rng.uniform(-spread, spread)
             start = c + (rng.normal(0, radius * 0.15, 2) if scattered else 0.0)
             end = start + length * np.array([np.cos(a), np.sin(a)])
-            line(img, start, end, int(rng.integers(150, 256)),
-                 1 if rng.random() < 0.7 else 2)
+            value = int(rng.integers(150, 256))  # drawn before the width: the seeded stream
+            width = 1 if rng.random() < 0.7 else 2
+            line(img, start, end, value, width)
+            line(silhouette, start, end, 255, width + 1)
         if not scattered and rng.random() < 0.5:
             circle(img, c, 1.5 * layers.scale, 200)
+            circle(silhouette, c, 1.5 * layers.scale, 255)
+    layers.mark_crystals(silhouette)
     layers.add(img, GREY, rng.uniform(0.45, 0.85) * contrast / np.sqrt(focus),
                0.5 * layers.scale * focus)

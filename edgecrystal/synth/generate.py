@@ -26,9 +26,13 @@ R = TypeVar("R")
 
 IMAGE_DIR = "images"
 MASK_DIR = "masks"
+# Crystal masks (crystal model ground truth): one PNG per image, 255 on crystal pixels, listed
+# in labels.csv's `crystals` column (empty masks too: "no crystal here" is ground truth).
+CRYSTAL_DIR = "crystals"
 JPEG_QUALITY = 92
 ROWS = "ABCDEFGH"
-COLUMNS = ("style", "plate", "well", "habit", "size", "drop_shape", "drop_fraction", "bubbles")
+COLUMNS = ("style", "plate", "well", "habit", "size", "drop_shape", "drop_fraction", "bubbles",
+           "crystals")
 
 
 def check_styles(styles: Sequence[str] | None) -> tuple[str, ...]:
@@ -80,23 +84,26 @@ def image_size(seed: int, index: int, size: int | tuple[int, int],
 def _render_one(job: tuple[Path, int, int, int | tuple[int, int], float, float, str, str]
                 ) -> dict[str, str]:
     from ..imageio import write_image
-    from .scene import render_any
+    from .scene import render_any_crystals
 
     out, seed, index, size, max_aspect, empty_fraction, label, style = job
     width, height = image_size(seed, index, size, max_aspect)
-    rgb, mask, meta = render_any(image_rng(seed, index), width, height, label, style,
-                                 empty_chance=empty_fraction)
+    rgb, mask, crystal_mask, meta = render_any_crystals(image_rng(seed, index), width, height,
+                                                        label, style,
+                                                        empty_chance=empty_fraction)
     if not mask.any():
         label = ""  # an empty well has no class: it teaches the finder "no drop", nothing else
     name = f"synth_{index:06d}"
     image = f"{IMAGE_DIR}/{name}.jpg"
     mask_path = f"{MASK_DIR}/{name}.png"
+    crystal_path = f"{CRYSTAL_DIR}/{name}.png"
     write_image(out / image, rgb, quality=JPEG_QUALITY)
     write_image(out / mask_path, mask.astype(np.uint8) * 255)
+    write_image(out / crystal_path, crystal_mask.astype(np.uint8) * 255)
     plate = f"synth-{seed}-{index // 96:04d}"
     well = f"{ROWS[(index % 96) // 12]}{index % 12 + 1:02d}"
-    return {"image": image, "mask": mask_path, "label": label, "plate": plate, "well": well,
-            **meta}
+    return {"image": image, "mask": mask_path, "label": label, "crystals": crystal_path,
+            "plate": plate, "well": well, **meta}
 
 
 def default_workers(n: int) -> int:
@@ -130,6 +137,7 @@ def generate_dataset(out: Path, n: int, seed: int = 0, size: int | tuple[int, in
     style_names = check_styles(styles)
     (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
     (out / MASK_DIR).mkdir(parents=True, exist_ok=True)
+    (out / CRYSTAL_DIR).mkdir(parents=True, exist_ok=True)
     jobs = [(out, seed, i, size, max_aspect, empty_fraction, label, style)
             for i, (label, style) in enumerate(assignments(n, seed, names, style_names))]
     workers = default_workers(n) if workers is None else max(1, workers)

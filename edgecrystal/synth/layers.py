@@ -25,10 +25,19 @@ class Layers:
     glow: np.ndarray = field(init=False)
     # One single-channel density per absorption colour: far cheaper than an RGB layer per add.
     densities: dict[tuple[float, float, float], np.ndarray] = field(init=False)
+    # Where the crystals are (the crystal model's ground truth): every pixel a crystal's
+    # silhouette covers, whatever its contrast; precipitate, skins, bubbles and dust never.
+    crystals: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.glow = np.zeros((self.h, self.w), np.float32)
         self.densities = {}
+        self.crystals = np.zeros((self.h, self.w), bool)
+
+    def mark_crystals(self, silhouette: np.ndarray) -> None:
+        """Add a drawn silhouette (uint8 scratch, antialiased) to the crystal mask: a pixel
+        at least half covered is a crystal pixel."""
+        self.crystals |= silhouette >= 128
 
     def absorb(self) -> np.ndarray:
         """Total absorption, HxWx3."""
@@ -57,6 +66,7 @@ class Layers:
         for d in self.densities.values():
             d *= mask
         self.glow *= mask
+        self.crystals &= mask.astype(bool)
 
 
 def _as_float(density: np.ndarray, blur: float) -> np.ndarray:

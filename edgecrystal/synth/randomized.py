@@ -111,6 +111,14 @@ def render_random(rng: np.random.Generator, width: int, height: int, label: str,
 
     With probability `empty_chance` the well holds no drop (mask all 0): a finder must be able
     to say "no drop"."""
+    rgb, mask, _, meta = render_random_crystals(rng, width, height, label, empty_chance)
+    return rgb, mask, meta
+
+
+def render_random_crystals(rng: np.random.Generator, width: int, height: int, label: str,
+                           empty_chance: float = 0.0) -> tuple[np.ndarray, np.ndarray,
+                                                               np.ndarray, dict[str, str]]:
+    """render_random plus the crystal mask (bool, the image's size; empty without crystals)."""
     seeds = rng.integers(0, 2**63 - 1, size=4)
     rng, paint_rng, extra_rng, look_rng = (np.random.default_rng(int(s)) for s in seeds)
     st = random_style(look_rng)
@@ -183,7 +191,7 @@ def render_random(rng: np.random.Generator, width: int, height: int, label: str,
         "drop_fraction": f"{mask.mean():.3f}",
         "bubbles": str(n_bubbles),
     }
-    return rgb, mask, meta
+    return rgb, mask, layers.crystals, meta
 
 
 def _framing(rng: np.random.Generator, framing: str, w: int, h: int,

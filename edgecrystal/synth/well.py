@@ -32,6 +32,14 @@ def render_well(rng: np.random.Generator, size: int, label: str,
 def render_scene(rng: np.random.Generator, width: int, height: int, label: str,
                  style: str) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
     """A well image of any size (plates are 1280x960), its drop mask and metadata."""
+    rgb, mask, _, meta = render_scene_crystals(rng, width, height, label, style)
+    return rgb, mask, meta
+
+
+def render_scene_crystals(rng: np.random.Generator, width: int, height: int, label: str,
+                          style: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                               dict[str, str]]:
+    """render_scene plus the crystal mask (bool, the image's size; empty without crystals)."""
     if width < 32 or height < 32:
         raise UsageError(f"image size {width}x{height} is too small (at least 32 px)")
     if style not in STYLE_TABLE:
@@ -84,7 +92,7 @@ def render_scene(rng: np.random.Generator, width: int, height: int, label: str,
         "drop_fraction": f"{drop.mask.mean():.3f}",
         "bubbles": str(n_bubbles),
     }
-    return rgb, drop.mask, meta
+    return rgb, drop.mask, layers.crystals, meta
 
 
 def _inner(mask: np.ndarray, margin: float) -> np.ndarray:

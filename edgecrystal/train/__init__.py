@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["train_classifier", "train_finder"]
+__all__ = ["train_classifier", "train_crystals", "train_finder"]
 
 
 def train_finder(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -16,5 +16,11 @@ def train_finder(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 def train_classifier(*args: Any, **kwargs: Any) -> dict[str, Any]:
     from .classifier import train_classifier as run
+
+    return run(*args, **kwargs)
+
+
+def train_crystals(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from .crystals import train_crystals as run
 
     return run(*args, **kwargs)

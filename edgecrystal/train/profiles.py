@@ -95,6 +95,59 @@ class ClassifierHP:
     init_blend: float = 0.0
 
 
+@dataclass(frozen=True)
+class CrystalsHP:
+    """The crystal model (models.build_crystals) and its training (train/crystals.py)."""
+
+    input_size: int
+    base_filters: int
+    depth: int
+    batch_size: int
+    lr: float
+    epochs: int
+    # The first conv's stride (2 or 4): 4 halves the model's CPU time and loses small crystals
+    # (docs/training.md, "The crystal model").
+    stem_stride: int = 2
+    optimizer: str = "adam"
+    # Crystal pixels are a few per cent of a crop: binary cross-entropy alone learns "never a
+    # crystal"; the soft Dice term (weight `dice_weight`) pays for every missed crystal pixel.
+    dice_weight: float = 1.0
+    threshold: float = 0.5
+    # Blobs smaller than this (pixels at input_size) are not boxes: specks and JPEG noise.
+    min_area: int = 4
+    # A target pixel is a crystal pixel when this share of it is covered after resizing the
+    # crystal mask to the crop (thin needles survive the shrink instead of vanishing).
+    cover: float = 0.25
+    bn_momentum: float = 0.9
+    # Augmentation of crop and target together (the finder's: train/augment.py).
+    gamma_min: float = 0.7
+    gamma_max: float = 1.4
+    shift: float = 0.05
+    zoom_min: float = 0.9
+    zoom_max: float = 1.15
+    flips: bool = True
+    photometric: bool = True
+    val_fraction: float = 0.1
+    seed: int = 0
+    lr_schedule: str = "constant"  # or "cosine" (to 0 at the last step)
+
+
+CRYSTALS_PROFILES: dict[str, CrystalsHP] = {
+    # The shipped crystal model's recipe (docs/training.md, "The crystal model"): finder crops
+    # of synthetic wells of every style and crystal look, with the finder's sim2real
+    # augmentation. 128 px: the classifier's own crop (no second crop to cut). A stride-2 stem:
+    # stride 4 costs half as much and found half as many real crystals (docs/training.md).
+    "sim2real": CrystalsHP(input_size=128, base_filters=12, depth=4, batch_size=16, lr=3e-3,
+                           epochs=24, lr_schedule="cosine"),
+    "tiny": CrystalsHP(input_size=32, base_filters=4, depth=2, batch_size=4, lr=3e-3, epochs=1,
+                       val_fraction=0.25, photometric=False),
+}
+# `train crystals DATA --init ...` unless --profile says otherwise: the shipped recipe at a
+# tenth of its rate, a short cosine schedule, the init's architecture (train/crystals.py).
+CRYSTALS_PROFILES["finetune"] = dataclasses.replace(
+    CRYSTALS_PROFILES["sim2real"], lr=3e-4, epochs=10)
+
+
 FINDER_PROFILES: dict[str, FinderHP] = {
     # The paper: 512 px, 64 filters at the top, 4 down/up units, batch 6, Adam 1e-5, 300 epochs.
     "paper": FinderHP(input_size=512, base_filters=64, depth=4, batch_size=6, lr=1e-5, epochs=300),
@@ -160,8 +213,11 @@ CLASSIFIER_PROFILES["finetune"] = dataclasses.replace(
 
 
 def resolve(kind: str, profile: str, overrides: dict[str, Any] | None = None) -> Any:
-    """The profile's hyperparameters for `kind` ("finder" | "classifier") with `overrides`."""
-    table = FINDER_PROFILES if kind == "finder" else CLASSIFIER_PROFILES
+    """The profile's hyperparameters for `kind` ("finder" | "classifier" | "crystals") with
+    `overrides`."""
+    tables: dict[str, dict[str, Any]] = {"finder": FINDER_PROFILES,
+                                         "crystals": CRYSTALS_PROFILES}
+    table = tables.get(kind, CLASSIFIER_PROFILES)
     if profile not in table:
         raise UsageError(f"unknown profile {profile!r} for the {kind} "
                          f"(choose one of {', '.join(table)})")
@@ -176,7 +232,8 @@ def apply_overrides(hp: Any, overrides: dict[str, Any]) -> Any:
             continue
         name = key.replace("-", "_")
         if name not in known:
-            model = "finder" if isinstance(hp, FinderHP) else "classifier"
+            model = ("finder" if isinstance(hp, FinderHP) else
+                     "crystal model" if isinstance(hp, CrystalsHP) else "classifier")
             raise UsageError(f"unknown hyperparameter {key!r} for the {model} "
                              f"(known: {', '.join(sorted(known))})")
         changes[name] = _convert(name, value, type(getattr(hp, name)))
