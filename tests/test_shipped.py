@@ -55,7 +55,7 @@ def test_models_list_shows_provenance() -> None:
     done = _edgecrystal("models", "list", "--json")
     assert done.returncode == 0, done.stderr
     listed = json.loads(done.stdout)
-    assert [m["name"] for m in listed] == ["finder", "bundle"]
+    assert [m["name"] for m in listed] == ["finder", "bundle", "crystals"]
     finder = listed[0]
     assert finder["name"] == "finder" and Path(finder["path"]) == bundle_path("finder")
     assert "scripts/build_default_finder.py" in finder["command"]

@@ -1,5 +1,6 @@
-"""The crystal model shipped in the default bundle: the section 25B's runtime reads, and its
-ONNX FP32 variant on ONNX Runtime marking crystals on synthetic wells it never saw."""
+"""The shipped crystal model (edgecrystal/pretrained/crystals, the start of `train crystals --init
+default`; not in the default bundle): the section the runtime reads, and its ONNX FP32 variant
+on ONNX Runtime marking crystals on synthetic wells it never saw."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 
 from edgecrystal import preprocess
 from edgecrystal.bundle import Bundle
-from edgecrystal.pretrained import default_bundle_path
+from edgecrystal.pretrained import bundle_path, default_bundle_path
 from edgecrystal.runtime.onnxruntime_runner import OnnxRuntimeRunner
 from edgecrystal.synth.generate import image_rng
 from edgecrystal.synth.scene import render_any_crystals
@@ -15,11 +16,13 @@ from edgecrystal.train.crystals import crop_target
 
 
 def test_section_follows_the_contract() -> None:
-    bundle = Bundle.open(default_bundle_path())
+    bundle = Bundle.open(bundle_path("crystals"))
     section = bundle.require("crystals")
     assert section["model"] == "crystals.keras" and bundle.model_file("crystals").is_file()
     # The classifier's own crop size: the runtime reuses the classifier's crop.
-    assert section["input_size"] == bundle.require("classifier")["input_size"]
+    default = Bundle.open(default_bundle_path())
+    assert section["input_size"] == default.require("classifier")["input_size"]
+    assert not default.has("crystals")  # not scored by default: see docs/training.md
     assert 0.0 < section["threshold"] < 1.0 and section["min_area"] >= 1
     provenance = section["provenance"]
     assert {"command", "seed", "data", "trained", "metrics"} <= set(provenance)
@@ -30,7 +33,7 @@ def test_section_follows_the_contract() -> None:
 def test_fp32_variant_marks_crystals_more_than_the_rest_of_the_drop() -> None:
     """On unseen synthetic crystal wells (a seed no training set used), the crystal pixels'
     mean probability is well above the rest of the drop's."""
-    bundle = Bundle.open(default_bundle_path())
+    bundle = Bundle.open(bundle_path("crystals"))
     size = int(bundle.require("crystals")["input_size"])
     finder_size = int(bundle.require("finder")["input_size"])
     runner = OnnxRuntimeRunner(bundle.onnx_variant("crystals", "fp32"), threads=1)
@@ -51,12 +54,12 @@ def test_fp32_variant_marks_crystals_more_than_the_rest_of_the_drop() -> None:
     assert on.size > 50 and on.mean() > off.mean() + 0.2, (on.mean(), off.mean())
 
 
-def test_init_default_is_the_default_bundles_crystal_model() -> None:
+def test_init_default_is_the_shipped_crystal_model() -> None:
     """`train crystals --init default` fine-tunes this model, keeping its architecture."""
     from edgecrystal.train.crystals import init_overrides, init_source
 
     source = init_source("default")
-    assert source == default_bundle_path()
+    assert source == bundle_path("crystals")
     fixed = init_overrides(source, {"epochs": 3})
     section = Bundle.open(source).require("crystals")
     assert fixed == {"epochs": 3, "input_size": section["input_size"],

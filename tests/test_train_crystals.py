@@ -89,7 +89,7 @@ def test_boxes_file_bad_row_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     _dataset_with_boxes(tmp_path, "images/a.png,190,80,zz,104,single,sure,\n")
-    with pytest.raises(DataError, match=r"line 2.*not four numbers"):
+    with pytest.raises(DataError, match=r"crystals.csv:2: x0,y0,x1,y1 must be whole pixels"):
         crystal_truth(load_dataset(tmp_path))
 
 

@@ -35,8 +35,9 @@ def list_cmd(
 
 def path_cmd(
     name: Annotated[str, typer.Argument(
-        help="Shipped model: finder, or bundle (the default bundle: the shipped finder and "
-             "classifier).")],
+        help="Shipped model: finder, bundle (the default bundle: the shipped finder and "
+             "classifier), or crystals (the crystal model, the start of `train crystals --init "
+             "default`).")],
 ) -> None:
     """Print the folder of a shipped model's bundle (usable as --bundle, read-only)."""
     from ..pretrained import bundle_path

@@ -21,10 +21,14 @@ from ..errors import BundleError, UsageError
 
 HERE = Path(__file__).resolve().parent
 # name -> folder inside this package
-SHIPPED: dict[str, str] = {"finder": "finder", "bundle": "bundle"}
+# "crystals": the crystal model (with the shipped finder that crops for it) as a starting point
+# for `train crystals --init default`; it is not part of the default bundle (it misses its
+# accuracy targets on real photos and has no faithful INT8: docs/training.md).
+SHIPPED: dict[str, str] = {"finder": "finder", "bundle": "bundle", "crystals": "crystals"}
 # The script that rebuilds each, for the "missing from this installation" message.
 _BUILDERS = {"finder": "scripts/build_default_finder.py",
-             "bundle": "scripts/build_default_classifier.py"}
+             "bundle": "scripts/build_default_classifier.py",
+             "crystals": "the commands in its bundle.json's crystals.provenance"}
 
 
 def bundle_path(name: str) -> Path:
@@ -66,7 +70,9 @@ def describe(name: str) -> dict[str, Any]:
     path = bundle_path(name)
     meta = json.loads((path / BUNDLE_FILE).read_text(encoding="utf-8"))
     section = meta.get(name) or meta.get("classifier", {})
-    provenance = meta.get("provenance", {})
+    # The crystal model's bundle holds the shipped finder too: its own provenance is the
+    # section's; the top-level one is the finder's (or, in the default bundle, the classifier's).
+    provenance = section.get("provenance") or meta.get("provenance", {})
     return {
         "name": name,
         "path": str(path),

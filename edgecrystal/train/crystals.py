@@ -12,7 +12,6 @@ image has none; the crystal mask is cut, padded and resized with the crop's geom
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from collections.abc import Sequence
@@ -24,6 +23,8 @@ import numpy as np
 
 from .. import metrics, models, preprocess
 from ..bundle import Bundle, removed_on_failure
+from ..crystal_boxes import iou as box_iou
+from ..crystal_truth import read_truth
 from ..dataset import Dataset, Record, load_dataset
 from ..errors import DataError, UsageError
 from ..imageio import load_picture, read_image
@@ -68,31 +69,13 @@ def crystal_truth(ds: Dataset) -> dict[Path, Truth]:
 
 
 def _boxes_file(root: Path) -> dict[Path, list[tuple[int, int, int, int]]]:
+    """DATA's crystals.csv (crystal_truth's reader, the one evaluate uses): the sure boxes per
+    image; an image marked `none` trains as a negative (no box); doubtful boxes are left out."""
     path = root / BOXES_FILE
     if not path.is_file():
         return {}
-    out: dict[Path, list[tuple[int, int, int, int]]] = {}
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"path", "x0", "y0", "x1", "y1"} - set(reader.fieldnames or [])
-        if missing:
-            raise DataError(f"{path} lacks column(s) {', '.join(sorted(missing))}")
-        for line, row in enumerate(reader, start=2):
-            image = (root / row["path"]).resolve()
-            listed = out.setdefault(image, [])
-            if (row.get("kind") or "").strip() == "none":
-                continue
-            if (row.get("certainty") or "sure").strip() == "doubtful":
-                continue
-            try:
-                x0, y0, x1, y1 = (int(float(row[k])) for k in ("x0", "y0", "x1", "y1"))
-            except ValueError:
-                raise DataError(f"{path} line {line}: box {row['x0']},{row['y0']},"
-                                f"{row['x1']},{row['y1']} is not four numbers") from None
-            if x1 <= x0 or y1 <= y0:
-                raise DataError(f"{path} line {line}: empty box {x0},{y0},{x1},{y1}")
-            listed.append((x0, y0, x1, y1))
-    return out
+    return {image.path.resolve(): [b.box for b in image.split("sure")[0]]
+            for image in read_truth(path, root)}
 
 
 def boxes_to_mask(boxes: Sequence[tuple[int, int, int, int]], height: int,
@@ -171,14 +154,6 @@ def map_boxes(prob: np.ndarray, threshold: float,
     n, _, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
     return [(int(s[0]), int(s[1]), int(s[0] + s[2]), int(s[1] + s[3]))
             for s in stats[1:n] if int(s[4]) >= min_area]
-
-
-def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def box_scores(probs: Sequence[np.ndarray], targets: Sequence[np.ndarray], threshold: float,
@@ -290,12 +265,12 @@ def predict(model: Any, samples: Sequence[CrystalSample], batch_size: int = 32) 
 
 
 def init_source(init: str | None) -> Path | None:
-    """`--init`: "default" (the default bundle's crystal model), a bundle folder, or None."""
+    """`--init`: "default" (the shipped crystal model), a bundle folder, or None."""
     if init is None:
         return None
-    from ..pretrained import default_bundle_path
+    from ..pretrained import bundle_path
 
-    return default_bundle_path() if init == "default" else Path(init)
+    return bundle_path("crystals") if init == "default" else Path(init)
 
 
 def init_overrides(init_bundle: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
