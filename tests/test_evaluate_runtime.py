@@ -86,6 +86,7 @@ def test_evaluate_at_int8_runs_the_int8_variant(fast_bundle: Path, tmp_path: Pat
     assert np.abs(a - b).max() < 0.2  # and it is a faithful INT8 of the same one
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_evaluate_cli_precision_and_unknown_label(fast_bundle: Path, tmp_path: Path) -> None:
     data = class_folders(tmp_path / "data")
     done = subprocess.run([sys.executable, "-m", "edgecrystal", "evaluate", str(data), "--bundle",

@@ -68,6 +68,7 @@ def results(folder: Path) -> list[dict]:
 
 
 # ----------------------------------------------------------------- 1. stale variants
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_a_retrained_bundle_is_not_scored_with_the_old_model(bundle: Path, images: Path) -> None:
     assert cli("score", str(bundle), str(images)).returncode == 0
     retrain(Bundle.open(bundle), seed=1, export=False)  # what `train classifier` leaves
@@ -268,6 +269,7 @@ def test_another_precision_rescores(bundle: Path, images: Path) -> None:
 
 
 # ----------------------------------------------------------------- 10. runtime export
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_bundle_export_runtime_copies_what_scoring_needs(bundle: Path, images: Path,
                                                          tmp_path: Path) -> None:
     out = tmp_path / "deploy"

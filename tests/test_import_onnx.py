@@ -124,6 +124,7 @@ def _import(bundle: Path, *extra: str) -> subprocess.CompletedProcess[str]:
                         "--classes", CLASSES, *extra)
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 @pytest.mark.parametrize("softmax", [False, True], ids=["logits", "probabilities"])
 def test_imported_classifier_scored_by_score_matches_its_own_scores(tmp_path: Path,
                                                                    softmax: bool) -> None:

@@ -112,6 +112,7 @@ def test_history_and_sync_commands(plates: Path, tmp_path: Path) -> None:
                                    f"index {url}")
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_export_labels_is_a_training_folder(plates: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/index.db"
     with Index.open(url) as index:

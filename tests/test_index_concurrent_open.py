@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 OPEN = ("import sys; from edgecrystal.index.store import Index; "
         "Index.open(sys.argv[1]).close()")
 
 
+@pytest.mark.slow  # TF-free but seconds long: the slow tier keeps the fast one under 2 min
 def test_processes_opening_a_new_index_at_once_all_get_it(tmp_path: Path) -> None:
     for attempt in range(3):
         url = f"sqlite:///{tmp_path}/index-{attempt}.db"
