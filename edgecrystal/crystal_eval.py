@@ -3,7 +3,7 @@ person drew, through the deployed path (the bundle's ONNX on ONNX Runtime, opene
 session.open_pipeline as `score` opens it: the same decoding, finder, crop and crystal stage).
 
 The truth (edgecrystal/crystal_truth.py): a CSV of drawn boxes (the layout of
-/work/shared/real-samples/crystals.csv; `kind none`: an image checked to hold no crystal), or
+../shared/real-samples/crystals.csv; `kind none`: an image checked to hold no crystal), or
 for synthetic data (`--crystals masks`) the crystal masks DATA's labels.csv names in a
 `crystals` column, each mask's 8-connected components the true boxes.
 

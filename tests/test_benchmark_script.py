@@ -3,7 +3,7 @@ archive part run for real on a small archive.
 
 The saved parts are made the way the script makes them: the pipeline part by the bench report's
 own build_report on known timings, the verify part by a real `verify` of the TF-free fast
-bundle; the page is rendered by the script in a subprocess, as the coordinator runs it.
+bundle; the page is rendered by the script in a subprocess, as a user runs it.
 """
 
 from __future__ import annotations
