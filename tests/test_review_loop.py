@@ -69,7 +69,8 @@ def test_score_relabel_export_finetune_swap_rescore(tmp_path: Path) -> None:
 
         second = tmp_path / "bundle-2"
         tuned = _cli("train", "classifier", str(labels), "--bundle", str(second), "--init",
-                     str(first), "--epochs", "1", "--batch-size", "4")
+                     str(first), "--epochs", "1", "--batch-size", "4",
+                     "--set", "synthetic_wells=8")  # the mix, small: this tests the loop
         assert tuned.returncode == 0, tuned.stderr
         meta = json.loads((second / "bundle.json").read_text())
         assert meta["classifier"]["init"] == str(first)
