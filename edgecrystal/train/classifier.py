@@ -55,13 +55,7 @@ def init_overrides(source: Bundle, overrides: dict[str, Any] | None) -> dict[str
     section = source.require("classifier")
     fixed = {"input_size": int(section["input_size"]),
              "backbone": str(section.get("backbone", "inception_v3"))}
-    out = dict(overrides or {})
-    for key, value in fixed.items():
-        if out.get(key) is not None and str(out[key]) != str(value):
-            raise UsageError(f"--init {source.root} is a classifier with {key}={value}; "
-                             f"fine-tuning cannot change it to {out[key]}")
-        out[key] = value
-    return out
+    return profiles.pin_init("classifier", source.root, fixed, overrides)
 
 
 def compile_classifier(model: Any, hp: ClassifierHP, steps_per_epoch: int = 1) -> None:

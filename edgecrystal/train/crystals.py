@@ -277,13 +277,7 @@ def init_overrides(init_bundle: Path, overrides: dict[str, Any] | None) -> dict[
     """The init model fixes input size, width and depth (its weights fit no other)."""
     section = Bundle.open(init_bundle).require("crystals")
     fixed = {k: int(section[k]) for k in ("input_size", "base_filters", "depth", "stem_stride")}
-    out = dict(overrides or {})
-    for key, value in fixed.items():
-        if out.get(key) is not None and int(out[key]) != value:
-            raise UsageError(f"--init {init_bundle} is a crystal model with {key}={value}; "
-                             f"fine-tuning cannot change it to {out[key]}")
-        out[key] = value
-    return out
+    return profiles.pin_init("crystal model", init_bundle, fixed, overrides)
 
 
 def train_crystals(data_dir: str | Path, bundle: str | Path, profile: str | None = None,

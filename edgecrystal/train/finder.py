@@ -47,13 +47,7 @@ def init_overrides(init_bundle: Path, overrides: dict[str, Any] | None) -> dict[
     section = Bundle.open(init_bundle).require("finder")
     fixed = {"input_size": int(section["input_size"]),
              "base_filters": int(section["base_filters"]), "depth": int(section["depth"])}
-    out = dict(overrides or {})
-    for key, value in fixed.items():
-        if out.get(key) is not None and int(out[key]) != value:
-            raise UsageError(f"--init {init_bundle} is a finder with {key}={value}; "
-                             f"fine-tuning cannot change it to {out[key]}")
-        out[key] = value
-    return out
+    return profiles.pin_init("finder", init_bundle, fixed, overrides)
 
 
 def learning_rate(hp: FinderHP | ClassifierHP,

@@ -271,3 +271,16 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
 
 def as_dict(hp: Any) -> dict[str, Any]:
     return dataclasses.asdict(hp)
+
+
+def pin_init(model: str, init: object, fixed: dict[str, Any],
+             overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """`overrides` with the architecture an init model's weights need (`fixed`: its input size,
+    width, depth or backbone): asking for the same is fine, anything else is a one-line error."""
+    out = dict(overrides or {})
+    for key, value in fixed.items():
+        if out.get(key) is not None and str(out[key]) != str(value):
+            raise UsageError(f"--init {init} is a {model} with {key}={value}; "
+                             f"fine-tuning cannot change it to {out[key]}")
+        out[key] = value
+    return out
