@@ -56,8 +56,11 @@ def test_finder_vs_full_experiment_tiny(trained_bundle: tuple[Path, Path],
 
     _, data = trained_bundle
     out = tmp_path / "exp"
+    # MobileNetV3-Small, not tiny's Inception-V3: this tests the experiment's three arms and its
+    # report, and three Inception-V3 builds took 2.5 minutes of the slow tier.
     result = finder_vs_full(data, out, repeats=1, profile="tiny",
-                            classifier_overrides={"epochs": 1},
+                            classifier_overrides={"epochs": 1, "backbone": "mobilenet_v3_small",
+                                                  "input_size": 64},
                             finder_overrides={"epochs": 1})
     summary = result["summary"]
     assert set(summary) >= {"full", "manual", "finder", "finder_minus_full"}
