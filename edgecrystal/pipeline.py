@@ -160,6 +160,10 @@ class Pipeline:
                 section, int(section.get("input_size") or crystals.input_size or 0))
             if self.crystal_settings.input_size <= 0:
                 raise BundleError(f"bundle {bundle.root}: the crystals section has no input_size")
+        # At another size than the classifier's the crystal stage cuts its own crop, and needs
+        # each image's finder mask until then; at the same size it reuses the classifier's.
+        self._recut = (self.crystal_settings is not None
+                       and self.crystal_settings.input_size != self.classifier_size)
         self.max_pixels = max_pixels
         self.outlines = outlines
         self.confidence = bundle.confidence()
@@ -215,13 +219,15 @@ class Pipeline:
         masks = self._find(good)
         scored: list[Scored] = []
         crops: list[np.ndarray] = []
-        cut: list[tuple[Loaded, np.ndarray | None]] = []  # the crystal stage may cut again
+        # What the crystal stage cuts again from (only then are the masks kept past here).
+        cut: list[tuple[Loaded, np.ndarray | None]] = []
         for item, mask in zip(good, masks, strict=True):
             crop = self._crop(item, mask)
             if crop is not None:
                 scored.append(item.scored)
                 crops.append(crop)
-                cut.append((item, mask))
+                if self._recut:
+                    cut.append((item, mask))
         del masks
         if not crops:
             return results
@@ -257,12 +263,11 @@ class Pipeline:
             return
         settings = self.crystal_settings
         t = time.perf_counter()
-        size = settings.input_size
-        if size == self.classifier_size:
-            inputs = crops
-        else:
-            inputs = [self._crystal_crop(item, mask, crop, size)
+        if self._recut:
+            inputs = [self._crystal_crop(item, mask, crop, settings.input_size)
                       for (item, mask), crop in zip(cut, crops, strict=True)]
+        else:
+            inputs = crops
         maps = self.crystals.predict(np.stack(inputs))
         for r, prob in zip(scored, maps, strict=True):
             box = r.box or (0, 0, r.width, r.height)
