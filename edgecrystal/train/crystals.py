@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import metrics, models, preprocess
 from ..bundle import Bundle, removed_on_failure
+from ..crystal_boxes import from_probability
 from ..crystal_boxes import iou as box_iou
 from ..crystal_truth import read_truth
 from ..dataset import Dataset, Record, load_dataset
@@ -145,15 +146,12 @@ def make_samples(records: Sequence[Record], truth: dict[Path, Truth], hp: Crysta
 # ---------------------------------------------------------------------- boxes (training only)
 def map_boxes(prob: np.ndarray, threshold: float,
               min_area: int) -> list[tuple[int, int, int, int]]:
-    """Training-side check only (the runtime's boxes are crystal_boxes.from_probability):
-    connected components of the thresholded map at its own resolution, at least `min_area`
-    pixels, as (x0, y0, x1, y1) with x1/y1 exclusive."""
-    import cv2
-
-    binary = (np.asarray(prob).reshape(prob.shape[0], prob.shape[1]) >= threshold)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
-    return [(int(s[0]), int(s[1]), int(s[0] + s[2]), int(s[1] + s[3]))
-            for s in stats[1:n] if int(s[4]) >= min_area]
+    """The boxes of a square crop's map at its own resolution (x0, y0, x1, y1; x1/y1
+    exclusive), most certain first: the runtime's box step (crystal_boxes.from_probability)
+    with the crop as the whole frame, so training measures the boxes scoring will write."""
+    side = prob.shape[0]
+    return [c.box for c in from_probability(prob, (0, 0, side, side), threshold=threshold,
+                                            min_area=min_area)]
 
 
 def box_scores(probs: Sequence[np.ndarray], targets: Sequence[np.ndarray], threshold: float,
