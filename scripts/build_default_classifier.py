@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "edgecrystal" / "pretrained" / "bundle"
 IMAGER_STYLES = ["marco", "formulatrix", "brightfield", "minstrel"]
 SIZE = (320, 512)
-CALIBRATION_IMAGES = 64
+# 64 left the 192-px classifier's INT8 below the accuracy gate (label agreement 0.938).
+CALIBRATION_IMAGES = 256
 
 
 def synth(out: Path, n: int, seed: int, styles: list[str]) -> dict[str, Any]:
@@ -90,23 +91,28 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     bundle = work / "bundle"
     if bundle.exists() and not args.resume:
         shutil.rmtree(bundle)
-    overrides: dict[str, Any] = {"seed": args.seed}
+    overrides = {**dict(kv.split("=", 1) for kv in args.set), "seed": args.seed}
     if args.epochs:
         overrides["epochs"] = args.epochs
     started = time.time()
     result = train_classifier(work / "train", bundle, crop="finder", profile="sim2real",
-                              overrides=overrides, verbose=2, resume=args.resume)
+                              overrides=overrides, verbose=2, resume=args.resume,
+                              init=args.init)
     record = {"data": data, "training_seconds": round(time.time() - started, 1),
-              "validation": result["metrics"], "command": shlex.join(
-                  [Path(sys.executable).name, *sys.argv])}
+              "validation": result["metrics"], "init": args.init, "overrides": overrides,
+              "command": shlex.join([Path(sys.executable).name, *sys.argv])}
     (work / "train-record.json").write_text(json.dumps(record, indent=2))
     return record
 
 
 def evaluate_on(bundle: Path, data: Path, out: Path, precision: str = "fp32") -> dict[str, Any]:
+    from edgecrystal.errors import BackendError
     from edgecrystal.evaluate import evaluate
 
-    report = evaluate(data, bundle, out, precision=precision)
+    try:
+        report = evaluate(data, bundle, out, precision=precision)
+    except BackendError as refused:  # an INT8 variant that failed its accuracy gate
+        return {"refused": str(refused)}
     c = report["classifier"]
     return {"images": c["images"], "runtime": c.get("runtime"),
             "roc_auc": {k: round(v, 4) for k, v in c["roc_auc"].items()},
@@ -152,6 +158,8 @@ def package(args: argparse.Namespace) -> None:
         "script": "scripts/build_default_classifier.py",
         "seed": args.seed,
         "profile": "sim2real",
+        "overrides": record.get("overrides", {}),
+        "init": record.get("init"),
         "data": {"train": record["data"], "heldout_random": held_random,
                  "heldout_imagers": held_imagers},
         "trained": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -186,6 +194,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=22)
     ap.add_argument("--heldout", type=int, default=200, help="held-out wells per style group")
     ap.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a sim2real hyperparameter to change (repeatable): input_size=192")
+    ap.add_argument("--init", default=None,
+                    help="start from this bundle's classifier (or 'default': the shipped one)")
     ap.add_argument("--resume", action="store_true",
                     help="continue an interrupted training in WORK/bundle")
     ap.add_argument("--note", default="", help="a remark for the provenance record")

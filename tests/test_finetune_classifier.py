@@ -70,8 +70,25 @@ def test_init_fine_tunes_a_bundles_classifier_and_refits_confidence(tmp_path: Pa
     assert "temperature" in fitted or "not fitted" in fitted["note"]
     assert Bundle.open(out).confidence().fitted == ("temperature" in fitted)
 
-    # Another architecture cannot take the init's weights: one line, nothing written.
+    # Another backbone cannot take the init's weights: one line, nothing written.
     refused = _train(str(data), "--bundle", str(tmp_path / "other"), "--init", str(source),
-                     "--input-size", "96")
+                     "--set", "backbone=inception_v3")
     assert refused.returncode != 0 and "fine-tuning cannot change it" in refused.stderr
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.slow
+def test_init_at_another_input_size_takes_every_weight(tmp_path: Path) -> None:
+    # Both backbones pool globally, so a classifier trained at one size starts another at a
+    # larger one with every weight (the shipped classifier went from 128 to a larger input so).
+    from edgecrystal.train import profiles
+    from edgecrystal.train.classifier import build
+
+    small = profiles.resolve("classifier", "sim2real", {"input_size": 64})
+    source = build(small, 4)
+    path = tmp_path / "source.keras"
+    source.save(path)
+    large = build(profiles.resolve("classifier", "sim2real", {"input_size": 96}), 4, init=path)
+    assert large.input_shape == (None, 96, 96, 3)
+    pairs = list(zip(source.get_weights(), large.get_weights(), strict=True))
+    assert pairs and all(a.shape == b.shape and (a == b).all() for a, b in pairs)

@@ -50,12 +50,16 @@ def init_source(init: str | None) -> Bundle | None:
 
 
 def init_overrides(source: Bundle, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """The init model fixes the architecture: its input size and backbone, unless the caller
-    asked for the same ones (anything else cannot take its weights)."""
+    """The init model fixes the backbone (another cannot take its weights). Its input size is
+    the default, and another may be asked for: both backbones end in global average pooling,
+    so no weight's shape depends on the input size (a classifier trained at 128 px can go on
+    learning at 192 px, where a small crystal keeps more pixels)."""
     section = source.require("classifier")
-    fixed = {"input_size": int(section["input_size"]),
-             "backbone": str(section.get("backbone", "inception_v3"))}
-    return profiles.pin_init("classifier", source.root, fixed, overrides)
+    out = profiles.pin_init("classifier", source.root,
+                            {"backbone": str(section.get("backbone", "inception_v3"))}, overrides)
+    if out.get("input_size") is None:
+        out["input_size"] = int(section["input_size"])
+    return out
 
 
 def compile_classifier(model: Any, hp: ClassifierHP, steps_per_epoch: int = 1) -> None:
