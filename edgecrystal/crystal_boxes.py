@@ -71,6 +71,10 @@ DEFAULT_MIN_AREA = 4
 # A box at least this sure on a drop the classifier did not call crystals makes it uncertain
 # (confidence.uncertain): two models disagree, so a person should look.
 DEFAULT_AGREE_SCORE = 0.8
+# The crystal model looks only in drops the classifier flags crystals_hit (its recall-first
+# threshold): boxes say where the crystals of a crystals hit are. Everywhere (False), it drew
+# boxes on bubbles, glints and precipitate in most crystal-free drops (docs/training.md).
+DEFAULT_HITS_ONLY = True
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class CrystalSettings:
     threshold: float = DEFAULT_THRESHOLD
     min_area: int = DEFAULT_MIN_AREA
     agree_score: float = DEFAULT_AGREE_SCORE
+    hits_only: bool = DEFAULT_HITS_ONLY
 
     @classmethod
     def from_section(cls, section: Mapping[str, object], input_size: int = 0) -> CrystalSettings:
@@ -89,12 +94,14 @@ class CrystalSettings:
         return cls(input_size=int(_num(section.get("input_size"), input_size)),
                    threshold=float(_num(section.get("threshold"), DEFAULT_THRESHOLD)),
                    min_area=int(_num(section.get("min_area"), DEFAULT_MIN_AREA)),
-                   agree_score=float(_num(section.get("agree_score"), DEFAULT_AGREE_SCORE)))
+                   agree_score=float(_num(section.get("agree_score"), DEFAULT_AGREE_SCORE)),
+                   hits_only=bool(section.get("hits_only", DEFAULT_HITS_ONLY)))
 
-    def as_record(self) -> dict[str, float | int]:
+    def as_record(self) -> dict[str, float | int | bool]:
         """What the runtime fingerprint hashes: a change of any of these rescores."""
         return {"input_size": self.input_size, "threshold": self.threshold,
-                "min_area": self.min_area, "agree_score": self.agree_score}
+                "min_area": self.min_area, "agree_score": self.agree_score,
+                "hits_only": self.hits_only}
 
 
 def _num(value: object, default: float) -> float:

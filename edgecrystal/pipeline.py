@@ -237,7 +237,7 @@ class Pipeline:
         calibrated = self.confidence.calibrate(probs)
         hits = self.confidence.crystals_hit(self.classes, calibrated)
         per_image = _ms(t) / len(crops)
-        self._find_crystals(scored, crops, cut)
+        self._find_crystals(scored, crops, cut, hits)
         agree = self.crystal_settings.agree_score if self.crystal_settings else None
         for k, (r, p, c) in enumerate(zip(scored, probs, calibrated, strict=True)):
             r.model_scores = {name: float(v) for name, v in zip(self.classes, p, strict=True)}
@@ -251,28 +251,36 @@ class Pipeline:
         return results
 
     def _find_crystals(self, scored: list[Scored], crops: list[np.ndarray],
-                       cut: list[tuple[Loaded, np.ndarray | None]]) -> None:
+                       cut: list[tuple[Loaded, np.ndarray | None]],
+                       hits: np.ndarray | None) -> None:
         """The crystal stage: the crystal model (batched) on the crop the classifier saw, each
         map turned into boxes in the original image's pixels (the crop's box, `Scored.box`,
         places them). At the classifier's size the classifier's own crop arrays go in (the
         shipped models share it); at another size the same region is cut again at the crystal
         model's size by the one crop step (`cut`: each crop's picture and finder mask), so it
         sees the drop at its own resolution, not a resize of a smaller crop. Nothing without a
-        crystal model (crystals stay None)."""
+        crystal model (crystals stay None). With `hits_only` (the default) only the drops the
+        classifier flags crystals_hit (`hits`) are searched; the others get no boxes ([])."""
         if self.crystals is None or self.crystal_settings is None:
             return
         settings = self.crystal_settings
         t = time.perf_counter()
-        if self._recut:
-            inputs = [self._crystal_crop(item, mask, crop, settings.input_size)
-                      for (item, mask), crop in zip(cut, crops, strict=True)]
-        else:
-            inputs = crops
-        maps = self.crystals.predict(np.stack(inputs))
-        for r, prob in zip(scored, maps, strict=True):
-            box = r.box or (0, 0, r.width, r.height)
-            r.crystals = from_probability(prob, box, threshold=settings.threshold,
-                                          min_area=settings.min_area)
+        searched = [k for k in range(len(crops))
+                    if hits is None or not settings.hits_only or hits[k]]
+        for r in scored:
+            r.crystals = []
+        if searched:
+            if self._recut:
+                inputs = [self._crystal_crop(cut[k][0], cut[k][1], crops[k], settings.input_size)
+                          for k in searched]
+            else:
+                inputs = [crops[k] for k in searched]
+            maps = self.crystals.predict(np.stack(inputs))
+            for k, prob in zip(searched, maps, strict=True):
+                r = scored[k]
+                box = r.box or (0, 0, r.width, r.height)
+                r.crystals = from_probability(prob, box, threshold=settings.threshold,
+                                              min_area=settings.min_area)
         per_image = _ms(t) / len(crops)
         for r in scored:
             r.timings_ms["crystals"] = per_image

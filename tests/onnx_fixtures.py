@@ -222,11 +222,13 @@ def build_fast_bundle(root: Path, classes: tuple[str, ...] = DEFAULT_CLASSES,
 def add_crystals(root: Path, threshold: float = 0.5) -> Path:
     """Give the bundle at `root` a crystal model: the "crystals" section (model, input_size,
     threshold) and its fp32 ONNX (crystals_graph), recorded as an imported model's source (no
-    Keras file: build-engines makes its variants from the ONNX)."""
+    Keras file: build-engines makes its variants from the ONNX). The fixture classifier is
+    untrained, so its crystals hits are chance: the crystal model looks at every drop
+    (`hits_only` false; tests/test_crystal_stage.py tests the hits-only default)."""
     bundle = Bundle.open(root)
     bundle.section("crystals").update(
         {"model": "crystals.keras", "input_size": CRYSTALS_SIZE, "threshold": threshold,
-         "profile": "fixture", "imported": {"format": "ONNX (test fixture)"}})
+         "hits_only": False, "profile": "fixture", "imported": {"format": "ONNX (test fixture)"}})
     _write_fp32(bundle, "crystals", crystals_graph(), CRYSTALS_SIZE)
     bundle.save()
     return root

@@ -15,7 +15,7 @@ import pytest
 from edgecrystal.bundle import Bundle
 from edgecrystal.confidence import uncertain
 from edgecrystal.crystal_boxes import CrystalSettings, from_probability
-from edgecrystal.pipeline import STAGES
+from edgecrystal.pipeline import STAGES, Scored
 from edgecrystal.results import SCHEMA_VERSION, read_result, write_result
 from edgecrystal.session import open_pipeline
 
@@ -162,6 +162,33 @@ def test_a_sure_box_on_a_non_crystals_label_is_uncertain(crystals_bundle: Path,
     assert disagreeing > 0  # some drops only the disagreement flagged
 
 
+def test_by_default_only_crystals_hits_are_searched(crystals_bundle: Path,
+                                                    tmp_path: Path) -> None:
+    images = [_specks(tmp_path / f"A0{k}_1.png", specks=((20 + 9 * k, 30 + 7 * k),))
+              for k in range(1, 7)]
+
+    def scored(name: str, threshold: float) -> list[Scored]:
+        root = _copy(crystals_bundle, tmp_path / name, hits_only=True)
+        b = Bundle.open(root)
+        b.section("confidence").update({"temperature": 1.0, "crystals_threshold": threshold})
+        b.save()
+        with open_pipeline(root, backend="onnxruntime", threads=1) as pipe:
+            assert pipe.crystal_settings is not None and pipe.crystal_settings.hits_only
+            assert pipe.confidence.crystals_threshold == threshold
+            return pipe.score(images)
+
+    assert CrystalSettings.from_section({"input_size": 64}).hits_only  # the default
+    everywhere = scored("all-hits", 0.0)  # every drop is a crystals hit
+    assert all(r.crystals_hit and r.crystals for r in everywhere)
+    # A threshold between the untrained classifier's crystals scores: some hits, some not.
+    middle = float(np.median([r.scores["crystals"] for r in everywhere]))
+    some = scored("some-hits", middle)
+    assert {r.crystals_hit for r in some} == {True, False}
+    for searched, gated in zip(everywhere, some, strict=True):
+        # A hit gets the same boxes as when every drop is searched; any other drop none.
+        assert gated.crystals == (searched.crystals if gated.crystals_hit else [])
+
+
 def test_pipeline_stages_are_bench_stages() -> None:
     from edgecrystal.bench.report import MODEL_STAGES
     from edgecrystal.bench.report import STAGES as BENCH_STAGES
@@ -179,7 +206,8 @@ def test_at_the_classifiers_size_the_classifiers_crop_is_reused(fast_bundle: Pat
     root = _copy(fast_bundle, tmp_path)
     b = Bundle.open(root)
     b.section("crystals").update({"model": "crystals.keras", "input_size": CLASSIFIER_SIZE,
-                                  "threshold": 0.5, "imported": {"format": "ONNX (test)"}})
+                                  "threshold": 0.5, "hits_only": False,
+                                  "imported": {"format": "ONNX (test)"}})
     _write_fp32(b, "crystals", crystals_graph(CLASSIFIER_SIZE), CLASSIFIER_SIZE)
     b.save()
     image = _specks(tmp_path / "A01_1.png")
