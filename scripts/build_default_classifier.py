@@ -171,9 +171,12 @@ def package(args: argparse.Namespace) -> None:
     }
     b.meta["classifier"]["data"]["root"] = "synthetic (see provenance.data)"
     b.save()
-    # Only what ships: the models, their ONNX variants and the description (no checkpoints,
-    # logs or calibration images).
-    shipped = [rel for rel in b.meta["files"] if rel.endswith((".keras", ".onnx"))]
+    # Only what ships: the models, their ONNX variants, the INT8 calibration records and
+    # TensorRT caches (bundle.json's `calibration` names them; with them build-engines makes
+    # INT8 engines on a Jetson without the training wells) and the description (no
+    # checkpoints, logs or calibration images).
+    shipped = [rel for rel in b.meta["files"]
+               if rel.endswith((".keras", ".onnx")) or rel.startswith("calibration/")]
     b.meta["files"] = {rel: b.meta["files"][rel] for rel in shipped}
     b.save()
     out = args.out
