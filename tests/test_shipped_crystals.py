@@ -19,9 +19,10 @@ def test_section_follows_the_contract() -> None:
     bundle = Bundle.open(bundle_path("crystals"))
     section = bundle.require("crystals")
     assert section["model"] == "crystals.keras" and bundle.model_file("crystals").is_file()
-    # The classifier's own crop size: the runtime reuses the classifier's crop.
+    # 128 px, made beside the 128-px classifier; the 192-px classifier shipped since crops the
+    # same drop region, which the crystal stage cuts again at 128 (Pipeline._crystal_crop).
     default = Bundle.open(default_bundle_path())
-    assert section["input_size"] == default.require("classifier")["input_size"]
+    assert section["input_size"] == 128 < default.require("classifier")["input_size"]
     assert not default.has("crystals")  # not scored by default: see docs/training.md
     assert 0.0 < section["threshold"] < 1.0 and section["min_area"] >= 1
     provenance = section["provenance"]
