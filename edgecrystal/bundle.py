@@ -217,7 +217,10 @@ class Bundle:
         (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(other.model_file("finder"), self.root / rel)
         section["adopted_from"] = adopted_from or str(other.root.resolve())
-        if "provenance" in other.meta:
+        # How the finder was made: its section's own record when it has one (a bundle that
+        # adopted it carries it there, and that bundle's top-level provenance is its
+        # classifier's), else the source bundle's (the shipped finder's bundle describes it).
+        if "provenance" in other.meta and "provenance" not in section:
             section["provenance"] = other.meta["provenance"]
         self.meta["finder"] = section
         self.meta.get("onnx", {}).pop("finder", None)

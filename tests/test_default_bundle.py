@@ -114,3 +114,16 @@ def test_scores_unseen_synthetic_wells(tmp_path: Path, styles: tuple[str, ...]) 
     assert c["runtime"] == "onnxruntime fp32"
     assert c["roc_auc"]["macro"] > 0.75, c["roc_auc"]
     assert c["crystals_vs_rest_auc"] > 0.6, c["roc_auc"]
+
+
+def test_its_finder_keeps_the_shipped_finders_provenance(tmp_path: Path) -> None:
+    # The default bundle's top-level provenance is its classifier's: a bundle adopting the
+    # finder from it gets the finder's own record, not that one.
+    default = Bundle.open(default_bundle_path())
+    made_by = default.meta["finder"]["provenance"]["command"]
+    assert "build_default_finder.py" in made_by
+    assert default.meta["finder"]["adopted_from"] == "edgecrystal.pretrained/finder"
+    other = Bundle.open(tmp_path / "b", create=True)
+    other.adopt_finder(default)
+    assert other.meta["finder"]["provenance"]["command"] == made_by
+    assert other.meta["finder"]["adopted_from"] == str(default.root.resolve())
