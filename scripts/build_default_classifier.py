@@ -81,6 +81,7 @@ def combine(root: Path, parts: list[str]) -> None:
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
     from edgecrystal.train import train_classifier
+    from edgecrystal.train.profiles import parse_sets
 
     work = args.work
     half = args.n // 2
@@ -91,7 +92,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     bundle = work / "bundle"
     if bundle.exists() and not args.resume:
         shutil.rmtree(bundle)
-    overrides = {**dict(kv.split("=", 1) for kv in args.set), "seed": args.seed}
+    overrides: dict[str, Any] = {**parse_sets(args.set), "seed": args.seed}
     if args.epochs:
         overrides["epochs"] = args.epochs
     started = time.time()
@@ -111,8 +112,10 @@ def evaluate_on(bundle: Path, data: Path, out: Path, precision: str = "fp32") ->
 
     try:
         report = evaluate(data, bundle, out, precision=precision)
-    except BackendError as refused:  # an INT8 variant that failed its accuracy gate
-        return {"refused": str(refused)}
+    except BackendError as refused:
+        if precision == "fp32":
+            raise
+        return {"refused": str(refused)}  # e.g. an INT8 variant that failed its accuracy gate
     c = report["classifier"]
     return {"images": c["images"], "runtime": c.get("runtime"),
             "roc_auc": {k: round(v, 4) for k, v in c["roc_auc"].items()},
