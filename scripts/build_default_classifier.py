@@ -126,10 +126,14 @@ def evaluate_on(bundle: Path, data: Path, out: Path, precision: str = "fp32") ->
 def package(args: argparse.Namespace) -> None:
     from edgecrystal.bundle import Bundle
     from edgecrystal.converters.build import Options, build_engines
+    from edgecrystal.pretrained import adopt_finder
 
     work = args.work
     bundle = work / "bundle"
     record = json.loads((work / "train-record.json").read_text())
+    # What ships is the shipped finder whichever bundle --init started from: adopting it again
+    # records it as such (else the --init bundle's scratch path becomes its `adopted_from`).
+    adopt_finder(Bundle.open(bundle))
     report = build_engines(bundle, Options(precisions=("fp32", "int8"), calib=work / "train",
                                            calib_count=CALIBRATION_IMAGES, seed=args.seed),
                            log=lambda m: print(f"    {m}", flush=True))
