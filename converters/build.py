@@ -227,7 +227,7 @@ def make_int8(bundle: Bundle, models: list[str], opts: Options, report: Report,
     for model in models:
         src = bundle.variant(model, "fp32")
         record = _read_record(bundle, model)
-        settings = calibration_settings(opts, record or _sibling_record(bundle, models))
+        settings = calibration_settings(opts, record or _sibling_record(bundle, models), model)
         if not settings["data"]:
             raise UsageError("--precision int8 needs --calib DATA (the bundle has no "
                              f"calibration record for the {model})")
@@ -292,9 +292,12 @@ def _ranges_rel(model: str, target: str) -> str:
     return f"{CALIB_DIR}/{model}.{_VARIANT[target]}.ranges.json"
 
 
-def calibration_settings(opts: Options, record: CalibrationRecord) -> CalibrationSettings:
-    """What calibrates: each of data, count, seed, method from the command line when given,
-    else from the model's calibration record, else the defaults."""
+def calibration_settings(opts: Options, record: CalibrationRecord, model: str
+                         ) -> CalibrationSettings:
+    """What calibrates `model`: each of data, count, seed, method from the command line when
+    given, else from the model's calibration record, else the defaults (the method's is the
+    model's own: calibration.quantize.DEFAULT_METHOD)."""
+    from edgecrystal.calibration.quantize import default_method
     from edgecrystal.calibration.select import DEFAULT_COUNT, check_count
 
     recorded: CalibrationSettings = record.get("key") or {}
@@ -305,7 +308,7 @@ def calibration_settings(opts: Options, record: CalibrationRecord) -> Calibratio
     return {"data": str(Path(opts.calib).resolve()) if opts.calib else record.get("data"),
             "count": check_count(pick(opts.calib_count, recorded.get("count", DEFAULT_COUNT))),
             "seed": pick(opts.seed, recorded.get("seed", 0)),
-            "method": pick(opts.calib_method, recorded.get("method", "entropy"))}
+            "method": pick(opts.calib_method, recorded.get("method", default_method(model)))}
 
 
 def _calibration_sets(bundle: Bundle, models: list[str], settings: CalibrationSettings,
@@ -385,11 +388,14 @@ def _read_record(bundle: Bundle, model: str) -> CalibrationRecord:
 def _sibling_record(bundle: Bundle, models: list[str]) -> CalibrationRecord:
     """What calibrated the bundle's other models, for a model with no record of its own (a
     crystal model added to a calibrated bundle): the same images calibrate every model, so a
-    plain re-run needs no --calib. Only the settings are taken, never the images or ranges."""
+    plain re-run needs no --calib. Only the image settings are taken, never the images, the
+    ranges or the method (each model has its own default: calibration.quantize.DEFAULT_METHOD)."""
     for model in models:
         record = _read_record(bundle, model)
         if record.get("data"):
-            return {"data": record["data"], "key": record.get("key") or {}}
+            key: CalibrationSettings = {**(record.get("key") or {})}
+            key.pop("method", None)
+            return {"data": record["data"], "key": key}
     return {}
 
 
@@ -464,5 +470,5 @@ def _legacy_calibrator(bundle: Bundle, model: str, opts: Options) -> IInt8Calibr
             raise UsageError("--legacy-int8-calibrator needs --calib DATA (no legacy "
                              "calibration cache in the bundle)")
         return EntropyCalibrator(None, cache)
-    sets = _calibration_sets(bundle, [model], calibration_settings(opts, {}))
+    sets = _calibration_sets(bundle, [model], calibration_settings(opts, {}, model))
     return EntropyCalibrator(sets[model].inputs, bundle.path(f"{CALIB_DIR}/{model}.legacy.cache"))

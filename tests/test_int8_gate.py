@@ -75,7 +75,7 @@ def _collapse_finder(root: Path, family: str) -> str:
     bundle.add_variant("finder", name, precision="int8", backends=entry["backends"], key=key,
                        source=bundle.variant("finder", "fp32"), **detail)
     record = json.loads(bundle.path("calibration/finder.json").read_text())
-    settings = calibration_settings(BuildOptions(), record)
+    settings = calibration_settings(BuildOptions(), record, "finder")
     lines = gate_variants(bundle, "finder", (name,), settings, record["images"],
                           lambda s, ex, n: _calibration_sets(bundle, ["finder"], s, ex, n),
                           None, lambda _l: None, force=True)
