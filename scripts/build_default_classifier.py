@@ -6,8 +6,8 @@ classifier trained from nothing on synthetic wells.
     .venv/bin/python scripts/build_default_classifier.py --work /tmp/classifier-build \
         --real ../shared/real-samples          # also record evaluate on real photos (validation)
 
-1. synthesise wells of every class: half of the domain-randomised style `random`, half of the
-   four imager styles (`edgecrystal synth`, the seeds below), 320-512 px,
+1. synthesise wells of every class: half (`--random-share`) of the domain-randomised style
+   `random`, the rest of the four imager styles (`edgecrystal synth`, the seeds below), 320-512 px,
 2. train MobileNetV3-Small with the `sim2real` classifier recipe on the shipped finder's crops
    (the bundle adopts the shipped finder, as `train classifier --crop finder` does),
 3. make the deployable variants with the project's own build-engines (FP32 ONNX, parity-checked
@@ -84,9 +84,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from edgecrystal.train.profiles import parse_sets
 
     work = args.work
-    half = args.n // 2
-    data = {"random": synth(work / "train" / "random", half, args.seed, ["random"]),
-            "imagers": synth(work / "train" / "imagers", args.n - half, args.seed + 1,
+    random = round(args.n * args.random_share)
+    data = {"random": synth(work / "train" / "random", random, args.seed, ["random"]),
+            "imagers": synth(work / "train" / "imagers", args.n - random, args.seed + 1,
                              IMAGER_STYLES)}
     combine(work / "train", ["random", "imagers"])
     bundle = work / "bundle"
@@ -200,7 +200,10 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True, help="scratch folder (data, bundle)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--stage", choices=("all", "train", "package"), default="all")
-    ap.add_argument("--n", type=int, default=3600, help="training wells (half random style)")
+    ap.add_argument("--n", type=int, default=3600, help="training wells")
+    ap.add_argument("--random-share", type=float, default=0.5,
+                    help="share of the training wells in the domain-randomised style (the rest: "
+                         "the four imager styles)")
     ap.add_argument("--seed", type=int, default=22)
     ap.add_argument("--heldout", type=int, default=200, help="held-out wells per style group")
     ap.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
