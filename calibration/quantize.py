@@ -39,8 +39,9 @@ METHODS = ("entropy", "minmax", "percentile")
 # (measured on the shipped models, 256 calibration and 320 held-out synthetic wells, ONNX Runtime
 # 1.32, docs/conversion.md "Calibration methods"): percentile (99.99) keeps the classifier's
 # labels far better than entropy (ONNX Runtime variant 0.916 -> 0.953, TensorRT's 0.741 -> 0.931)
-# and the crystal map a little better; for the finder entropy is as good or better. ONNX
-# Runtime's entropy calibrator returned exactly the min/max ranges for all three models.
+# and the crystal map a little better; for the finder entropy is as good or better. Through
+# quantize_static, ONNX Runtime's entropy calibrator returns the min/max ranges (it is given no
+# bin counts, and its defaults leave one candidate threshold): "entropy" is min/max here.
 DEFAULT_METHOD = {"finder": "entropy", "classifier": "percentile", "crystals": "percentile"}
 TRT_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm", "MaxPool", "AveragePool",
            "GlobalAveragePool", "Concat"]
