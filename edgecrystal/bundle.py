@@ -326,8 +326,8 @@ class Bundle:
                 if not gate.get("usable", True):
                     reasons = "; ".join(gate.get("reasons") or ["outside the bounds"])
                     return (f"{model} {name} failed the INT8 accuracy gate on {checked} "
-                            f"({reasons}); use fp32 or fp16, or rebuild with more "
-                            "calibration images (build-engines --calib)")
+                            f"({reasons}); use fp32 or fp16, or recalibrate "
+                            "(build-engines --calib DATA, --calib-method)")
         return None
 
     def int8_unchecked(self, models: list[str], family: str) -> str | None:
