@@ -30,7 +30,8 @@ def build_engines(
     calib_count: Annotated[int | None, typer.Option(
         help="Calibration images per model (8..1024; default: as last time, else 256).")] = None,
     calib_method: Annotated[str | None, typer.Option(
-        help="entropy, minmax or percentile (default: as last time, else entropy).")] = None,
+        help="entropy, minmax or percentile (default: as last time, else the model's own: "
+             "percentile for the classifier and crystal model, entropy for the finder).")] = None,
     seed: Annotated[int | None, typer.Option(
         help="Seed of the calibration image choice (default: as last time, else 0).")] = None,
     max_batch: Annotated[int, typer.Option(help="Largest batch of the TensorRT profile.")] = 16,
