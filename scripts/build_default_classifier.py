@@ -84,9 +84,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from edgecrystal.train.profiles import parse_sets
 
     work = args.work
-    random = round(args.n * args.random_share)
-    data = {"random": synth(work / "train" / "random", random, args.seed, ["random"]),
-            "imagers": synth(work / "train" / "imagers", args.n - random, args.seed + 1,
+    n_random = round(args.n * args.random_share)
+    data = {"random": synth(work / "train" / "random", n_random, args.seed, ["random"]),
+            "imagers": synth(work / "train" / "imagers", args.n - n_random, args.seed + 1,
                              IMAGER_STYLES)}
     combine(work / "train", ["random", "imagers"])
     bundle = work / "bundle"
@@ -217,6 +217,8 @@ def main() -> None:
     ap.add_argument("--real", type=Path, default=None,
                     help="real labelled photos (shared real-samples layout): validation only")
     args = ap.parse_args()
+    if not 0.0 <= args.random_share <= 1.0:
+        ap.error(f"--random-share must be between 0 and 1 (got {args.random_share})")
     args.work.mkdir(parents=True, exist_ok=True)
     if args.stage in ("all", "train"):
         train(args)
