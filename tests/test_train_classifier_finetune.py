@@ -14,6 +14,7 @@ import pytest
 
 from edgecrystal import DEFAULT_CLASSES
 from edgecrystal.errors import UsageError
+from edgecrystal.interface import CLASSIFIER_OUTPUT
 from edgecrystal.synth.styles import ALL_STYLES
 from edgecrystal.train import classifier, data
 from edgecrystal.train.profiles import CLASSIFIER_PROFILES, resolve
@@ -119,3 +120,24 @@ def test_init_default_trains_every_photo_with_synthetic_wells(tmp_path: Path) ->
     assert "not fitted" in meta["confidence"]["note"]
     assert not Bundle.open(out).confidence().fitted
     assert Bundle.open(out).variant("classifier", "fp32")  # evaluate scores the ONNX path
+
+
+@pytest.mark.slow
+def test_a_frozen_backbone_keeps_its_weights_and_statistics_and_the_head_learns() -> None:
+    """`--set train_backbone=false`: a linear probe. One training step moves the head only;
+    the backbone's weights and BatchNorm moving statistics stay what they were."""
+    hp = resolve("classifier", "sim2real", {"input_size": 32, "batch_size": 4,
+                                            "train_backbone": "false", "lr": 1e-2})
+    model = classifier.build(hp, len(DEFAULT_CLASSES))
+    classifier.compile_classifier(model, hp)
+    backbone = next(layer for layer in model.layers if hasattr(layer, "layers"))
+    before = [w.copy() for w in backbone.get_weights()]  # moving statistics included
+    head = model.get_layer(CLASSIFIER_OUTPUT)
+    head_before = [w.copy() for w in head.get_weights()]
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    y = data.onehot(np.array([0, 1, 2, 3]), len(DEFAULT_CLASSES))
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, backbone.get_weights(), strict=True))
+    assert any(not np.array_equal(a, b)
+               for a, b in zip(head_before, head.get_weights(), strict=True))

@@ -34,6 +34,12 @@ def build(hp: ClassifierHP, num_classes: int, imagenet_weights: str | Path | Non
                                     hp.backbone)
     if init is not None:
         model.set_weights(models.load_model(init).get_weights())
+    if not hp.train_backbone:
+        # The nested keras.applications model: frozen, it also runs its BatchNorm layers in
+        # inference mode, so the init's statistics are kept.
+        for layer in model.layers:
+            if hasattr(layer, "layers"):
+                layer.trainable = False
     return loop.set_bn_momentum(model, hp.bn_momentum)
 
 

@@ -93,6 +93,9 @@ class ClassifierHP:
     synthetic_wells: int = 256
     lr_schedule: str = "constant"
     init_blend: float = 0.0
+    # False: only the head (the last Dense) learns; the backbone's weights and its BatchNorm
+    # statistics stay the init's (a linear probe on its features, for a few labelled photos).
+    train_backbone: bool = True
 
 
 @dataclass(frozen=True)
