@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import DEFAULT_CLASSES
 from .errors import DataError, UsageError
 from .imageio import is_image_name
 
@@ -80,6 +81,22 @@ class Dataset:
         }
 
 
+# Other layouts spell the four default classes their own way (MARCO's class folders are Clear,
+# Crystals, Precipitate, Other; a sheet may say "Crystal"): one spelling here, the bundles'
+# own, so their labels match a bundle's classes. Any other label is kept as written.
+_SPELLINGS = {**{c: c for c in DEFAULT_CLASSES}, "crystal": "crystals",
+              "precipitates": "precipitate"}
+
+
+def canonical_label(label: str | None) -> str | None:
+    """A label as the bundles spell it (the default four case-insensitively, "crystal" and
+    "precipitates" too); empty is None (unlabelled)."""
+    text = (label or "").strip()
+    if not text:
+        return None
+    return _SPELLINGS.get(text.lower(), text)
+
+
 def load_dataset(path: str | Path) -> Dataset:
     root = Path(path)
     if not root.exists():
@@ -115,7 +132,7 @@ def _load_labels_csv(root: Path) -> Dataset:
             if not image:
                 continue
             mask = (row.get("mask") or "").strip()
-            label = (row.get("label") or "").strip() or None
+            label = canonical_label(row.get("label"))
             meta = {k: (v or "") for k, v in row.items()
                     if k not in ("image", "mask", "label") and k is not None}
             records.append(Record(root / image, root / mask if mask else None, label, meta))
@@ -153,7 +170,7 @@ def _load_manifest(root: Path) -> Dataset:
             mask = (row.get("mask") or "").strip()
             meta = {k: (v or "") for k, v in row.items() if k not in ("path", "mask") and k}
             records.append(Record(root / image, root / mask if mask else None,
-                                  labels.get(image) or None, meta))
+                                  canonical_label(labels.get(image)), meta))
     if not records:
         raise DataError(f"{manifest} lists no images")
     return Dataset(root, records, "mask-manifest")
@@ -164,7 +181,7 @@ def _load_class_folders(base: Path) -> list[Record]:
     for cls_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         for img in sorted(cls_dir.rglob("*")):
             if img.is_file() and is_image_name(img.name):
-                records.append(Record(img, None, cls_dir.name, {}))
+                records.append(Record(img, None, canonical_label(cls_dir.name), {}))
     return records
 
 

@@ -31,12 +31,13 @@ def _edgecrystal(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[
 
 def _wells(root: Path, n: int, seed: int, styles: tuple[str, ...],
            folders: bool = False) -> Path:
-    """n wells of every class in turn (class folders when `folders`)."""
+    """n wells of every class in turn (class folders when `folders`, named as MARCO's are:
+    Clear, Crystals, Precipitate, Other)."""
     root.mkdir(parents=True)
     for i in range(n):
         label = CLASSES[i % len(CLASSES)]
         rgb, _, _ = render_any(image_rng(seed, i), 480, 360, label, styles[i % len(styles)])
-        folder = root / label if folders else root
+        folder = root / label.capitalize() if folders else root
         folder.mkdir(exist_ok=True)
         write_image(folder / f"well_{i:03d}.jpg", rgb)
     return root

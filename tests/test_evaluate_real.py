@@ -56,6 +56,28 @@ def test_manifest_layout_is_read(tmp_path: Path) -> None:
     assert ds.records[0].meta["quality"] == "good"
 
 
+def test_the_default_classes_are_matched_however_a_layout_spells_them(tmp_path: Path) -> None:
+    """MARCO's class folders (Clear, Crystals, ...) and a sheet's "Crystal" are the bundles'
+    classes; a class of the user's own keeps its name."""
+    folders = tmp_path / "folders"
+    for name in ("Clear", "Crystals", "PRECIPITATE", "Other", "Skin"):
+        (folders / name).mkdir(parents=True)
+        write_image(folders / name / "a.jpg", np.zeros((8, 8, 3), np.uint8))
+    assert load_dataset(folders).classes_seen == [
+        "Skin", "clear", "crystals", "other", "precipitate"]
+    sheet = tmp_path / "sheet"
+    sheet.mkdir()
+    for name in ("a", "b", "c", "d"):
+        write_image(sheet / f"{name}.jpg", np.zeros((8, 8, 3), np.uint8))
+    (sheet / "labels.csv").write_text(
+        "image,label\na.jpg, Crystal \nb.jpg,Precipitates\nc.jpg,\nd.jpg,Clear\n")
+    assert [r.label for r in load_dataset(sheet).records] == [
+        "crystals", "precipitate", None, "clear"]
+    photos = real_layout(tmp_path / "photos", n=2)
+    (photos / "labels.csv").write_text("path,label\nimager-b/well_0.jpg,Crystals\n")
+    assert {r.label for r in load_dataset(photos).records} == {"crystals", None}
+
+
 def test_manifest_without_labels_and_broken_manifest(tmp_path: Path) -> None:
     root = real_layout(tmp_path / "photos", n=2)
     (root / "labels.csv").unlink()
