@@ -14,7 +14,7 @@ The project's layout (what `edgecrystal synth` writes, and what users can write 
 A folder of real photos with hand-drawn masks (the layout of the shared real samples) is read
 too: `labels.csv` with `path,label` (label may be empty) and `masks/manifest.csv` with
 `path,mask[,drops,quality,note]`, paths relative to DATA. Without labels.csv the manifest alone
-lists the images.
+lists the images; without the manifest, labels.csv's `path,label` alone does (no masks).
 """
 
 from __future__ import annotations
@@ -123,18 +123,21 @@ def _load_labels_csv(root: Path) -> Dataset:
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        # `path,label` (the real samples' own labels.csv) names the image column `path`.
+        column = "image" if "image" in columns or "path" not in columns else "path"
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns and
+                   not (c == "image" and column == "path")]
         if missing:
             raise DataError(f"{path} lacks column(s) {', '.join(missing)} (has {columns})")
         records = []
         for row in reader:
-            image = (row.get("image") or "").strip()
+            image = (row.get(column) or "").strip()
             if not image:
                 continue
             mask = (row.get("mask") or "").strip()
             label = canonical_label(row.get("label"))
             meta = {k: (v or "") for k, v in row.items()
-                    if k not in ("image", "mask", "label") and k is not None}
+                    if k not in (column, "mask", "label") and k is not None}
             records.append(Record(root / image, root / mask if mask else None, label, meta))
     if not records:
         raise DataError(f"{path} lists no images")

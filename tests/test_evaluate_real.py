@@ -76,6 +76,11 @@ def test_the_default_classes_are_matched_however_a_layout_spells_them(tmp_path: 
     photos = real_layout(tmp_path / "photos", n=2)
     (photos / "labels.csv").write_text("path,label\nimager-b/well_0.jpg,Crystals\n")
     assert {r.label for r in load_dataset(photos).records} == {"crystals", None}
+    # The real samples' `path,label` sheet without its masks: the sheet alone lists the photos.
+    (photos / "masks" / "manifest.csv").unlink()
+    alone = load_dataset(photos)
+    assert alone.layout == "labels.csv"
+    assert [(r.image.name, r.label) for r in alone.records] == [("well_0.jpg", "crystals")]
 
 
 def test_manifest_without_labels_and_broken_manifest(tmp_path: Path) -> None:
