@@ -162,7 +162,14 @@ def _classifier(b: Bundle, ds: Any, records: list[Any], out: Path, precision: st
     if verbose:
         log.info("classifier: %d labelled images through %s %s, crop=%s", len(records),
                  backend, precision, crop)
-    probs, tiles, hits = _runtime_probs(b, [r.image for r in records], backend, precision)
+    probs, tiles, hits, failed = _runtime_probs(b, [r.image for r in records], backend,
+                                                precision)
+    if failed:  # measured without them, and said: one broken file must not void the rest
+        scored = [k for k, r in enumerate(records) if r.image not in failed]
+        y, names = y[scored], [names[k] for k in scored]
+        log.warning("%d of %d labelled images could not be scored and are left out (first: "
+                    "%s: %s); report.json lists them", len(failed), len(records),
+                    _name(next(iter(failed)), ds.root), next(iter(failed.values())))
     runtime = (f"onnxruntime {precision}" if backend == "onnxruntime"
                else "keras (no ONNX variant)")
     pred = probs.argmax(axis=1)
@@ -174,6 +181,8 @@ def _classifier(b: Bundle, ds: Any, records: list[Any], out: Path, precision: st
         "roc_auc": metrics.roc_auc_ovr(y, probs, classes),
         "accuracy": metrics.accuracy(y, pred),
         "confusion_matrix": cm.tolist(), "images": len(y), "runtime": runtime,
+        "not_scored": [{"image": _name(path, ds.root), "reason": reason}
+                       for path, reason in failed.items()],
         "crop": crop, "input_size": size, "figures": ["roc.png", "confusion.png"],
         "per_image": [{"image": n, "label": classes[t], "predicted": classes[p],
                        "scores": {c: float(v) for c, v in zip(classes, row, strict=True)}}
@@ -202,25 +211,33 @@ def _name(path: Path, root: Path) -> str:
 
 
 def _runtime_probs(b: Bundle, paths: list[Path], backend: str, precision: str
-                   ) -> tuple[np.ndarray, list[tuple[np.ndarray, Any]], np.ndarray | None]:
+                   ) -> tuple[np.ndarray, list[tuple[np.ndarray, Any]], np.ndarray | None,
+                              dict[Path, str]]:
     """Class scores of each image file through the pipeline that `score` runs (the session's,
     on `backend`), per image a preview with the outline of the drop it cut (None when no drop
-    was found), and whether each is a crystals hit (None when the classes have no crystals)."""
+    was found), whether each is a crystals hit (None when the classes have no crystals), and
+    the files that could not be scored (path: reason; not in the other three). None scored
+    at all is a DataError."""
     from . import keras_backend
     from .session import open_pipeline
 
     keras_backend.plug()  # a bundle without ONNX variants is measured on its Keras models
-    probs, tiles, hits = [], [], []
+    probs, tiles, hits, failed = [], [], [], {}
     with open_pipeline(b, backend=backend, precision=precision, outlines=True) as pipeline:
         for start in range(0, len(paths), 8):
-            for r in pipeline.score(paths[start:start + 8]):
+            for path, r in zip(paths[start:start + 8], pipeline.score(paths[start:start + 8]),
+                               strict=True):
                 if not r.ok:
-                    raise DataError(f"cannot score {r.path}: {r.error_reason}")
+                    failed[path] = str(r.error_reason)
+                    continue
                 probs.append([r.scores[c] for c in b.classes])
                 tiles.append(_preview_mask(r))
                 hits.append(r.crystals_hit)
+    if not probs:
+        first = next(iter(failed.items()), (None, "no images"))
+        raise DataError(f"no labelled image could be scored (first: {first[0]}: {first[1]})")
     flags = None if None in hits else np.array(hits, dtype=bool)
-    return np.array(probs, dtype=np.float64), tiles, flags
+    return np.array(probs, dtype=np.float64), tiles, flags, failed
 
 
 def _preview_mask(r: Any) -> tuple[np.ndarray, Any]:
@@ -276,8 +293,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         classes = report["classes"]
         lines += ["## Classifier", "",
                   f"{c['images']} images, scored with {c.get('runtime', 'keras')}; crop mode "
-                  f"`{c['crop']}`, input {c['input_size']} px.", "",
-                  "| class | ROC AUC |", "|---|---|"]
+                  f"`{c['crop']}`, input {c['input_size']} px.", ""]
+        if c.get("not_scored"):
+            lines += [f"**{len(c['not_scored'])} labelled image(s) could not be scored and are "
+                      "left out:** " + "; ".join(f"`{n['image']}` ({n['reason']})"
+                                                  for n in c["not_scored"]), ""]
+        lines += ["| class | ROC AUC |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in c["roc_auc"].items() if k != "macro"]
         lines += [f"| **macro** | **{_fmt(c['roc_auc']['macro'])}** |", ""]
         if "crystals_vs_rest_auc" in c:

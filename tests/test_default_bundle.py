@@ -111,8 +111,11 @@ def test_scores_unseen_synthetic_wells(tmp_path: Path, styles: tuple[str, ...]) 
     figures (bundle.json) are macro 0.85-0.88, crystals vs rest 0.71-0.74; 48 wells are noisier,
     hence the margins."""
     data = _wells(tmp_path / "wells", 48, seed=515151, styles=styles, folders=True)
+    (data / "Clear" / "broken.jpg").write_bytes(b"not an image")  # left out, said, not fatal
     c = evaluate(data, None, tmp_path / "ev")["classifier"]
     assert c["runtime"] == "onnxruntime fp32"
+    assert c["images"] == 48 and [n["image"] for n in c["not_scored"]] == ["Clear/broken.jpg"]
+    assert "Clear/broken.jpg" in (tmp_path / "ev" / "report.md").read_text()
     assert c["roc_auc"]["macro"] > 0.75, c["roc_auc"]
     assert c["crystals_vs_rest_auc"] > 0.6, c["roc_auc"]
 
