@@ -44,19 +44,22 @@ SIZE = (320, 512)
 CALIBRATION_IMAGES = 256
 
 
-def synth(out: Path, n: int, seed: int, styles: list[str]) -> dict[str, Any]:
+def synth(out: Path, n: int, seed: int, styles: list[str],
+          closeups: float = 0.0) -> dict[str, Any]:
     """Generate (or reuse, when the same arguments made it) one synthetic set."""
     from edgecrystal.synth import generate_dataset
 
-    args = {"n": n, "seed": seed, "size": list(SIZE), "max_aspect": 1.333, "styles": styles}
+    args = {"n": n, "seed": seed, "size": list(SIZE), "max_aspect": 1.333, "styles": styles,
+            **({"closeup_fraction": closeups} if closeups else {})}
     command = (f"edgecrystal synth DATA --n {n} --seed {seed} --size {SIZE[0]} --max-size "
-               f"{SIZE[1]} --max-aspect 1.333 " + " ".join(f"--style {s}" for s in styles))
+               f"{SIZE[1]} --max-aspect 1.333 " + " ".join(f"--style {s}" for s in styles)
+               + (f" --closeup-fraction {closeups}" if closeups else ""))
     stamp = out / "synth-args.json"
     if not (stamp.is_file() and json.loads(stamp.read_text()) == args):
         if out.exists():
             shutil.rmtree(out)
         generate_dataset(out, n, seed=seed, size=SIZE, styles=styles, max_aspect=1.333,
-                         progress=True)
+                         progress=True, closeup_fraction=closeups)
         stamp.write_text(json.dumps(args))
     return {"command": command, **args}
 
@@ -85,9 +88,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     work = args.work
     n_random = round(args.n * args.random_share)
-    data = {"random": synth(work / "train" / "random", n_random, args.seed, ["random"]),
+    data = {"random": synth(work / "train" / "random", n_random, args.seed, ["random"],
+                            args.closeup_share),
             "imagers": synth(work / "train" / "imagers", args.n - n_random, args.seed + 1,
-                             IMAGER_STYLES)}
+                             IMAGER_STYLES, args.closeup_share)}
     combine(work / "train", ["random", "imagers"])
     bundle = work / "bundle"
     if bundle.exists() and not args.resume:
@@ -204,6 +208,9 @@ def main() -> None:
     ap.add_argument("--random-share", type=float, default=0.5,
                     help="share of the training wells in the domain-randomised style (the rest: "
                          "the four imager styles)")
+    ap.add_argument("--closeup-share", type=float, default=0.0,
+                    help="share of the training wells asked to be close-ups of their drop "
+                         "(synth --closeup-fraction; small drops stay whole wells)")
     ap.add_argument("--seed", type=int, default=22)
     ap.add_argument("--heldout", type=int, default=200, help="held-out wells per style group")
     ap.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
@@ -217,8 +224,10 @@ def main() -> None:
     ap.add_argument("--real", type=Path, default=None,
                     help="real labelled photos (shared real-samples layout): validation only")
     args = ap.parse_args()
-    if not 0.0 <= args.random_share <= 1.0:
-        ap.error(f"--random-share must be between 0 and 1 (got {args.random_share})")
+    for name in ("random_share", "closeup_share"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            ap.error(f"--{name.replace('_', '-')} must be between 0 and 1 "
+                     f"(got {getattr(args, name)})")
     args.work.mkdir(parents=True, exist_ok=True)
     if args.stage in ("all", "train"):
         train(args)

@@ -62,6 +62,10 @@ def synth(
     empty_fraction: Annotated[float, typer.Option(
         "--empty-fraction", help="Style random: this share of wells hold no drop (empty mask, "
         "no label), so a finder learns to answer 'no drop'.")] = 0.0,
+    closeup_fraction: Annotated[float, typer.Option(
+        "--closeup-fraction", help="This share of wells are close-ups: the drop filling the "
+        "frame, as a zoomed imager shows it (where the drop is large enough; labels.csv's "
+        "`view` says which).")] = 0.0,
     classes: Annotated[str, typer.Option(
         "--classes", help="Comma-separated classes to draw (any subset).")
     ] = "clear,crystals,precipitate,other",
@@ -108,7 +112,7 @@ def synth(
     sizes = size if max_size is None else (size, max_size)
     ds = generate_dataset(out, n, seed=seed, size=sizes, classes=names, styles=styles,
                           progress=True, workers=workers or None, max_aspect=max_aspect,
-                          empty_fraction=empty_fraction)
+                          empty_fraction=empty_fraction, closeup_fraction=closeup_fraction)
     counts = ", ".join(f"{k} {v}" for k, v in ds.class_counts().items())
     typer.echo(f"wrote {len(ds.records)} images ({counts}) to {out} "
                f"in {time.perf_counter() - start:.1f} s")

@@ -33,6 +33,7 @@ JPEG_QUALITY = 92
 ROWS = "ABCDEFGH"
 COLUMNS = ("style", "plate", "well", "habit", "size", "drop_shape", "drop_fraction", "bubbles",
            "crystals")
+CLOSEUP_STREAM = 7  # image_rng's (seed, index) plus this: the close-up choice and window
 
 
 def check_styles(styles: Sequence[str] | None) -> tuple[str, ...]:
@@ -81,16 +82,14 @@ def image_size(seed: int, index: int, size: int | tuple[int, int],
     return (longer, shorter) if rng.random() < 0.8 else (shorter, longer)
 
 
-def _render_one(job: tuple[Path, int, int, int | tuple[int, int], float, float, str, str]
-                ) -> dict[str, str]:
+def _render_one(job: tuple[Path, int, int, int | tuple[int, int], float, float, str, str,
+                           float]) -> dict[str, str]:
     from ..imageio import write_image
-    from .scene import render_any_crystals
 
-    out, seed, index, size, max_aspect, empty_fraction, label, style = job
+    out, seed, index, size, max_aspect, empty_fraction, label, style, closeups = job
     width, height = image_size(seed, index, size, max_aspect)
-    rgb, mask, crystal_mask, meta = render_any_crystals(image_rng(seed, index), width, height,
-                                                        label, style,
-                                                        empty_chance=empty_fraction)
+    rgb, mask, crystal_mask, meta = _render_view(seed, index, width, height, label, style,
+                                                 empty_fraction, closeups)
     if not mask.any():
         label = ""  # an empty well has no class: it teaches the finder "no drop", nothing else
     name = f"synth_{index:06d}"
@@ -106,6 +105,32 @@ def _render_one(job: tuple[Path, int, int, int | tuple[int, int], float, float, 
             "plate": plate, "well": well, **meta}
 
 
+def _render_view(seed: int, index: int, width: int, height: int, label: str, style: str,
+                 empty_fraction: float, closeups: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
+    """One well as the imager shows it. With `closeups` > 0 that share of wells (chosen from a
+    stream of their own, so the choice does not move the scenes) is rendered twice as large
+    and shown as a close-up of the drop (synth/closeup.py), or, where the drop is too small
+    to zoom into, as the whole well at the asked size; the metadata's `view` says which."""
+    from .closeup import CLOSEUP_SCALE, closeup, well_view
+    from .scene import render_any_crystals
+
+    rng = image_rng(seed, index)
+    pick = np.random.default_rng([seed, index, CLOSEUP_STREAM])
+    if closeups <= 0 or pick.random() >= closeups:
+        rgb, mask, crystals, meta = render_any_crystals(rng, width, height, label, style,
+                                                        empty_chance=empty_fraction)
+        return rgb, mask, crystals, {**meta, **({"view": "well"} if closeups > 0 else {})}
+    big_rgb, big_mask, big_crystals, meta = render_any_crystals(
+        rng, width * CLOSEUP_SCALE, height * CLOSEUP_SCALE, label, style,
+        empty_chance=empty_fraction)
+    view = closeup(pick, big_rgb, big_mask, big_crystals, label, width, height)
+    if view is None:
+        return (*well_view(big_rgb, big_mask, big_crystals, width, height),
+                {**meta, "view": "well"})
+    return (*view, {**meta, "view": "closeup"})
+
+
 def default_workers(n: int) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return 1 if n < 32 else max(1, min(4, cores or 1))
@@ -115,12 +140,14 @@ def generate_dataset(out: Path, n: int, seed: int = 0, size: int | tuple[int, in
                      classes: Sequence[str] = DEFAULT_CLASSES,
                      styles: Sequence[str] | None = None, progress: bool = False,
                      workers: int | None = None, max_aspect: float = 1.0,
-                     empty_fraction: float = 0.0) -> Dataset:
+                     empty_fraction: float = 0.0, closeup_fraction: float = 0.0) -> Dataset:
     """Write n synthetic well images with drop masks and labels to `out`; return the data set.
 
     `size` is the side of square images, or a (min, max) range of the longer side; with
     `max_aspect` > 1 images are up to that much wider (or taller) than high. `empty_fraction`
-    of the `random` style's wells hold no drop (empty mask, no label)."""
+    of the `random` style's wells hold no drop (empty mask, no label). `closeup_fraction` of
+    the wells are close-ups of their drop (synth/closeup.py; labels.csv gets a `view`
+    column); 0 writes the same bytes as before the option existed."""
     out = Path(out)
     if n <= 0:
         raise UsageError(f"--n must be at least 1 (got {n})")
@@ -131,6 +158,8 @@ def generate_dataset(out: Path, n: int, seed: int = 0, size: int | tuple[int, in
         raise UsageError(f"--max-aspect must be between 1 and 2 (got {max_aspect})")
     if not 0.0 <= empty_fraction < 1.0:
         raise UsageError(f"--empty-fraction must be in [0, 1) (got {empty_fraction})")
+    if not 0.0 <= closeup_fraction <= 1.0:
+        raise UsageError(f"--closeup-fraction must be in [0, 1] (got {closeup_fraction})")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file, not a folder")
     names = check_classes(classes)
@@ -138,11 +167,11 @@ def generate_dataset(out: Path, n: int, seed: int = 0, size: int | tuple[int, in
     (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
     (out / MASK_DIR).mkdir(parents=True, exist_ok=True)
     (out / CRYSTAL_DIR).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, seed, i, size, max_aspect, empty_fraction, label, style)
+    jobs = [(out, seed, i, size, max_aspect, empty_fraction, label, style, closeup_fraction)
             for i, (label, style) in enumerate(assignments(n, seed, names, style_names))]
     workers = default_workers(n) if workers is None else max(1, workers)
     rows = run_jobs(_render_one, jobs, workers, progress)
-    write_labels_csv(out, rows, list(COLUMNS))
+    write_labels_csv(out, rows, [*COLUMNS, *(["view"] if closeup_fraction > 0 else [])])
     return load_dataset(out)
 
 
