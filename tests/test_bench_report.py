@@ -96,7 +96,8 @@ def test_model_rates_use_the_peak_of_their_own_arithmetic() -> None:
 
 def test_int8_peak_times_onnxruntime_integer_matmul(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the INT8 peak times is ONNX Runtime's u8 x s8 MatMulInteger (zero point 128, exact
-    int32 products), and the rate is its 2 * size^3 operations over the best run's time."""
+    int32 products on every CPU family: 7-bit weights keep AVX2's int16 pair sums from
+    saturating), and the rate is its 2 * size^3 operations over the best run's time."""
     import types
 
     import onnx
