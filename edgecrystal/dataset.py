@@ -81,16 +81,16 @@ class Dataset:
         }
 
 
-# Other layouts spell the four default classes their own way (MARCO's class folders are Clear,
-# Crystals, Precipitate, Other; a sheet may say "Crystal"): one spelling here, the bundles'
-# own, so their labels match a bundle's classes. Any other label is kept as written.
-_SPELLINGS = {**{c: c for c in DEFAULT_CLASSES}, "crystal": "crystals",
-              "precipitates": "precipitate"}
+# Other layouts capitalise the four default classes (MARCO's class folders are Clear, Crystals,
+# Precipitate, Other): the bundles' own spelling here, so their labels match a bundle's classes.
+# Only case: another word ("Crystal") is kept as written, for the class check to question
+# ("did you mean 'crystals'?", datacheck.py) rather than to be guessed here.
+_SPELLINGS = {c: c for c in DEFAULT_CLASSES}
 
 
 def canonical_label(label: str | None) -> str | None:
-    """A label as the bundles spell it (the default four case-insensitively, "crystal" and
-    "precipitates" too); empty is None (unlabelled)."""
+    """A label as the bundles spell it (the default four, whatever their case); empty is None
+    (unlabelled)."""
     text = (label or "").strip()
     if not text:
         return None

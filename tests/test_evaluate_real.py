@@ -57,8 +57,8 @@ def test_manifest_layout_is_read(tmp_path: Path) -> None:
 
 
 def test_the_default_classes_are_matched_however_a_layout_spells_them(tmp_path: Path) -> None:
-    """MARCO's class folders (Clear, Crystals, ...) and a sheet's "Crystal" are the bundles'
-    classes; a class of the user's own keeps its name."""
+    """MARCO's class folders (Clear, Crystals, ...) are the bundles' classes, whatever the
+    case; another word (a typo, a class of the user's own) keeps its name."""
     folders = tmp_path / "folders"
     for name in ("Clear", "Crystals", "PRECIPITATE", "Other", "Skin"):
         (folders / name).mkdir(parents=True)
@@ -70,9 +70,9 @@ def test_the_default_classes_are_matched_however_a_layout_spells_them(tmp_path: 
     for name in ("a", "b", "c", "d"):
         write_image(sheet / f"{name}.jpg", np.zeros((8, 8, 3), np.uint8))
     (sheet / "labels.csv").write_text(
-        "image,label\na.jpg, Crystal \nb.jpg,Precipitates\nc.jpg,\nd.jpg,Clear\n")
+        "image,label\na.jpg, CRYSTALS \nb.jpg,Crystal\nc.jpg,\nd.jpg,Clear\n")
     assert [r.label for r in load_dataset(sheet).records] == [
-        "crystals", "precipitate", None, "clear"]
+        "crystals", "Crystal", None, "clear"]
     photos = real_layout(tmp_path / "photos", n=2)
     (photos / "labels.csv").write_text("path,label\nimager-b/well_0.jpg,Crystals\n")
     assert {r.label for r in load_dataset(photos).records} == {"crystals", None}
