@@ -54,6 +54,9 @@ def test_classifier_wells_are_labelled_seeded_of_every_style() -> None:
         assert sample.mask is not None and sample.mask.any()  # never an empty, unlabelled well
         assert 320 <= max(sample.rgb.shape[:2]) <= 512
     assert len(ALL_STYLES) == 5  # the four imager styles and `random`, balanced per class
+    # As the shipped classifier's training: some wells are close-ups, the drop filling the frame.
+    cover = [float(s.mask.mean()) for s in first if s.mask is not None]
+    assert any(c >= 0.85 for c in cover) and any(c < 0.6 for c in cover), cover
 
 
 def test_synthetic_share_refusals() -> None:

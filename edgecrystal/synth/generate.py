@@ -88,8 +88,8 @@ def _render_one(job: tuple[Path, int, int, int | tuple[int, int], float, float, 
 
     out, seed, index, size, max_aspect, empty_fraction, label, style, closeups = job
     width, height = image_size(seed, index, size, max_aspect)
-    rgb, mask, crystal_mask, meta = _render_view(seed, index, width, height, label, style,
-                                                 empty_fraction, closeups)
+    rgb, mask, crystal_mask, meta = render_view(seed, index, width, height, label, style,
+                                                empty_fraction, closeups)
     if not mask.any():
         label = ""  # an empty well has no class: it teaches the finder "no drop", nothing else
     name = f"synth_{index:06d}"
@@ -105,7 +105,7 @@ def _render_one(job: tuple[Path, int, int, int | tuple[int, int], float, float, 
             "plate": plate, "well": well, **meta}
 
 
-def _render_view(seed: int, index: int, width: int, height: int, label: str, style: str,
+def render_view(seed: int, index: int, width: int, height: int, label: str, style: str,
                  empty_fraction: float, closeups: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
     """One well as the imager shows it. With `closeups` > 0 that share of wells (chosen from a
