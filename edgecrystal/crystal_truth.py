@@ -54,7 +54,8 @@ def read_truth(csv_path: Path, data_dir: Path) -> list[ImageTruth]:
     if not csv_path.is_file():
         raise UsageError(f"--crystals {csv_path}: no such file")
     images: dict[str, ImageTruth] = {}
-    with csv_path.open(newline="", encoding="utf-8") as fh:
+    # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark (dataset.py too).
+    with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:

@@ -29,6 +29,9 @@ from .errors import DataError, UsageError
 from .imageio import is_image_name
 
 LABELS_FILE = "labels.csv"
+# A spreadsheet's "CSV UTF-8" starts with a byte-order mark, which plain utf-8 would keep in
+# the first column's name (`\ufeffimage`: "lacks column image"); utf-8-sig reads both.
+SHEET_ENCODING = "utf-8-sig"
 REQUIRED_COLUMNS = ("image", "label")
 MASK_MANIFEST = "masks/manifest.csv"
 
@@ -120,7 +123,7 @@ def load_dataset(path: str | Path) -> Dataset:
 
 def _load_labels_csv(root: Path) -> Dataset:
     path = root / LABELS_FILE
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding=SHEET_ENCODING) as fh:
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
         # `path,label` (the real samples' own labels.csv) names the image column `path`.
@@ -147,7 +150,7 @@ def _load_labels_csv(root: Path) -> Dataset:
 def _has_column(path: Path, column: str) -> bool:
     if not path.is_file():
         return False
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding=SHEET_ENCODING) as fh:
         return column in (csv.DictReader(fh).fieldnames or [])
 
 
@@ -156,11 +159,11 @@ def _load_manifest(root: Path) -> Dataset:
     (path,label) where there is one."""
     labels: dict[str, str] = {}
     if (root / LABELS_FILE).is_file():
-        with (root / LABELS_FILE).open(newline="", encoding="utf-8") as fh:
+        with (root / LABELS_FILE).open(newline="", encoding=SHEET_ENCODING) as fh:
             labels = {(row.get("path") or "").strip(): (row.get("label") or "").strip()
                       for row in csv.DictReader(fh)}
     manifest = root / MASK_MANIFEST
-    with manifest.open(newline="", encoding="utf-8") as fh:
+    with manifest.open(newline="", encoding=SHEET_ENCODING) as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in ("path", "mask") if c not in (reader.fieldnames or [])]
         if missing:

@@ -73,6 +73,9 @@ def test_the_default_classes_are_matched_however_a_layout_spells_them(tmp_path: 
         "image,label\na.jpg, CRYSTALS \nb.jpg,Crystal\nc.jpg,\nd.jpg,Clear\n")
     assert [r.label for r in load_dataset(sheet).records] == [
         "crystals", "Crystal", None, "clear"]
+    # Saved by a spreadsheet as "CSV UTF-8": a byte-order mark and CRLF line ends.
+    (sheet / "labels.csv").write_bytes(b"\xef\xbb\xbfimage,label\r\na.jpg,Crystals\r\n")
+    assert [r.label for r in load_dataset(sheet).records] == ["crystals"]
     photos = real_layout(tmp_path / "photos", n=2)
     (photos / "labels.csv").write_text("path,label\nimager-b/well_0.jpg,Crystals\n")
     assert {r.label for r in load_dataset(photos).records} == {"crystals", None}
