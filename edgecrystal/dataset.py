@@ -32,7 +32,6 @@ LABELS_FILE = "labels.csv"
 # A spreadsheet's "CSV UTF-8" starts with a byte-order mark, which plain utf-8 would keep in
 # the first column's name (`\ufeffimage`: "lacks column image"); utf-8-sig reads both.
 SHEET_ENCODING = "utf-8-sig"
-REQUIRED_COLUMNS = ("image", "label")
 MASK_MANIFEST = "masks/manifest.csv"
 
 
@@ -84,20 +83,16 @@ class Dataset:
         }
 
 
-# Other layouts capitalise the four default classes (MARCO's class folders are Clear, Crystals,
-# Precipitate, Other): the bundles' own spelling here, so their labels match a bundle's classes.
-# Only case: another word ("Crystal") is kept as written, for the class check to question
-# ("did you mean 'crystals'?", datacheck.py) rather than to be guessed here.
-_SPELLINGS = {c: c for c in DEFAULT_CLASSES}
-
-
 def canonical_label(label: str | None) -> str | None:
     """A label as the bundles spell it (the default four, whatever their case); empty is None
-    (unlabelled)."""
+    (unlabelled). Other layouts capitalise the default classes (MARCO's class folders are
+    Clear, Crystals, Precipitate, Other). Only case is folded: another word ("Crystal") is kept
+    as written, for the class check to question ("did you mean 'crystals'?", datacheck.py)
+    rather than to be guessed here."""
     text = (label or "").strip()
     if not text:
         return None
-    return _SPELLINGS.get(text.lower(), text)
+    return text.lower() if text.lower() in DEFAULT_CLASSES else text
 
 
 def load_dataset(path: str | Path) -> Dataset:
@@ -127,9 +122,8 @@ def _load_labels_csv(root: Path) -> Dataset:
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
         # `path,label` (the real samples' own labels.csv) names the image column `path`.
-        column = "image" if "image" in columns or "path" not in columns else "path"
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns and
-                   not (c == "image" and column == "path")]
+        column = "path" if "path" in columns and "image" not in columns else "image"
+        missing = [c for c in (column, "label") if c not in columns]
         if missing:
             raise DataError(f"{path} lacks column(s) {', '.join(missing)} (has {columns})")
         records = []

@@ -58,18 +58,14 @@ def closeup(rng: np.random.Generator, rgb: np.ndarray, mask: np.ndarray,
             continue
         if crystal_points is not None and crystals[window].mean() < MIN_CRYSTAL_SHARE:
             continue
-        return _resized(rgb[window], mask[window], crystals[window], width, height)
+        return resized(rgb[window], mask[window], crystals[window], width, height)
     return None
 
 
-def well_view(rgb: np.ndarray, mask: np.ndarray, crystals: np.ndarray, width: int,
-              height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The whole large render at the asked size: what a well without a close-up shows."""
-    return _resized(rgb, mask, crystals, width, height)
-
-
-def _resized(rgb: np.ndarray, mask: np.ndarray, crystals: np.ndarray, width: int,
-             height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def resized(rgb: np.ndarray, mask: np.ndarray, crystals: np.ndarray, width: int,
+            height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An image and its drop and crystal masks at `width` x `height` (a close-up's window, or
+    the whole large render where no close-up fits)."""
     size = (width, height)
     area = cv2.INTER_AREA
     out = cv2.resize(rgb, size, interpolation=area)

@@ -112,7 +112,7 @@ def render_view(seed: int, index: int, width: int, height: int, label: str, styl
     stream of their own, so the choice does not move the scenes) is rendered twice as large
     and shown as a close-up of the drop (synth/closeup.py), or, where the drop is too small
     to zoom into, as the whole well at the asked size; the metadata's `view` says which."""
-    from .closeup import CLOSEUP_SCALE, closeup, well_view
+    from .closeup import CLOSEUP_SCALE, closeup, resized
     from .scene import render_any_crystals
 
     rng = image_rng(seed, index)
@@ -126,7 +126,7 @@ def render_view(seed: int, index: int, width: int, height: int, label: str, styl
         empty_chance=empty_fraction)
     view = closeup(pick, big_rgb, big_mask, big_crystals, label, width, height)
     if view is None:
-        return (*well_view(big_rgb, big_mask, big_crystals, width, height),
+        return (*resized(big_rgb, big_mask, big_crystals, width, height),
                 {**meta, "view": "well"})
     return (*view, {**meta, "view": "closeup"})
 
